@@ -1,0 +1,51 @@
+# Surge: `make run` starts the whole system locally, `make test` runs every
+# test. See README.md.
+
+GO          ?= go
+SHARED      ?= $(abspath ../shared)
+# A directory of model folders; ../shared/models on a machine that has it.
+MODELS      ?= $(if $(wildcard $(SHARED)/models),$(SHARED)/models,)
+PORT        ?= 8000
+MAX_WORKERS ?= 19
+DATA        ?= .data
+BIN         := bin
+
+export SURGE_CACHE  ?= $(CURDIR)/.cache
+export SURGE_MODELS ?= $(MODELS)
+export SURGE_SHARED ?= $(SHARED)
+
+.PHONY: build ort run test bench classify enroll workload clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker
+
+# The ONNX Runtime library, downloaded once into $(SURGE_CACHE) and checked
+# against its SHA-256.
+ort: build
+	$(BIN)/surge fetch -runtime-only
+
+run: build ort
+	$(BIN)/surge run -data $(DATA) -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
+
+test: ort
+	$(GO) vet ./...
+	$(GO) test -timeout 15m ./...
+
+bench: build ort
+	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 -max-workers $(MAX_WORKERS)
+
+classify: build ort
+	@test -n "$(FILES)" || { echo 'usage: make classify FILES="a.jpg b.jpg" [GALLERY=faces.gallery]'; exit 2; }
+	$(BIN)/surge classify $(if $(GALLERY),-gallery $(GALLERY)) $(FILES)
+
+enroll: build ort
+	@test -n "$(IMAGES)" -a -n "$(LABELS)" -a -n "$(GALLERY)" || { echo 'usage: make enroll IMAGES=<dir> LABELS=<csv> GALLERY=<file>'; exit 2; }
+	$(BIN)/surge enroll -images $(IMAGES) -labels $(LABELS) -gallery $(GALLERY)
+
+URL ?= http://127.0.0.1:$(PORT)/
+workload: build
+	@test -n "$(IMAGES)" || { echo 'usage: make workload IMAGES=<dir> [LABELS=<csv>] [URL=$(URL)]'; exit 2; }
+	$(BIN)/surge workload -url $(URL) -images $(IMAGES) $(if $(LABELS),-labels $(LABELS))
+
+clean:
+	rm -rf $(BIN) $(DATA)

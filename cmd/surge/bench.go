@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/internal/vision"
+	"github.com/surgeml/surge/internal/webapi"
+	"github.com/surgeml/surge/internal/workload"
+)
+
+// benchCmd measures, in one run, what the pipeline costs over classifying
+// directly: throughput at 100 concurrent requests (from a cold, empty
+// fleet and again with the fleet up), added latency one request at a time,
+// and the peak memory of the web tier and the workers.
+func benchCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	mcfg := config.ModelFlags(fs)
+	images := fs.String("images", "", "folder of images to send (e.g. ../shared/datasets/faces/face_images_1000)")
+	requests := fs.Int("requests", 1000, "requests per throughput run")
+	concurrency := fs.Int("concurrency", 100, "requests in flight in the throughput runs")
+	sequential := fs.Int("sequential", 200, "requests sent one at a time for the latency run")
+	maxWorkers := fs.Int("max-workers", scaling.DefaultMax, "fleet cap")
+	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
+	fs.Parse(args)
+	if *images == "" {
+		return errors.New("-images is required")
+	}
+	log := config.Logger()
+	files, err := workload.ImagesIn(*images)
+	if err != nil {
+		return err
+	}
+	batch := make([]string, *requests)
+	for i := range batch {
+		batch[i] = files[i%len(files)]
+	}
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		*bin = dirOf(exe)
+	}
+
+	fmt.Fprintf(os.Stderr, "bench: direct classification of %d images on %d goroutines, %d intra-op thread each\n", len(batch), runtime.GOMAXPROCS(0), mcfg.Threads)
+	direct, err := directThroughput(ctx, *mcfg, batch, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
+	}
+	directLatency, err := directMedian(ctx, *mcfg, batch[:min(*sequential, len(batch))])
+	if err != nil {
+		return err
+	}
+
+	wargs, err := workerArgs(ctx, *mcfg, 1)
+	if err != nil {
+		return err
+	}
+	data, err := os.MkdirTemp("", "surge-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(data)
+	sys, err := localrun.Start(ctx, localrun.Config{
+		Bin:     *bin,
+		Backend: backend.Config{Kind: "local", Prefix: "bench", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
+		Host:    "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
+		// Long enough that the warm run finds the cold run's fleet still up.
+		ScaleInDelay: 5 * time.Second,
+		WorkerArgs:   wargs,
+	}, log)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			sys.Stop(context.Background())
+		}
+	}()
+	watch := watchFleet(ctx, sys.URL)
+
+	run := func(what string, files []string, concurrency int) (workload.Report, error) {
+		fmt.Fprintf(os.Stderr, "bench: %s: %d requests, %d at a time\n", what, len(files), concurrency)
+		rep, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: files, Concurrency: concurrency})
+		if err == nil && !rep.OK() {
+			err = fmt.Errorf("%s: %d of %d requests failed", what, rep.Failed, rep.Requests)
+		}
+		return rep, err
+	}
+	cold, err := run("pipeline from an empty fleet", batch, *concurrency)
+	if err != nil {
+		return err
+	}
+	warm, err := run("pipeline with the fleet up", batch, *concurrency)
+	if err != nil {
+		return err
+	}
+	// Let the fleet settle to the one worker a lone request calls for.
+	waitFleet(ctx, sys.URL, 1, 30*time.Second)
+	one, err := run("one request at a time", batch[:min(*sequential, len(batch))], 1)
+	if err != nil {
+		return err
+	}
+	peakFleet := watch()
+	report, err := sys.Stop(context.Background())
+	stopped = true
+	if err != nil {
+		return err
+	}
+	var workerRSS int64
+	for _, e := range report.Workers {
+		workerRSS = max(workerRSS, e.PeakRSS)
+	}
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "measure\tvalue\ttarget\n")
+	fmt.Fprintf(w, "direct classification (%d sessions × %d thread)\t%.1f images/s\t\n", runtime.GOMAXPROCS(0), mcfg.Threads, direct)
+	fmt.Fprintf(w, "pipeline, fleet from 0 (%d req, %d at once)\t%.1f req/s = %.2f of direct\t≥ 0.80\n", len(batch), *concurrency, cold.Throughput(), cold.Throughput()/direct)
+	fmt.Fprintf(w, "pipeline, fleet up\t%.1f req/s = %.2f of direct\t≥ 0.80\n", warm.Throughput(), warm.Throughput()/direct)
+	fmt.Fprintf(w, "latency at %d concurrent, fleet from 0: p50 / p95 / p99\t%s / %s / %s\t\n", *concurrency, ms(cold.P50), ms(cold.P95), ms(cold.P99))
+	fmt.Fprintf(w, "latency at %d concurrent, fleet up: p50 / p95 / p99\t%s / %s / %s\t\n", *concurrency, ms(warm.P50), ms(warm.P95), ms(warm.P99))
+	fmt.Fprintf(w, "median latency at concurrency 1: pipeline / direct\t%s / %s\t\n", ms(one.P50), ms(directLatency))
+	fmt.Fprintf(w, "median added latency at concurrency 1\t%s\t≤ 10ms\n", ms(one.P50-directLatency))
+	fmt.Fprintf(w, "peak workers (max %d)\t%d\t≤ %d\n", *maxWorkers, peakFleet, *maxWorkers)
+	fmt.Fprintf(w, "peak RSS, web tier\t%.1f MB\t≤ 150 MB\n", mb(report.WebPeakRSS))
+	fmt.Fprintf(w, "peak RSS, worker (largest of %d)\t%.1f MB\t≤ 200 MB\n", len(report.Workers), mb(workerRSS))
+	return w.Flush()
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[:i]
+		}
+	}
+	return "."
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+func mb(b int64) float64        { return float64(b) / (1 << 20) }
+
+// directThroughput classifies files on n goroutines, one session each, as
+// n single-threaded workers would, and returns images per second.
+func directThroughput(ctx context.Context, cfg recognize.Config, files []string, n int) (float64, error) {
+	data, err := readAll(files)
+	if err != nil {
+		return 0, err
+	}
+	classifiers := make([]*recognize.Classifier, n)
+	for i := range classifiers {
+		c, _, err := recognize.Load(ctx, cfg, config.Logger())
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		classifiers[i] = c
+	}
+	next := make(chan []byte)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, c := range classifiers {
+		wg.Go(func() {
+			for d := range next {
+				if err := classifyBytes(c, d); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for _, d := range data {
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(len(data)) / time.Since(start).Seconds(), nil
+}
+
+// directMedian is the median time to classify one file, one at a time.
+func directMedian(ctx context.Context, cfg recognize.Config, files []string) (time.Duration, error) {
+	data, err := readAll(files)
+	if err != nil {
+		return 0, err
+	}
+	c, _, err := recognize.Load(ctx, cfg, config.Logger())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	times := make([]time.Duration, len(data))
+	for i, d := range data {
+		start := time.Now()
+		if err := classifyBytes(c, d); err != nil {
+			return 0, err
+		}
+		times[i] = time.Since(start)
+	}
+	slices.Sort(times)
+	return times[len(times)/2], nil
+}
+
+func classifyBytes(c *recognize.Classifier, data []byte) error {
+	img, err := vision.Decode(data, vision.DefaultMaxPixels)
+	if err != nil {
+		return err
+	}
+	_, _, err = c.Recognize(img)
+	return err
+}
+
+func readAll(files []string) ([][]byte, error) {
+	out := make([][]byte, len(files))
+	for i, f := range files {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+func fleetStatus(ctx context.Context, url string) (webapi.Status, error) {
+	var st webapi.Status
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/status", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(body, &st)
+}
+
+// watchFleet polls /status until the returned function is called, which
+// reports the largest fleet seen.
+func watchFleet(ctx context.Context, url string) func() int {
+	ctx, cancel := context.WithCancel(ctx)
+	peak := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if st, err := fleetStatus(ctx, url); err == nil {
+				peak = max(peak, st.Fleet.Running)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return func() int { cancel(); <-done; return peak }
+}
+
+func waitFleet(ctx context.Context, url string, want int, limit time.Duration) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
+		if st, err := fleetStatus(ctx, url); err == nil && st.Fleet.Running <= want {
+			return
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/scaling"
+)
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	var cfg localrun.Config
+	backendCfg := config.BackendFlags(fs)
+	mcfg := config.ModelFlags(fs)
+	fs.StringVar(&cfg.Host, "host", config.Env("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
+	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", scaling.DefaultMax), "most worker processes at once (env MAX_WORKERS)")
+	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
+	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
+	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
+	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
+	fs.Parse(args)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.Backend = *backendCfg
+	log := config.Logger()
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		*bin = filepath.Dir(exe)
+	}
+	args, err := workerArgs(ctx, *mcfg, *concurrency)
+	if err != nil {
+		return err
+	}
+	cfg.WorkerArgs, cfg.Bin = args, *bin
+	sys, err := localrun.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nSurge is running at %s (up to %d workers; data and logs in %s).\n"+
+		"Try: curl -F inputFile=@photo.jpg %s/   Status: %s/status   Stop: Ctrl-C\n\n",
+		sys.URL, cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "stopping: draining workers, then the web tier")
+	case <-sys.Done():
+		fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
+	}
+	_, err = sys.Stop(context.Background())
+	return err
+}
+
+// workerArgs finds the runtime and model once, up front, and loads them,
+// so a missing or broken file is reported here rather than by every
+// worker; the workers get the exact paths.
+func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) ([]string, error) {
+	log := config.Logger()
+	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	mcfg := cfg.Model
+	mcfg.Cache, mcfg.Log = cfg.Cache, log
+	m, err := assets.ResolveModel(ctx, mcfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeLib, cfg.Model = lib, assets.ModelConfig{Spec: m.Path}
+	if cfg.Gallery != "" {
+		if cfg.Gallery, err = filepath.Abs(cfg.Gallery); err != nil {
+			return nil, err
+		}
+	}
+	classifier, _, err := recognize.Load(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	classifier.Close()
+	return []string{
+		"-ort-lib", lib, "-model", m.Path, "-gallery", cfg.Gallery,
+		"-threads", strconv.Itoa(cfg.Threads), "-concurrency", strconv.Itoa(concurrency),
+	}, nil
+}

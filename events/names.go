@@ -1,0 +1,69 @@
+package events
+
+import (
+	"path"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameBytes bounds an uploaded file name. It keeps a request message far
+// below MaxRequestBytes even when every field repeats the name.
+const MaxNameBytes = 255
+
+// BaseName strips any directory part a client put in the file name, for both
+// slash styles, because browsers and scripts disagree on what they send.
+func BaseName(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
+
+// Stem is the client-visible name of an upload: its base name without the
+// final extension ("test_00.jpg" → "test_00"). Clients match it against the
+// Image column of their CSV, so it is not sanitised.
+func Stem(name string) string {
+	base := BaseName(name)
+	if ext := path.Ext(base); ext != "" && ext != base {
+		return strings.TrimSuffix(base, ext)
+	}
+	return base
+}
+
+// ObjectKey turns a client-supplied name into a key that is safe in every
+// bucket backend: a single path segment of letters, digits and a few
+// punctuation marks, never hidden, never "." or "..", at most MaxNameBytes.
+// Ordinary names such as "test_00.jpg" are returned unchanged, so the bucket
+// holds the file under the name the client used.
+func ObjectKey(name string) string {
+	var b strings.Builder
+	for _, r := range BaseName(name) {
+		if r == utf8.RuneError || !keyRune(r) {
+			r = '_'
+		}
+		if b.Len()+utf8.RuneLen(r) > MaxNameBytes {
+			break
+		}
+		b.WriteRune(r)
+	}
+	key := strings.TrimLeft(b.String(), ".")
+	if key == "" {
+		return "upload"
+	}
+	return key
+}
+
+// ValidKey reports whether key is already in the form ObjectKey produces.
+// Stores check it so that a key which bypassed sanitising is refused rather
+// than interpreted as a path.
+func ValidKey(key string) bool {
+	return key != "" && ObjectKey(key) == key
+}
+
+func keyRune(r rune) bool {
+	if unicode.IsLetter(r) || unicode.IsDigit(r) {
+		return true
+	}
+	return strings.ContainsRune("-_.+=@,() ", r)
+}

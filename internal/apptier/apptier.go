@@ -1,0 +1,321 @@
+// Package apptier is the worker: it takes recognition requests off the
+// request queue, labels the stored image, records the label in the output
+// bucket, answers on the response queue and only then deletes the request.
+// A failure that retrying could fix leaves the request for redelivery; one
+// that it could not (an undecodable image) is answered with an error.
+package apptier
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/blob"
+	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/vision"
+)
+
+// Requests is the request queue as the worker uses it.
+type Requests interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
+	Extend(ctx context.Context, receipt string, d time.Duration) error
+	Delete(ctx context.Context, receipt string) error
+}
+
+// Results is the response queue.
+type Results interface {
+	Send(ctx context.Context, body []byte) error
+}
+
+// Inputs is the input bucket.
+type Inputs interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// Outputs is the output bucket.
+type Outputs interface {
+	Put(ctx context.Context, key string, body []byte) error
+}
+
+// Recognizer labels a decoded image. Implementations must allow
+// concurrent calls.
+type Recognizer interface {
+	Name() string
+	Recognize(img image.Image) (label string, score float64, err error)
+}
+
+// Config tunes a worker. Zero values take the defaults in brackets.
+type Config struct {
+	Name        string        // instance name reported in results
+	Concurrency int           // messages held and processed at once [1]
+	Visibility  time.Duration // the request queue's visibility timeout [30s]
+	Wait        time.Duration // long-poll wait [20s]
+	MaxReceives int           // deliveries before the queue dead-letters a request [5]
+	MaxPixels   int           // largest image decoded [vision.DefaultMaxPixels]
+	// Held, if set, is told how many messages the worker holds whenever
+	// that changes, so a scaler can tell idle workers from busy ones.
+	Held func(n int)
+}
+
+func (c *Config) defaults() {
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.Visibility <= 0 {
+		c.Visibility = 30 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 20 * time.Second
+	}
+	if c.MaxReceives < 1 {
+		c.MaxReceives = 5
+	}
+	if c.MaxPixels <= 0 {
+		c.MaxPixels = vision.DefaultMaxPixels
+	}
+}
+
+// Worker processes requests until its context ends.
+type Worker struct {
+	cfg        Config
+	requests   Requests
+	results    Results
+	inputs     Inputs
+	outputs    Outputs
+	recognizer Recognizer
+	log        *slog.Logger
+
+	mu   sync.Mutex
+	held int
+}
+
+// New assembles a worker.
+func New(cfg Config, requests Requests, results Results, inputs Inputs, outputs Outputs, r Recognizer, log *slog.Logger) *Worker {
+	cfg.defaults()
+	return &Worker{cfg: cfg, requests: requests, results: results, inputs: inputs, outputs: outputs, recognizer: r, log: log}
+}
+
+// Run receives and processes requests until ctx is cancelled, then
+// finishes the requests it holds and returns. Receive errors are retried
+// with backoff; they do not end the run.
+func (w *Worker) Run(ctx context.Context) error {
+	// Requests already received are finished even after ctx ends: dropping
+	// them would only delay their answers by a visibility timeout.
+	work := context.WithoutCancel(ctx)
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		// Wait for a free slot, then ask for as many messages as are free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		free := 1
+		for len(slots) < cap(slots) {
+			slots <- struct{}{}
+			free++
+		}
+		msgs, err := w.requests.Receive(ctx, free, w.cfg.Wait)
+		for range free - len(msgs) {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			w.log.Error("receiving requests", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		for _, m := range msgs {
+			w.adjustHeld(1)
+			wg.Go(func() {
+				defer func() { <-slots }()
+				defer w.adjustHeld(-1)
+				w.handle(work, m)
+			})
+		}
+	}
+	return nil
+}
+
+func (w *Worker) adjustHeld(d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held += d
+	if w.cfg.Held != nil {
+		w.cfg.Held(w.held)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// failure is a problem with one request. Permanent ones are answered with
+// their code; the others leave the request for redelivery.
+type failure struct {
+	code      events.ErrorCode
+	permanent bool
+	err       error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+
+func permanent(code events.ErrorCode, err error) *failure {
+	return &failure{code: code, permanent: true, err: err}
+}
+
+func transient(err error) *failure {
+	return &failure{code: events.ErrFailed, err: err}
+}
+
+func (w *Worker) handle(ctx context.Context, m queue.Message) {
+	start := time.Now()
+	req, err := events.DecodeRequest(m.Body)
+	if err != nil {
+		// Without a valid request there is no one to answer; the queue
+		// moves the message to its dead-letter queue after MaxReceives.
+		w.log.Error("unreadable request; leaving it for the dead-letter queue", "message", m.ID, "receives", m.ReceiveCount, "err", err)
+		return
+	}
+	log := w.log.With("id", req.ID, "key", req.Key, "receive", m.ReceiveCount)
+
+	stop := w.keepHidden(ctx, m.Receipt, log)
+	res, f := w.process(ctx, req)
+	stop()
+
+	res.Elapsed = events.Millis(time.Since(start))
+	switch {
+	case f == nil:
+		if err := w.answer(ctx, res); err != nil {
+			w.retryLater(ctx, m, req, log, transient(err))
+			return
+		}
+		log.Info("recognised", "label", res.Label, "score", res.Score, "elapsed", time.Duration(res.Elapsed))
+	case f.permanent:
+		res.Error = &events.Error{Code: f.code, Message: f.err.Error()}
+		if err := w.answer(ctx, res); err != nil {
+			w.retryLater(ctx, m, req, log, transient(err))
+			return
+		}
+		log.Warn("request failed", "code", f.code, "err", f.err)
+	default:
+		w.retryLater(ctx, m, req, log, f)
+		return
+	}
+	if err := w.requests.Delete(ctx, m.Receipt); err != nil {
+		// The request comes back and is answered again with the same
+		// label: wasteful, not wrong.
+		log.Error("deleting answered request", "err", err)
+	}
+}
+
+func (w *Worker) process(ctx context.Context, req events.Request) (res events.Result, f *failure) {
+	res = events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Model: w.recognizer.Name(), Worker: w.cfg.Name}
+	defer func() {
+		// A panic while labelling one image must not take the worker and
+		// every other held request down with it.
+		if p := recover(); p != nil {
+			f = permanent(events.ErrFailed, fmt.Errorf("internal error: %v", p))
+		}
+	}()
+	data, err := w.inputs.Get(ctx, req.Key)
+	if errors.Is(err, blob.ErrNotFound) {
+		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s is missing", req.Key))
+	}
+	if err != nil {
+		return res, transient(fmt.Errorf("reading input: %w", err))
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != req.SHA256 {
+		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s was replaced by a different upload", req.Key))
+	}
+	img, err := vision.Decode(data, w.cfg.MaxPixels)
+	switch {
+	case errors.Is(err, vision.ErrTooLarge):
+		return res, permanent(events.ErrImageTooLarge, err)
+	case err != nil:
+		return res, permanent(events.ErrUndecodable, err)
+	}
+	label, score, err := w.recognizer.Recognize(img)
+	if err != nil {
+		return res, transient(fmt.Errorf("recognising: %w", err))
+	}
+	res.Label, res.Score = label, score
+	if err := w.outputs.Put(ctx, events.ObjectKey(req.Stem), []byte(label)); err != nil {
+		return res, transient(fmt.Errorf("writing output: %w", err))
+	}
+	return res, nil
+}
+
+func (w *Worker) answer(ctx context.Context, res events.Result) error {
+	body, err := events.EncodeResult(res)
+	if err != nil {
+		return err
+	}
+	if err := w.results.Send(ctx, body); err != nil {
+		return fmt.Errorf("sending result: %w", err)
+	}
+	return nil
+}
+
+// retryLater leaves a request whose failure may pass for another delivery,
+// shortening its invisibility so the retry comes soon. On the last
+// delivery the client is told instead of being left to time out; the
+// request still goes to the dead-letter queue for inspection.
+func (w *Worker) retryLater(ctx context.Context, m queue.Message, req events.Request, log *slog.Logger, f *failure) {
+	if m.ReceiveCount >= w.cfg.MaxReceives {
+		res := events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Worker: w.cfg.Name,
+			Error: &events.Error{Code: events.ErrFailed, Message: fmt.Sprintf("gave up after %d attempts: %v", m.ReceiveCount, f.err)}}
+		if err := w.answer(ctx, res); err != nil {
+			log.Error("reporting final failure", "err", err)
+		}
+		log.Error("request failed on its last delivery; leaving it for the dead-letter queue", "err", f.err)
+		return
+	}
+	retry := min(time.Duration(1<<min(m.ReceiveCount, 5))*time.Second, w.cfg.Visibility)
+	if err := w.requests.Extend(ctx, m.Receipt, retry); err != nil {
+		log.Error("scheduling retry", "err", err)
+	}
+	log.Warn("request failed; will be redelivered", "err", f.err, "retry_in", retry)
+}
+
+// keepHidden extends the message's invisibility while it is being worked
+// on, so a slow image is not handed to a second worker.
+func (w *Worker) keepHidden(ctx context.Context, receipt string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.Visibility / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := w.requests.Extend(ctx, receipt, w.cfg.Visibility); err != nil && ctx.Err() == nil {
+					log.Warn("extending visibility", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -1,0 +1,43 @@
+package assets
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// RuntimeVersion is the ONNX Runtime release the binding (onnxruntime_go
+// v1.24.0, C API 22) is built against.
+const RuntimeVersion = "1.22.0"
+
+// RuntimeSource describes ONNX Runtime's CPU library for this platform as
+// npm ships it (package onnxruntime-node), which is how it is fetched
+// when no local copy is configured.
+func RuntimeSource() (Source, error) {
+	var arch, sum string
+	switch runtime.GOOS + "/" + runtime.GOARCH {
+	case "linux/amd64":
+		arch, sum = "x64", "08cf3bf4218f0e816c2a534e960d85221274cb319569bdf1136b29da7065b015"
+	case "linux/arm64":
+		arch, sum = "arm64", "0afd69a0ae38c5099fd0e8604dda398ac43dee67cd9c6394b5142b19e82528de"
+	default:
+		return Source{}, fmt.Errorf("no known ONNX Runtime %s build for %s/%s", RuntimeVersion, runtime.GOOS, runtime.GOARCH)
+	}
+	return Source{
+		What:   fmt.Sprintf("ONNX Runtime %s (linux/%s)", RuntimeVersion, arch),
+		File:   fmt.Sprintf("onnxruntime/%s/linux-%s/libonnxruntime.so.1", RuntimeVersion, arch),
+		URL:    fmt.Sprintf("https://registry.npmjs.org/onnxruntime-node/-/onnxruntime-node-%s.tgz", RuntimeVersion),
+		Member: fmt.Sprintf("package/bin/napi-v6/linux/%s/libonnxruntime.so.1", arch),
+		SHA256: sum,
+	}, nil
+}
+
+// knownModel returns the digests of a model folder's files for the models
+// Surge has been checked with.
+func knownModel(name string) (model, labels string, ok bool) {
+	switch name {
+	case "mobilenetv2-12-int8":
+		return "cc028fe6cae7bc11a4ff53cfc9b79c920e8be65ce33a904ec3e2a8f66d77f95f",
+			"c822c670bd3d9d02baf355e43d8cee21afc5605a1e72d674e9c0494eee2f6ea3", true
+	}
+	return "", "", false
+}

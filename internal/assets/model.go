@@ -1,0 +1,173 @@
+package assets
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultModel is the classifier used when none is configured.
+const DefaultModel = "mobilenetv2-12-int8"
+
+// Model is a resolved model folder: the ONNX file and its class labels,
+// one per line in output order.
+type Model struct {
+	Name   string
+	Path   string // model.onnx
+	Labels string // labels.txt
+}
+
+// ModelConfig says which model to use and where to look for it.
+type ModelConfig struct {
+	// Spec is a model name (looked up in Mirrors), a folder or .onnx file
+	// path, or an http(s) URL of a .tar.gz holding model.onnx and
+	// labels.txt.
+	Spec string
+	// SHA256 is the digest of the URL's archive (required for URLs), or of
+	// model.onnx for a path (optional). Known names carry their own.
+	SHA256  string
+	Mirrors []string
+	Cache   string
+	Client  *http.Client
+	Log     *slog.Logger
+}
+
+// ResolveModel finds the configured model's files, verifying them.
+func ResolveModel(ctx context.Context, cfg ModelConfig) (Model, error) {
+	spec := cfg.Spec
+	if spec == "" {
+		spec = DefaultModel
+	}
+	if strings.HasPrefix(spec, "http://") || strings.HasPrefix(spec, "https://") {
+		return modelFromURL(ctx, cfg, spec)
+	}
+	if fi, err := os.Stat(spec); err == nil {
+		dir, file := spec, filepath.Join(spec, "model.onnx")
+		if !fi.IsDir() {
+			dir, file = filepath.Dir(spec), spec
+		}
+		name := filepath.Base(dir)
+		modelSum, labelsSum, _ := knownModel(name)
+		if cfg.SHA256 != "" {
+			modelSum, labelsSum = cfg.SHA256, ""
+		}
+		return modelIn(ctx, name, Source{Path: file, SHA256: modelSum}, Source{Path: filepath.Join(dir, "labels.txt"), SHA256: labelsSum})
+	}
+	if strings.ContainsAny(spec, `/\`) {
+		return Model{}, fmt.Errorf("model %s: no such file or directory", spec)
+	}
+	modelSum, labelsSum, ok := knownModel(spec)
+	if !ok && cfg.SHA256 != "" {
+		modelSum = cfg.SHA256
+	}
+	src := func(file, sum string) Source {
+		return Source{What: "model " + spec + " " + file, Mirrors: cfg.Mirrors, File: filepath.Join(spec, file), SHA256: sum}
+	}
+	m, err := modelIn(ctx, spec, src("model.onnx", modelSum), src("labels.txt", labelsSum))
+	if errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w (set SURGE_MODELS to a directory of model folders, or SURGE_MODEL to a path or URL)", err)
+	}
+	return m, err
+}
+
+func modelIn(ctx context.Context, name string, model, labels Source) (Model, error) {
+	if model.What == "" {
+		model.What, labels.What = "model "+name, "labels of model "+name
+	}
+	mp, err := Resolve(ctx, model)
+	if err != nil {
+		return Model{}, err
+	}
+	lp, err := Resolve(ctx, labels)
+	if err != nil {
+		return Model{}, err
+	}
+	return Model{Name: name, Path: mp, Labels: lp}, nil
+}
+
+// modelFromURL downloads a model archive into the cache once, keyed by its
+// digest, and unpacks it beside.
+func modelFromURL(ctx context.Context, cfg ModelConfig, url string) (Model, error) {
+	if cfg.SHA256 == "" {
+		return Model{}, fmt.Errorf("model %s: a URL needs SURGE_MODEL_SHA256, the archive's SHA-256", url)
+	}
+	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(url), ".tgz"), ".tar.gz")
+	key := strings.ToLower(cfg.SHA256)
+	archive, err := Resolve(ctx, Source{
+		What: "model archive " + url, File: filepath.Join("models", key+".tar.gz"),
+		URL: url, SHA256: key, Cache: cfg.Cache, Client: cfg.Client, Log: cfg.Log,
+	})
+	if err != nil {
+		return Model{}, err
+	}
+	dir := filepath.Join(cfg.Cache, "models", key)
+	if _, err := os.Stat(filepath.Join(dir, "labels.txt")); err != nil {
+		if err := unpack(archive, dir); err != nil {
+			return Model{}, fmt.Errorf("model %s: unpacking %s: %w", url, archive, err)
+		}
+	}
+	return modelIn(ctx, name, Source{Path: filepath.Join(dir, "model.onnx")}, Source{Path: filepath.Join(dir, "labels.txt")})
+}
+
+// unpack extracts model.onnx and labels.txt, wherever they sit in the
+// archive, into dir. Nothing else is written, so hostile member names
+// cannot escape dir.
+func unpack(archive, dir string) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	found := map[string]bool{}
+	tr := tar.NewReader(gz)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		base := filepath.Base(hdr.Name)
+		if hdr.Typeflag != tar.TypeReg || (base != "model.onnx" && base != "labels.txt") || found[base] {
+			continue
+		}
+		out, err := os.Create(filepath.Join(tmp, base))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, tr)
+		if err := errors.Join(err, out.Close()); err != nil {
+			return err
+		}
+		found[base] = true
+	}
+	if !found["model.onnx"] || !found["labels.txt"] {
+		return errors.New("archive lacks model.onnx or labels.txt")
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another process unpacking the same archive got there first.
+		if _, statErr := os.Stat(filepath.Join(dir, "labels.txt")); statErr == nil {
+			return nil
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+// Package filestore keeps a bucket in a local directory, one file per key.
+// Writes go to a hidden temporary file that is renamed over the key, so
+// readers (in any process) see whole objects only. Like the embedded queue
+// (synchronous=NORMAL), it survives a killed process, not a power cut:
+// syncing every object would double the web tier's cost per upload.
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/blob"
+)
+
+// Store is one bucket directory.
+type Store struct {
+	dir string
+}
+
+// Open returns the bucket kept in dir, creating the directory if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", dir, err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+func (s *Store) path(key string) (string, error) {
+	if !events.ValidKey(key) {
+		return "", fmt.Errorf("bucket %s: refusing unsanitised key %q", s.dir, key)
+	}
+	return filepath.Join(s.dir, key), nil
+}
+
+// Put implements blob.Store.
+func (s *Store) Put(_ context.Context, key string, body []byte) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	// Hidden, so List never sees a half-written object; keys never start
+	// with a dot.
+	tmp, err := os.CreateTemp(s.dir, ".put-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	_, err = tmp.Write(body)
+	if err = errors.Join(err, tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return nil
+}
+
+// Get implements blob.Store.
+func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	body, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", p, blob.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return body, nil
+}
+
+// Delete implements blob.Store.
+func (s *Store) Delete(_ context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting %s: %w", p, err)
+	}
+	return nil
+}
+
+// List implements blob.Store. Writes in progress (hidden files) are not
+// objects yet and are skipped.
+func (s *Store) List(context.Context) ([]string, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", s.dir, err)
+	}
+	var keys []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			keys = append(keys, e.Name())
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}

@@ -1,0 +1,327 @@
+// Package procfleet runs the worker fleet as local processes, the
+// one-machine stand-in for EC2 instances. The Fleet launches and drains
+// processes; each worker reports readiness and idleness through a small
+// status file (Reporter); a snapshot file lets other processes, such as
+// the web tier, see the fleet (Reader).
+package procfleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/surgeml/surge/internal/fleet"
+)
+
+// Environment variables a launched worker receives.
+const (
+	EnvInstance   = "SURGE_INSTANCE"    // its name, app-tier-instance-<n>
+	EnvStatusFile = "SURGE_STATUS_FILE" // where to report (see Reporter)
+)
+
+const snapshotFile = "fleet.json"
+
+// Config describes how to run workers.
+type Config struct {
+	Dir      string   // state directory: status files and the snapshot
+	LogDir   string   // one log file per worker name
+	Command  []string // the worker's command line
+	Env      []string // extra environment, KEY=value
+	StopWait time.Duration
+}
+
+// Exit records a worker that has ended.
+type Exit struct {
+	Name     string
+	PID      int
+	Drained  bool  // it was told to leave, as opposed to dying on its own
+	PeakRSS  int64 // bytes, as last sampled by List
+	ExitCode int
+}
+
+// Fleet is the set of worker processes this process started.
+type Fleet struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	procs map[string]*proc
+	exits []Exit
+	wg    sync.WaitGroup
+}
+
+type proc struct {
+	name     string
+	cmd      *exec.Cmd
+	draining bool
+	peakRSS  int64
+}
+
+// New prepares a fleet, clearing state left by an earlier run.
+func New(cfg Config, log *slog.Logger) (*Fleet, error) {
+	if len(cfg.Command) == 0 {
+		return nil, errors.New("process fleet: no worker command")
+	}
+	if cfg.StopWait <= 0 {
+		cfg.StopWait = 30 * time.Second
+	}
+	for _, dir := range []string{cfg.Dir, cfg.LogDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("process fleet: %w", err)
+		}
+	}
+	stale, _ := filepath.Glob(filepath.Join(cfg.Dir, "*.status"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
+	f := &Fleet{cfg: cfg, log: log, procs: map[string]*proc{}}
+	return f, f.writeSnapshot()
+}
+
+// Launch starts one worker process per name.
+func (f *Fleet) Launch(ctx context.Context, names []string) error {
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, f.launch(name))
+	}
+	return errors.Join(errs...)
+}
+
+func (f *Fleet) launch(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.procs[name]; ok {
+		return fmt.Errorf("worker %s is already running", name)
+	}
+	logFile, err := os.OpenFile(filepath.Join(f.cfg.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("launching %s: %w", name, err)
+	}
+	status := f.statusPath(name)
+	os.Remove(status)
+	cmd := exec.Command(f.cfg.Command[0], f.cfg.Command[1:]...)
+	cmd.Env = append(append(os.Environ(), f.cfg.Env...), EnvInstance+"="+name, EnvStatusFile+"="+status)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Own process group, so a terminal's Ctrl-C reaches only the
+	// supervisor, which then drains the workers in order; and a worker
+	// whose supervisor dies is told to leave.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("launching %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd}
+	f.procs[name] = p
+	f.log.Info("worker launched", "instance", name, "pid", cmd.Process.Pid)
+	f.wg.Go(func() {
+		err := cmd.Wait()
+		logFile.Close()
+		f.reap(p, err)
+	})
+	return f.writeSnapshotLocked()
+}
+
+func (f *Fleet) reap(p *proc, waitErr error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.procs, p.name)
+	os.Remove(f.statusPath(p.name))
+	e := Exit{Name: p.name, PID: p.cmd.Process.Pid, Drained: p.draining, ExitCode: p.cmd.ProcessState.ExitCode(), PeakRSS: p.peakRSS}
+	f.exits = append(f.exits, e)
+	if p.draining && waitErr == nil {
+		f.log.Info("worker left", "instance", p.name, "pid", e.PID, "peak_rss_mb", e.PeakRSS>>20)
+	} else {
+		f.log.Warn("worker ended unexpectedly", "instance", p.name, "pid", e.PID, "err", waitErr)
+	}
+	if err := f.writeSnapshotLocked(); err != nil {
+		f.log.Error("writing fleet snapshot", "err", err)
+	}
+}
+
+// Drain asks workers to finish what they hold and exit (SIGTERM).
+func (f *Fleet) Drain(ctx context.Context, names []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, name := range names {
+		p, ok := f.procs[name]
+		if !ok {
+			continue // already gone
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			errs = append(errs, fmt.Errorf("draining %s: %w", name, err))
+			continue
+		}
+		p.draining = true
+	}
+	return errors.Join(append(errs, f.writeSnapshotLocked())...)
+}
+
+// Kill ends a worker at once (SIGKILL), as a crash would: for fault
+// tests.
+func (f *Fleet) Kill(name string) error {
+	f.mu.Lock()
+	p, ok := f.procs[name]
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no worker %s", name)
+	}
+	return p.cmd.Process.Kill()
+}
+
+// List reports the workers with the state their status files give.
+func (f *Fleet) List(context.Context) ([]fleet.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.listLocked(), nil
+}
+
+func (f *Fleet) listLocked() []fleet.Instance {
+	out := make([]fleet.Instance, 0, len(f.procs))
+	for _, p := range f.procs {
+		p.peakRSS = max(p.peakRSS, PeakRSS(p.cmd.Process.Pid))
+		in := fleet.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: fleet.Pending}
+		if st, err := readStatus(f.statusPath(p.name)); err == nil && st.Ready {
+			in.State, in.Idle = fleet.Running, st.Held == 0
+		}
+		if p.draining {
+			in.State = fleet.Draining
+		}
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b fleet.Instance) int { return compareNames(a.Name, b.Name) })
+	return out
+}
+
+// Exits returns the workers that have ended so far.
+func (f *Fleet) Exits() []Exit {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.exits)
+}
+
+// Stop drains every worker and waits for them, killing any still running
+// after StopWait.
+func (f *Fleet) Stop(ctx context.Context) {
+	f.mu.Lock()
+	names := make([]string, 0, len(f.procs))
+	for name := range f.procs {
+		names = append(names, name)
+	}
+	f.mu.Unlock()
+	f.Drain(ctx, names)
+	f.List(ctx) // a last memory sample before they go
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(f.cfg.StopWait):
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	for _, p := range f.procs {
+		f.log.Warn("worker did not drain in time; killing it", "instance", p.name)
+		p.cmd.Process.Kill()
+	}
+	f.mu.Unlock()
+	<-done
+}
+
+// PeakRSS is a live process's peak resident memory in bytes (VmHWM), or 0
+// if it cannot be read. Unlike the rusage a parent gets when the child
+// exits, it does not include the parent's memory at fork time.
+func PeakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func (f *Fleet) statusPath(name string) string {
+	return filepath.Join(f.cfg.Dir, name+".status")
+}
+
+func (f *Fleet) writeSnapshot() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writeSnapshotLocked()
+}
+
+func (f *Fleet) writeSnapshotLocked() error {
+	data, err := json.Marshal(snapshot{Updated: time.Now().UTC(), Instances: f.listLocked()})
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(filepath.Join(f.cfg.Dir, snapshotFile), data, 0o640)
+}
+
+type snapshot struct {
+	Updated   time.Time        `json:"updated"`
+	Instances []fleet.Instance `json:"instances"`
+}
+
+// compareNames orders app-tier-instance-2 before app-tier-instance-10.
+func compareNames(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Reader shows the fleet to processes other than the one running it.
+type Reader struct{ dir string }
+
+// NewReader reads the snapshot in dir.
+func NewReader(dir string) *Reader { return &Reader{dir: dir} }
+
+// List returns the instances in the latest snapshot that are still alive.
+// No snapshot means no fleet yet.
+func (r *Reader) List(context.Context) ([]fleet.Instance, error) {
+	data, err := os.ReadFile(filepath.Join(r.dir, snapshotFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return []fleet.Instance{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading fleet snapshot: %w", err)
+	}
+	var s snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("reading fleet snapshot: %w", err)
+	}
+	// The snapshot is only as fresh as its writer; a process that died
+	// since (with its supervisor, say) is not part of the fleet.
+	live := []fleet.Instance{}
+	for _, in := range s.Instances {
+		if pid, err := strconv.Atoi(in.ID); err == nil && syscall.Kill(pid, 0) == nil {
+			live = append(live, in)
+		}
+	}
+	return live, nil
+}

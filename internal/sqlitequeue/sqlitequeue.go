@@ -1,0 +1,349 @@
+// Package sqlitequeue is the embedded queue: goqite's SQLite table with SQS
+// semantics added on top (batch long polling that wakes when another
+// process sends, receive counts, a dead-letter queue, approximate counts).
+// One database file holds a queue and its dead-letter queue, so moving a
+// message between them is one transaction. Any number of processes may
+// open the same file.
+//
+// Long polls wake on a "bell": a file beside the database whose timestamp
+// every Send touches after committing, watched with inotify. Watching the
+// database itself would wake every waiting process on every write of any
+// kind, several times per commit, and before the commit is visible.
+package sqlitequeue
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	_ "github.com/mattn/go-sqlite3"
+	"maragu.dev/goqite"
+
+	"github.com/surgeml/surge/internal/queue"
+)
+
+//go:embed schema.sql
+var schema string
+
+// goqite stores instants as text in this layout and compares them as
+// strings, so every query here must format times exactly like it.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// pollFallback bounds how long a waiting receiver can miss a message that
+// rang no bell: one whose visibility timeout expired, or one sent while the
+// bell could not be rung.
+const pollFallback = 250 * time.Millisecond
+
+// redriveEvery limits how often one process moves exhausted messages to the
+// dead-letter queue; the move is a table scan.
+const redriveEvery = time.Second
+
+// Options configure a queue. Zero values take the defaults in brackets.
+type Options struct {
+	Visibility  time.Duration // how long a received message stays hidden [30s]
+	MaxReceives int           // deliveries before a message moves to the dead-letter queue [5]
+}
+
+// Queue is one named queue in a SQLite file.
+type Queue struct {
+	db          *sql.DB
+	q           *goqite.Queue
+	name        string
+	dlq         string
+	visibility  time.Duration
+	maxReceives int
+	watch       *watcher
+
+	mu          sync.Mutex
+	lastRedrive time.Time
+}
+
+// Open opens (creating if needed) the queue stored in dir/<name>.db. Its
+// dead-letter queue, <name>-dlq, lives in the same file; see DeadLetters.
+func Open(ctx context.Context, dir, name string, opts Options) (*Queue, error) {
+	if opts.Visibility == 0 {
+		opts.Visibility = 30 * time.Second
+	}
+	if opts.MaxReceives == 0 {
+		opts.MaxReceives = 5
+	}
+	if opts.Visibility < 0 || opts.MaxReceives < 0 {
+		return nil, fmt.Errorf("opening queue %s: negative visibility or receive limit", name)
+	}
+	if name == "" || strings.ContainsAny(name, `/\`) {
+		return nil, fmt.Errorf("opening queue: bad name %q", name)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("opening queue %s: %w", name, err)
+	}
+	path := filepath.Join(dir, name+".db")
+	// WAL lets readers run beside the one writer; IMMEDIATE transactions take
+	// the write lock up front so a busy writer waits instead of failing;
+	// NORMAL sync survives a killed process (not a power cut) at a fraction
+	// of FULL's cost.
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening queue %s: %w", name, err)
+	}
+	// One connection per process and file: goroutines queue in database/sql
+	// instead of spinning in SQLite's busy handler.
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("creating queue schema in %s: %w", path, err)
+	}
+	w, err := watch(path + ".bell")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("watching queue %s: %w", name, err)
+	}
+	return newQueue(db, name, name+"-dlq", opts, w), nil
+}
+
+func newQueue(db *sql.DB, name, dlq string, opts Options, w *watcher) *Queue {
+	return &Queue{
+		db: db,
+		q: goqite.New(goqite.NewOpts{
+			DB:         db,
+			Name:       name,
+			MaxReceive: opts.MaxReceives,
+			Timeout:    opts.Visibility,
+		}),
+		name:        name,
+		dlq:         dlq,
+		visibility:  opts.Visibility,
+		maxReceives: opts.MaxReceives,
+		watch:       w,
+	}
+}
+
+// DeadLetters returns the queue that holds messages received MaxReceives
+// times without being deleted. It shares this queue's file; closing either
+// closes both.
+func (q *Queue) DeadLetters() *Queue {
+	// A dead letter is never redriven further; an effectively unlimited
+	// receive count keeps it receivable for inspection.
+	return newQueue(q.db, q.dlq, "", Options{Visibility: q.visibility, MaxReceives: 1 << 30}, q.watch)
+}
+
+// Changed returns a channel that is closed at the next Send to the queue
+// by any process.
+func (q *Queue) Changed() <-chan struct{} { return q.watch.changed() }
+
+// Name is the queue's name.
+func (q *Queue) Name() string { return q.name }
+
+// Close releases the file.
+func (q *Queue) Close() error {
+	q.watch.close()
+	return q.db.Close()
+}
+
+// Send enqueues body.
+func (q *Queue) Send(ctx context.Context, body []byte) error {
+	if err := q.q.Send(ctx, goqite.Message{Body: body}); err != nil {
+		return fmt.Errorf("sending to %s: %w", q.name, err)
+	}
+	q.watch.ring()
+	return nil
+}
+
+// Receive implements queue.Queue.
+func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("receiving from %s: max must be at least 1", q.name)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		// Take the bell's channel before looking, so a send that lands
+		// between the look and the wait still wakes us.
+		rung := q.watch.changed()
+		msgs, err := q.tryReceive(ctx, max)
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		timer := time.NewTimer(min(left, pollFallback))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-rung:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error) {
+	if err := q.redrive(ctx); err != nil {
+		return nil, err
+	}
+	// A read is cheap and takes no lock; only contend for the write lock
+	// when there is something to take.
+	now := time.Now().UTC().Format(timeLayout)
+	var ready bool
+	err := q.db.QueryRowContext(ctx,
+		`select exists (select 1 from goqite where queue = ? and timeout <= ? and received < ?)`,
+		q.name, now, q.maxReceives).Scan(&ready)
+	if err != nil || !ready {
+		return nil, q.wrap("receiving from", err)
+	}
+	var msgs []queue.Message
+	for len(msgs) < max {
+		m, err := q.q.Receive(ctx)
+		if err != nil {
+			return msgs, q.wrap("receiving from", err)
+		}
+		if m == nil {
+			break
+		}
+		msgs = append(msgs, queue.Message{ID: string(m.ID), Body: m.Body, Receipt: string(m.ID)})
+	}
+	for i := range msgs {
+		// goqite does not return the count; the message is ours until its
+		// timeout, so this read cannot race with another receiver.
+		err := q.db.QueryRowContext(ctx, `select received from goqite where id = ?`, msgs[i].ID).Scan(&msgs[i].ReceiveCount)
+		if err != nil {
+			return msgs, q.wrap("reading receive count from", err)
+		}
+	}
+	return msgs, nil
+}
+
+// redrive moves messages that used up their deliveries, and whose last
+// delivery timed out, to the dead-letter queue.
+func (q *Queue) redrive(ctx context.Context) error {
+	if q.dlq == "" {
+		return nil
+	}
+	q.mu.Lock()
+	due := time.Since(q.lastRedrive) >= redriveEvery
+	if due {
+		q.lastRedrive = time.Now()
+	}
+	q.mu.Unlock()
+	if !due {
+		return nil
+	}
+	now := time.Now().UTC().Format(timeLayout)
+	_, err := q.db.ExecContext(ctx,
+		`update goqite set queue = ?, received = 0, timeout = ? where queue = ? and received >= ? and timeout <= ?`,
+		q.dlq, now, q.name, q.maxReceives, now)
+	return q.wrap("moving dead letters from", err)
+}
+
+// Extend implements queue.Queue.
+func (q *Queue) Extend(ctx context.Context, receipt string, d time.Duration) error {
+	return q.wrap("extending a message in", q.q.Extend(ctx, goqite.ID(receipt), d))
+}
+
+// Delete implements queue.Queue.
+func (q *Queue) Delete(ctx context.Context, receipt string) error {
+	return q.wrap("deleting from", q.q.Delete(ctx, goqite.ID(receipt)))
+}
+
+// Counts implements queue.Queue. Messages waiting to move to the
+// dead-letter queue count as neither visible nor in flight, as in SQS.
+func (q *Queue) Counts(ctx context.Context) (queue.Counts, error) {
+	now := time.Now().UTC().Format(timeLayout)
+	var c queue.Counts
+	err := q.db.QueryRowContext(ctx, `
+		select
+			coalesce(sum(timeout <= ? and received < ?), 0),
+			coalesce(sum(timeout > ?), 0)
+		from goqite where queue = ?`,
+		now, q.maxReceives, now, q.name).Scan(&c.Visible, &c.InFlight)
+	return c, q.wrap("counting", err)
+}
+
+func (q *Queue) wrap(doing string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s queue %s: %w", doing, q.name, err)
+}
+
+// watcher wakes long polls when the bell file is touched by any process.
+type watcher struct {
+	bell string
+	fs   *fsnotify.Watcher
+	done chan struct{}
+
+	mu   sync.Mutex
+	wake chan struct{}
+}
+
+func watch(bell string) (*watcher, error) {
+	f, err := os.OpenFile(bell, os.O_CREATE|os.O_RDONLY, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := fw.Add(bell); err != nil {
+		fw.Close()
+		return nil, err
+	}
+	w := &watcher{bell: bell, fs: fw, done: make(chan struct{}), wake: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case _, ok := <-fw.Events:
+				if !ok {
+					return
+				}
+				w.broadcast()
+			case _, ok := <-fw.Errors:
+				if !ok {
+					return
+				}
+				// Events may have been dropped (inotify overflow): wake
+				// everyone to look rather than let them sleep on a message.
+				w.broadcast()
+			}
+		}
+	}()
+	return w, nil
+}
+
+// ring touches the bell. A failure only delays receivers until their next
+// poll, so it is not an error.
+func (w *watcher) ring() {
+	now := time.Now()
+	os.Chtimes(w.bell, now, now)
+}
+
+func (w *watcher) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wake
+}
+
+func (w *watcher) broadcast() {
+	w.mu.Lock()
+	close(w.wake)
+	w.wake = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func (w *watcher) close() {
+	w.fs.Close()
+	<-w.done
+}

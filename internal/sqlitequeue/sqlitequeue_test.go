@@ -1,0 +1,271 @@
+package sqlitequeue_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/internal/queue/queuetest"
+	"github.com/surgeml/surge/internal/sqlitequeue"
+)
+
+func open(t *testing.T, dir string, opts sqlitequeue.Options) *sqlitequeue.Queue {
+	t.Helper()
+	q, err := sqlitequeue.Open(context.Background(), dir, "jobs", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+func TestContract(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T) queuetest.Setup {
+		opts := sqlitequeue.Options{Visibility: time.Second, MaxReceives: 3}
+		q := open(t, t.TempDir(), opts)
+		return queuetest.Setup{Queue: q, DeadLetters: q.DeadLetters(), Visibility: opts.Visibility, MaxReceives: opts.MaxReceives}
+	})
+}
+
+func TestSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	q, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := q.Send(ctx, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+
+	q = open(t, dir, sqlitequeue.Options{})
+	c, err := q.Counts(ctx)
+	if err != nil || c.Visible != 3 {
+		t.Fatalf("after reopening: counts %+v, %v", c, err)
+	}
+}
+
+// The child side of TestConcurrentProcesses: receive, note each delivery,
+// work briefly, delete, until the queue stays empty. With hangAfter > 0 it
+// stops dead holding a batch after that many deliveries, waiting to be killed.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("SQLITEQUEUE_CHILD_DIR"); dir != "" {
+		hangAfter, _ := strconv.Atoi(os.Getenv("SQLITEQUEUE_CHILD_HANG_AFTER"))
+		os.Exit(child(dir, os.Getenv("SQLITEQUEUE_CHILD_LOG"), hangAfter))
+	}
+	os.Exit(m.Run())
+}
+
+const childVisibility = 2 * time.Second
+
+func child(dir, logPath string, hangAfter int) int {
+	ctx := context.Background()
+	q, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{Visibility: childVisibility, MaxReceives: 10})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	delivered := 0
+	for idle := 0; idle < 3; {
+		msgs, err := q.Receive(ctx, 4, time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if len(msgs) == 0 {
+			idle++
+			continue
+		}
+		idle = 0
+		// One line per delivery, written before any work, so a kill -9
+		// cannot hide a delivery from the checker.
+		for _, m := range msgs {
+			fmt.Fprintf(log, "recv %s %d %d\n", m.Body, m.ReceiveCount, time.Now().UnixNano())
+		}
+		log.Sync()
+		if delivered += len(msgs); hangAfter > 0 && delivered > hangAfter {
+			fmt.Fprintln(log, "hang")
+			select {}
+		}
+		for _, m := range msgs {
+			time.Sleep(time.Millisecond)
+			// Logged before the delete: dying in between means redelivery
+			// and a second "done", never a deleted message without one.
+			fmt.Fprintf(log, "done %s %d %d\n", m.Body, m.ReceiveCount, time.Now().UnixNano())
+			if err := q.Delete(ctx, m.Receipt); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+		}
+	}
+	return 0
+}
+
+// Several processes drain one queue while one of them is killed mid-run:
+// every message is processed, and no message is held by two processes
+// inside its visibility timeout.
+func TestConcurrentProcesses(t *testing.T) {
+	const messages, workers = 400, 4
+	dir := t.TempDir()
+	ctx := context.Background()
+	q := open(t, dir, sqlitequeue.Options{Visibility: childVisibility, MaxReceives: 10})
+	for i := range messages {
+		if err := q.Send(ctx, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cmds []*exec.Cmd
+	for w := range workers {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		hang := "0"
+		if w == 0 {
+			hang = "20"
+		}
+		cmd.Env = append(os.Environ(),
+			"SQLITEQUEUE_CHILD_HANG_AFTER="+hang,
+			"SQLITEQUEUE_CHILD_DIR="+dir,
+			"SQLITEQUEUE_CHILD_LOG="+filepath.Join(dir, fmt.Sprintf("worker-%d.log", w)))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	// Kill worker 0 while it holds messages.
+	victim := filepath.Join(dir, "worker-0.log")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(victim); err == nil && strings.Contains(string(b), "hang") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("worker 0 never started")
+		}
+	}
+	if err := cmds[0].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmds[0].Wait()
+	for _, cmd := range cmds[1:] {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("worker: %v", err)
+		}
+	}
+
+	type delivery struct {
+		worker int
+		count  int
+		at     time.Time
+	}
+	deliveries := map[string][]delivery{}
+	done := map[string]int{}
+	for w := range workers {
+		f, err := os.Open(filepath.Join(dir, fmt.Sprintf("worker-%d.log", w)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) != 4 {
+				continue // the victim's last line may be cut short
+			}
+			n, _ := strconv.Atoi(fields[2])
+			ns, _ := strconv.ParseInt(fields[3], 10, 64)
+			switch fields[0] {
+			case "recv":
+				deliveries[fields[1]] = append(deliveries[fields[1]], delivery{w, n, time.Unix(0, ns)})
+			case "done":
+				done[fields[1]]++
+			}
+		}
+		f.Close()
+	}
+	redelivered := 0
+	for i := range messages {
+		body := strconv.Itoa(i)
+		if done[body] == 0 {
+			t.Errorf("message %s was never processed", body)
+		}
+		ds := deliveries[body]
+		for j := 1; j < len(ds); j++ {
+			redelivered++
+			if gap := ds[j].at.Sub(ds[j-1].at); gap < childVisibility-50*time.Millisecond {
+				t.Errorf("message %s delivered to worker %d and again to worker %d %v later, inside the %v visibility timeout",
+					body, ds[j-1].worker, ds[j].worker, gap, childVisibility)
+			}
+			if ds[j].count <= ds[j-1].count {
+				t.Errorf("message %s: receive count did not grow: %+v", body, ds)
+			}
+		}
+	}
+	if redelivered == 0 {
+		t.Error("the killed worker's message was never redelivered")
+	}
+	c, err := q.Counts(ctx)
+	if err != nil || c.Visible+c.InFlight != 0 {
+		t.Fatalf("queue not empty at the end: %+v, %v", c, err)
+	}
+	t.Logf("%d messages, %d workers, one killed: %d redeliveries", messages, workers, redelivered)
+
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "jobs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var check string
+	if err := db.QueryRow("pragma integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity check after kill -9: %q, %v", check, err)
+	}
+}
+
+// BenchmarkWakeUp measures send → long-poll receive → delete between two
+// independent handles on one file, the hop every request makes twice.
+func BenchmarkWakeUp(b *testing.B) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	sender, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sender.Close()
+	receiver, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer receiver.Close()
+	for b.Loop() {
+		got := make(chan error, 1)
+		go func() {
+			msgs, err := receiver.Receive(ctx, 1, 5*time.Second)
+			if err == nil && len(msgs) == 1 {
+				err = receiver.Delete(ctx, msgs[0].Receipt)
+			} else if err == nil {
+				err = fmt.Errorf("long poll ended empty")
+			}
+			got <- err
+		}()
+		if err := sender.Send(ctx, []byte("x")); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			b.Fatal(err)
+		}
+	}
+}

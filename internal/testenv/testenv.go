@@ -1,0 +1,100 @@
+// Package testenv locates what the tests need outside the repository: the
+// shared datasets and model (../shared, or $SURGE_SHARED) and the ONNX
+// Runtime library (resolved as the product resolves it). A missing piece
+// fails the test with instructions; it never skips.
+package testenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/ort"
+)
+
+// Root is the repository root (the directory holding go.mod).
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Shared is the read-only shared directory with models and datasets.
+func Shared(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("SURGE_SHARED")
+	if dir == "" {
+		dir = filepath.Join(Root(t), "..", "shared")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "models")); err != nil {
+		t.Fatalf("shared data not found at %s (set SURGE_SHARED): %v", dir, err)
+	}
+	return dir
+}
+
+// Path joins elements onto the shared directory.
+func Path(t testing.TB, elem ...string) string {
+	return filepath.Join(append([]string{Shared(t)}, elem...)...)
+}
+
+// Cache is where `make ort` puts downloads: $SURGE_CACHE or .cache in the
+// repository.
+func Cache(t testing.TB) string {
+	if dir := os.Getenv("SURGE_CACHE"); dir != "" {
+		return dir
+	}
+	return filepath.Join(Root(t), ".cache")
+}
+
+// RuntimeLib resolves the ONNX Runtime library without downloading.
+func RuntimeLib(t testing.TB) string {
+	t.Helper()
+	src, err := assets.RuntimeSource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Path = os.Getenv("SURGE_ORT_LIB")
+	src.Cache = Cache(t)
+	src.URL = "" // tests never reach beyond loopback
+	lib, err := assets.Resolve(context.Background(), src)
+	if err != nil {
+		t.Fatalf("%v\nrun `make ort` (or set SURGE_ORT_LIB) first", err)
+	}
+	return lib
+}
+
+// Runtime loads ONNX Runtime (once per process; later calls reuse it).
+func Runtime(t testing.TB) *ort.Runtime {
+	t.Helper()
+	rt, err := ort.Load(RuntimeLib(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// Model resolves the default model from the shared models directory.
+func Model(t testing.TB) assets.Model {
+	t.Helper()
+	m, err := assets.ResolveModel(context.Background(), assets.ModelConfig{
+		Mirrors: []string{Path(t, "models")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -1,0 +1,102 @@
+package webapi
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/surgeml/surge/events"
+)
+
+// waiters routes results to the uploads waiting for them, by request id.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]chan events.Result
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string]chan events.Result{}} }
+
+func (w *waiters) add(id string) chan events.Result {
+	ch := make(chan events.Result, 1)
+	w.mu.Lock()
+	w.m[id] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waiters) remove(id string) {
+	w.mu.Lock()
+	delete(w.m, id)
+	w.mu.Unlock()
+}
+
+// deliver hands r to its waiter, if it is still waiting. A redelivered
+// request can be answered twice; the second answer finds no waiter.
+func (w *waiters) deliver(r events.Result) bool {
+	w.mu.Lock()
+	ch, ok := w.m[r.ID]
+	delete(w.m, r.ID)
+	w.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+	return ok
+}
+
+func (w *waiters) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
+// dispatch drains the response queue until ctx ends: every result is
+// recorded for GET /results/{id}, handed to its waiting upload if there is
+// one, and deleted.
+func (s *Server) dispatch(ctx context.Context) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		msgs, err := s.responses.Receive(ctx, 10, 20*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			s.log.Error("receiving results", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		for _, m := range msgs {
+			res, err := events.DecodeResult(m.Body)
+			if err != nil {
+				// Nobody can be answered with it; keeping it would only
+				// block the queue.
+				s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
+			} else {
+				s.record(res)
+			}
+			if err := s.responses.Delete(context.WithoutCancel(ctx), m.Receipt); err != nil {
+				s.log.Error("deleting result", "id", res.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) record(res events.Result) {
+	// The first answer wins; a redelivered request may be answered again.
+	if j, ok := s.jobs.Peek(res.ID); !ok || j.result == nil {
+		s.jobs.Add(res.ID, job{stem: res.Stem, result: &res})
+	}
+	if !s.waiters.deliver(res) {
+		s.log.Info("result for no waiting upload; kept for GET /results", "id", res.ID)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

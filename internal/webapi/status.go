@@ -1,0 +1,106 @@
+package webapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/surgeml/surge/internal/fleet"
+	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/scaling"
+)
+
+// Status is the body of GET /status.
+type Status struct {
+	RequestQueue  QueueStatus `json:"request_queue"`
+	ResponseQueue QueueStatus `json:"response_queue"`
+	Fleet         FleetStatus `json:"fleet"`
+	Waiting       int         `json:"waiting"` // uploads holding a connection open
+}
+
+// QueueStatus is a queue's approximate counts, or why they are unknown.
+type QueueStatus struct {
+	queue.Counts
+	Error string `json:"error,omitempty"`
+}
+
+// FleetStatus is the worker fleet: Desired is what the scaling policy asks
+// for at the current backlog; Running counts every live worker, draining
+// ones included.
+type FleetStatus struct {
+	Desired   int              `json:"desired"`
+	Running   int              `json:"running"`
+	Draining  int              `json:"draining"`
+	Max       int              `json:"max"`
+	Instances []fleet.Instance `json:"instances"`
+	Error     string           `json:"error,omitempty"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var st Status
+	st.Waiting = s.waiters.len()
+	st.RequestQueue = queueStatus(ctx, s.requests.Counts)
+	st.ResponseQueue = queueStatus(ctx, s.responses.Counts)
+	st.Fleet.Max = s.cfg.MaxWorkers
+	st.Fleet.Desired = scaling.Desired(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
+	st.Fleet.Instances = []fleet.Instance{}
+	if instances, err := s.fleet.List(ctx); err != nil {
+		st.Fleet.Error = err.Error()
+	} else {
+		st.Fleet.Instances = instances
+		st.Fleet.Running = len(instances)
+		for _, in := range instances {
+			if in.State == fleet.Draining {
+				st.Fleet.Draining++
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func queueStatus(ctx context.Context, counts func(context.Context) (queue.Counts, error)) QueueStatus {
+	c, err := counts(ctx)
+	if err != nil {
+		return QueueStatus{Error: err.Error()}
+	}
+	return QueueStatus{Counts: c}
+}
+
+// healthz reports whether uploads can be queued right now.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.requests.Counts(ctx); err != nil {
+		s.writeError(w, r, unavailable("request queue: %v", err), "")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// result answers GET /results/{id}: the answer once known, 202 while the
+// request is still being worked on, 404 for ids this web tier never saw.
+func (s *Server) result(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	w.Header().Set("X-Request-Id", id)
+	j, ok := s.jobs.Get(id)
+	switch {
+	case !ok:
+		s.writeError(w, r, fail(http.StatusNotFound, "no request %s (results are kept for %v)", id, s.cfg.ResultsTTL), id)
+	case j.result == nil:
+		w.Header().Set("Retry-After", "1")
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "stem": j.stem, "state": "pending"})
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte("pending\n"))
+	case j.result.Error != nil:
+		s.writeError(w, r, resultError(*j.result), id)
+	default:
+		s.writeResult(w, r, *j.result)
+	}
+}

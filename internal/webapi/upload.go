@@ -1,0 +1,238 @@
+package webapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/vision"
+)
+
+// The form fields an image may arrive in: newer clients send inputFile,
+// older ones myfile.
+const fileField, legacyFileField = "inputFile", "myfile"
+
+// httpError is a failure with the status and the reason the client sees.
+type httpError struct {
+	status     int
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fail(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	id := uuid.NewString()
+	w.Header().Set("X-Request-Id", id)
+	log := s.log.With("id", id)
+
+	res, err := s.submit(w, r, id)
+	if err != nil {
+		var he *httpError
+		if !errors.As(err, &he) {
+			he = fail(http.StatusInternalServerError, "%v", err)
+		}
+		if he.status >= 500 {
+			log.Error("upload failed", "status", he.status, "err", he.msg)
+		} else {
+			log.Info("upload refused", "status", he.status, "reason", he.msg)
+		}
+		s.writeError(w, r, he, id)
+		return
+	}
+	if res.Error != nil {
+		s.writeError(w, r, resultError(res), id)
+		return
+	}
+	log.Debug("answered", "stem", res.Stem, "label", res.Label, "latency", s.now().Sub(start))
+	s.writeResult(w, r, res)
+}
+
+// submit runs one upload to its result.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (events.Result, error) {
+	ctx := r.Context()
+	name, data, err := s.readImage(w, r)
+	if err != nil {
+		return events.Result{}, err
+	}
+	sum := sha256.Sum256(data)
+	req := events.NewRequest(id, name, hex.EncodeToString(sum[:]), s.now())
+	body, err := events.EncodeRequest(req)
+	if errors.Is(err, events.ErrTooLarge) {
+		return events.Result{}, fail(http.StatusBadRequest, "file name %q is too long", name)
+	}
+	if err != nil {
+		return events.Result{}, fail(http.StatusBadRequest, "bad file name %q: %v", name, err)
+	}
+
+	if err := s.gate.acquire(ctx, req.Key, req.SHA256); err != nil {
+		return events.Result{}, fail(http.StatusServiceUnavailable, "gave up waiting for an earlier upload of %s: %v", req.Key, err)
+	}
+	defer s.gate.release(req.Key)
+
+	if err := s.inputs.Put(ctx, req.Key, data); err != nil {
+		return events.Result{}, unavailable("storing the image: %v", err)
+	}
+	// Register before sending: a fast worker may answer before Send returns.
+	answer := s.waiters.add(id)
+	defer s.waiters.remove(id)
+	s.jobs.Add(id, job{stem: req.Stem})
+	if err := s.requests.Send(ctx, body); err != nil {
+		s.jobs.Remove(id)
+		return events.Result{}, unavailable("queueing the request: %v", err)
+	}
+
+	timer := time.NewTimer(s.cfg.ResultTimeout)
+	defer timer.Stop()
+	select {
+	case res := <-answer:
+		return res, nil
+	case <-timer.C:
+		return events.Result{}, &httpError{
+			status: http.StatusGatewayTimeout,
+			msg:    fmt.Sprintf("no result for request %s within %v; it is still queued: GET /results/%s later", id, s.cfg.ResultTimeout, id),
+		}
+	case <-ctx.Done():
+		// The client left; the result will still be kept for /results.
+		return events.Result{}, fail(499, "client went away: %v", context.Cause(ctx))
+	}
+}
+
+func unavailable(format string, args ...any) *httpError {
+	e := fail(http.StatusServiceUnavailable, format, args...)
+	e.retryAfter = 5 * time.Second
+	return e
+}
+
+// readImage finds the image in the multipart body and checks it is one,
+// reading at most MaxUpload bytes of it.
+func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (string, []byte, error) {
+	limit := s.cfg.MaxUpload
+	if r.ContentLength > limit+multipartSlack {
+		return "", nil, fail(http.StatusRequestEntityTooLarge, "upload is %d bytes; the limit is %d", r.ContentLength, limit)
+	}
+	// Hold room in the upload memory budget for the whole body before
+	// reading it, so a burst of large uploads waits instead of exhausting
+	// memory.
+	reserve := limit + multipartSlack
+	if r.ContentLength >= 0 {
+		reserve = r.ContentLength
+	}
+	if err := s.memory.Acquire(r.Context(), reserve); err != nil {
+		return "", nil, fail(499, "client went away: %v", err)
+	}
+	defer s.memory.Release(reserve)
+	body := http.MaxBytesReader(w, r.Body, reserve)
+
+	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "multipart/form-data" || params["boundary"] == "" {
+		return "", nil, fail(http.StatusBadRequest, "no file: send the image as multipart/form-data in field %q (or %q)", fileField, legacyFileField)
+	}
+	mr := multipart.NewReader(body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return "", nil, fail(http.StatusBadRequest, "no file: the form has no %q (or %q) field", fileField, legacyFileField)
+		}
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return "", nil, fail(http.StatusRequestEntityTooLarge, "upload is over the %d-byte limit", limit)
+		}
+		if err != nil {
+			return "", nil, fail(http.StatusBadRequest, "reading the form: %v", err)
+		}
+		if part.FormName() != fileField && part.FormName() != legacyFileField {
+			continue
+		}
+		name := part.FileName()
+		data, err := io.ReadAll(io.LimitReader(part, limit+1))
+		switch {
+		case errors.As(err, &tooBig) || int64(len(data)) > limit:
+			return "", nil, fail(http.StatusRequestEntityTooLarge, "image is over the %d-byte limit", limit)
+		case err != nil:
+			return "", nil, fail(http.StatusBadRequest, "reading the image: %v", err)
+		case strings.TrimSpace(name) == "":
+			return "", nil, fail(http.StatusBadRequest, "no file: field %q has no file name", part.FormName())
+		case len(data) == 0:
+			return "", nil, fail(http.StatusBadRequest, "file %q is empty", name)
+		}
+		_, err = vision.Inspect(data, s.cfg.MaxPixels)
+		switch {
+		case errors.Is(err, vision.ErrTooLarge):
+			return "", nil, fail(http.StatusRequestEntityTooLarge, "%s: %v", name, err)
+		case err != nil:
+			return "", nil, fail(http.StatusBadRequest, "%s: %v", name, err)
+		}
+		return name, data, nil
+	}
+}
+
+// resultError maps a worker's failure to a response.
+func resultError(res events.Result) *httpError {
+	msg := fmt.Sprintf("%s: %s", res.Stem, res.Error.Message)
+	switch res.Error.Code {
+	case events.ErrUndecodable, events.ErrImageTooLarge:
+		return fail(http.StatusUnprocessableEntity, "%s", msg)
+	case events.ErrInputMissing:
+		return fail(http.StatusConflict, "%s", msg)
+	default:
+		return unavailable("%s", msg)
+	}
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res events.Result) {
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, res.Answer())
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError, id string) {
+	if e.status == 499 {
+		return // nobody is listening
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.retryAfter.Seconds())))
+	}
+	if wantsJSON(r) {
+		writeJSON(w, e.status, map[string]string{"id": id, "error": e.msg})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.status)
+	io.WriteString(w, e.msg+"\n")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

@@ -1,0 +1,74 @@
+// Command webtier serves the upload API on port 8000: it stores each
+// image, queues a request and answers "<stem>:<label>" when the result
+// comes back.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/internal/webapi"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "webtier:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
+	bcfg := config.BackendFlags(fs)
+	var cfg webapi.Config
+	host := fs.String("host", config.Env("HOST", ""), "address to listen on, empty for all (env HOST)")
+	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
+	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
+	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(config.EnvInt("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
+	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", config.EnvDuration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
+	fs.DurationVar(&cfg.ShutdownWait, "shutdown-wait", config.EnvDuration("SURGE_SHUTDOWN_WAIT", 30*time.Second), "how long shutdown waits for open uploads (env SURGE_SHUTDOWN_WAIT)")
+	fs.Parse(os.Args[1:])
+
+	log := config.Logger()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	b, err := backend.Open(ctx, *bcfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ln, err := listen(*listenFD, net.JoinHostPort(*host, strconv.Itoa(*port)))
+	if err != nil {
+		return err
+	}
+	srv := webapi.New(cfg, b.Requests, b.Responses, b.Inputs, b.Fleet, log)
+	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
+	return srv.Serve(ctx, ln)
+}
+
+// listen opens addr, or adopts a socket a supervisor already bound, so
+// that a port clash is reported by the supervisor before anything starts.
+func listen(fd int, addr string) (net.Listener, error) {
+	if fd == 0 {
+		return net.Listen("tcp", addr)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("adopting listener fd %d: %w", fd, err)
+	}
+	return ln, nil
+}
