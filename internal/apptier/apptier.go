@@ -287,6 +287,11 @@ func (w *Worker) retryLater(ctx context.Context, m queue.Message, req events.Req
 		if err := w.answer(ctx, res); err != nil {
 			log.Error("reporting final failure", "err", err)
 		}
+		// Visible again at once, the queue moves it to the dead-letter
+		// queue on its next receive rather than after a timeout.
+		if err := w.requests.Extend(ctx, m.Receipt, 0); err != nil {
+			log.Error("releasing failed request", "err", err)
+		}
 		log.Error("request failed on its last delivery; leaving it for the dead-letter queue", "err", f.err)
 		return
 	}

@@ -7,6 +7,7 @@ package ort
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -119,7 +120,9 @@ func withBatch(shape []int64, batch int) (onnx.Shape, error) {
 	if len(shape) == 0 {
 		return nil, errors.New("scalar tensors are not supported")
 	}
-	s := onnx.NewShape(shape...)
+	// A copy: NewShape keeps the slice it is given, and sessions run
+	// concurrently.
+	s := onnx.NewShape(slices.Clone(shape)...)
 	s[0] = int64(batch)
 	for _, d := range s[1:] {
 		if d <= 0 {

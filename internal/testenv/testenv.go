@@ -6,7 +6,10 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -17,17 +20,25 @@ import (
 // Root is the repository root (the directory holding go.mod).
 func Root(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := root()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
+			return "", errors.New("no go.mod above the test's directory")
 		}
 		dir = parent
 	}
@@ -97,4 +108,25 @@ func Model(t testing.TB) assets.Model {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// BuildBinaries compiles the repository's commands into a new temporary
+// directory and returns it; the caller removes it. It is for TestMain,
+// which has no *testing.T.
+func BuildBinaries(pkgs ...string) (string, error) {
+	root, err := root()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "surge-bin-")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("go build %v: %v\n%s", pkgs, err, out)
+	}
+	return dir, nil
 }

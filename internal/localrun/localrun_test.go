@@ -1,0 +1,377 @@
+package localrun_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/fleet"
+	"github.com/surgeml/surge/internal/labelcsv"
+	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/testenv"
+	"github.com/surgeml/surge/internal/webapi"
+	"github.com/surgeml/surge/internal/workload"
+)
+
+// bin holds the real binaries, built once for all tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	var err error
+	bin, err = testenv.BuildBinaries("./cmd/surge", "./webtier", "./worker")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(bin)
+	os.Exit(code)
+}
+
+const maxWorkers = 19
+
+// start runs the whole system from the real binaries; the model and
+// runtime come from the shared directory and the test cache.
+func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localrun.System {
+	t.Helper()
+	args := append([]string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path}, workerArgs...)
+	sys, err := localrun.Start(context.Background(), localrun.Config{
+		Bin:          bin,
+		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: visibility, MaxReceives: 5},
+		Host:         "127.0.0.1",
+		MaxWorkers:   maxWorkers,
+		Tick:         time.Second,
+		ScaleInDelay: time.Second,
+		WorkerArgs:   args,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := sys.Stop(context.Background()); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	})
+	return sys
+}
+
+func status(t *testing.T, url string) webapi.Status {
+	t.Helper()
+	resp, err := http.Get(url + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st webapi.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// fleetWatch samples /status every 100 ms, as the course graders do
+// every 2 s, until stopped.
+type fleetWatch struct {
+	mu      sync.Mutex
+	samples []sample
+	stop    func()
+}
+
+type sample struct {
+	at      time.Time
+	running int
+}
+
+func watch(t *testing.T, url string) *fleetWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &fleetWatch{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			st := status(t, url)
+			w.mu.Lock()
+			w.samples = append(w.samples, sample{time.Now(), st.Fleet.Running})
+			w.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	w.stop = func() { cancel(); <-done }
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *fleetWatch) peak() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	peak := 0
+	for _, s := range w.samples {
+		peak = max(peak, s.running)
+	}
+	return peak
+}
+
+func files(t *testing.T, elem ...string) []string {
+	t.Helper()
+	f, err := workload.ImagesIn(testenv.Path(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func run(t *testing.T, sys *localrun.System, files []string, expected map[string]string) workload.Report {
+	t.Helper()
+	rep, err := workload.Run(context.Background(), workload.Config{URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Print(&b, expected)
+		t.Fatalf("workload failed:\n%s", b.String())
+	}
+	t.Logf("%d requests in %v: %.1f req/s, p50 %v, p99 %v", rep.Requests, rep.Duration.Round(time.Millisecond), rep.Throughput(), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
+	return rep
+}
+
+// afterRun checks what PROTOCOL.md's graders check once the answers are
+// in: the fleet back at zero within 5 s, both queues empty, one object per
+// distinct file name in each bucket.
+func afterRun(t *testing.T, sys *localrun.System, w *fleetWatch, sent []string) {
+	t.Helper()
+	last := time.Now()
+	for status(t, sys.URL).Fleet.Running != 0 {
+		if time.Since(last) > 5*time.Second {
+			t.Fatalf("%d workers still running 5s after the last answer", status(t, sys.URL).Fleet.Running)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("fleet back to 0 %v after the last answer", time.Since(last).Round(10*time.Millisecond))
+	w.stop()
+	if peak := w.peak(); peak <= 1 || peak > maxWorkers {
+		t.Fatalf("fleet peaked at %d workers, want 2..%d", peak, maxWorkers)
+	}
+	w.mu.Lock()
+	first := w.samples[0].running
+	w.mu.Unlock()
+	if first != 0 {
+		t.Fatalf("fleet started at %d workers, want 0", first)
+	}
+	st := status(t, sys.URL)
+	if st.RequestQueue.Backlog() != 0 || st.ResponseQueue.Backlog() != 0 {
+		t.Fatalf("queues not empty: request %+v, response %+v", st.RequestQueue, st.ResponseQueue)
+	}
+	names, stems := map[string]bool{}, map[string]bool{}
+	for _, f := range sent {
+		names[events.ObjectKey(filepath.Base(f))] = true
+		stems[events.Stem(f)] = true
+	}
+	ctx := context.Background()
+	in, err := sys.Backends.Inputs.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sys.Backends.Outputs.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != len(names) || len(out) != len(stems) {
+		t.Fatalf("buckets hold %d inputs and %d outputs, want %d and %d", len(in), len(out), len(names), len(stems))
+	}
+	for _, k := range in {
+		if !names[k] {
+			t.Fatalf("unexpected input object %q", k)
+		}
+	}
+}
+
+// Gallery mode, enrolled from the 100-face set with the enroll command,
+// answers all 1000 of the 1000-face set at 100 concurrent requests, and the
+// fleet grows from 0, stays under the cap and returns to 0.
+func TestFaces1000InGalleryMode(t *testing.T) {
+	gallery := filepath.Join(t.TempDir(), "faces.gallery")
+	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"),
+		"-images", testenv.Path(t, "datasets", "faces", "face_images_100"),
+		"-labels", testenv.Path(t, "datasets", "faces", "face_images_100.csv"),
+		"-gallery", gallery)
+	if out, err := enroll.CombinedOutput(); err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	sys := start(t, 30*time.Second, "-gallery", gallery)
+	w := watch(t, sys.URL)
+	time.Sleep(300 * time.Millisecond) // a sample of the idle fleet first
+	expected, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_1000.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := files(t, "datasets", "faces", "face_images_1000")
+	rep := run(t, sys, sent, expected)
+	if rep.Correct != 1000 {
+		t.Fatalf("%d correct of 1000", rep.Correct)
+	}
+	afterRun(t, sys, w, sent)
+	t.Logf("fleet peaked at %d", w.peak())
+}
+
+// Classification mode: the darknet photos get the expected classes, and
+// every imagenet-100 answer under 100 concurrent requests equals what the
+// classify command prints for the same file.
+func TestClassificationMatchesClassifyCommand(t *testing.T) {
+	sent := files(t, "datasets", "imagenet-100", "images")
+	classify := exec.Command(filepath.Join(bin, "surge"), append([]string{"classify",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, sent...)...)
+	classify.Stderr = os.Stderr
+	out, err := classify.Output()
+	if err != nil {
+		t.Fatalf("classify: %v", err)
+	}
+	direct := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		stem, label, _ := strings.Cut(line, ":")
+		direct[stem] = label
+	}
+	if len(direct) != 100 {
+		t.Fatalf("classify printed %d answers", len(direct))
+	}
+
+	sys := start(t, 30*time.Second)
+	w := watch(t, sys.URL)
+	time.Sleep(300 * time.Millisecond)
+	rep := run(t, sys, sent, direct)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 pipeline answers equal classify's", rep.Correct)
+	}
+	afterRun(t, sys, w, sent)
+
+	darknet := run(t, sys, []string{
+		testenv.Path(t, "images", "darknet", "dog.jpg"),
+		testenv.Path(t, "images", "darknet", "eagle.jpg"),
+	}, nil)
+	for _, o := range darknet.Outcomes {
+		switch o.Stem {
+		case "dog":
+			if !slices.Contains([]string{"Alaskan Malamute", "husky", "Siberian Husky"}, o.Label) {
+				t.Errorf("dog.jpg: %q, want a malamute or husky", o.Answer)
+			}
+		case "eagle":
+			if o.Label != "bald eagle" {
+				t.Errorf("eagle.jpg: %q, want bald eagle", o.Answer)
+			}
+		}
+	}
+}
+
+// A worker killed with SIGKILL while it holds a request loses nothing: the
+// request becomes visible after its timeout and another worker answers it.
+func TestWorkerKilledMidRun(t *testing.T) {
+	sys := start(t, 3*time.Second)
+	sent := files(t, "datasets", "faces", "face_images_1000")
+	killed := make(chan string, 1)
+	go func() {
+		defer close(killed)
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			in, _ := sys.Fleet.List(context.Background())
+			for _, i := range in {
+				if i.State == fleet.Running && !i.Idle {
+					if sys.Fleet.Kill(i.Name) == nil {
+						killed <- i.Name
+						return
+					}
+				}
+			}
+		}
+	}()
+	rep := run(t, sys, sent, nil)
+	name, ok := <-killed
+	if !ok {
+		t.Fatal("no busy worker was found to kill")
+	}
+	var crash *struct{ code int }
+	for _, e := range sys.Fleet.Exits() {
+		if e.Name == name && !e.Drained {
+			crash = &struct{ code int }{e.ExitCode}
+		}
+	}
+	if crash == nil {
+		t.Fatalf("the kill of %s is not recorded", name)
+	}
+	t.Logf("killed %s mid-run; all %d requests answered (p99 %v)", name, rep.Completed, rep.P99.Round(time.Millisecond))
+}
+
+// `surge run` is what `make run` starts: it serves, and Ctrl-C (SIGINT)
+// stops every process it started.
+func TestRunCommandStopsCleanly(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(filepath.Join(bin, "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var url string
+	for deadline := time.Now().Add(30 * time.Second); url == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no URL announced:\n%s", stderr.String())
+		}
+		if _, rest, ok := strings.Cut(stderr.String(), "Surge is running at "); ok {
+			url, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	rep := run(t, &localrun.System{URL: url}, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
+	if rep.Correct != 1 {
+		t.Fatal("eagle.jpg not answered")
+	}
+	pids := descendants(cmd.Process.Pid)
+	if len(pids) < 2 {
+		t.Fatalf("expected a web tier and a worker under surge run, found %v", pids)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("surge run exited with %v:\n%s", err, stderr.String())
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %d outlived surge run", pid)
+		}
+	}
+}
+
+// descendants lists the processes whose parent is pid.
+func descendants(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		var child, parent int
+		fmt.Sscan(e.Name(), &child)
+		if len(fields) > 1 {
+			fmt.Sscan(fields[1], &parent)
+		}
+		if parent == pid {
+			out = append(out, child)
+		}
+	}
+	return out
+}

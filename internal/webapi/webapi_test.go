@@ -1,0 +1,384 @@
+package webapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/internal/apptier"
+	"github.com/surgeml/surge/internal/filestore"
+	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/sqlitequeue"
+	"github.com/surgeml/surge/internal/testenv"
+	"github.com/surgeml/surge/internal/webapi"
+)
+
+// site is a web tier on a real socket over the embedded backends, with an
+// optional in-process worker running the real model.
+type site struct {
+	url                 string
+	dir                 string
+	requests, responses *sqlitequeue.Queue
+	inputs, outputs     *filestore.Store
+	stop                func() error
+}
+
+func newSite(t *testing.T, cfg webapi.Config) *site {
+	t.Helper()
+	ctx := context.Background()
+	s := &site{dir: t.TempDir()}
+	var err error
+	if s.requests, err = sqlitequeue.Open(ctx, s.dir, "req", sqlitequeue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s.responses, err = sqlitequeue.Open(ctx, s.dir, "resp", sqlitequeue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s.inputs, err = filestore.Open(filepath.Join(s.dir, "in")); err != nil {
+		t.Fatal(err)
+	}
+	if s.outputs, err = filestore.Open(filepath.Join(s.dir, "out")); err != nil {
+		t.Fatal(err)
+	}
+	srv := webapi.New(cfg, s.requests, s.responses, s.inputs, procfleet.NewReader(filepath.Join(s.dir, "fleet")), slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.url = "http://" + ln.Addr().String()
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	var once sync.Once
+	var serveErr error
+	s.stop = func() error {
+		once.Do(func() { cancel(); serveErr = <-served })
+		return serveErr
+	}
+	t.Cleanup(func() { s.stop(); s.requests.Close(); s.responses.Close() })
+	return s
+}
+
+// worker starts the app tier with the real model; the returned func stops
+// it.
+func (s *site) worker(t *testing.T) func() {
+	t.Helper()
+	c, err := recognize.NewClassifier(testenv.Runtime(t), testenv.Model(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := apptier.New(apptier.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, c, slog.New(slog.DiscardHandler))
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; c.Close() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+type reply struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func upload(t *testing.T, url, field, name string, data []byte, header ...string) reply {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, err := mw.CreateFormFile(field, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(data)
+	mw.Close()
+	return post(t, url, mw.FormDataContentType(), body.Bytes(), header...)
+}
+
+func post(t *testing.T, url, contentType string, body []byte, header ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, req)
+}
+
+func get(t *testing.T, url string, header ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) reply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{resp.StatusCode, string(b), resp.Header}
+}
+
+func photo(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(testenv.Path(t, "images", "darknet", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestAnswersInTheCourseFormat(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	s.worker(t)
+	for _, field := range []string{"inputFile", "myfile"} {
+		r := upload(t, s.url, field, "eagle.jpg", photo(t, "eagle.jpg"))
+		// Byte-exact: no trailing newline, text/plain.
+		if r.status != 200 || r.body != "eagle:bald eagle" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+			t.Errorf("%s: %d %q (%s)", field, r.status, r.body, r.header.Get("Content-Type"))
+		}
+		if r.header.Get("X-Request-Id") == "" {
+			t.Errorf("%s: no X-Request-Id", field)
+		}
+	}
+	// The image is in the input bucket under its name, the label in the
+	// output bucket under its stem.
+	if in, err := s.inputs.Get(context.Background(), "eagle.jpg"); err != nil || !bytes.Equal(in, photo(t, "eagle.jpg")) {
+		t.Errorf("input bucket: %d bytes, %v", len(in), err)
+	}
+	if out, err := s.outputs.Get(context.Background(), "eagle"); err != nil || string(out) != "bald eagle" {
+		t.Errorf("output bucket: %q, %v", out, err)
+	}
+}
+
+func TestJSONOnRequest(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	s.worker(t)
+	r := upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg"), "Accept", "application/json")
+	var res struct {
+		ID, Stem, Label, Model string
+		Score                  float64
+	}
+	if err := json.Unmarshal([]byte(r.body), &res); err != nil || r.status != 200 {
+		t.Fatalf("%d %s: %v", r.status, r.body, err)
+	}
+	if res.Stem != "dog" || res.Label != "Alaskan Malamute" || res.Score <= 0 || res.ID != r.header.Get("X-Request-Id") {
+		t.Fatalf("JSON result %+v", res)
+	}
+}
+
+// pixelBomb is a valid PNG header declaring w×h pixels.
+func pixelBomb(t *testing.T, w, h uint32) []byte {
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1)))
+	data := buf.Bytes()
+	binary.BigEndian.PutUint32(data[16:], w)
+	binary.BigEndian.PutUint32(data[20:], h)
+	binary.BigEndian.PutUint32(data[29:], crc32.ChecksumIEEE(data[12:29]))
+	return data
+}
+
+func TestBadInput(t *testing.T) {
+	s := newSite(t, webapi.Config{MaxUpload: 200 << 10})
+	s.worker(t)
+	dog := photo(t, "dog.jpg")
+	for _, c := range []struct {
+		name   string
+		send   func() reply
+		status int
+		reason string
+	}{
+		{"not multipart", func() reply { return post(t, s.url, "text/plain", []byte("hello")) }, 400, "no file"},
+		{"no file field", func() reply { return upload(t, s.url, "photo", "a.jpg", dog) }, 400, "no file"},
+		{"empty file", func() reply { return upload(t, s.url, "inputFile", "a.jpg", nil) }, 400, "empty"},
+		{"no file name", func() reply { return upload(t, s.url, "inputFile", "", dog) }, 400, "no file name"},
+		{"text", func() reply { return upload(t, s.url, "inputFile", "notes.jpg", []byte("just words")) }, 400, "not an image"},
+		{"html", func() reply { return upload(t, s.url, "inputFile", "x.jpg", []byte("<html></html>")) }, 400, "not an image"},
+		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", photo(t, "kite.jpg")) }, 413, "limit"},
+		{"pixel bomb", func() reply { return upload(t, s.url, "inputFile", "bomb.png", pixelBomb(t, 100000, 100000)) }, 413, "too many pixels"},
+		{"truncated", func() reply { return upload(t, s.url, "inputFile", "cut.jpg", dog[:len(dog)/2]) }, 422, "corrupt"},
+		{"name too long to queue", func() reply {
+			return upload(t, s.url, "inputFile", strings.Repeat(`"`, 240)+".jpg", dog)
+		}, 400, "too long"},
+	} {
+		r := c.send()
+		if r.status != c.status || !strings.Contains(r.body, c.reason) {
+			t.Errorf("%s: %d %q, want %d mentioning %q", c.name, r.status, r.body, c.status, c.reason)
+		}
+	}
+	// The worker survived all of it.
+	if r := upload(t, s.url, "inputFile", "dog.jpg", dog); r.status != 200 || r.body != "dog:Alaskan Malamute" {
+		t.Fatalf("after bad input: %d %q", r.status, r.body)
+	}
+}
+
+func TestOddFileNames(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	s.worker(t)
+	eagle := photo(t, "eagle.jpg")
+	for name, want := range map[string]struct{ answer, key string }{
+		"../../etc/passwd.jpg":   {"passwd:bald eagle", "passwd.jpg"},
+		`C:\photos\bird.JPEG`:    {"bird:bald eagle", "bird.JPEG"},
+		"my bird (1).jpg":        {"my bird (1):bald eagle", "my bird (1).jpg"},
+		"ünïcødé.jpg":            {"ünïcødé:bald eagle", "ünïcødé.jpg"},
+		".hidden.jpg":            {".hidden:bald eagle", "hidden.jpg"},
+		"semi;colon&amp<b>.jpeg": {"semi;colon&amp<b>:bald eagle", "semi_colon_amp_b_.jpeg"},
+	} {
+		r := upload(t, s.url, "inputFile", name, eagle)
+		if r.status != 200 || r.body != want.answer {
+			t.Errorf("%q: %d %q, want %q", name, r.status, r.body, want.answer)
+		}
+		if _, err := s.inputs.Get(context.Background(), want.key); err != nil {
+			t.Errorf("%q: not stored as %q: %v", name, want.key, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "etc")); err == nil {
+		t.Error("a path in a file name escaped the bucket")
+	}
+}
+
+// Two uploads with the same name but different pictures, at once: each
+// gets the answer for its own picture.
+func TestSameNameDifferentImages(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	s.worker(t)
+	want := map[string]string{"dog.jpg": "photo:Alaskan Malamute", "eagle.jpg": "photo:bald eagle"}
+	var wg sync.WaitGroup
+	errs := make(chan string, 40)
+	for i := range 20 {
+		src := []string{"dog.jpg", "eagle.jpg"}[i%2]
+		data := photo(t, src)
+		wg.Go(func() {
+			if r := upload(t, s.url, "inputFile", "photo.jpg", data); r.status != 200 || r.body != want[src] {
+				errs <- fmt.Sprintf("%s as photo.jpg: %d %q", src, r.status, r.body)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestQueueDownIs503(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	s.requests.Close()
+	r := upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg"))
+	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "queue") {
+		t.Fatalf("%d %q (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if r := get(t, s.url+"/healthz"); r.status != 503 {
+		t.Fatalf("healthz with the queue down: %d", r.status)
+	}
+}
+
+// With no worker the upload times out with its id; the result can be
+// fetched once a worker comes.
+func TestTimeoutThenFetch(t *testing.T) {
+	s := newSite(t, webapi.Config{ResultTimeout: 500 * time.Millisecond})
+	r := upload(t, s.url, "inputFile", "eagle.jpg", photo(t, "eagle.jpg"))
+	id := r.header.Get("X-Request-Id")
+	if r.status != 504 || id == "" || !strings.Contains(r.body, "/results/"+id) {
+		t.Fatalf("%d %q", r.status, r.body)
+	}
+	if p := get(t, s.url+"/results/"+id); p.status != 202 {
+		t.Fatalf("pending result: %d %q", p.status, p.body)
+	}
+	s.worker(t)
+	var got reply
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = get(t, s.url+"/results/"+id); got.status != 202 {
+			break
+		}
+	}
+	if got.status != 200 || got.body != "eagle:bald eagle" {
+		t.Fatalf("fetched result: %d %q", got.status, got.body)
+	}
+	if r := get(t, s.url+"/results/no-such-id"); r.status != 404 {
+		t.Fatalf("unknown id: %d", r.status)
+	}
+}
+
+func TestStatusAndHealth(t *testing.T) {
+	s := newSite(t, webapi.Config{MaxWorkers: 7})
+	if r := get(t, s.url+"/healthz"); r.status != 200 {
+		t.Fatalf("healthz: %d %q", r.status, r.body)
+	}
+	for range 12 {
+		s.requests.Send(context.Background(), []byte("{}"))
+	}
+	r := get(t, s.url+"/status")
+	var st webapi.Status
+	if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+		t.Fatalf("%d %s: %v", r.status, r.body, err)
+	}
+	if st.RequestQueue.Visible != 12 || st.Fleet.Desired != 2 || st.Fleet.Max != 7 || st.Fleet.Running != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if r := get(t, s.url+"/"); r.status != 200 || !strings.Contains(r.body, `name="inputFile"`) {
+		t.Fatalf("upload page: %d", r.status)
+	}
+}
+
+// Shutdown lets an upload in progress get its answer.
+func TestGracefulShutdown(t *testing.T) {
+	s := newSite(t, webapi.Config{})
+	answered := make(chan reply, 1)
+	go func() { answered <- upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg")) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, _ := s.requests.Counts(context.Background()); c.Visible == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("upload never queued")
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	time.Sleep(200 * time.Millisecond)
+	s.worker(t)
+	if r := <-answered; r.status != 200 || r.body != "dog:Alaskan Malamute" {
+		t.Fatalf("upload during shutdown: %d %q", r.status, r.body)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(s.url, "http://"), time.Second); err == nil {
+		t.Fatal("still accepting connections after shutdown")
+	}
+}
+
