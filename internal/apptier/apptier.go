@@ -129,6 +129,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		for range free - len(msgs) {
 			<-slots
 		}
+		for _, m := range msgs {
+			w.adjustHeld(1)
+			wg.Go(func() {
+				defer func() { <-slots }()
+				defer w.adjustHeld(-1)
+				w.handle(work, m)
+			})
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -139,14 +147,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		for _, m := range msgs {
-			w.adjustHeld(1)
-			wg.Go(func() {
-				defer func() { <-slots }()
-				defer w.adjustHeld(-1)
-				w.handle(work, m)
-			})
-		}
 	}
 	return nil
 }

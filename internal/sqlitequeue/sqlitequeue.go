@@ -204,20 +204,23 @@ func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error
 	var msgs []queue.Message
 	for len(msgs) < max {
 		m, err := q.q.Receive(ctx)
-		if err != nil {
-			return msgs, q.wrap("receiving from", err)
+		if err != nil && len(msgs) == 0 {
+			return nil, q.wrap("receiving from", err)
 		}
-		if m == nil {
-			break
+		if err != nil || m == nil {
+			break // hand over what is already ours; a lasting error recurs next time
 		}
 		msgs = append(msgs, queue.Message{ID: string(m.ID), Body: m.Body, Receipt: string(m.ID)})
 	}
+	// Received messages are committed as ours: cancellation from here on
+	// would strand them until their timeout.
+	ctx = context.WithoutCancel(ctx)
 	for i := range msgs {
 		// goqite does not return the count; the message is ours until its
 		// timeout, so this read cannot race with another receiver.
 		err := q.db.QueryRowContext(ctx, `select received from goqite where id = ?`, msgs[i].ID).Scan(&msgs[i].ReceiveCount)
 		if err != nil {
-			return msgs, q.wrap("reading receive count from", err)
+			msgs[i].ReceiveCount = 1 // unknown; the count only tunes retries
 		}
 	}
 	return msgs, nil

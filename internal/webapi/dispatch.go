@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/queue"
 )
 
 // waiters routes results to the uploads waiting for them, by request id.
@@ -56,6 +57,7 @@ func (s *Server) dispatch(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		msgs, err := s.responses.Receive(ctx, 10, 20*time.Second)
+		s.route(context.WithoutCancel(ctx), msgs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -66,18 +68,22 @@ func (s *Server) dispatch(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		for _, m := range msgs {
-			res, err := events.DecodeResult(m.Body)
-			if err != nil {
-				// Nobody can be answered with it; keeping it would only
-				// block the queue.
-				s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
-			} else {
-				s.record(res)
-			}
-			if err := s.responses.Delete(context.WithoutCancel(ctx), m.Receipt); err != nil {
-				s.log.Error("deleting result", "id", res.ID, "err", err)
-			}
+	}
+}
+
+// route records and delivers received results, then deletes them.
+func (s *Server) route(ctx context.Context, msgs []queue.Message) {
+	for _, m := range msgs {
+		res, err := events.DecodeResult(m.Body)
+		if err != nil {
+			// Nobody can be answered with it; keeping it would only block
+			// the queue.
+			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
+		} else {
+			s.record(res)
+		}
+		if err := s.responses.Delete(ctx, m.Receipt); err != nil {
+			s.log.Error("deleting result", "id", res.ID, "err", err)
 		}
 	}
 }

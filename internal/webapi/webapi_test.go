@@ -381,4 +381,3 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("still accepting connections after shutdown")
 	}
 }
-
