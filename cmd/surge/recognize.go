@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
-
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/labelcsv"
@@ -103,16 +100,7 @@ func enrollCmd(ctx context.Context, args []string) error {
 	}
 	defer classifier.Close()
 	g := &recognize.Gallery{Threshold: *threshold}
-	var bar *progressbar.ProgressBar
-	progress := func(done, total int) {
-		if bar == nil && term.IsTerminal(int(os.Stderr.Fd())) {
-			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("enrolling"), progressbar.OptionClearOnFinish())
-		}
-		if bar != nil {
-			bar.Set(done)
-		}
-	}
-	rep, err := recognize.EnrollDir(g, classifier, *images, want, progress)
+	rep, err := recognize.EnrollDir(g, classifier, *images, want, progress("enrolling"))
 	if err != nil {
 		return err
 	}

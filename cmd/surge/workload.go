@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
-
 	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/workload"
 )
@@ -38,11 +35,7 @@ func workloadCmd(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		bar := progressbar.NewOptions(len(files), progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription("requests"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-		cfg.Progress = func(done, _ int) { bar.Set(done) }
-	}
+	cfg.Progress = progress("requests")
 	rep, err := workload.Run(ctx, cfg)
 	rep.Print(os.Stdout, cfg.Expected)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/blob"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/retry"
 	"github.com/surgeml/surge/internal/vision"
 )
 
@@ -112,7 +113,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	backoff := time.Duration(0)
+	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		// Wait for a free slot, then ask for as many messages as are free.
 		select {
@@ -141,12 +142,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			w.log.Error("receiving requests", "err", err, "retry_in", backoff)
-			sleep(ctx, backoff)
+			wait := backoff.Failure()
+			w.log.Error("receiving requests", "err", err, "retry_in", wait)
+			retry.Sleep(ctx, wait)
 			continue
 		}
-		backoff = 0
+		backoff.Success()
 	}
 	return nil
 }
@@ -157,15 +158,6 @@ func (w *Worker) adjustHeld(d int) {
 	w.held += d
 	if w.cfg.Held != nil {
 		w.cfg.Held(w.held)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -132,19 +132,10 @@ func (r *rig) eventuallyEmpty(t *testing.T) {
 	}
 }
 
-func photo(t *testing.T, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(testenv.Path(t, "images", "darknet", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func TestRecognises(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
 	r.start(t, apptier.Config{Name: "app-tier-instance-1", Wait: time.Second})
-	r.submit(t, "id-1", "eagle.jpg", photo(t, "eagle.jpg"))
+	r.submit(t, "id-1", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 	res := r.result(t, 10*time.Second)
 	if res.ID != "id-1" || res.Answer() != "eagle:bald eagle" || res.Error != nil || res.Worker != "app-tier-instance-1" || res.Model != "mobilenetv2-12-int8" {
 		t.Fatalf("result %+v", res)
@@ -159,7 +150,7 @@ func TestRecognises(t *testing.T) {
 func TestPermanentFailuresAreAnswered(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
 	r.start(t, apptier.Config{Wait: time.Second})
-	dog := photo(t, "dog.jpg")
+	dog := testenv.Darknet(t, "dog.jpg")
 
 	r.submit(t, "truncated", "cut.jpg", dog[:len(dog)/2])
 	r.submit(t, "text", "notes.jpg", []byte("this is not a picture"))
@@ -169,7 +160,7 @@ func TestPermanentFailuresAreAnswered(t *testing.T) {
 	}
 	// Another upload replaced the bytes under the same name.
 	r.submit(t, "replaced", "same.jpg", dog)
-	if err := r.inputs.Put(context.Background(), "same.jpg", photo(t, "eagle.jpg")); err != nil {
+	if err := r.inputs.Put(context.Background(), "same.jpg", testenv.Darknet(t, "eagle.jpg")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -196,7 +187,7 @@ func TestPermanentFailuresAreAnswered(t *testing.T) {
 // stays queued and is answered once the bucket is back.
 func TestTransientFailureIsRetried(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
-	r.submit(t, "id", "dog.jpg", photo(t, "dog.jpg"))
+	r.submit(t, "id", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	inDir := filepath.Join(r.dir, "in")
 	if err := os.Rename(inDir, inDir+".away"); err != nil {
 		t.Fatal(err)
@@ -229,7 +220,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 // the request is left for the dead-letter queue.
 func TestLastDeliveryReportsFailure(t *testing.T) {
 	r := newRig(t, 30*time.Second, 1)
-	r.submit(t, "id", "dog.jpg", photo(t, "dog.jpg"))
+	r.submit(t, "id", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	inDir := filepath.Join(r.dir, "in")
 	os.Rename(inDir, inDir+".away")
 	os.WriteFile(inDir, nil, 0o600)
@@ -277,7 +268,7 @@ func TestExtendsVisibilityWhileBusy(t *testing.T) {
 	r := newRig(t, visibility, 5)
 	r.recognizer = slowRecognizer{r.recognizer, 4 * visibility}
 	r.start(t, apptier.Config{Wait: 100 * time.Millisecond, Visibility: visibility})
-	r.submit(t, "id", "eagle.jpg", photo(t, "eagle.jpg"))
+	r.submit(t, "id", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 	for deadline := time.Now().Add(10 * time.Second); r.counts(t, r.requests).InFlight == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the worker never took the request")
@@ -298,8 +289,8 @@ func TestDrainFinishesHeldRequests(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
 	r.recognizer = slowRecognizer{r.recognizer, 300 * time.Millisecond}
 	stop := r.start(t, apptier.Config{Wait: time.Second, Concurrency: 2})
-	r.submit(t, "a", "dog.jpg", photo(t, "dog.jpg"))
-	r.submit(t, "b", "eagle.jpg", photo(t, "eagle.jpg"))
+	r.submit(t, "a", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	r.submit(t, "b", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 	for deadline := time.Now().Add(10 * time.Second); r.counts(t, r.requests).InFlight < 2; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the worker never took both requests")
@@ -320,7 +311,7 @@ func TestReportsHeld(t *testing.T) {
 	var mu sync.Mutex
 	var seen []int
 	r.start(t, apptier.Config{Wait: time.Second, Held: func(n int) { mu.Lock(); seen = append(seen, n); mu.Unlock() }})
-	r.submit(t, "id", "dog.jpg", photo(t, "dog.jpg"))
+	r.submit(t, "id", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	r.result(t, 10*time.Second)
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()

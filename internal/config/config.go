@@ -102,8 +102,17 @@ func defaultCache() string {
 }
 
 // Logger writes JSON logs to stderr at the level in $SURGE_LOG_LEVEL.
+// Durations read "5.4ms" rather than nanosecond integers.
 func Logger() *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(Env("SURGE_LOG_LEVEL", "info")))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		},
+	}))
 }

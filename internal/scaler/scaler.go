@@ -14,6 +14,7 @@ import (
 
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/retry"
 	"github.com/surgeml/surge/internal/scaling"
 )
 
@@ -197,16 +198,7 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		case <-t.C:
 		case <-woken:
 			t.Stop()
-			sleepCtx(ctx, minGap)
+			retry.Sleep(ctx, minGap)
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

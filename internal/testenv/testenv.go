@@ -130,3 +130,13 @@ func BuildBinaries(pkgs ...string) (string, error) {
 	}
 	return dir, nil
 }
+
+// Darknet reads one of the shared darknet photos (dog.jpg, eagle.jpg...).
+func Darknet(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(Path(t, "images", "darknet", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/retry"
 )
 
 // waiters routes results to the uploads waiting for them, by request id.
@@ -54,7 +55,7 @@ func (w *waiters) len() int {
 // recorded for GET /results/{id}, handed to its waiting upload if there is
 // one, and deleted.
 func (s *Server) dispatch(ctx context.Context) {
-	backoff := time.Duration(0)
+	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		msgs, err := s.responses.Receive(ctx, 10, 20*time.Second)
 		s.route(context.WithoutCancel(ctx), msgs)
@@ -62,12 +63,12 @@ func (s *Server) dispatch(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			s.log.Error("receiving results", "err", err, "retry_in", backoff)
-			sleep(ctx, backoff)
+			wait := backoff.Failure()
+			s.log.Error("receiving results", "err", err, "retry_in", wait)
+			retry.Sleep(ctx, wait)
 			continue
 		}
-		backoff = 0
+		backoff.Success()
 	}
 }
 
@@ -95,14 +96,5 @@ func (s *Server) record(res events.Result) {
 	}
 	if !s.waiters.deliver(res) {
 		s.log.Info("result for no waiting upload; kept for GET /results", "id", res.ID)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -152,20 +152,11 @@ func do(t *testing.T, req *http.Request) reply {
 	return reply{resp.StatusCode, string(b), resp.Header}
 }
 
-func photo(t *testing.T, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(testenv.Path(t, "images", "darknet", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func TestAnswersInTheCourseFormat(t *testing.T) {
 	s := newSite(t, webapi.Config{})
 	s.worker(t)
 	for _, field := range []string{"inputFile", "myfile"} {
-		r := upload(t, s.url, field, "eagle.jpg", photo(t, "eagle.jpg"))
+		r := upload(t, s.url, field, "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 		// Byte-exact: no trailing newline, text/plain.
 		if r.status != 200 || r.body != "eagle:bald eagle" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
 			t.Errorf("%s: %d %q (%s)", field, r.status, r.body, r.header.Get("Content-Type"))
@@ -176,7 +167,7 @@ func TestAnswersInTheCourseFormat(t *testing.T) {
 	}
 	// The image is in the input bucket under its name, the label in the
 	// output bucket under its stem.
-	if in, err := s.inputs.Get(context.Background(), "eagle.jpg"); err != nil || !bytes.Equal(in, photo(t, "eagle.jpg")) {
+	if in, err := s.inputs.Get(context.Background(), "eagle.jpg"); err != nil || !bytes.Equal(in, testenv.Darknet(t, "eagle.jpg")) {
 		t.Errorf("input bucket: %d bytes, %v", len(in), err)
 	}
 	if out, err := s.outputs.Get(context.Background(), "eagle"); err != nil || string(out) != "bald eagle" {
@@ -187,7 +178,7 @@ func TestAnswersInTheCourseFormat(t *testing.T) {
 func TestJSONOnRequest(t *testing.T) {
 	s := newSite(t, webapi.Config{})
 	s.worker(t)
-	r := upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg"), "Accept", "application/json")
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"), "Accept", "application/json")
 	var res struct {
 		ID, Stem, Label, Model string
 		Score                  float64
@@ -214,7 +205,7 @@ func pixelBomb(t *testing.T, w, h uint32) []byte {
 func TestBadInput(t *testing.T) {
 	s := newSite(t, webapi.Config{MaxUpload: 200 << 10})
 	s.worker(t)
-	dog := photo(t, "dog.jpg")
+	dog := testenv.Darknet(t, "dog.jpg")
 	for _, c := range []struct {
 		name   string
 		send   func() reply
@@ -227,7 +218,7 @@ func TestBadInput(t *testing.T) {
 		{"no file name", func() reply { return upload(t, s.url, "inputFile", "", dog) }, 400, "no file name"},
 		{"text", func() reply { return upload(t, s.url, "inputFile", "notes.jpg", []byte("just words")) }, 400, "not an image"},
 		{"html", func() reply { return upload(t, s.url, "inputFile", "x.jpg", []byte("<html></html>")) }, 400, "not an image"},
-		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", photo(t, "kite.jpg")) }, 413, "limit"},
+		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", testenv.Darknet(t, "kite.jpg")) }, 413, "limit"},
 		{"pixel bomb", func() reply { return upload(t, s.url, "inputFile", "bomb.png", pixelBomb(t, 100000, 100000)) }, 413, "too many pixels"},
 		{"truncated", func() reply { return upload(t, s.url, "inputFile", "cut.jpg", dog[:len(dog)/2]) }, 422, "corrupt"},
 		{"name too long to queue", func() reply {
@@ -248,7 +239,7 @@ func TestBadInput(t *testing.T) {
 func TestOddFileNames(t *testing.T) {
 	s := newSite(t, webapi.Config{})
 	s.worker(t)
-	eagle := photo(t, "eagle.jpg")
+	eagle := testenv.Darknet(t, "eagle.jpg")
 	for name, want := range map[string]struct{ answer, key string }{
 		"../../etc/passwd.jpg":   {"passwd:bald eagle", "passwd.jpg"},
 		`C:\photos\bird.JPEG`:    {"bird:bald eagle", "bird.JPEG"},
@@ -280,7 +271,7 @@ func TestSameNameDifferentImages(t *testing.T) {
 	errs := make(chan string, 40)
 	for i := range 20 {
 		src := []string{"dog.jpg", "eagle.jpg"}[i%2]
-		data := photo(t, src)
+		data := testenv.Darknet(t, src)
 		wg.Go(func() {
 			if r := upload(t, s.url, "inputFile", "photo.jpg", data); r.status != 200 || r.body != want[src] {
 				errs <- fmt.Sprintf("%s as photo.jpg: %d %q", src, r.status, r.body)
@@ -297,7 +288,7 @@ func TestSameNameDifferentImages(t *testing.T) {
 func TestQueueDownIs503(t *testing.T) {
 	s := newSite(t, webapi.Config{})
 	s.requests.Close()
-	r := upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg"))
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "queue") {
 		t.Fatalf("%d %q (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
 	}
@@ -310,7 +301,7 @@ func TestQueueDownIs503(t *testing.T) {
 // fetched once a worker comes.
 func TestTimeoutThenFetch(t *testing.T) {
 	s := newSite(t, webapi.Config{ResultTimeout: 500 * time.Millisecond})
-	r := upload(t, s.url, "inputFile", "eagle.jpg", photo(t, "eagle.jpg"))
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 	id := r.header.Get("X-Request-Id")
 	if r.status != 504 || id == "" || !strings.Contains(r.body, "/results/"+id) {
 		t.Fatalf("%d %q", r.status, r.body)
@@ -358,7 +349,7 @@ func TestStatusAndHealth(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	s := newSite(t, webapi.Config{})
 	answered := make(chan reply, 1)
-	go func() { answered <- upload(t, s.url, "inputFile", "dog.jpg", photo(t, "dog.jpg")) }()
+	go func() { answered <- upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg")) }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if c, _ := s.requests.Counts(context.Background()); c.Visible == 1 {
 			break
