@@ -60,6 +60,8 @@ type Fleet struct {
 	mu    sync.Mutex
 	procs map[string]*proc
 	exits []Exit
+	// published is the fleet as the snapshot file last showed it.
+	published []fleet.Instance
 	wg    sync.WaitGroup
 }
 
@@ -182,11 +184,15 @@ func (f *Fleet) Kill(name string) error {
 	return p.cmd.Process.Kill()
 }
 
-// List reports the workers with the state their status files give.
+// List reports the workers with the state their status files give, and
+// republishes the snapshot if that changed.
 func (f *Fleet) List(context.Context) ([]fleet.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.listLocked(), nil
+	if err := f.writeSnapshotLocked(); err != nil {
+		return nil, fmt.Errorf("writing fleet snapshot: %w", err)
+	}
+	return slices.Clone(f.published), nil
 }
 
 func (f *Fleet) listLocked() []fleet.Instance {
@@ -268,12 +274,22 @@ func (f *Fleet) writeSnapshot() error {
 	return f.writeSnapshotLocked()
 }
 
+// writeSnapshotLocked publishes the fleet for other processes when it has
+// changed since the last time.
 func (f *Fleet) writeSnapshotLocked() error {
-	data, err := json.Marshal(snapshot{Updated: time.Now().UTC(), Instances: f.listLocked()})
+	instances := f.listLocked()
+	if f.published != nil && slices.Equal(instances, f.published) {
+		return nil
+	}
+	data, err := json.Marshal(snapshot{Updated: time.Now().UTC(), Instances: instances})
 	if err != nil {
 		return err
 	}
-	return renameio.WriteFile(filepath.Join(f.cfg.Dir, snapshotFile), data, 0o640)
+	if err := renameio.WriteFile(filepath.Join(f.cfg.Dir, snapshotFile), data, 0o640); err != nil {
+		return err
+	}
+	f.published = instances
+	return nil
 }
 
 type snapshot struct {

@@ -121,10 +121,10 @@ func TestLaunchListDrain(t *testing.T) {
 	if got := names(list(t, f)); !slices.Equal(got, want) {
 		t.Fatalf("List order %v, want %v", got, want)
 	}
-	// Other processes see the fleet through the snapshot.
+	// Other processes see the fleet, and its state, through the snapshot.
 	reader := NewReader(dir)
-	if got := names(list(t, reader)); !slices.Equal(got, want) {
-		t.Fatalf("Reader sees %v", got)
+	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != fleet.Running || !got[0].Idle {
+		t.Fatalf("Reader sees %+v", got)
 	}
 
 	// A worker holding a message is not idle, and finishes it when drained.
