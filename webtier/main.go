@@ -53,7 +53,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := webapi.New(cfg, b.Requests, b.Responses, b.Inputs, b.Fleet, log)
+	srv := webapi.New(cfg, webapi.Backends{
+		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
+	}, log)
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
 	return srv.Serve(ctx, ln)
 }

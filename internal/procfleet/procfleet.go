@@ -62,7 +62,7 @@ type Fleet struct {
 	exits []Exit
 	// published is the fleet as the snapshot file last showed it.
 	published []fleet.Instance
-	wg    sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 type proc struct {

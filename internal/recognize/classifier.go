@@ -78,9 +78,6 @@ func NewClassifier(rt *ort.Runtime, m assets.Model, threads int) (*Classifier, e
 // Name identifies the model in results.
 func (c *Classifier) Name() string { return c.name }
 
-// Labels are the class names in output order.
-func (c *Classifier) Labels() []string { return c.labels }
-
 // Output runs the model on img and returns its raw scores (logits).
 func (c *Classifier) Output(img image.Image) ([]float32, error) {
 	buf := c.scratch.Get().(*scratch)

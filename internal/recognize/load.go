@@ -50,6 +50,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Classifier, Recog
 	if err != nil {
 		return nil, nil, err
 	}
+	log.Debug("model loaded", "model", m.Name, "path", m.Path, "onnxruntime", rt.Version(), "library", lib)
 	if cfg.Gallery == "" {
 		return c, c, nil
 	}

@@ -139,9 +139,6 @@ func (q *Queue) DeadLetters() *Queue {
 // by any process.
 func (q *Queue) Changed() <-chan struct{} { return q.watch.changed() }
 
-// Name is the queue's name.
-func (q *Queue) Name() string { return q.name }
-
 // Close releases the file.
 func (q *Queue) Close() error {
 	q.watch.close()

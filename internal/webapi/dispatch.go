@@ -57,7 +57,7 @@ func (w *waiters) len() int {
 func (s *Server) dispatch(ctx context.Context) {
 	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
-		msgs, err := s.responses.Receive(ctx, 10, 20*time.Second)
+		msgs, err := s.Responses.Receive(ctx, 10, 20*time.Second)
 		s.route(context.WithoutCancel(ctx), msgs)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -83,7 +83,7 @@ func (s *Server) route(ctx context.Context, msgs []queue.Message) {
 		} else {
 			s.record(res)
 		}
-		if err := s.responses.Delete(ctx, m.Receipt); err != nil {
+		if err := s.Responses.Delete(ctx, m.Receipt); err != nil {
 			s.log.Error("deleting result", "id", res.ID, "err", err)
 		}
 	}

@@ -47,6 +47,22 @@ type Fleet interface {
 	List(ctx context.Context) ([]fleet.Instance, error)
 }
 
+// Counter is a queue seen only through its counts, for /status.
+type Counter interface {
+	Counts(ctx context.Context) (queue.Counts, error)
+}
+
+// Backends are what the web tier talks to.
+type Backends struct {
+	Requests  Requests
+	Responses Responses
+	Inputs    Inputs
+	Fleet     Fleet
+	// DeadLetters is the request queue's dead-letter queue, shown in
+	// /status so that requests that failed for good are not silent.
+	DeadLetters Counter
+}
+
 // Config tunes the web tier. Zero values take the defaults in brackets.
 type Config struct {
 	MaxUpload     int64         // largest accepted image in bytes [10 MB]
@@ -95,13 +111,10 @@ const multipartSlack = 64 << 10
 
 // Server is the web tier.
 type Server struct {
-	cfg       Config
-	requests  Requests
-	responses Responses
-	inputs    Inputs
-	fleet     Fleet
-	log       *slog.Logger
-	now       func() time.Time
+	Backends
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
 
 	memory  *semaphore.Weighted
 	gate    *keyGate
@@ -117,20 +130,17 @@ type job struct {
 }
 
 // New assembles a web tier.
-func New(cfg Config, requests Requests, responses Responses, inputs Inputs, f Fleet, log *slog.Logger) *Server {
+func New(cfg Config, b Backends, log *slog.Logger) *Server {
 	cfg.defaults()
 	return &Server{
-		cfg:       cfg,
-		requests:  requests,
-		responses: responses,
-		inputs:    inputs,
-		fleet:     f,
-		log:       log,
-		now:       time.Now,
-		memory:    semaphore.NewWeighted(cfg.UploadMemory),
-		gate:      newKeyGate(),
-		waiters:   newWaiters(),
-		jobs:      expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
+		Backends: b,
+		cfg:      cfg,
+		log:      log,
+		now:      time.Now,
+		memory:   semaphore.NewWeighted(cfg.UploadMemory),
+		gate:     newKeyGate(),
+		waiters:  newWaiters(),
+		jobs:     expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
 	}
 }
 

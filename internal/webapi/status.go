@@ -13,6 +13,7 @@ import (
 // Status is the body of GET /status.
 type Status struct {
 	RequestQueue  QueueStatus `json:"request_queue"`
+	DeadLetters   QueueStatus `json:"dead_letters"` // requests that failed for good
 	ResponseQueue QueueStatus `json:"response_queue"`
 	Fleet         FleetStatus `json:"fleet"`
 	Waiting       int         `json:"waiting"` // uploads holding a connection open
@@ -41,12 +42,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var st Status
 	st.Waiting = s.waiters.len()
-	st.RequestQueue = queueStatus(ctx, s.requests.Counts)
-	st.ResponseQueue = queueStatus(ctx, s.responses.Counts)
+	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
+	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
+	if s.DeadLetters != nil {
+		st.DeadLetters = queueStatus(ctx, s.DeadLetters.Counts)
+	}
 	st.Fleet.Max = s.cfg.MaxWorkers
 	st.Fleet.Desired = scaling.Desired(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
 	st.Fleet.Instances = []fleet.Instance{}
-	if instances, err := s.fleet.List(ctx); err != nil {
+	if instances, err := s.Fleet.List(ctx); err != nil {
 		st.Fleet.Error = err.Error()
 	} else {
 		st.Fleet.Instances = instances
@@ -72,7 +76,7 @@ func queueStatus(ctx context.Context, counts func(context.Context) (queue.Counts
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.requests.Counts(ctx); err != nil {
+	if _, err := s.Requests.Counts(ctx); err != nil {
 		s.writeError(w, r, unavailable("request queue: %v", err), "")
 		return
 	}

@@ -88,14 +88,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (even
 	}
 	defer s.gate.release(req.Key)
 
-	if err := s.inputs.Put(ctx, req.Key, data); err != nil {
+	if err := s.Inputs.Put(ctx, req.Key, data); err != nil {
 		return events.Result{}, unavailable("storing the image: %v", err)
 	}
 	// Register before sending: a fast worker may answer before Send returns.
 	answer := s.waiters.add(id)
 	defer s.waiters.remove(id)
 	s.jobs.Add(id, job{stem: req.Stem})
-	if err := s.requests.Send(ctx, body); err != nil {
+	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
 		return events.Result{}, unavailable("queueing the request: %v", err)
 	}

@@ -57,7 +57,10 @@ func newSite(t *testing.T, cfg webapi.Config) *site {
 	if s.outputs, err = filestore.Open(filepath.Join(s.dir, "out")); err != nil {
 		t.Fatal(err)
 	}
-	srv := webapi.New(cfg, s.requests, s.responses, s.inputs, procfleet.NewReader(filepath.Join(s.dir, "fleet")), slog.New(slog.DiscardHandler))
+	srv := webapi.New(cfg, webapi.Backends{
+		Requests: s.requests, Responses: s.responses, Inputs: s.inputs,
+		Fleet: procfleet.NewReader(filepath.Join(s.dir, "fleet")), DeadLetters: s.requests.DeadLetters(),
+	}, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ func TestRunCountsAndChecks(t *testing.T) {
 		"a.jpg": text("a:Paul"),
 		"b.jpg": text("b:Emily"),
 		"c.jpg": text("c:Bob"),                                            // wrong
-		"d.jpg": func(w http.ResponseWriter) { http.Error(w, "no", 503) }, // failed
+		"d.jpg": func(w http.ResponseWriter) { http.Error(w, "no", http.StatusServiceUnavailable) }, // failed
 		"e.jpg": text("x:Wang"),                                           // wrong stem: failed
 	})
 	var progress atomic.Int32
