@@ -52,9 +52,9 @@ func TestRunCountsAndChecks(t *testing.T) {
 	url, peak := answering(t, map[string]func(http.ResponseWriter){
 		"a.jpg": text("a:Paul"),
 		"b.jpg": text("b:Emily"),
-		"c.jpg": text("c:Bob"),                                            // wrong
+		"c.jpg": text("c:Bob"),                                                                      // wrong
 		"d.jpg": func(w http.ResponseWriter) { http.Error(w, "no", http.StatusServiceUnavailable) }, // failed
-		"e.jpg": text("x:Wang"),                                           // wrong stem: failed
+		"e.jpg": text("x:Wang"),                                                                     // wrong stem: failed
 	})
 	var progress atomic.Int32
 	rep, err := Run(context.Background(), Config{
