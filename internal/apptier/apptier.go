@@ -169,8 +169,6 @@ type failure struct {
 	err       error
 }
 
-func (f *failure) Error() string { return f.err.Error() }
-
 func permanent(code events.ErrorCode, err error) *failure {
 	return &failure{code: code, permanent: true, err: err}
 }

@@ -34,6 +34,10 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
+// statusClientGone marks uploads whose client left before the answer
+// (nginx's 499). Nothing is written for them.
+const statusClientGone = 499
+
 func fail(status int, format string, args ...any) *httpError {
 	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
 }
@@ -112,7 +116,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (even
 		}
 	case <-ctx.Done():
 		// The client left; the result will still be kept for /results.
-		return events.Result{}, fail(499, "client went away: %v", context.Cause(ctx))
+		return events.Result{}, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
 	}
 }
 
@@ -137,7 +141,7 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (string, []by
 		reserve = r.ContentLength
 	}
 	if err := s.memory.Acquire(r.Context(), reserve); err != nil {
-		return "", nil, fail(499, "client went away: %v", err)
+		return "", nil, fail(statusClientGone, "client went away: %v", err)
 	}
 	defer s.memory.Release(reserve)
 	body := http.MaxBytesReader(w, r.Body, reserve)
@@ -213,8 +217,8 @@ func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res events.
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError, id string) {
-	if e.status == 499 {
-		return // nobody is listening
+	if e.status == statusClientGone {
+		return
 	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(e.retryAfter.Seconds())))
