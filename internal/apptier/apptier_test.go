@@ -264,7 +264,7 @@ func (s slowRecognizer) Recognize(img image.Image) (string, float64, error) {
 // A request that takes several visibility timeouts is kept hidden from
 // other workers the whole time.
 func TestExtendsVisibilityWhileBusy(t *testing.T) {
-	const visibility = 300 * time.Millisecond
+	const visibility = 600 * time.Millisecond
 	r := newRig(t, visibility, 5)
 	r.recognizer = slowRecognizer{r.recognizer, 4 * visibility}
 	r.start(t, apptier.Config{Wait: 100 * time.Millisecond, Visibility: visibility})

@@ -206,7 +206,9 @@ func TestConcurrentProcesses(t *testing.T) {
 		ds := deliveries[body]
 		for j := 1; j < len(ds); j++ {
 			redelivered++
-			if gap := ds[j].at.Sub(ds[j-1].at); gap < childVisibility-50*time.Millisecond {
+			// The log lines trail the receives a little; a second worker
+			// inside the timeout would show as a gap far below it.
+			if gap := ds[j].at.Sub(ds[j-1].at); gap < childVisibility-200*time.Millisecond {
 				t.Errorf("message %s delivered to worker %d and again to worker %d %v later, inside the %v visibility timeout",
 					body, ds[j-1].worker, ds[j].worker, gap, childVisibility)
 			}
