@@ -1,9 +1,13 @@
 // Command worker is the app tier: it long-polls the request queue and
-// labels each uploaded image with the configured model.
+// labels each uploaded image with the configured model. The same binary
+// runs as a local process (-backend local) and on EC2 (-backend aws),
+// where it learns its name from IMDSv2 and, with -idle-shutdown,
+// terminates its own instance once there is no work.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,9 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"github.com/surgeml/surge/internal/apptier"
+	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/instance"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/recognize"
 )
@@ -34,12 +43,24 @@ func run() error {
 	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
 	wait := fs.Duration("wait", config.EnvDuration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
 	statusFile := fs.String("status-file", os.Getenv(procfleet.EnvStatusFile), "report readiness and load here, for a local fleet (env "+procfleet.EnvStatusFile+")")
+	idleShutdown := fs.Duration("idle-shutdown", config.EnvDuration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
 	fs.Parse(os.Args[1:])
 
-	log := config.Logger().With("instance", *name)
 	// SIGTERM is a drain: stop taking requests, finish the ones held.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	log := config.Logger()
+	var self *ec2Self
+	if bcfg.Kind == "aws" {
+		var err error
+		if self, err = whoAmI(ctx); err != nil {
+			return err
+		}
+		if !isSet(fs, "name") {
+			*name = self.id.Name
+		}
+	}
+	log = log.With("instance", *name)
 
 	start := time.Now()
 	classifier, recognizer, err := recognize.Load(ctx, *mcfg, log)
@@ -61,10 +82,44 @@ func run() error {
 		Wait:        *wait,
 		MaxReceives: bcfg.MaxReceives,
 		Held:        report.Held,
+		IdleExit:    *idleShutdown,
 	}, b.Requests, b.Responses, b.Inputs, b.Outputs, recognizer, log)
 	report.Ready()
 	log.Info("worker ready", "model", recognizer.Name(), "concurrency", *concurrency, "startup", time.Since(start))
 	err = w.Run(ctx)
+	if errors.Is(err, apptier.ErrIdle) && self != nil {
+		// Holding nothing, the instance can go: terminating it here saves
+		// the scaler a decision and works even if the scaler is down.
+		log.Info("terminating this instance", "id", self.id.ID)
+		return ec2fleet.Terminate(context.WithoutCancel(ctx), self.ec2, self.id.ID)
+	}
+	if errors.Is(err, apptier.ErrIdle) {
+		err = nil
+	}
 	log.Info("worker stopped")
 	return err
+}
+
+// ec2Self is this worker's EC2 instance.
+type ec2Self struct {
+	id  instance.Identity
+	ec2 *ec2.Client
+}
+
+func whoAmI(ctx context.Context) (*ec2Self, error) {
+	c, err := awscfg.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := instance.Lookup(ctx, c.Config)
+	if err != nil {
+		return nil, err
+	}
+	return &ec2Self{id: id, ec2: c.EC2}, nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set || os.Getenv(procfleet.EnvInstance) != ""
 }

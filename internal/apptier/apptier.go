@@ -63,7 +63,13 @@ type Config struct {
 	// Held, if set, is told how many messages the worker holds whenever
 	// that changes, so a scaler can tell idle workers from busy ones.
 	Held func(n int)
+	// IdleExit, if set, ends Run with ErrIdle once the worker has held
+	// nothing for this long, so that an instance can shut itself down.
+	IdleExit time.Duration
 }
+
+// ErrIdle ends a Run that had no work for Config.IdleExit.
+var ErrIdle = errors.New("worker idle")
 
 func (c *Config) defaults() {
 	if c.Concurrency < 1 {
@@ -93,14 +99,15 @@ type Worker struct {
 	recognizer Recognizer
 	log        *slog.Logger
 
-	mu   sync.Mutex
-	held int
+	mu        sync.Mutex
+	held      int
+	idleSince time.Time
 }
 
 // New assembles a worker.
 func New(cfg Config, requests Requests, results Results, inputs Inputs, outputs Outputs, r Recognizer, log *slog.Logger) *Worker {
 	cfg.defaults()
-	return &Worker{cfg: cfg, requests: requests, results: results, inputs: inputs, outputs: outputs, recognizer: r, log: log}
+	return &Worker{cfg: cfg, requests: requests, results: results, inputs: inputs, outputs: outputs, recognizer: r, log: log, idleSince: time.Now()}
 }
 
 // Run receives and processes requests until ctx is cancelled, then
@@ -126,7 +133,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			slots <- struct{}{}
 			free++
 		}
-		msgs, err := w.requests.Receive(ctx, free, w.cfg.Wait)
+		wait, idle := w.pollWait()
+		if idle {
+			for range free {
+				<-slots
+			}
+			w.log.Info("no work; leaving", "idle_for", w.cfg.IdleExit)
+			return ErrIdle
+		}
+		msgs, err := w.requests.Receive(ctx, free, wait)
 		for range free - len(msgs) {
 			<-slots
 		}
@@ -152,10 +167,25 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// pollWait is how long the next long poll may wait, and whether the
+// worker has been idle long enough to leave.
+func (w *Worker) pollWait() (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cfg.IdleExit <= 0 || w.held > 0 {
+		return w.cfg.Wait, false
+	}
+	left := w.cfg.IdleExit - time.Since(w.idleSince)
+	return min(w.cfg.Wait, left), left <= 0
+}
+
 func (w *Worker) adjustHeld(d int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.held += d
+	if w.held == 0 {
+		w.idleSince = time.Now()
+	}
 	if w.cfg.Held != nil {
 		w.cfg.Held(w.held)
 	}

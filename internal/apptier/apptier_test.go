@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"image"
 	"log/slog"
 	"os"
@@ -318,5 +319,27 @@ func TestReportsHeld(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 2 || seen[0] != 1 || seen[1] != 0 {
 		t.Fatalf("held reports %v, want [1 0]", seen)
+	}
+}
+
+// A worker with IdleExit leaves after that long without work, and not
+// while it holds a request.
+func TestIdleExit(t *testing.T) {
+	r := newRig(t, 30*time.Second, 5)
+	r.recognizer = slowRecognizer{r.recognizer, 500 * time.Millisecond}
+	w := apptier.New(apptier.Config{Wait: 5 * time.Second, IdleExit: 300 * time.Millisecond}, r.requests, r.responses, r.inputs, r.outputs, r.recognizer, slog.New(slog.DiscardHandler))
+	r.submit(t, "id", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	start := time.Now()
+	err := w.Run(context.Background())
+	took := time.Since(start)
+	if !errors.Is(err, apptier.ErrIdle) {
+		t.Fatalf("Run = %v, want ErrIdle", err)
+	}
+	// 500ms of work, then 300ms idle; never the 5s long poll.
+	if took < 800*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("left after %v", took)
+	}
+	if res := r.result(t, time.Second); res.Answer() != "dog:Alaskan Malamute" {
+		t.Fatalf("result %+v", res)
 	}
 }

@@ -10,38 +10,49 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/blob"
+	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/filestore"
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/s3store"
 	"github.com/surgeml/surge/internal/sqlitequeue"
+	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // Names are the cloud resource names derived from a prefix.
 type Names struct {
-	RequestQueue, ResponseQueue, InputBucket, OutputBucket string
+	RequestQueue, RequestDeadLetters, ResponseQueue string
+	InputBucket, OutputBucket                       string
+	LaunchTemplate                                  string // the workers'
+	Fleet                                           string // the fleet tag's value
 }
 
-// NamesFor applies PROTOCOL.md's naming to prefix.
+// NamesFor applies PROTOCOL.md's naming to prefix, and names what it
+// leaves open the same way.
 func NamesFor(prefix string) Names {
 	return Names{
-		RequestQueue:  prefix + "-req-queue",
-		ResponseQueue: prefix + "-resp-queue",
-		InputBucket:   prefix + "-in-bucket",
-		OutputBucket:  prefix + "-out-bucket",
+		RequestQueue:       prefix + "-req-queue",
+		RequestDeadLetters: prefix + "-req-dlq",
+		ResponseQueue:      prefix + "-resp-queue",
+		InputBucket:        prefix + "-in-bucket",
+		OutputBucket:       prefix + "-out-bucket",
+		LaunchTemplate:     prefix + "-worker",
+		Fleet:              prefix,
 	}
 }
 
 // Config selects and configures the backends.
 type Config struct {
-	Kind   string // "local"
+	Kind   string // "local" or "aws"
 	Prefix string
 	// DataDir holds everything of the local backend: queues/, buckets/
 	// and fleet/.
 	DataDir string
-	// Visibility and MaxReceives configure the request queue (the
-	// embedded one; SQS queues carry their own).
+	// Visibility and MaxReceives configure the request queue. SQS queues
+	// carry their own; these must match them.
 	Visibility  time.Duration
 	MaxReceives int
 }
@@ -76,8 +87,10 @@ func Open(ctx context.Context, cfg Config) (*Backends, error) {
 	switch cfg.Kind {
 	case "", "local":
 		return openLocal(ctx, cfg)
+	case "aws":
+		return openAWS(ctx, cfg)
 	default:
-		return nil, fmt.Errorf("unknown backend %q (want local)", cfg.Kind)
+		return nil, fmt.Errorf("unknown backend %q (want local or aws)", cfg.Kind)
 	}
 }
 
@@ -118,5 +131,31 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 	b.Inputs, b.Outputs = in, out
 	b.Fleet = procfleet.NewReader(FleetDir(cfg.DataDir))
 	b.Changed = req.Changed
+	return b, nil
+}
+
+// openAWS finds the queues, buckets and fleet the CDK stack (or the
+// emulator) made for the prefix, with the SDK's standard configuration.
+func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
+	c, err := awscfg.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := NamesFor(cfg.Prefix)
+	b := &Backends{
+		Inputs:  s3store.New(c.S3, names.InputBucket),
+		Outputs: s3store.New(c.S3, names.OutputBucket),
+		Fleet:   ec2fleet.New(c.EC2, names.Fleet, names.LaunchTemplate),
+	}
+	for _, q := range []struct {
+		dst  *queue.Queue
+		name string
+	}{{&b.Requests, names.RequestQueue}, {&b.RequestDeadLetters, names.RequestDeadLetters}, {&b.Responses, names.ResponseQueue}} {
+		opened, err := sqsqueue.Open(ctx, c.SQS, q.name)
+		if err != nil {
+			return nil, err
+		}
+		*q.dst = opened
+	}
 	return b, nil
 }

@@ -45,7 +45,7 @@ func EnvDuration(key string, def time.Duration) time.Duration {
 // BackendFlags registers the backend selection flags.
 func BackendFlags(fs *flag.FlagSet) *backend.Config {
 	c := &backend.Config{}
-	fs.StringVar(&c.Kind, "backend", Env("SURGE_BACKEND", "local"), "queues and buckets to use: local (env SURGE_BACKEND)")
+	fs.StringVar(&c.Kind, "backend", Env("SURGE_BACKEND", "local"), "queues and buckets to use: local (embedded) or aws (env SURGE_BACKEND)")
 	fs.StringVar(&c.Prefix, "prefix", Env("SURGE_PREFIX", "surge"), "name prefix of queues and buckets (env SURGE_PREFIX)")
 	fs.StringVar(&c.DataDir, "data", Env("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
 	fs.DurationVar(&c.Visibility, "visibility", EnvDuration("SURGE_VISIBILITY", 30*time.Second), "local backend: request visibility timeout (env SURGE_VISIBILITY)")

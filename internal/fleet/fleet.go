@@ -42,3 +42,12 @@ func Index(prefix, name string) (int, error) {
 	}
 	return n, nil
 }
+
+// CompareNames orders instance names numerically where they differ only in
+// their number: app-tier-instance-2 before app-tier-instance-10.
+func CompareNames(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
+}

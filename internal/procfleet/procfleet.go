@@ -208,7 +208,7 @@ func (f *Fleet) listLocked() []fleet.Instance {
 		}
 		out = append(out, in)
 	}
-	slices.SortFunc(out, func(a, b fleet.Instance) int { return compareNames(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b fleet.Instance) int { return fleet.CompareNames(a.Name, b.Name) })
 	return out
 }
 
@@ -295,20 +295,6 @@ func (f *Fleet) writeSnapshotLocked() error {
 type snapshot struct {
 	Updated   time.Time        `json:"updated"`
 	Instances []fleet.Instance `json:"instances"`
-}
-
-// compareNames orders app-tier-instance-2 before app-tier-instance-10.
-func compareNames(a, b string) int {
-	if len(a) != len(b) {
-		return len(a) - len(b)
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Reader shows the fleet to processes other than the one running it.

@@ -89,6 +89,13 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("listing the fleet: %w", err)
 	}
+	if counts.Backlog() == 0 {
+		// No message is queued or in flight, so no worker can be holding
+		// one, whatever it last reported (EC2 instances report nothing).
+		for i := range instances {
+			instances[i].Idle = true
+		}
+	}
 	d := Plan(s.cfg, counts.Backlog(), s.stabilised(scaling.Desired(counts.Backlog(), s.cfg.Max)), instances)
 	if len(d.Launched) > 0 {
 		if err := s.fleet.Launch(ctx, d.Launched); err != nil {

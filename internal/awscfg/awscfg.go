@@ -1,0 +1,45 @@
+// Package awscfg loads the AWS SDK configuration every AWS adapter uses:
+// the standard credential chain and region, and the SDK's own endpoint
+// override (AWS_ENDPOINT_URL), which points everything at an emulator such
+// as moto_server.
+package awscfg
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Clients are the service clients Surge uses.
+type Clients struct {
+	Config aws.Config
+	SQS    *sqs.Client
+	S3     *s3.Client
+	EC2    *ec2.Client
+}
+
+// Load reads the configuration from the environment and instance
+// metadata, as the SDK does, and builds the clients.
+func Load(ctx context.Context) (*Clients, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, fmt.Errorf("loading AWS configuration: no region (set AWS_REGION)")
+	}
+	return &Clients{
+		Config: cfg,
+		SQS:    sqs.NewFromConfig(cfg),
+		S3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+			// Emulators answer on one host name, so buckets go in the path.
+			o.UsePathStyle = cfg.BaseEndpoint != nil
+		}),
+		EC2: ec2.NewFromConfig(cfg),
+	}, nil
+}

@@ -1,0 +1,198 @@
+package ec2fleet_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/fleet"
+	"github.com/surgeml/surge/internal/motoserver"
+	"github.com/surgeml/surge/internal/scaler"
+	"github.com/surgeml/surge/internal/sqsqueue"
+)
+
+// The adapter is tested against moto_server on loopback.
+func TestMain(m *testing.M) { motoserver.RunTests(m) }
+
+func clients(t *testing.T) *awscfg.Clients {
+	t.Helper()
+	c, err := awscfg.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var serial atomic.Int32
+
+// setup makes a launch template and a fleet over it, with a name unique
+// to the test.
+func setup(t *testing.T) (*awscfg.Clients, *ec2fleet.Fleet, string) {
+	t.Helper()
+	c := clients(t)
+	name := fmt.Sprintf("fleet-%d", serial.Add(1))
+	_, err := c.EC2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name + "-worker"),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{
+			ImageId:      aws.String("ami-12345678"),
+			InstanceType: types.InstanceTypeT3Micro,
+			UserData:     aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ec2fleet.New(c.EC2, name, name+"-worker"), name
+}
+
+func list(t *testing.T, f *ec2fleet.Fleet) []fleet.Instance {
+	t.Helper()
+	in, err := f.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestLaunchListDrain(t *testing.T) {
+	c, f, name := setup(t)
+	ctx := context.Background()
+	want := []string{"app-tier-instance-1", "app-tier-instance-2", "app-tier-instance-10"}
+	if err := f.Launch(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got := list(t, f)
+	if len(got) != 3 {
+		t.Fatalf("List = %+v", got)
+	}
+	for i, in := range got {
+		if in.Name != want[i] || in.State == fleet.Draining || in.ID == "" {
+			t.Errorf("instance %d: %+v, want %s live", i, in, want[i])
+		}
+	}
+	// Both tags are on the instance, so IAM conditions can key on them.
+	out, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{got[0].ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := map[string]string{}
+	for _, tg := range out.Reservations[0].Instances[0].Tags {
+		tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	if tags["Name"] != "app-tier-instance-1" || tags[ec2fleet.TagFleet] != name {
+		t.Errorf("tags %v", tags)
+	}
+	// Another fleet's instances are not ours.
+	_, other, _ := setup(t)
+	if err := other.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list(t, f)); n != 3 {
+		t.Fatalf("fleet sees %d instances after another fleet launched", n)
+	}
+
+	if err := f.Drain(ctx, []string{"app-tier-instance-2", "app-tier-instance-99"}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, in := range list(t, f) {
+		names = append(names, in.Name)
+	}
+	if !slices.Equal(names, []string{"app-tier-instance-1", "app-tier-instance-10"}) {
+		t.Fatalf("after draining 2: %v", names)
+	}
+}
+
+// Client tokens are stable for the same launch and change once the name's
+// instance is gone, so a relaunch is a new instance.
+func TestTokens(t *testing.T) {
+	a, b := ec2fleet.Token("prod", "app-tier-instance-1", 0), ec2fleet.Token("prod", "app-tier-instance-1", 0)
+	if a != b || len(a) > 64 {
+		t.Fatalf("tokens %q and %q", a, b)
+	}
+	for _, other := range []string{
+		ec2fleet.Token("prod", "app-tier-instance-1", 1),
+		ec2fleet.Token("prod", "app-tier-instance-2", 0),
+		ec2fleet.Token("test", "app-tier-instance-1", 0),
+	} {
+		if other == a {
+			t.Fatalf("token %q reused", a)
+		}
+	}
+	_, f, _ := setup(t)
+	ctx := context.Background()
+	for range 2 {
+		if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Drain(ctx, []string{"app-tier-instance-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(t, f); len(got) != 1 {
+		t.Fatalf("after two relaunches: %+v", got)
+	}
+}
+
+// The scaler over SQS and EC2 on moto: 0 → N → cap → 0.
+func TestReconcileZeroToCapToZero(t *testing.T) {
+	c, f, name := setup(t)
+	ctx := context.Background()
+	q, err := sqsqueue.Create(ctx, c.SQS, sqsqueue.Spec{Name: name + "-req-queue", Visibility: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 6
+	s := scaler.New(scaler.Config{Max: max}, q, f, slog.New(slog.DiscardHandler))
+	send := func(n int) {
+		for range n {
+			if err := q.Send(ctx, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reconcile := func(want int) {
+		t.Helper()
+		if _, err := s.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(list(t, f)); got != want {
+			t.Fatalf("%d instances, want %d", got, want)
+		}
+	}
+	reconcile(0)
+	send(12)
+	reconcile(2)
+	reconcile(2) // no double launch
+	send(100)
+	reconcile(max)
+	reconcile(max)
+	// Work the queue off.
+	for {
+		msgs, err := q.Receive(ctx, 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			q.Delete(ctx, m.Receipt)
+		}
+	}
+	reconcile(0)
+}

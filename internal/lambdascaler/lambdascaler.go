@@ -1,0 +1,151 @@
+// Package lambdascaler is the scheduled scaler on AWS Lambda. EventBridge
+// invokes it once a minute; each invocation reconciles the fleet every few
+// seconds for most of that minute, so the fleet reacts in seconds, and
+// stops before the next invocation begins.
+package lambdascaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	awsevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/surgeml/surge/internal/scaler"
+)
+
+// Config tunes the reconcile loop. Zero values take the defaults in
+// brackets.
+type Config struct {
+	Tick   time.Duration // between reconciles [5s]
+	Window time.Duration // how long one invocation reconciles [55s]; keep it below the schedule's period
+	Margin time.Duration // stop this long before the Lambda deadline [3s]
+	Fleet  string        // names the fleet in metrics
+}
+
+func (c *Config) defaults() {
+	if c.Tick <= 0 {
+		c.Tick = 5 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = 55 * time.Second
+	}
+	if c.Margin <= 0 {
+		c.Margin = 3 * time.Second
+	}
+}
+
+// Reconciler makes one scaling decision; *scaler.Scaler is one.
+type Reconciler interface {
+	Reconcile(ctx context.Context) (scaler.Decision, error)
+}
+
+// Handler handles EventBridge scheduled events.
+type Handler struct {
+	cfg     Config
+	scaler  Reconciler
+	log     *slog.Logger
+	metrics io.Writer
+	now     func() time.Time
+}
+
+// New returns a handler. Decisions are logged to log; embedded-metric
+// lines go to metrics (stdout in Lambda, where CloudWatch picks them up).
+func New(cfg Config, s Reconciler, log *slog.Logger, metrics io.Writer) *Handler {
+	cfg.defaults()
+	return &Handler{cfg: cfg, scaler: s, log: log, metrics: metrics, now: time.Now}
+}
+
+// Summary is what one invocation did.
+type Summary struct {
+	Reconciles int      `json:"reconciles"`
+	Failures   int      `json:"failures"`
+	Launched   []string `json:"launched"`
+	Terminated []string `json:"terminated"`
+}
+
+// Handle reconciles at once, then at the event's scheduled time plus each
+// multiple of Tick, until the window or the invocation's deadline ends. Ticks are
+// aligned to the scheduled time, so a duplicate delivery of the same event
+// decides at the same moments, on the same state, and makes the same
+// launches (whose EC2 client tokens then coincide). An event older than
+// the window, such as a late retry, gets a single reconcile.
+func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Summary, error) {
+	var sum Summary
+	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
+		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
+	}
+	now := h.now()
+	start := ev.Time
+	end := start.Add(h.cfg.Window)
+	if start.IsZero() || now.Sub(start) > h.cfg.Window || start.After(now.Add(h.cfg.Window)) {
+		start, end = now, now
+	}
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-h.cfg.Margin).Before(end) {
+		end = dl.Add(-h.cfg.Margin)
+	}
+	h.tick(ctx, &sum)
+	for next := start.Add(h.cfg.Tick); next.Before(end); next = next.Add(h.cfg.Tick) {
+		wait := next.Sub(h.now())
+		if wait < 0 {
+			continue // passed while an earlier reconcile ran
+		}
+		select {
+		case <-ctx.Done():
+			return sum, summarise(sum)
+		case <-time.After(wait):
+		}
+		h.tick(ctx, &sum)
+	}
+	return sum, summarise(sum)
+}
+
+func summarise(sum Summary) error {
+	if sum.Reconciles > 0 && sum.Failures == sum.Reconciles {
+		return errors.New("every reconcile failed")
+	}
+	return nil
+}
+
+func (h *Handler) tick(ctx context.Context, sum *Summary) {
+	sum.Reconciles++
+	d, err := h.scaler.Reconcile(ctx)
+	if err != nil {
+		sum.Failures++
+		h.log.Error("reconcile failed", "err", err)
+		return
+	}
+	sum.Launched = append(sum.Launched, d.Launched...)
+	sum.Terminated = append(sum.Terminated, d.Terminated...)
+	h.log.Info("decision", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
+		"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated)
+	h.emit(d)
+}
+
+// emit writes one CloudWatch embedded-metric-format line.
+func (h *Handler) emit(d scaler.Decision) {
+	line := map[string]any{
+		"_aws": map[string]any{
+			"Timestamp": h.now().UnixMilli(),
+			"CloudWatchMetrics": []any{map[string]any{
+				"Namespace":  "Surge",
+				"Dimensions": [][]string{{"Fleet"}},
+				"Metrics": []any{
+					map[string]string{"Name": "Backlog", "Unit": "Count"},
+					map[string]string{"Name": "DesiredWorkers", "Unit": "Count"},
+					map[string]string{"Name": "RunningWorkers", "Unit": "Count"},
+				},
+			}},
+		},
+		"Fleet":          h.cfg.Fleet,
+		"Backlog":        d.Backlog,
+		"DesiredWorkers": d.Desired,
+		"RunningWorkers": d.Running + d.Draining,
+	}
+	b, _ := json.Marshal(line)
+	fmt.Fprintf(h.metrics, "%s\n", b)
+}

@@ -1,0 +1,25 @@
+// Command scaler is the Lambda function EventBridge invokes every minute
+// to size the worker fleet. Configuration comes from the environment:
+// SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET (the fleet
+// tag), SURGE_MAX_WORKERS, and optionally SURGE_TICK, SURGE_WINDOW and
+// SURGE_SCALE_IN_DELAY.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/surgeml/surge/internal/lambdascaler"
+)
+
+func main() {
+	h, err := lambdascaler.FromEnv(context.Background(), os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scaler:", err)
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
