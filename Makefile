@@ -14,10 +14,10 @@ export SURGE_CACHE  ?= $(CURDIR)/.cache
 export SURGE_MODELS ?= $(MODELS)
 export SURGE_SHARED ?= $(SHARED)
 
-.PHONY: build ort run test bench classify enroll workload clean
+.PHONY: build ort run emulate test bench classify enroll workload clean
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker
+	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler
 
 # The ONNX Runtime library, downloaded once into $(SURGE_CACHE) and checked
 # against its SHA-256.
@@ -26,6 +26,12 @@ ort: build
 
 run: build ort
 	$(BIN)/surge run -data $(DATA) -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
+
+# The AWS deployment on emulated AWS: moto_server, the SQS/S3/EC2 code
+# paths, the scaler Lambda on a local schedule, instances emulated as
+# worker processes.
+emulate: build ort
+	$(BIN)/surge emulate -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
 
 test: ort
 	$(GO) vet ./...
@@ -48,4 +54,4 @@ workload: build
 	$(BIN)/surge workload -url $(URL) -images $(IMAGES) $(if $(LABELS),-labels $(LABELS))
 
 clean:
-	rm -rf $(BIN) $(DATA)
+	rm -rf $(BIN) $(DATA) .emulate

@@ -15,6 +15,7 @@ const usage = `usage: surge <command> [flags]
 
 commands:
   run        start the whole system locally (web tier, scaler, worker fleet)
+  emulate    start the AWS deployment against moto_server (emulated AWS)
   classify   print <stem>:<label> for image files, without the pipeline
   enroll     build a gallery file from a folder of labelled images
   workload   upload a folder to a web tier and check the answers
@@ -31,6 +32,7 @@ func main() {
 	}
 	commands := map[string]func(ctx context.Context, args []string) error{
 		"run":      runCmd,
+		"emulate":  emulateCmd,
 		"classify": classifyCmd,
 		"enroll":   enrollCmd,
 		"workload": workloadCmd,

@@ -24,9 +24,10 @@ type Clients struct {
 }
 
 // Load reads the configuration from the environment and instance
-// metadata, as the SDK does, and builds the clients.
-func Load(ctx context.Context) (*Clients, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+// metadata, as the SDK does, and builds the clients. opts override what
+// the environment says (the emulator points its own clients at moto).
+func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (*Clients, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
@@ -39,6 +40,9 @@ func Load(ctx context.Context) (*Clients, error) {
 		S3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			// Emulators answer on one host name, so buckets go in the path.
 			o.UsePathStyle = cfg.BaseEndpoint != nil
+			// Objects written without checksums (by emulators, by older
+			// tools) are not worth a log line per read.
+			o.DisableLogOutputChecksumValidationSkipped = true
 		}),
 		EC2: ec2.NewFromConfig(cfg),
 	}, nil

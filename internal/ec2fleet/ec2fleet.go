@@ -36,12 +36,22 @@ func New(client *ec2.Client, fleetName, template string) *Fleet {
 	return &Fleet{client: client, name: fleetName, template: template}
 }
 
-// describe returns every instance of the fleet, terminated ones included
-// (EC2 lists those for about an hour).
-func (f *Fleet) describe(ctx context.Context) ([]types.Instance, error) {
+// liveStates are the instance states that still count as part of the
+// fleet; "terminated" is the one that does not.
+func liveStates() []string {
+	return []string{"pending", "running", "shutting-down", "stopping", "stopped"}
+}
+
+// describe returns the fleet's instances in the given states. Asking for
+// states, rather than filtering afterwards, keeps the answer small: EC2
+// lists terminated instances for about an hour.
+func (f *Fleet) describe(ctx context.Context, states ...string) ([]types.Instance, error) {
 	var out []types.Instance
 	pages := ec2.NewDescribeInstancesPaginator(f.client, &ec2.DescribeInstancesInput{
-		Filters: []types.Filter{{Name: aws.String("tag:" + TagFleet), Values: []string{f.name}}},
+		Filters: []types.Filter{
+			{Name: aws.String("tag:" + TagFleet), Values: []string{f.name}},
+			{Name: aws.String("instance-state-name"), Values: states},
+		},
 	})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -85,7 +95,7 @@ func state(in types.Instance) (s fleet.State, ok bool) {
 // Whether an instance holds work is not known here (Idle is false); the
 // scaler works that out from the queue.
 func (f *Fleet) List(ctx context.Context) ([]fleet.Instance, error) {
-	all, err := f.describe(ctx)
+	all, err := f.describe(ctx, liveStates()...)
 	if err != nil {
 		return nil, err
 	}
@@ -107,22 +117,22 @@ func (f *Fleet) List(ctx context.Context) ([]fleet.Instance, error) {
 // not count, or a scaler that saw the other's launch land would derive a
 // different token for the same decision.
 func (f *Fleet) Launch(ctx context.Context, names []string) error {
-	all, err := f.describe(ctx)
+	ended, err := f.describe(ctx, "terminated")
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, name := range names {
-		errs = append(errs, f.launch(ctx, name, Token(f.name, name, generation(all, name))))
+		errs = append(errs, f.launch(ctx, name, Token(f.name, name, generation(ended, name))))
 	}
 	return errors.Join(errs...)
 }
 
 // generation counts the ended instances that carried name.
-func generation(all []types.Instance, name string) int {
+func generation(ended []types.Instance, name string) int {
 	n := 0
-	for _, in := range all {
-		if _, live := state(in); !live && nameOf(in) == name {
+	for _, in := range ended {
+		if nameOf(in) == name {
 			n++
 		}
 	}

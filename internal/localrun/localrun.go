@@ -7,20 +7,16 @@ package localrun
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/scaler"
+	"github.com/surgeml/surge/internal/webproc"
 )
 
 // Config describes a local system.
@@ -45,11 +41,7 @@ type System struct {
 	Fleet    *procfleet.Fleet
 	Backends *backend.Backends
 
-	cfg      Config
-	log      *slog.Logger
-	web      *exec.Cmd
-	webDone  chan struct{}
-	webErr   error
+	web      *webproc.Process
 	stopScal context.CancelFunc
 	scalDone chan struct{}
 }
@@ -74,61 +66,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 	if err := os.MkdirAll(logs, 0o750); err != nil {
 		return nil, err
 	}
-	// Bind here and hand the socket to the web tier: a port in use fails
-	// now, clearly, and port 0 needs no guessing.
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return nil, fmt.Errorf("web tier address: %w", err)
-	}
-	lnFile, err := ln.(*net.TCPListener).File()
-	ln.Close()
-	if err != nil {
-		return nil, err
-	}
-	defer lnFile.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
 	common := []string{
 		"-backend", "local", "-data", data, "-prefix", cfg.Backend.Prefix,
 		"-visibility", cfg.Backend.Visibility.String(), "-max-receives", strconv.Itoa(cfg.Backend.MaxReceives),
 	}
-
 	b, err := backend.Open(ctx, cfg.Backend)
 	if err != nil {
 		return nil, err
 	}
-	s := &System{cfg: cfg, log: log, Backends: b, webDone: make(chan struct{})}
-
-	webLog, err := os.OpenFile(filepath.Join(logs, "webtier.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	s := &System{Backends: b}
+	s.web, err = webproc.Start(ctx, cfg.Bin,
+		append(append([]string{}, common...), append([]string{"-max-workers", strconv.Itoa(cfg.MaxWorkers)}, cfg.WebArgs...)...),
+		nil, cfg.Host, cfg.Port, filepath.Join(logs, "webtier.log"))
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	args := append(append(append([]string{}, common...),
-		"-listen-fd", "3", "-max-workers", strconv.Itoa(cfg.MaxWorkers)), cfg.WebArgs...)
-	s.web = exec.Command(filepath.Join(cfg.Bin, "webtier"), args...)
-	s.web.ExtraFiles = []*os.File{lnFile}
-	s.web.Stdout, s.web.Stderr = webLog, webLog
-	s.web.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := s.web.Start(); err != nil {
-		webLog.Close()
-		b.Close()
-		return nil, fmt.Errorf("starting the web tier: %w", err)
-	}
-	go func() {
-		s.webErr = s.web.Wait()
-		webLog.Close()
-		close(s.webDone)
-	}()
-	host := cfg.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	s.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(port))
-	if err := s.waitHealthy(ctx, 30*time.Second); err != nil {
-		s.stopWeb()
-		b.Close()
-		return nil, fmt.Errorf("web tier did not come up (see %s): %w", webLog.Name(), err)
-	}
+	s.URL = s.web.URL
 
 	fl, err := procfleet.New(procfleet.Config{
 		Dir:     backend.FleetDir(data),
@@ -140,7 +94,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 		Env: []string{"GOMAXPROCS=1"},
 	}, log)
 	if err != nil {
-		s.stopWeb()
+		s.web.Stop()
 		b.Close()
 		return nil, err
 	}
@@ -155,33 +109,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 	return s, nil
 }
 
-func (s *System) waitHealthy(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/healthz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = errors.New(resp.Status)
-		}
-		select {
-		case <-s.webDone:
-			return fmt.Errorf("it exited: %v", s.webErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-	}
-}
-
 // Done is closed if the web tier exits on its own.
-func (s *System) Done() <-chan struct{} { return s.webDone }
+func (s *System) Done() <-chan struct{} { return s.web.Done() }
 
 // Stop shuts down in dependency order: the scaler stops deciding, the
 // workers drain, then the web tier answers what it can and exits.
@@ -189,27 +118,8 @@ func (s *System) Stop(ctx context.Context) (Report, error) {
 	s.stopScal()
 	<-s.scalDone
 	s.Fleet.Stop(ctx)
-	r := Report{WebPeakRSS: procfleet.PeakRSS(s.web.Process.Pid)}
-	err := s.stopWeb()
+	r := Report{WebPeakRSS: s.web.PeakRSS()}
+	err := s.web.Stop()
 	r.Workers = s.Fleet.Exits()
 	return r, errors.Join(err, s.Backends.Close())
-}
-
-func (s *System) stopWeb() error {
-	select {
-	case <-s.webDone:
-	default:
-		s.web.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.webDone:
-		case <-time.After(45 * time.Second):
-			s.web.Process.Kill()
-			<-s.webDone
-		}
-	}
-	var exit *exec.ExitError
-	if errors.As(s.webErr, &exit) {
-		return fmt.Errorf("web tier: %w", s.webErr)
-	}
-	return nil
 }

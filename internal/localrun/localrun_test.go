@@ -135,7 +135,7 @@ func files(t *testing.T, elem ...string) []string {
 
 func run(t *testing.T, sys *localrun.System, files []string, expected map[string]string) workload.Report {
 	t.Helper()
-	rep, err := workload.Run(context.Background(), workload.Config{URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: 100})
+	rep, err := workload.Run(context.Background(), workload.Config{URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

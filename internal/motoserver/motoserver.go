@@ -15,6 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // Server is a running moto_server.
@@ -105,6 +109,17 @@ func (s *Server) Env() []string {
 		"AWS_ACCESS_KEY_ID=moto",
 		"AWS_SECRET_ACCESS_KEY=moto",
 		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// Options configure an AWS SDK client for this server without touching
+// the process's environment.
+func (s *Server) Options() []func(*config.LoadOptions) error {
+	return []func(*config.LoadOptions) error{
+		config.WithBaseEndpoint(s.URL),
+		config.WithRegion(Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("moto", "moto", "")),
+		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
 	}
 }
 

@@ -23,6 +23,12 @@ func readStatus(path string) (status, error) {
 	return s, json.Unmarshal(data, &s)
 }
 
+// Holding reports whether the worker reporting to path holds a message.
+func Holding(path string) bool {
+	s, err := readStatus(path)
+	return err == nil && s.Held > 0
+}
+
 // idleAfter is how long a worker must hold nothing before it reports
 // idle: a busy worker between two messages is not idle, and not writing on
 // every message keeps the file quiet under load.

@@ -1,0 +1,260 @@
+package emulate_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/surgeml/surge/internal/emulate"
+	"github.com/surgeml/surge/internal/labelcsv"
+	"github.com/surgeml/surge/internal/s3store"
+	"github.com/surgeml/surge/internal/sqsqueue"
+	"github.com/surgeml/surge/internal/testenv"
+	"github.com/surgeml/surge/internal/workload"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	var err error
+	if bin, err = testenv.BuildBinaries("./cmd/surge", "./webtier", "./worker"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(bin)
+	os.Exit(code)
+}
+
+const maxWorkers = 19
+
+// faceCloud enrolls the 100-face gallery and starts an emulated AWS
+// deployment in gallery mode.
+func faceCloud(t *testing.T) (*emulate.Cloud, string) {
+	t.Helper()
+	gallery := filepath.Join(t.TempDir(), "faces.gallery")
+	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"),
+		"-images", testenv.Path(t, "datasets", "faces", "face_images_100"),
+		"-labels", testenv.Path(t, "datasets", "faces", "face_images_100.csv"),
+		"-gallery", gallery)
+	if out, err := enroll.CombinedOutput(); err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	cloud, err := emulate.Start(context.Background(), emulate.Config{
+		Bin: bin, DataDir: data, Host: "127.0.0.1", MaxWorkers: maxWorkers,
+		Files: emulate.Files{RuntimeLib: testenv.RuntimeLib(t), Model: testenv.Model(t).Path, Gallery: gallery},
+		Visibility: 5 * time.Second,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cloud.Stop(context.Background())
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(data, "logs", "*.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				if len(b) > 2000 {
+					b = b[len(b)-2000:]
+				}
+				t.Logf("--- %s\n%s", filepath.Base(l), b)
+			}
+		}
+	})
+	return cloud, data
+}
+
+// poller asks moto for the running app-tier instances, as a grader does.
+type poller struct {
+	mu      sync.Mutex
+	samples []sample
+	stop    func()
+}
+
+type sample struct {
+	at      time.Time
+	running int
+}
+
+func poll(t *testing.T, c *emulate.Cloud, every time.Duration) *poller {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &poller{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if n, err := c.RunningWorkers(ctx); err == nil {
+				p.mu.Lock()
+				p.samples = append(p.samples, sample{time.Now(), n})
+				p.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
+		}
+	}()
+	p.stop = func() { cancel(); <-done }
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *poller) counts() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, len(p.samples))
+	for i, s := range p.samples {
+		out[i] = s.running
+	}
+	return out
+}
+
+// firstAt is when the count first met cond after since.
+func (p *poller) firstAt(since time.Time, cond func(int) bool) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.samples {
+		if s.at.After(since) && cond(s.running) {
+			return s.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func faces(t *testing.T) ([]string, map[string]string) {
+	files, err := workload.ImagesIn(testenv.Path(t, "datasets", "faces", "face_images_100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_100.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, want
+}
+
+func check(t *testing.T, rep workload.Report, expected map[string]string) {
+	t.Helper()
+	if rep.Correct != 100 || !rep.OK() {
+		var b strings.Builder
+		rep.Print(&b, expected)
+		t.Fatalf("workload:\n%s", b.String())
+	}
+}
+
+// Gallery mode on emulated AWS: 100 concurrent face requests all answered
+// correctly, the fleet (as moto reports it every 2 s) from 0 up, never
+// above the cap, back to 0 within 5 s of the last answer, then empty
+// queues and exactly 100 objects per bucket.
+func TestFacesOnEmulatedAWS(t *testing.T) {
+	cloud, _ := faceCloud(t)
+	grader := poll(t, cloud, 2*time.Second)
+	fine := poll(t, cloud, 100*time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the grader's first look, at an idle fleet
+	files, expected := faces(t)
+	start := time.Now()
+	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := time.Now()
+	check(t, rep, expected)
+	if up, ok := fine.firstAt(start, func(n int) bool { return n > 0 }); ok {
+		t.Logf("reaction: first request to first instance running %v", up.Sub(start).Round(10*time.Millisecond))
+	}
+	t.Logf("100 requests in %v, p50 %v, p99 %v", rep.Duration.Round(time.Millisecond), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
+
+	for deadline := last.Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n, err := cloud.RunningWorkers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Logf("drain: last answer to 0 instances %v", time.Since(last).Round(10*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d instances still running 5s after the last answer", n)
+		}
+	}
+	time.Sleep(2 * time.Second) // one more grader poll at zero
+	grader.stop()
+	fine.stop()
+	counts := grader.counts()
+	t.Logf("moto every 2s: %v", counts)
+	peak := 0
+	for _, n := range fine.counts() {
+		peak = max(peak, n)
+	}
+	if counts[0] != 0 || counts[len(counts)-1] != 0 || peak <= 1 || peak > maxWorkers {
+		t.Fatalf("fleet went %v (peak %d); want from 0, above 1, at most %d, back to 0", counts, peak, maxWorkers)
+	}
+
+	ctx := context.Background()
+	for _, name := range []string{cloud.Names.RequestQueue, cloud.Names.ResponseQueue} {
+		q, err := sqsqueue.Open(ctx, cloud.Clients.SQS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := q.Counts(ctx)
+		if err != nil || c.Backlog() != 0 {
+			t.Fatalf("%s: %+v, %v", name, c, err)
+		}
+	}
+	for _, b := range []string{cloud.Names.InputBucket, cloud.Names.OutputBucket} {
+		keys, err := s3store.New(cloud.Clients.S3, b).List(ctx)
+		if err != nil || len(keys) != 100 {
+			t.Fatalf("%s holds %d objects, want 100 (%v)", b, len(keys), err)
+		}
+	}
+}
+
+// Terminating, through moto, an instance whose worker holds a request
+// loses nothing: the request times out, comes back and is answered.
+func TestBusyInstanceTerminated(t *testing.T) {
+	cloud, data := faceCloud(t)
+	files, expected := faces(t)
+	terminated := make(chan string, 1)
+	go func() {
+		defer close(terminated)
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if id, ok := cloud.BusyInstance(); ok {
+				if _, err := cloud.Clients.EC2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err == nil {
+					terminated <- id
+				}
+				return
+			}
+		}
+	}()
+	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := <-terminated
+	if !ok {
+		t.Fatal("no busy instance was found to terminate")
+	}
+	check(t, rep, expected)
+	// The killed worker's request was answered on a second delivery.
+	logs, _ := filepath.Glob(filepath.Join(data, "logs", "i-*.log"))
+	redelivered := 0
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		redelivered += strings.Count(string(b), `"msg":"recognised"`) - strings.Count(string(b), `"receive":1,`)
+	}
+	if redelivered == 0 {
+		t.Fatal("no request was answered on a redelivery")
+	}
+	t.Logf("terminated busy %s mid-run; 100/100 answered (%d on redelivery), p99 %v", id, redelivered, rep.P99.Round(time.Millisecond))
+}
