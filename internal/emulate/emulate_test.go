@@ -53,7 +53,7 @@ func faceCloud(t *testing.T) (*emulate.Cloud, string) {
 	data := t.TempDir()
 	cloud, err := emulate.Start(context.Background(), emulate.Config{
 		Bin: bin, DataDir: data, Host: "127.0.0.1", MaxWorkers: maxWorkers,
-		Files: emulate.Files{RuntimeLib: testenv.RuntimeLib(t), Model: testenv.Model(t).Path, Gallery: gallery},
+		Files:      emulate.Files{RuntimeLib: testenv.RuntimeLib(t), Model: testenv.Model(t).Path, Gallery: gallery},
 		Visibility: 5 * time.Second,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
