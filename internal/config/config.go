@@ -6,6 +6,7 @@ package config
 
 import (
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -102,11 +103,14 @@ func defaultCache() string {
 }
 
 // Logger writes JSON logs to stderr at the level in $SURGE_LOG_LEVEL.
+func Logger() *slog.Logger { return JSONLogger(os.Stderr) }
+
+// JSONLogger writes JSON logs to w at the level in $SURGE_LOG_LEVEL.
 // Durations read "5.4ms" rather than nanosecond integers.
-func Logger() *slog.Logger {
+func JSONLogger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(Env("SURGE_LOG_LEVEL", "info")))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Value.Kind() == slog.KindDuration {

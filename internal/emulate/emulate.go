@@ -21,6 +21,7 @@ import (
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/motoserver"
@@ -88,7 +89,7 @@ type Cloud struct {
 	URL     string // the web tier
 
 	logs      string
-	metrics   *os.File
+	lambdaLog *os.File // what CloudWatch Logs would hold: decisions and metrics
 	web       *webproc.Process
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -138,13 +139,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	if err != nil {
 		return nil, err
 	}
-	if c.metrics, err = os.OpenFile(filepath.Join(logs, "scaler-metrics.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
+	if c.lambdaLog, err = os.OpenFile(filepath.Join(logs, "scaler-lambda.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
 		return nil, err
 	}
+	lambdaLog := config.JSONLogger(c.lambdaLog)
 	handler := lambdascaler.New(lambdascaler.Config{Tick: cfg.Tick, Window: cfg.Schedule - 5*time.Second, Fleet: res.names.Fleet},
 		scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, res.requests,
-			ec2fleet.New(c.Clients.EC2, res.names.Fleet, res.names.LaunchTemplate), log),
-		log.With("component", "scaler-lambda"), c.metrics)
+			ec2fleet.New(c.Clients.EC2, res.names.Fleet, res.names.LaunchTemplate), lambdaLog),
+		lambdaLog, c.lambdaLog)
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
@@ -214,8 +216,8 @@ func (c *Cloud) Stop(context.Context) error {
 	if c.web != nil {
 		errs = append(errs, c.web.Stop())
 	}
-	if c.metrics != nil {
-		c.metrics.Close()
+	if c.lambdaLog != nil {
+		c.lambdaLog.Close()
 	}
 	c.Moto.Stop()
 	return errors.Join(errs...)
