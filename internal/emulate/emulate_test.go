@@ -39,7 +39,7 @@ const maxWorkers = 19
 
 // faceCloud enrolls the 100-face gallery and starts an emulated AWS
 // deployment in gallery mode.
-func faceCloud(t *testing.T) (*emulate.Cloud, string) {
+func faceCloud(t *testing.T, tune ...func(*emulate.Config)) (*emulate.Cloud, string) {
 	t.Helper()
 	gallery := filepath.Join(t.TempDir(), "faces.gallery")
 	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
@@ -51,11 +51,15 @@ func faceCloud(t *testing.T) (*emulate.Cloud, string) {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
 	data := t.TempDir()
-	cloud, err := emulate.Start(context.Background(), emulate.Config{
+	cfg := emulate.Config{
 		Bin: bin, DataDir: data, Host: "127.0.0.1", MaxWorkers: maxWorkers,
 		Files:      emulate.Files{RuntimeLib: testenv.RuntimeLib(t), Model: testenv.Model(t).Path, Gallery: gallery},
 		Visibility: 5 * time.Second,
-	}, slog.New(slog.DiscardHandler))
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	cloud, err := emulate.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +261,41 @@ func TestBusyInstanceTerminated(t *testing.T) {
 		t.Fatal("no request was answered on a redelivery")
 	}
 	t.Logf("terminated busy %s mid-run; 100/100 answered (%d on redelivery), p99 %v", id, redelivered, rep.P99.Round(time.Millisecond))
+}
+
+// With the scaler holding the fleet (a scale-in delay of an hour), an idle
+// worker terminates its own instance: the call reaches moto, and moto
+// reports the instance gone.
+func TestWorkerTerminatesItsOwnInstance(t *testing.T) {
+	cloud, data := faceCloud(t, func(c *emulate.Config) { c.ScaleInDelay = time.Hour; c.IdleShutdown = 2 * time.Second })
+	files, expected := faces(t)
+	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files[:1], Expected: expected, Timeout: time.Minute})
+	if err != nil || !rep.OK() {
+		t.Fatalf("one request: %+v, %v", rep, err)
+	}
+	answered := time.Now()
+	for deadline := answered.Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n, err := cloud.RunningWorkers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d instances still running 15s after the last answer", n)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(data, "logs", "i-*.log"))
+	selfTerminated := 0
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if strings.Contains(string(b), "terminating this instance") {
+			selfTerminated++
+		}
+	}
+	if selfTerminated == 0 {
+		t.Fatal("no worker terminated its own instance")
+	}
+	t.Logf("the idle worker terminated its instance %v after answering", time.Since(answered).Round(100*time.Millisecond))
 }
