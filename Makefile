@@ -13,8 +13,13 @@ BIN         := bin
 export SURGE_CACHE  ?= $(CURDIR)/.cache
 export SURGE_MODELS ?= $(MODELS)
 export SURGE_SHARED ?= $(SHARED)
+# The CDK's JavaScript runtime keeps its caches here, not in $HOME.
+export JSII_RUNTIME_PACKAGE_CACHE_ROOT ?= $(SURGE_CACHE)/jsii
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
+export CDK_HOME ?= $(SURGE_CACHE)/cdk
+export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate test bench classify enroll workload clean
+.PHONY: build ort run emulate synth test bench classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler
@@ -33,7 +38,15 @@ run: build ort
 emulate: build ort
 	$(BIN)/surge emulate -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
 
-test: ort
+# The CloudFormation template, offline (cdk.out/Surge.template.json), checked
+# by cfn-lint. Deploy options go in CDK context: make synth CDK_ARGS="-c
+# allowedCidr=203.0.113.7/32".
+synth: ort
+	rm -rf cdk.out
+	$(GO) run ./cdk $(CDK_ARGS)
+	cfn-lint --ignore-checks W3005 -- cdk.out/Surge.template.json
+
+test: ort synth
 	$(GO) vet ./...
 	$(GO) test -timeout 15m ./...
 
@@ -54,4 +67,4 @@ workload: build
 	$(BIN)/surge workload -url $(URL) -images $(IMAGES) $(if $(LABELS),-labels $(LABELS))
 
 clean:
-	rm -rf $(BIN) $(DATA) .emulate
+	rm -rf $(BIN) $(DATA) .emulate cdk.out

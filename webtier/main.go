@@ -16,6 +16,8 @@ import (
 
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/envvar"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/webapi"
 )
@@ -31,16 +33,17 @@ func run() error {
 	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
 	bcfg := config.BackendFlags(fs)
 	var cfg webapi.Config
-	host := fs.String("host", config.Env("HOST", ""), "address to listen on, empty for all (env HOST)")
-	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
+	host := fs.String("host", envvar.String("HOST", ""), "address to listen on, empty for all (env HOST)")
+	port := fs.Int("port", envvar.Int("PORT", 8000), "port to listen on (env PORT)")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
-	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(config.EnvInt("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
-	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", config.EnvDuration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
-	fs.DurationVar(&cfg.ShutdownWait, "shutdown-wait", config.EnvDuration("SURGE_SHUTDOWN_WAIT", 30*time.Second), "how long shutdown waits for open uploads (env SURGE_SHUTDOWN_WAIT)")
+	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(envvar.Int("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
+	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
+	fs.DurationVar(&cfg.ShutdownWait, "shutdown-wait", envvar.Duration("SURGE_SHUTDOWN_WAIT", 30*time.Second), "how long shutdown waits for open uploads (env SURGE_SHUTDOWN_WAIT)")
 	fs.Parse(os.Args[1:])
 
-	log := config.Logger()
+	bcfg.DeadLetters = true
+	log := logging.Stderr()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 

@@ -22,7 +22,9 @@ import (
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/instance"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/recognize"
 )
@@ -39,17 +41,17 @@ func run() error {
 	bcfg := config.BackendFlags(fs)
 	mcfg := config.ModelFlags(fs)
 	hostname, _ := os.Hostname()
-	name := fs.String("name", config.Env(procfleet.EnvInstance, hostname), "instance name reported in results (env "+procfleet.EnvInstance+")")
-	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
-	wait := fs.Duration("wait", config.EnvDuration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
+	name := fs.String("name", envvar.String(procfleet.EnvInstance, hostname), "instance name reported in results (env "+procfleet.EnvInstance+")")
+	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
+	wait := fs.Duration("wait", envvar.Duration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
 	statusFile := fs.String("status-file", os.Getenv(procfleet.EnvStatusFile), "report readiness and load here, for a local fleet (env "+procfleet.EnvStatusFile+")")
-	idleShutdown := fs.Duration("idle-shutdown", config.EnvDuration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
+	idleShutdown := fs.Duration("idle-shutdown", envvar.Duration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
 	fs.Parse(os.Args[1:])
 
 	// SIGTERM is a drain: stop taking requests, finish the ones held.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log := config.Logger()
+	log := logging.Stderr()
 	var self *ec2Self
 	if bcfg.Kind == "aws" {
 		var err error

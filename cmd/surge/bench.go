@@ -18,6 +18,7 @@ import (
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/vision"
@@ -42,7 +43,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	if *images == "" {
 		return errors.New("-images is required")
 	}
-	log := config.Logger()
+	log := logging.Stderr()
 	files, err := workload.ImagesIn(*images)
 	if err != nil {
 		return err
@@ -166,7 +167,7 @@ func directThroughput(ctx context.Context, cfg recognize.Config, files []string,
 	}
 	classifiers := make([]*recognize.Classifier, n)
 	for i := range classifiers {
-		c, _, err := recognize.Load(ctx, cfg, config.Logger())
+		c, _, err := recognize.Load(ctx, cfg, logging.Stderr())
 		if err != nil {
 			return 0, err
 		}
@@ -205,7 +206,7 @@ func directMedian(ctx context.Context, cfg recognize.Config, files []string) (ti
 	if err != nil {
 		return 0, err
 	}
-	c, _, err := recognize.Load(ctx, cfg, config.Logger())
+	c, _, err := recognize.Load(ctx, cfg, logging.Stderr())
 	if err != nil {
 		return 0, err
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/emulate"
+	"github.com/surgeml/surge/internal/envvar"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/scaling"
 )
@@ -20,16 +22,16 @@ func emulateCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("emulate", flag.ExitOnError)
 	var cfg emulate.Config
 	mcfg := config.ModelFlags(fs)
-	fs.StringVar(&cfg.DataDir, "data", config.Env("SURGE_DATA", ".emulate"), "directory for logs (env SURGE_DATA)")
-	fs.StringVar(&cfg.Prefix, "prefix", config.Env("SURGE_PREFIX", "surge"), "resource name prefix (env SURGE_PREFIX)")
-	fs.StringVar(&cfg.Host, "host", config.Env("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
-	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", scaling.DefaultMax), "most worker instances at once (env MAX_WORKERS)")
+	fs.StringVar(&cfg.DataDir, "data", envvar.String("SURGE_DATA", ".emulate"), "directory for logs (env SURGE_DATA)")
+	fs.StringVar(&cfg.Prefix, "prefix", envvar.String("SURGE_PREFIX", "surge"), "resource name prefix (env SURGE_PREFIX)")
+	fs.StringVar(&cfg.Host, "host", envvar.String("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
+	fs.IntVar(&cfg.Port, "port", envvar.Int("PORT", 8000), "web tier port (env PORT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", scaling.DefaultMax), "most worker instances at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "the scaler Lambda's reconcile period")
 	fs.DurationVar(&cfg.IdleShutdown, "idle-shutdown", 3*time.Second, "workers terminate their own instance after this long without work")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
-	log := config.Logger()
+	log := logging.Stderr()
 	if *bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -68,7 +70,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 // localFiles finds the local copies of what user data would install:
 // the runtime library, the model and the optional gallery.
 func localFiles(ctx context.Context, cfg recognize.Config) (emulate.Files, error) {
-	log := config.Logger()
+	log := logging.Stderr()
 	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
 	if err != nil {
 		return emulate.Files{}, err

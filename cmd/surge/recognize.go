@@ -10,6 +10,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/labelcsv"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/vision"
 )
@@ -27,7 +28,7 @@ func classifyCmd(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("no image files given")
 	}
-	classifier, recognizer, err := recognize.Load(ctx, *mcfg, config.Logger())
+	classifier, recognizer, err := recognize.Load(ctx, *mcfg, logging.Stderr())
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func enrollCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	classifier, _, err := recognize.Load(ctx, *mcfg, config.Logger())
+	classifier, _, err := recognize.Load(ctx, *mcfg, logging.Stderr())
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func fetchCmd(ctx context.Context, args []string) error {
 	mcfg := config.ModelFlags(fs)
 	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
 	fs.Parse(args)
-	log := config.Logger()
+	log := logging.Stderr()
 	lib, err := recognize.ResolveRuntime(ctx, *mcfg, log)
 	if err != nil {
 		return err

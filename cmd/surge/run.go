@@ -11,7 +11,9 @@ import (
 
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/scaling"
 )
@@ -21,19 +23,19 @@ func runCmd(ctx context.Context, args []string) error {
 	var cfg localrun.Config
 	backendCfg := config.BackendFlags(fs)
 	mcfg := config.ModelFlags(fs)
-	fs.StringVar(&cfg.Host, "host", config.Env("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
-	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", scaling.DefaultMax), "most worker processes at once (env MAX_WORKERS)")
+	fs.StringVar(&cfg.Host, "host", envvar.String("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
+	fs.IntVar(&cfg.Port, "port", envvar.Int("PORT", 8000), "web tier port (env PORT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", scaling.DefaultMax), "most worker processes at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
-	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
+	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.Backend = *backendCfg
-	log := config.Logger()
+	log := logging.Stderr()
 	if *bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -67,7 +69,7 @@ func runCmd(ctx context.Context, args []string) error {
 // so a missing or broken file is reported here rather than by every
 // worker; the workers get the exact paths.
 func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) ([]string, error) {
-	log := config.Logger()
+	log := logging.Stderr()
 	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
 	if err != nil {
 		return nil, err

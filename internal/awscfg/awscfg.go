@@ -27,6 +27,9 @@ type Clients struct {
 // metadata, as the SDK does, and builds the clients. opts override what
 // the environment says (the emulator points its own clients at moto).
 func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (*Clients, error) {
+	// On an instance with no region configured, ask its metadata service,
+	// so user data need not carry one.
+	opts = append([]func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}, opts...)
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)

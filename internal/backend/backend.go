@@ -55,6 +55,10 @@ type Config struct {
 	// carry their own; these must match them.
 	Visibility  time.Duration
 	MaxReceives int
+	// DeadLetters opens the request queue's dead-letter queue too (the
+	// web tier counts it); workers have no business with it, and on AWS
+	// no permission to find it.
+	DeadLetters bool
 }
 
 // Backends are a tier's queues and buckets.
@@ -147,10 +151,15 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		Outputs: s3store.New(c.S3, names.OutputBucket),
 		Fleet:   ec2fleet.New(c.EC2, names.Fleet, names.LaunchTemplate),
 	}
-	for _, q := range []struct {
+	type opening struct {
 		dst  *queue.Queue
 		name string
-	}{{&b.Requests, names.RequestQueue}, {&b.RequestDeadLetters, names.RequestDeadLetters}, {&b.Responses, names.ResponseQueue}} {
+	}
+	queues := []opening{{&b.Requests, names.RequestQueue}, {&b.Responses, names.ResponseQueue}}
+	if cfg.DeadLetters {
+		queues = append(queues, opening{&b.RequestDeadLetters, names.RequestDeadLetters})
+	}
+	for _, q := range queues {
 		opened, err := sqsqueue.Open(ctx, c.SQS, q.name)
 		if err != nil {
 			return nil, err

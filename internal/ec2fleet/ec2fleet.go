@@ -26,14 +26,28 @@ const TagFleet = "surge:fleet"
 // Fleet is one deployment's worker instances.
 type Fleet struct {
 	client   *ec2.Client
-	name     string // the fleet tag's value
-	template string // launch template name
+	name     string   // the fleet tag's value
+	template string   // launch template name
+	subnets  []string // where to launch, spread by instance number
 }
 
 // New manages the instances tagged with fleetName, launching them from the
-// launch template called template.
-func New(client *ec2.Client, fleetName, template string) *Fleet {
-	return &Fleet{client: client, name: fleetName, template: template}
+// launch template called template into subnets (the template's or the
+// default VPC's when there are none).
+func New(client *ec2.Client, fleetName, template string, subnets ...string) *Fleet {
+	return &Fleet{client: client, name: fleetName, template: template, subnets: subnets}
+}
+
+// subnet spreads instances over the subnets (and so the zones) by number.
+func (f *Fleet) subnet(name string) *string {
+	if len(f.subnets) == 0 {
+		return nil
+	}
+	n, err := fleet.Index(fleet.DefaultPrefix, name)
+	if err != nil {
+		n = len(name)
+	}
+	return &f.subnets[(n-1)%len(f.subnets)]
 }
 
 // liveStates are the instance states that still count as part of the
@@ -152,6 +166,7 @@ func (f *Fleet) launch(ctx context.Context, name, token string) error {
 			LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateName: &f.template, Version: aws.String("$Latest")},
 			MinCount:       aws.Int32(1),
 			MaxCount:       aws.Int32(1),
+			SubnetId:       f.subnet(name),
 			ClientToken:    &token,
 			TagSpecifications: []types.TagSpecification{{
 				ResourceType: types.ResourceTypeInstance,

@@ -67,12 +67,11 @@ func bootstrap(ctx context.Context, c *awscfg.Clients, cfg Config) (*resources, 
 		"SURGE_MAX_RECEIVES":  strconv.Itoa(cfg.MaxReceives),
 		"SURGE_CONCURRENCY":   strconv.Itoa(cfg.Concurrency),
 		"SURGE_IDLE_SHUTDOWN": cfg.IdleShutdown.String(),
-		"AWS_REGION":          c.Config.Region,
 	}
 	if cfg.Files.Gallery != "" {
 		env["SURGE_GALLERY"] = instanceGallery
 	}
-	script, err := userdata.Render(userdata.Worker{Env: env})
+	script, err := userdata.Render(userdata.Service{Name: "worker", Env: env})
 	if err != nil {
 		return nil, err
 	}

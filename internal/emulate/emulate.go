@@ -21,9 +21,9 @@ import (
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/lambdascaler"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/motoserver"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/webproc"
@@ -142,7 +142,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	if c.lambdaLog, err = os.OpenFile(filepath.Join(logs, "scaler-lambda.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
 		return nil, err
 	}
-	lambdaLog := config.JSONLogger(c.lambdaLog)
+	lambdaLog := logging.JSON(c.lambdaLog)
 	handler := lambdascaler.New(lambdascaler.Config{Tick: cfg.Tick, Window: cfg.Schedule - 5*time.Second, Fleet: res.names.Fleet},
 		scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, res.requests,
 			ec2fleet.New(c.Clients.EC2, res.names.Fleet, res.names.LaunchTemplate), lambdaLog),

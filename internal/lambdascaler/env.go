@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/envvar"
+	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/sqsqueue"
@@ -24,7 +26,7 @@ func FromEnv(ctx context.Context, metrics io.Writer) (*Handler, error) {
 	if queueURL == "" || template == "" || fleetName == "" {
 		return nil, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set")
 	}
-	max := config.EnvInt("SURGE_MAX_WORKERS", scaling.DefaultMax)
+	max := envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax)
 	if max < 1 {
 		return nil, fmt.Errorf("SURGE_MAX_WORKERS is %d; it must be at least 1", max)
 	}
@@ -32,12 +34,16 @@ func FromEnv(ctx context.Context, metrics io.Writer) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := config.Logger()
-	s := scaler.New(scaler.Config{Max: max, ScaleInDelay: config.EnvDuration("SURGE_SCALE_IN_DELAY", 2*time.Second)},
-		sqsqueue.FromURL(c.SQS, queueURL), ec2fleet.New(c.EC2, fleetName, template), log)
+	log := logging.Stderr()
+	var subnets []string
+	if s := os.Getenv("SURGE_SUBNETS"); s != "" {
+		subnets = strings.Split(s, ",")
+	}
+	s := scaler.New(scaler.Config{Max: max, ScaleInDelay: envvar.Duration("SURGE_SCALE_IN_DELAY", 2*time.Second)},
+		sqsqueue.FromURL(c.SQS, queueURL), ec2fleet.New(c.EC2, fleetName, template, subnets...), log)
 	return New(Config{
-		Tick:   config.EnvDuration("SURGE_TICK", 5*time.Second),
-		Window: config.EnvDuration("SURGE_WINDOW", 55*time.Second),
+		Tick:   envvar.Duration("SURGE_TICK", 5*time.Second),
+		Window: envvar.Duration("SURGE_WINDOW", 55*time.Second),
 		Fleet:  fleetName,
 	}, s, log.With("fleet", fleetName), metrics), nil
 }

@@ -12,13 +12,12 @@ func TestRoundTrip(t *testing.T) {
 		"SURGE_PREFIX":        "surge",
 		"SURGE_MODEL":         "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
 		"SURGE_IDLE_SHUTDOWN": "30s",
-		"AWS_REGION":          "us-east-1",
 	}
-	script, err := Render(Worker{Env: env, Install: []string{"aws s3 cp s3://bucket/worker /opt/surge/bin/worker"}})
+	script, err := Render(Service{Name: "worker", Env: env, Install: []string{"aws s3 cp s3://bucket/worker /opt/surge/bin/worker"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"#!/bin/bash", "systemctl enable --now surge-worker.service", "EnvironmentFile=/etc/surge/worker.env", "aws s3 cp"} {
+	for _, want := range []string{"#!/bin/bash", "systemctl enable --now surge-worker.service", "EnvironmentFile=/etc/surge/worker.env", "ExecStart=/opt/surge/bin/worker", "aws s3 cp"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q", want)
 		}
@@ -36,7 +35,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func mustRender(t *testing.T, env map[string]string) string {
-	s, err := Render(Worker{Env: env})
+	s, err := Render(Service{Name: "worker", Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +46,14 @@ func TestRefusesUnsafeValues(t *testing.T) {
 	for _, env := range []map[string]string{
 		{"SURGE_MODEL": "a b"},
 		{"SURGE_MODEL": "$(reboot)"},
-		{"SURGE_MODEL": "x\nSURGE_WORKER_ENV\nrm -rf /"},
+		{"SURGE_MODEL": "x\nSURGE_ENV\nrm -rf /"},
 		{"lower": "x"},
 	} {
-		if _, err := Render(Worker{Env: env}); err == nil {
+		if _, err := Render(Service{Name: "worker", Env: env}); err == nil {
 			t.Errorf("Render accepted %v", env)
 		}
 	}
-	for _, bad := range []string{"#!/bin/bash\n", "cat <<'SURGE_WORKER_ENV'\nA=1\n"} {
+	for _, bad := range []string{"#!/bin/bash\n", "cat <<'SURGE_ENV'\nA=1\n"} {
 		if _, err := ParseEnv(bad); err == nil {
 			t.Errorf("ParseEnv accepted %q", bad)
 		}

@@ -1,8 +1,8 @@
 // Command scaler is the Lambda function EventBridge invokes every minute
 // to size the worker fleet. Configuration comes from the environment:
 // SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET (the fleet
-// tag), SURGE_MAX_WORKERS, and optionally SURGE_TICK, SURGE_WINDOW and
-// SURGE_SCALE_IN_DELAY.
+// tag), SURGE_MAX_WORKERS, SURGE_SUBNETS (comma-separated), and optionally
+// SURGE_TICK, SURGE_WINDOW and SURGE_SCALE_IN_DELAY.
 package main
 
 import (

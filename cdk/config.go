@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Config is everything a deployment can be told, through CDK context
+// (`cdk deploy -c key=value`, or cdk.json).
+type Config struct {
+	Prefix             string   // names every resource [surge]
+	MaxWorkers         int      // fleet cap [19]
+	WorkerInstanceType string   // [t3.small]
+	WebInstanceType    string   // [t3.small]
+	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
+	VpcID              string   // an existing VPC, else a new one
+	SubnetIDs          []string // public subnets of that VPC
+	ModelDir           string   // local model folder (model.onnx, labels.txt)
+	ModelURL           string   // or a model archive URL for workers to fetch...
+	ModelSHA256        string   // ...with its digest
+	Gallery            string   // optional gallery file: recognise faces
+	RuntimeLib         string   // local ONNX Runtime library for linux/amd64
+	AutoDelete         bool     // buckets are emptied and deleted with the stack (demos) [false]
+	IdleShutdown       string   // a worker with no work this long terminates its instance [60s]
+	ScalerTick         string   // how often the scaler Lambda reconciles [3s]
+	LogRetentionDays   int      // [14]
+	Repo               string   // repository root, for builds
+}
+
+// configFromContext reads the context, applying defaults and checking
+// what it can before anything is built.
+func configFromContext(node interface {
+	TryGetContext(*string) interface{}
+}, repo string) (Config, error) {
+	str := func(key, def string) string {
+		switch v := node.TryGetContext(jsii.String(key)).(type) {
+		case string:
+			if v != "" {
+				return v
+			}
+		case float64:
+			return strconv.FormatFloat(v, 'f', -1, 64)
+		case bool:
+			return strconv.FormatBool(v)
+		}
+		return def
+	}
+	cfg := Config{
+		Prefix:             str("prefix", "surge"),
+		WorkerInstanceType: str("workerInstanceType", "t3.small"),
+		WebInstanceType:    str("webInstanceType", "t3.small"),
+		AllowedCIDR:        str("allowedCidr", ""),
+		VpcID:              str("vpcId", ""),
+		ModelDir:           str("modelDir", filepath.Join(repo, "..", "shared", "models", "mobilenetv2-12-int8")),
+		ModelURL:           str("modelUrl", ""),
+		ModelSHA256:        str("modelSha256", ""),
+		Gallery:            str("gallery", ""),
+		RuntimeLib:         str("ortLib", filepath.Join(repo, ".cache", "onnxruntime", "1.22.0", "linux-x64", "libonnxruntime.so.1")),
+		IdleShutdown:       str("idleShutdown", "60s"),
+		ScalerTick:         str("scalerTick", "3s"),
+		Repo:               repo,
+	}
+	var errs []error
+	var err error
+	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", "19")); err != nil || cfg.MaxWorkers < 1 {
+		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
+	}
+	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
+		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))
+	}
+	cfg.AutoDelete = str("autoDelete", "false") == "true"
+	if s := str("subnetIds", ""); s != "" {
+		cfg.SubnetIDs = strings.Split(s, ",")
+	}
+	if (cfg.VpcID == "") != (len(cfg.SubnetIDs) == 0) {
+		errs = append(errs, errors.New("vpcId and subnetIds go together: an existing VPC needs its public subnets"))
+	}
+	if cfg.AllowedCIDR != "" {
+		if _, err := netip.ParsePrefix(cfg.AllowedCIDR); err != nil {
+			errs = append(errs, fmt.Errorf("allowedCidr %q is not a CIDR block", cfg.AllowedCIDR))
+		}
+	}
+	if !validPrefix(cfg.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q: use 3-40 lower-case letters, digits and hyphens (it names buckets)", cfg.Prefix))
+	}
+	if cfg.ModelURL != "" {
+		if cfg.ModelSHA256 == "" {
+			errs = append(errs, errors.New("modelUrl needs modelSha256"))
+		}
+	} else {
+		for _, f := range []string{"model.onnx", "labels.txt"} {
+			if _, err := os.Stat(filepath.Join(cfg.ModelDir, f)); err != nil {
+				errs = append(errs, fmt.Errorf("modelDir %s has no %s (set -c modelDir=... or -c modelUrl=...)", cfg.ModelDir, f))
+			}
+		}
+	}
+	if _, err := os.Stat(cfg.RuntimeLib); err != nil {
+		errs = append(errs, fmt.Errorf("ortLib %s: %v (run `make ort`, or set -c ortLib=...)", cfg.RuntimeLib, err))
+	}
+	if cfg.Gallery != "" {
+		if _, err := os.Stat(cfg.Gallery); err != nil {
+			errs = append(errs, fmt.Errorf("gallery: %v", err))
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func validPrefix(p string) bool {
+	if len(p) < 3 || len(p) > 40 || p[0] == '-' || p[len(p)-1] == '-' {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,74 @@
+// Command cdk defines Surge's AWS deployment with the AWS CDK: queues,
+// buckets, least-privilege roles, the workers' launch template, the web
+// tier instance and the scheduled scaler Lambda. `cdk deploy` (cdk.json
+// runs this) stands it up; `make synth` writes the template offline.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/jsii-runtime-go"
+)
+
+func main() {
+	defer jsii.Close()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cdk:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	repo, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	// The CDK CLI says where to write; on our own (`make synth`) it is
+	// cdk.out, as cdk.json names it.
+	outdir := os.Getenv("CDK_OUTDIR")
+	if outdir == "" {
+		outdir = filepath.Join(repo, "cdk.out")
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir)})
+	cfg, err := configFromContext(app.Node(), repo)
+	if err != nil {
+		return err
+	}
+	NewSurgeStack(app, "Surge", cfg, stackProps(cfg))
+	app.Synth(nil)
+	return nil
+}
+
+// stackProps keep the template deployable by any account and free of
+// things that need the network to synthesize: no bootstrap-version rule,
+// no analytics metadata.
+func stackProps(cfg Config) *awscdk.StackProps {
+	return &awscdk.StackProps{
+		StackName:   jsii.String(cfg.Prefix),
+		Description: jsii.String("Surge: elastic image recognition (" + cfg.Prefix + ")"),
+		Synthesizer: awscdk.NewDefaultStackSynthesizer(&awscdk.DefaultStackSynthesizerProps{
+			GenerateBootstrapVersionRule: jsii.Bool(false),
+		}),
+		AnalyticsReporting: jsii.Bool(false),
+	}
+}
+
+// repoRoot is the directory holding go.mod, where `cdk` and `go run ./cdk`
+// run from.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+	}
+}
