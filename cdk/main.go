@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
@@ -32,7 +33,11 @@ func run() error {
 	if outdir == "" {
 		outdir = filepath.Join(repo, "cdk.out")
 	}
-	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir)})
+	context, err := contextArgs(os.Args[1:])
+	if err != nil {
+		return err
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &context})
 	cfg, err := configFromContext(app.Node(), repo)
 	if err != nil {
 		return err
@@ -71,4 +76,23 @@ func repoRoot() (string, error) {
 			return "", fmt.Errorf("no go.mod above %s", dir)
 		}
 	}
+}
+
+// contextArgs reads `-c key=value` pairs, as the CDK CLI takes them, for
+// runs without the CLI (`go run ./cdk -c allowedCidr=...`). The CLI passes
+// its context through the environment instead.
+func contextArgs(args []string) (map[string]interface{}, error) {
+	ctx := map[string]interface{}{}
+	for i := 0; i < len(args); i++ {
+		if args[i] != "-c" && args[i] != "--context" || i+1 == len(args) {
+			return nil, fmt.Errorf("unexpected argument %q (want -c key=value)", args[i])
+		}
+		i++
+		k, v, ok := strings.Cut(args[i], "=")
+		if !ok {
+			return nil, fmt.Errorf("context %q is not key=value", args[i])
+		}
+		ctx[k] = v
+	}
+	return ctx, nil
 }
