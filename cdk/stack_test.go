@@ -28,6 +28,9 @@ var synthesized struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	jsii.Close()
+	if synthesized.outdir != "" {
+		os.RemoveAll(synthesized.outdir)
+	}
 	os.Exit(code)
 }
 
