@@ -2,7 +2,6 @@ package ec2fleet_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,27 +11,17 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/motoserver"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // The adapter is tested against moto_server on loopback.
-func TestMain(m *testing.M) { motoserver.RunTests(m) }
-
-func clients(t *testing.T) *awscfg.Clients {
-	t.Helper()
-	c, err := awscfg.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 var serial atomic.Int32
 
@@ -40,19 +29,9 @@ var serial atomic.Int32
 // to the test.
 func setup(t *testing.T) (*awscfg.Clients, *ec2fleet.Fleet, string) {
 	t.Helper()
-	c := clients(t)
+	c := awstest.Clients(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	_, err := c.EC2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name + "-worker"),
-		LaunchTemplateData: &types.RequestLaunchTemplateData{
-			ImageId:      aws.String("ami-12345678"),
-			InstanceType: types.InstanceTypeT3Micro,
-			UserData:     aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	awstest.LaunchTemplate(t, c, name+"-worker")
 	return c, ec2fleet.New(c.EC2, name, name+"-worker"), name
 }
 

@@ -2,10 +2,8 @@ package emulate_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,16 +22,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	var err error
-	if bin, err = testenv.BuildBinaries("./cmd/surge", "./webtier", "./worker"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(bin)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
 
 const maxWorkers = 19
 
@@ -41,15 +30,7 @@ const maxWorkers = 19
 // deployment in gallery mode.
 func faceCloud(t *testing.T, tune ...func(*emulate.Config)) (*emulate.Cloud, string) {
 	t.Helper()
-	gallery := filepath.Join(t.TempDir(), "faces.gallery")
-	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
-		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"),
-		"-images", testenv.Path(t, "datasets", "faces", "face_images_100"),
-		"-labels", testenv.Path(t, "datasets", "faces", "face_images_100.csv"),
-		"-gallery", gallery)
-	if out, err := enroll.CombinedOutput(); err != nil {
-		t.Fatalf("enroll: %v\n%s", err, out)
-	}
+	gallery := testenv.EnrollFaces(t, bin)
 	data := t.TempDir()
 	cfg := emulate.Config{
 		Bin: bin, DataDir: data, Host: "127.0.0.1", MaxWorkers: maxWorkers,

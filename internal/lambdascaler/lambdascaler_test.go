@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,15 +19,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/lambdascaler"
-	"github.com/surgeml/surge/internal/motoserver"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // The handler runs against moto_server on loopback.
-func TestMain(m *testing.M) { motoserver.RunTests(m) }
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 // scheduledEvent is EventBridge's scheduled-event payload as AWS documents
 // it, with the time set to when.
@@ -64,20 +63,9 @@ type rig struct {
 func newRig(t *testing.T, backlog int) *rig {
 	t.Helper()
 	ctx := context.Background()
-	c, err := awscfg.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := awstest.Clients(t)
 	name := fmt.Sprintf("lambda-%d", serial.Add(1))
-	if _, err := c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name + "-worker"),
-		LaunchTemplateData: &types.RequestLaunchTemplateData{
-			ImageId: aws.String("ami-12345678"), InstanceType: types.InstanceTypeT3Micro,
-			UserData: aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
-		},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	awstest.LaunchTemplate(t, c, name+"-worker")
 	q, err := sqsqueue.Create(ctx, c.SQS, sqsqueue.Spec{Name: name + "-req-queue", Visibility: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

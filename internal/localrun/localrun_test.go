@@ -29,17 +29,7 @@ import (
 // bin holds the real binaries, built once for all tests.
 var bin string
 
-func TestMain(m *testing.M) {
-	var err error
-	bin, err = testenv.BuildBinaries("./cmd/surge", "./webtier", "./worker")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(bin)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
 
 const maxWorkers = 19
 
@@ -203,15 +193,7 @@ func afterRun(t *testing.T, sys *localrun.System, w *fleetWatch, sent []string) 
 // answers all 1000 of the 1000-face set at 100 concurrent requests, and the
 // fleet grows from 0, stays under the cap and returns to 0.
 func TestFaces1000InGalleryMode(t *testing.T) {
-	gallery := filepath.Join(t.TempDir(), "faces.gallery")
-	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
-		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"),
-		"-images", testenv.Path(t, "datasets", "faces", "face_images_100"),
-		"-labels", testenv.Path(t, "datasets", "faces", "face_images_100.csv"),
-		"-gallery", gallery)
-	if out, err := enroll.CombinedOutput(); err != nil {
-		t.Fatalf("enroll: %v\n%s", err, out)
-	}
+	gallery := testenv.EnrollFaces(t, bin)
 	sys := start(t, 30*time.Second, "-gallery", gallery)
 	w := watch(t, sys.URL)
 	time.Sleep(300 * time.Millisecond) // a sample of the idle fleet first

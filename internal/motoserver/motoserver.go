@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -140,21 +139,4 @@ func (s *Server) Reset() error {
 func (s *Server) Stop() {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.done
-}
-
-// RunTests is a TestMain for packages whose tests talk to AWS: it starts
-// moto_server, points the process's AWS SDK at it and runs the tests.
-func RunTests(m *testing.M) {
-	s, err := Start(context.Background(), "")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
 }

@@ -6,30 +6,20 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/blob"
 	"github.com/surgeml/surge/internal/blob/blobtest"
-	"github.com/surgeml/surge/internal/motoserver"
 	"github.com/surgeml/surge/internal/s3store"
 )
 
 // The adapter is tested against moto_server on loopback.
-func TestMain(m *testing.M) { motoserver.RunTests(m) }
-
-func clients(t *testing.T) *awscfg.Clients {
-	t.Helper()
-	c, err := awscfg.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 var serial atomic.Int32
 
 func TestContract(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blob.Store {
-		s, err := s3store.Create(context.Background(), clients(t).S3, fmt.Sprintf("contract-%d", serial.Add(1)))
+		s, err := s3store.Create(context.Background(), awstest.Clients(t).S3, fmt.Sprintf("contract-%d", serial.Add(1)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,23 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/motoserver"
+	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/queue/queuetest"
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // The adapter is tested against moto_server on loopback.
-func TestMain(m *testing.M) { motoserver.RunTests(m) }
-
-func clients(t *testing.T) *awscfg.Clients {
-	t.Helper()
-	c, err := awscfg.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 var serial atomic.Int32
 
@@ -32,11 +22,11 @@ func TestContract(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T) queuetest.Setup {
 		ctx := context.Background()
 		name := fmt.Sprintf("contract-%d", serial.Add(1))
-		dlq, err := sqsqueue.Create(ctx, clients(t).SQS, sqsqueue.Spec{Name: name + "-dlq", Visibility: time.Second})
+		dlq, err := sqsqueue.Create(ctx, awstest.Clients(t).SQS, sqsqueue.Spec{Name: name + "-dlq", Visibility: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, err := sqsqueue.Create(ctx, clients(t).SQS, sqsqueue.Spec{Name: name, Visibility: time.Second, DeadLetter: dlq, MaxReceives: 3})
+		q, err := sqsqueue.Create(ctx, awstest.Clients(t).SQS, sqsqueue.Spec{Name: name, Visibility: time.Second, DeadLetter: dlq, MaxReceives: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +37,7 @@ func TestContract(t *testing.T) {
 // The request queue refuses messages over 1024 bytes, as PROTOCOL.md asks.
 func TestMaximumMessageSize(t *testing.T) {
 	ctx := context.Background()
-	q, err := sqsqueue.Create(ctx, clients(t).SQS, sqsqueue.Spec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})
+	q, err := sqsqueue.Create(ctx, awstest.Clients(t).SQS, sqsqueue.Spec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +50,7 @@ func TestMaximumMessageSize(t *testing.T) {
 }
 
 func TestOpenMissingQueue(t *testing.T) {
-	if _, err := sqsqueue.Open(context.Background(), clients(t).SQS, "no-such-queue"); err == nil || !strings.Contains(err.Error(), "no-such-queue") {
+	if _, err := sqsqueue.Open(context.Background(), awstest.Clients(t).SQS, "no-such-queue"); err == nil || !strings.Contains(err.Error(), "no-such-queue") {
 		t.Fatalf("Open of a missing queue: %v", err)
 	}
 }

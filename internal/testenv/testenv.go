@@ -140,3 +140,34 @@ func Darknet(t testing.TB, name string) []byte {
 	}
 	return data
 }
+
+// MainWithBinaries is a TestMain for end-to-end tests: it builds the
+// surge, webtier and worker commands into *bin, runs the tests and removes
+// them.
+func MainWithBinaries(m *testing.M, bin *string) {
+	dir, err := BuildBinaries("./cmd/surge", "./webtier", "./worker")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// EnrollFaces runs `surge enroll` from bin on the 100-face set and
+// returns the gallery file.
+func EnrollFaces(t testing.TB, bin string) string {
+	t.Helper()
+	gallery := filepath.Join(t.TempDir(), "faces.gallery")
+	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
+		"-ort-lib", RuntimeLib(t), "-models", Path(t, "models"),
+		"-images", Path(t, "datasets", "faces", "face_images_100"),
+		"-labels", Path(t, "datasets", "faces", "face_images_100.csv"),
+		"-gallery", gallery)
+	if out, err := enroll.CombinedOutput(); err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	return gallery
+}

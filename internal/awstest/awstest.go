@@ -1,0 +1,62 @@
+// Package awstest is the fixture for tests of the AWS code paths: they
+// run against moto_server on loopback.
+package awstest
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/motoserver"
+)
+
+// Main is a TestMain: it starts moto_server, points the process's AWS
+// SDK at it and runs the tests.
+func Main(m *testing.M) {
+	s, err := motoserver.Start(context.Background(), "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
+// Clients are SDK clients for the moto_server Main started.
+func Clients(t testing.TB) *awscfg.Clients {
+	t.Helper()
+	c, err := awscfg.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// LaunchTemplate creates a worker launch template called name.
+func LaunchTemplate(t testing.TB, c *awscfg.Clients, name string) {
+	t.Helper()
+	_, err := c.EC2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{
+			ImageId:      aws.String("ami-12345678"),
+			InstanceType: types.InstanceTypeT3Micro,
+			UserData:     aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
