@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/surgeml/surge/internal/assets"
 )
 
 // Config is everything a deployment can be told, through CDK context
@@ -58,11 +60,11 @@ func configFromContext(node interface {
 		WebInstanceType:    str("webInstanceType", "t3.small"),
 		AllowedCIDR:        str("allowedCidr", ""),
 		VpcID:              str("vpcId", ""),
-		ModelDir:           str("modelDir", filepath.Join(repo, "..", "shared", "models", "mobilenetv2-12-int8")),
+		ModelDir:           str("modelDir", defaultModelDir(repo)),
 		ModelURL:           str("modelUrl", ""),
 		ModelSHA256:        str("modelSha256", ""),
 		Gallery:            str("gallery", ""),
-		RuntimeLib:         str("ortLib", filepath.Join(repo, ".cache", "onnxruntime", "1.22.0", "linux-x64", "libonnxruntime.so.1")),
+		RuntimeLib:         str("ortLib", defaultRuntimeLib(repo)),
 		IdleShutdown:       str("idleShutdown", "60s"),
 		ScalerTick:         str("scalerTick", "3s"),
 		Repo:               repo,
@@ -85,6 +87,11 @@ func configFromContext(node interface {
 	if cfg.AllowedCIDR != "" {
 		if _, err := netip.ParsePrefix(cfg.AllowedCIDR); err != nil {
 			errs = append(errs, fmt.Errorf("allowedCidr %q is not a CIDR block", cfg.AllowedCIDR))
+		}
+	}
+	for key, t := range map[string]string{"workerInstanceType": cfg.WorkerInstanceType, "webInstanceType": cfg.WebInstanceType} {
+		if armInstanceType(t) {
+			errs = append(errs, fmt.Errorf("%s %s is an Arm (Graviton) type; the web tier and worker are built for x86_64 (e.g. t3, m7i, c7i)", key, t))
 		}
 	}
 	if !validPrefix(cfg.Prefix) {
@@ -122,4 +129,39 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
+}
+
+// armInstanceType reports whether an EC2 instance type is Graviton: a1,
+// or a "g" among the letters after the family's generation digit (t4g,
+// m7gd, c6gn, im4gn), unlike GPU families such as g4dn.
+func armInstanceType(t string) bool {
+	family, _, _ := strings.Cut(t, ".")
+	if family == "a1" {
+		return true
+	}
+	i := strings.IndexAny(family, "0123456789")
+	return i >= 0 && strings.Contains(strings.TrimLeft(family[i:], "0123456789"), "g")
+}
+
+// defaultModelDir finds the default model where `make run` would: in the
+// model directories of $SURGE_MODELS, else beside the repository in
+// ../shared/models.
+func defaultModelDir(repo string) string {
+	for _, dir := range filepath.SplitList(os.Getenv("SURGE_MODELS")) {
+		candidate := filepath.Join(dir, assets.DefaultModel)
+		if _, err := os.Stat(filepath.Join(candidate, "model.onnx")); err == nil {
+			return candidate
+		}
+	}
+	return filepath.Join(repo, "..", "shared", "models", assets.DefaultModel)
+}
+
+// defaultRuntimeLib is where `make ort` leaves the x86-64 library the
+// worker instances (t3) load.
+func defaultRuntimeLib(repo string) string {
+	cache := os.Getenv("SURGE_CACHE")
+	if cache == "" {
+		cache = filepath.Join(repo, ".cache")
+	}
+	return filepath.Join(cache, "onnxruntime", assets.RuntimeVersion, "linux-x64", "libonnxruntime.so.1")
 }

@@ -306,6 +306,19 @@ func asSlice(v any) []any {
 	return []any{v}
 }
 
+func TestArmInstanceType(t *testing.T) {
+	for typ, arm := range map[string]bool{
+		"t3.small": false, "t3a.medium": false, "m7i.large": false, "c5n.xlarge": false,
+		"g4dn.xlarge": false, "p4d.24xlarge": false, "hpc6a.48xlarge": false, "inf1.xlarge": false,
+		"t4g.small": true, "m6g.large": true, "m7gd.xlarge": true, "c6gn.large": true,
+		"im4gn.large": true, "g5g.xlarge": true, "hpc7g.4xlarge": true, "a1.medium": true,
+	} {
+		if got := armInstanceType(typ); got != arm {
+			t.Errorf("armInstanceType(%q) = %v, want %v", typ, got, arm)
+		}
+	}
+}
+
 func TestContextValidation(t *testing.T) {
 	repo := testenv.Root(t)
 	for name, ctx := range map[string]map[string]any{
@@ -315,6 +328,8 @@ func TestContextValidation(t *testing.T) {
 		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
 		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
 		"bad maximum":          {"maxWorkers": "0"},
+		"graviton worker":      {"workerInstanceType": "t4g.small"},
+		"graviton web tier":    {"webInstanceType": "m7gd.large"},
 	} {
 		ctx["ortLib"] = testenv.RuntimeLib(t)
 		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
