@@ -107,10 +107,6 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 			return d, fmt.Errorf("draining %v: %w", d.Terminated, err)
 		}
 	}
-	if len(d.Launched) > 0 || len(d.Terminated) > 0 {
-		s.log.Info("scaled", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
-			"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated)
-	}
 	return d, nil
 }
 
@@ -194,8 +190,12 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		if wake != nil {
 			woken = wake()
 		}
-		if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		switch d, err := s.Reconcile(ctx); {
+		case err != nil && ctx.Err() == nil:
 			s.log.Error("reconcile failed", "err", err)
+		case len(d.Launched) > 0 || len(d.Terminated) > 0:
+			s.log.Info("scaled", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
+				"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated)
 		}
 		t := time.NewTimer(tick)
 		select {
