@@ -153,16 +153,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.handle(work, m)
 			})
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			wait := backoff.Failure()
-			w.log.Error("receiving requests", "err", err, "retry_in", wait)
-			retry.Sleep(ctx, wait)
-			continue
-		}
-		backoff.Success()
+		backoff.After(ctx, err, w.log, "receiving requests")
 	}
 	return nil
 }

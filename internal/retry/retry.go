@@ -4,6 +4,7 @@ package retry
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -22,6 +23,22 @@ func (b *Backoff) Failure() time.Duration {
 
 // Success resets the delay.
 func (b *Backoff) Success() { b.cur = 0 }
+
+// After paces a polling loop after one attempt: a success resets the
+// delay; a failure (unless ctx has ended, which is not one) is logged as
+// doing and waited out.
+func (b *Backoff) After(ctx context.Context, err error, log *slog.Logger, doing string) {
+	if err == nil {
+		b.Success()
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	wait := b.Failure()
+	log.Error(doing, "err", err, "retry_in", wait)
+	Sleep(ctx, wait)
+}
 
 // Sleep waits for d or until ctx ends, whichever is first.
 func Sleep(ctx context.Context, d time.Duration) {

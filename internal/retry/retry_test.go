@@ -1,7 +1,11 @@
 package retry
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,5 +35,33 @@ func TestSleepEndsWithContext(t *testing.T) {
 	Sleep(ctx, time.Hour)
 	if time.Since(start) > time.Second {
 		t.Fatal("Sleep ignored a cancelled context")
+	}
+}
+
+func TestAfter(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	b := Backoff{Min: 10 * time.Millisecond, Max: time.Second}
+	ctx := context.Background()
+
+	start := time.Now()
+	b.After(ctx, errors.New("queue down"), log, "receiving")
+	if time.Since(start) < 10*time.Millisecond {
+		t.Fatal("a failure was not waited out")
+	}
+	if !strings.Contains(logs.String(), "receiving") || !strings.Contains(logs.String(), "queue down") {
+		t.Fatalf("failure not logged: %q", logs.String())
+	}
+	b.After(ctx, nil, log, "receiving")
+	if d := b.Failure(); d != 10*time.Millisecond {
+		t.Fatalf("a success did not reset the delay: next is %v", d)
+	}
+
+	logs.Reset()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	b.After(cancelled, context.Canceled, log, "receiving")
+	if logs.Len() != 0 {
+		t.Fatalf("an ended context was logged as a failure: %q", logs.String())
 	}
 }

@@ -59,16 +59,7 @@ func (s *Server) dispatch(ctx context.Context) {
 	for ctx.Err() == nil {
 		msgs, err := s.Responses.Receive(ctx, 10, 20*time.Second)
 		s.route(context.WithoutCancel(ctx), msgs)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			wait := backoff.Failure()
-			s.log.Error("receiving results", "err", err, "retry_in", wait)
-			retry.Sleep(ctx, wait)
-			continue
-		}
-		backoff.Success()
+		backoff.After(ctx, err, s.log, "receiving results")
 	}
 }
 
