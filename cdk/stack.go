@@ -191,14 +191,8 @@ func (s *surge) workers() {
 	r.AddToPolicy(statement("WriteOutputs", []string{"s3:PutObject"}, s.out.ArnForObjects(jsii.String("*"))))
 	// A worker ends its own instance when idle; IAM cannot name "the
 	// caller's instance" as a resource, so the bound is this fleet's.
-	r.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("EndOwnInstance"),
-		Actions:   jsii.Strings("ec2:TerminateInstances"),
-		Resources: &[]*string{s.ec2ARN("instance", "*")},
-		Conditions: &map[string]interface{}{
-			"StringEquals": map[string]interface{}{"aws:ResourceTag/" + ec2fleet.TagFleet: s.names.Fleet},
-		},
-	}))
+	r.AddToPolicy(statementWhere("EndOwnInstance", []string{"ec2:TerminateInstances"},
+		s.fleetTag("aws:ResourceTag/"), s.ec2ARN("instance", "*")))
 
 	modelEnv, assets := s.modelAssets()
 	assets = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, assets...)
@@ -271,6 +265,19 @@ func statement(sid string, actions []string, resources ...*string) awsiam.Policy
 	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: &resources})
 }
 
+// statementWhere is a statement that applies only where every condition
+// key equals its value (StringEquals).
+func statementWhere(sid string, actions []string, equals map[string]any, resources ...*string) awsiam.PolicyStatement {
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: &resources,
+		Conditions: &map[string]any{"StringEquals": equals}})
+}
+
+// fleetTag is the condition that a resource or request (by prefix,
+// "aws:ResourceTag/" or "aws:RequestTag/") carries this fleet's tag.
+func (s *surge) fleetTag(prefix string) map[string]any {
+	return map[string]any{prefix + ec2fleet.TagFleet: s.names.Fleet}
+}
+
 func (s *surge) webTier() {
 	role := awsiam.NewRole(s.stack, s.id("WebRole"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("ec2.amazonaws.com"), nil),
@@ -338,39 +345,19 @@ func (s *surge) scaler() {
 	role.AddToPolicy(statement("Log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("LaunchFleetInstances"),
-		Actions:   jsii.Strings("ec2:RunInstances"),
-		Resources: &[]*string{s.ec2ARN("instance", "*")},
-		Conditions: &map[string]interface{}{
-			"StringEquals": map[string]interface{}{"aws:RequestTag/" + ec2fleet.TagFleet: s.names.Fleet},
-		},
-	}))
+	role.AddToPolicy(statementWhere("LaunchFleetInstances", []string{"ec2:RunInstances"},
+		s.fleetTag("aws:RequestTag/"), s.ec2ARN("instance", "*")))
 	role.AddToPolicy(statement("LaunchFromTemplate", []string{"ec2:RunInstances"},
 		s.ec2ARN("launch-template", *s.template.LaunchTemplateId()),
 		s.ec2ARN("subnet", "*"), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId()),
 		s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*"),
 		s.ec2ARN("image", "*", "")))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:        jsii.String("TagAtLaunch"),
-		Actions:    jsii.Strings("ec2:CreateTags"),
-		Resources:  &[]*string{s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")},
-		Conditions: &map[string]interface{}{"StringEquals": map[string]interface{}{"ec2:CreateAction": "RunInstances"}},
-	}))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("EndFleetInstances"),
-		Actions:   jsii.Strings("ec2:TerminateInstances"),
-		Resources: &[]*string{s.ec2ARN("instance", "*")},
-		Conditions: &map[string]interface{}{
-			"StringEquals": map[string]interface{}{"aws:ResourceTag/" + ec2fleet.TagFleet: s.names.Fleet},
-		},
-	}))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:        jsii.String("HandWorkersTheirRole"),
-		Actions:    jsii.Strings("iam:PassRole"),
-		Resources:  &[]*string{s.workerRole.RoleArn()},
-		Conditions: &map[string]interface{}{"StringEquals": map[string]interface{}{"iam:PassedToService": "ec2.amazonaws.com"}},
-	}))
+	role.AddToPolicy(statementWhere("TagAtLaunch", []string{"ec2:CreateTags"},
+		map[string]any{"ec2:CreateAction": "RunInstances"}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
+	role.AddToPolicy(statementWhere("EndFleetInstances", []string{"ec2:TerminateInstances"},
+		s.fleetTag("aws:ResourceTag/"), s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statementWhere("HandWorkersTheirRole", []string{"iam:PassRole"},
+		map[string]any{"iam:PassedToService": "ec2.amazonaws.com"}, s.workerRole.RoleArn()))
 
 	b, hash := bundling(goBuild{repo: s.cfg.Repo, pkg: "./lambdas/scaler", binary: "bootstrap", goos: "linux", goarch: "arm64", tags: "lambda.norpc"}, awscdk.BundlingOutput_NOT_ARCHIVED)
 	fn := awslambda.NewFunction(s.stack, s.id("Scaler"), &awslambda.FunctionProps{
