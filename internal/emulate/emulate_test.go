@@ -14,11 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/surgeml/surge/internal/emulate"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/s3store"
 	"github.com/surgeml/surge/internal/sqsqueue"
 	"github.com/surgeml/surge/internal/testenv"
-	"github.com/surgeml/surge/internal/workload"
 )
 
 var bin string
@@ -119,24 +117,7 @@ func (p *poller) firstAt(since time.Time, cond func(int) bool) (time.Time, bool)
 }
 
 func faces(t *testing.T) ([]string, map[string]string) {
-	files, err := workload.ImagesIn(testenv.Path(t, "datasets", "faces", "face_images_100"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_100.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files, want
-}
-
-func check(t *testing.T, rep workload.Report, expected map[string]string) {
-	t.Helper()
-	if rep.Correct != 100 || !rep.OK() {
-		var b strings.Builder
-		rep.Print(&b, expected)
-		t.Fatalf("workload:\n%s", b.String())
-	}
+	return testenv.Images(t, "datasets", "faces", "face_images_100"), testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 }
 
 // Gallery mode on emulated AWS: 100 concurrent face requests all answered
@@ -150,16 +131,14 @@ func TestFacesOnEmulatedAWS(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // the grader's first look, at an idle fleet
 	files, expected := faces(t)
 	start := time.Now()
-	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := testenv.Workload(t, cloud.URL, files, expected)
 	last := time.Now()
-	check(t, rep, expected)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 correct", rep.Correct)
+	}
 	if up, ok := fine.firstAt(start, func(n int) bool { return n > 0 }); ok {
 		t.Logf("reaction: first request to first instance running %v", up.Sub(start).Round(10*time.Millisecond))
 	}
-	t.Logf("100 requests in %v, p50 %v, p99 %v", rep.Duration.Round(time.Millisecond), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
 
 	for deadline := last.Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		n, err := cloud.RunningWorkers(context.Background())
@@ -227,15 +206,14 @@ func TestBusyInstanceTerminated(t *testing.T) {
 			}
 		}
 	}()
-	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := testenv.Workload(t, cloud.URL, files, expected)
 	<-done
 	if len(terminated) == 0 {
 		t.Fatal("no busy instance was found to terminate")
 	}
-	check(t, rep, expected)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 correct", rep.Correct)
+	}
 	// A killed worker's request was answered on a second delivery.
 	logs, _ := filepath.Glob(filepath.Join(data, "logs", "i-*.log"))
 	redelivered := 0
@@ -255,10 +233,7 @@ func TestBusyInstanceTerminated(t *testing.T) {
 func TestWorkerTerminatesItsOwnInstance(t *testing.T) {
 	cloud, data := faceCloud(t, func(c *emulate.Config) { c.ScaleInDelay = time.Hour; c.IdleShutdown = 2 * time.Second })
 	files, expected := faces(t)
-	rep, err := workload.Run(context.Background(), workload.Config{URL: cloud.URL + "/", Files: files[:1], Expected: expected, Timeout: time.Minute})
-	if err != nil || !rep.OK() {
-		t.Fatalf("one request: %+v, %v", rep, err)
-	}
+	testenv.Workload(t, cloud.URL, files[:1], expected)
 	answered := time.Now()
 	for deadline := answered.Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		n, err := cloud.RunningWorkers(context.Background())

@@ -19,11 +19,9 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
-	"github.com/surgeml/surge/internal/workload"
 )
 
 // bin holds the real binaries, built once for all tests.
@@ -114,30 +112,6 @@ func (w *fleetWatch) peak() int {
 	return peak
 }
 
-func files(t *testing.T, elem ...string) []string {
-	t.Helper()
-	f, err := workload.ImagesIn(testenv.Path(t, elem...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func run(t *testing.T, sys *localrun.System, files []string, expected map[string]string) workload.Report {
-	t.Helper()
-	rep, err := workload.Run(context.Background(), workload.Config{URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.OK() {
-		var b strings.Builder
-		rep.Print(&b, expected)
-		t.Fatalf("workload failed:\n%s", b.String())
-	}
-	t.Logf("%d requests in %v: %.1f req/s, p50 %v, p99 %v", rep.Requests, rep.Duration.Round(time.Millisecond), rep.Throughput(), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
-	return rep
-}
-
 // afterRun checks what PROTOCOL.md's graders check once the answers are
 // in: the fleet back at zero within 5 s, both queues empty, one object per
 // distinct file name in each bucket.
@@ -197,12 +171,9 @@ func TestFaces1000InGalleryMode(t *testing.T) {
 	sys := start(t, 30*time.Second, "-gallery", gallery)
 	w := watch(t, sys.URL)
 	time.Sleep(300 * time.Millisecond) // a sample of the idle fleet first
-	expected, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_1000.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent := files(t, "datasets", "faces", "face_images_1000")
-	rep := run(t, sys, sent, expected)
+	expected := testenv.Labels(t, "datasets", "faces", "face_images_1000.csv")
+	sent := testenv.Images(t, "datasets", "faces", "face_images_1000")
+	rep := testenv.Workload(t, sys.URL, sent, expected)
 	if rep.Correct != 1000 {
 		t.Fatalf("%d correct of 1000", rep.Correct)
 	}
@@ -214,7 +185,7 @@ func TestFaces1000InGalleryMode(t *testing.T) {
 // every imagenet-100 answer under 100 concurrent requests equals what the
 // classify command prints for the same file.
 func TestClassificationMatchesClassifyCommand(t *testing.T) {
-	sent := files(t, "datasets", "imagenet-100", "images")
+	sent := testenv.Images(t, "datasets", "imagenet-100", "images")
 	classify := exec.Command(filepath.Join(bin, "surge"), append([]string{"classify",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, sent...)...)
 	classify.Stderr = os.Stderr
@@ -234,13 +205,13 @@ func TestClassificationMatchesClassifyCommand(t *testing.T) {
 	sys := start(t, 30*time.Second)
 	w := watch(t, sys.URL)
 	time.Sleep(300 * time.Millisecond)
-	rep := run(t, sys, sent, direct)
+	rep := testenv.Workload(t, sys.URL, sent, direct)
 	if rep.Correct != 100 {
 		t.Fatalf("%d of 100 pipeline answers equal classify's", rep.Correct)
 	}
 	afterRun(t, sys, w, sent)
 
-	darknet := run(t, sys, []string{
+	darknet := testenv.Workload(t, sys.URL, []string{
 		testenv.Path(t, "images", "darknet", "dog.jpg"),
 		testenv.Path(t, "images", "darknet", "eagle.jpg"),
 	}, nil)
@@ -262,7 +233,7 @@ func TestClassificationMatchesClassifyCommand(t *testing.T) {
 // request becomes visible after its timeout and another worker answers it.
 func TestWorkerKilledMidRun(t *testing.T) {
 	sys := start(t, 3*time.Second)
-	sent := files(t, "datasets", "faces", "face_images_1000")
+	sent := testenv.Images(t, "datasets", "faces", "face_images_1000")
 	killed := make(chan string, 1)
 	go func() {
 		defer close(killed)
@@ -278,7 +249,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 			}
 		}
 	}()
-	rep := run(t, sys, sent, nil)
+	rep := testenv.Workload(t, sys.URL, sent, nil)
 	name, ok := <-killed
 	if !ok {
 		t.Fatal("no busy worker was found to kill")
@@ -316,7 +287,7 @@ func TestRunCommandStopsCleanly(t *testing.T) {
 			url, _, _ = strings.Cut(rest, " ")
 		}
 	}
-	rep := run(t, &localrun.System{URL: url}, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
+	rep := testenv.Workload(t, url, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
 	if rep.Correct != 1 {
 		t.Fatal("eagle.jpg not answered")
 	}

@@ -7,17 +7,13 @@ import (
 	"testing"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
 func enrolledFaces(t *testing.T, c *recognize.Classifier) *recognize.Gallery {
 	t.Helper()
-	labels, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_100.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	labels := testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 	g := &recognize.Gallery{Threshold: recognize.DefaultThreshold}
 	rep, err := recognize.EnrollDir(g, c, testenv.Path(t, "datasets", "faces", "face_images_100"), labels, nil)
 	if err != nil {
@@ -45,10 +41,7 @@ func TestGalleryFaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := labelcsv.Read(testenv.Path(t, "datasets", "faces", "face_images_1000.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := testenv.Labels(t, "datasets", "faces", "face_images_1000.csv")
 	dir := testenv.Path(t, "datasets", "faces", "face_images_1000")
 	entries, err := os.ReadDir(dir)
 	if err != nil {

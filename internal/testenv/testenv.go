@@ -11,10 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/ort"
+	"github.com/surgeml/surge/internal/workload"
 )
 
 // Root is the repository root (the directory holding go.mod).
@@ -170,4 +174,42 @@ func EnrollFaces(t testing.TB, bin string) string {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
 	return gallery
+}
+
+// Images lists the images in a shared dataset folder, sorted.
+func Images(t testing.TB, elem ...string) []string {
+	t.Helper()
+	files, err := workload.ImagesIn(Path(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// Labels reads a shared Image,Results CSV.
+func Labels(t testing.TB, elem ...string) map[string]string {
+	t.Helper()
+	labels, err := labelcsv.Read(Path(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return labels
+}
+
+// Workload sends files to the web tier at url as the generator does, 100
+// at once, and fails the test with the generator's report unless every
+// request was answered, and answered as expected where expected says.
+func Workload(t testing.TB, url string, files []string, expected map[string]string) workload.Report {
+	t.Helper()
+	rep, err := workload.Run(context.Background(), workload.Config{URL: url + "/", Files: files, Expected: expected, Concurrency: 100, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Print(&b, expected)
+		t.Fatalf("workload failed:\n%s", b.String())
+	}
+	t.Logf("%d requests in %v: %.1f req/s, p50 %v, p99 %v", rep.Requests, rep.Duration.Round(time.Millisecond), rep.Throughput(), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
+	return rep
 }
