@@ -4,9 +4,11 @@
 package fleet
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // State is where an instance is in its life.
@@ -26,7 +28,34 @@ type Instance struct {
 	// Idle is true when the instance reports holding no message. Only idle
 	// instances are drained, so scale-in never interrupts work.
 	Idle bool `json:"idle"`
+	// Ready is true once the worker has loaded its model and opened its
+	// queues: it takes work. An instance that never gets there holds no
+	// work, whatever its state, and is replaced after a boot deadline.
+	Ready bool `json:"ready"`
+	// Launched is when the instance (or process) was started; zero when
+	// the backend does not know.
+	Launched time.Time `json:"launched,omitzero"`
 }
+
+// ErrNoCapacity is what a CapacityError matches with errors.Is.
+var ErrNoCapacity = errors.New("no capacity to launch workers")
+
+// CapacityError is a launch refused for want of capacity: an account
+// quota, or no instances of the type to be had in any zone tried. It is a
+// ceiling rather than a failure: what launched before it stays, and the
+// same launch may succeed later without anyone changing anything.
+type CapacityError struct {
+	Code     string   // the provider's error code, e.g. VcpuLimitExceeded
+	Message  string   // the provider's explanation
+	Launched []string // the names that did launch before the refusal
+}
+
+func (e *CapacityError) Error() string {
+	return fmt.Sprintf("no capacity to launch workers (%d launched first): %s: %s", len(e.Launched), e.Code, e.Message)
+}
+
+// Is makes errors.Is(err, ErrNoCapacity) true for any CapacityError.
+func (e *CapacityError) Is(target error) bool { return target == ErrNoCapacity }
 
 // DefaultPrefix names worker instances as the course graders expect.
 const DefaultPrefix = "app-tier-instance-"
