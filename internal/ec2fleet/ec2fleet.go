@@ -1,20 +1,23 @@
 // Package ec2fleet runs the worker fleet as EC2 instances launched from a
 // launch template. Instances carry a Name tag (app-tier-instance-<n>) and a
 // fleet tag naming the deployment, which is how they are found and what
-// the IAM policies key on.
+// the IAM policies key on; a worker adds a readiness tag to its own
+// instance once it takes work.
 package ec2fleet
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/surgeml/surge/internal/fleet"
 )
@@ -23,31 +26,60 @@ import (
 // belongs to.
 const TagFleet = "surge:fleet"
 
+// API is the part of the EC2 API a Fleet uses; *ec2.Client is one.
+type API interface {
+	ec2.DescribeInstancesAPIClient
+	RunInstances(ctx context.Context, in *ec2.RunInstancesInput, opts ...func(*ec2.Options)) (*ec2.RunInstancesOutput, error)
+	TerminateInstances(ctx context.Context, in *ec2.TerminateInstancesInput, opts ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
+}
+
 // Fleet is one deployment's worker instances.
 type Fleet struct {
-	client   *ec2.Client
+	client   API
 	name     string   // the fleet tag's value
 	template string   // launch template name
 	subnets  []string // where to launch, spread by instance number
+	// scope stands in for a launch scope when the context carries none:
+	// random, so this process's tokens are its own.
+	scope string
+
+	mu sync.Mutex
+	// placedScope and placed remember in which subnet each name last
+	// launched within one scope, so a relaunch of the name in that scope
+	// asks the same subnet first, under the same token, and EC2 answers
+	// with that instance rather than make another elsewhere.
+	placedScope string
+	placed      map[string]string
 }
 
 // New manages the instances tagged with fleetName, launching them from the
 // launch template called template into subnets (the template's or the
-// default VPC's when there are none).
-func New(client *ec2.Client, fleetName, template string, subnets ...string) *Fleet {
-	return &Fleet{client: client, name: fleetName, template: template, subnets: subnets}
+// default VPC's when there are none). The subnets are expected to lie in
+// different Availability Zones, as a CDK VPC's are: a capacity error in
+// one is taken to mean its zone.
+func New(client API, fleetName, template string, subnets ...string) *Fleet {
+	return &Fleet{client: client, name: fleetName, template: template, subnets: subnets, scope: randomScope()}
 }
 
-// subnet spreads instances over the subnets (and so the zones) by number.
-func (f *Fleet) subnet(name string) *string {
+func randomScope() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand)
+	return "process-" + hex.EncodeToString(b)
+}
+
+// subnetOrder is where to try launching name, in order: the subnet the
+// name spreads to by its number, then the others in turn. With no subnets
+// configured, EC2 chooses ("").
+func (f *Fleet) subnetOrder(name string) []string {
 	if len(f.subnets) == 0 {
-		return nil
+		return []string{""}
 	}
 	n, err := fleet.Index(fleet.DefaultPrefix, name)
 	if err != nil {
 		n = len(name)
 	}
-	return &f.subnets[(n-1)%len(f.subnets)]
+	first := (n - 1) % len(f.subnets)
+	return append(slices.Clone(f.subnets[first:]), f.subnets[:first]...)
 }
 
 // liveStates are the instance states that still count as part of the
@@ -79,13 +111,18 @@ func (f *Fleet) describe(ctx context.Context, states ...string) ([]types.Instanc
 	return out, nil
 }
 
-func nameOf(in types.Instance) string {
+func tagOf(in types.Instance, key string) (string, bool) {
 	for _, t := range in.Tags {
-		if aws.ToString(t.Key) == "Name" {
-			return aws.ToString(t.Value)
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value), true
 		}
 	}
-	return ""
+	return "", false
+}
+
+func nameOf(in types.Instance) string {
+	name, _ := tagOf(in, "Name")
+	return name
 }
 
 // state maps EC2's instance states onto the fleet's; ok is false for
@@ -105,9 +142,23 @@ func state(in types.Instance) (s fleet.State, ok bool) {
 	return "", false
 }
 
+// ending reports whether an instance is terminated or on its way there:
+// it will never take work, so a launch answered with it launched nothing.
+func ending(in types.Instance) bool {
+	if in.State == nil {
+		return false
+	}
+	switch in.State.Name {
+	case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated:
+		return true
+	}
+	return false
+}
+
 // List implements the scaler's and the web tier's view of the fleet.
 // Whether an instance holds work is not known here (Idle is false); the
-// scaler works that out from the queue.
+// scaler works that out from the queue. Ready means the worker has tagged
+// its instance (MarkReady).
 func (f *Fleet) List(ctx context.Context) ([]fleet.Instance, error) {
 	all, err := f.describe(ctx, liveStates()...)
 	if err != nil {
@@ -116,78 +167,168 @@ func (f *Fleet) List(ctx context.Context) ([]fleet.Instance, error) {
 	out := []fleet.Instance{}
 	for _, in := range all {
 		if s, ok := state(in); ok {
-			out = append(out, fleet.Instance{Name: nameOf(in), ID: aws.ToString(in.InstanceId), State: s})
+			_, ready := tagOf(in, TagReady)
+			out = append(out, fleet.Instance{
+				Name: nameOf(in), ID: aws.ToString(in.InstanceId), State: s,
+				Ready: ready, Launched: aws.ToTime(in.LaunchTime),
+			})
 		}
 	}
 	slices.SortFunc(out, func(a, b fleet.Instance) int { return fleet.CompareNames(a.Name, b.Name) })
 	return out, nil
 }
 
-// Launch starts one instance per name. Each launch carries a client token
-// derived from the name and how many instances of that name have ended, so
-// two scalers that decide the same launch at the same time (an overlapping
-// Lambda invocation, a retried event) make one instance: EC2 answers the
-// second RunInstances with the first one's instance. Live instances do
-// not count, or a scaler that saw the other's launch land would derive a
-// different token for the same decision.
+// Launch starts one instance per name, one name at a time.
+//
+// Each RunInstances call carries a client token (see launchToken) so that
+// two scalers deciding the same launch in the same scope make one
+// instance, while no token repeats within the day EC2 remembers tokens.
+//
+// A capacity error in one subnet moves the name on to the next; a subnet
+// that failed is skipped for the rest of the call. An account quota, or a
+// name that no subnet can take, ends the call with a *fleet.CapacityError
+// that lists the names launched before it.
 func (f *Fleet) Launch(ctx context.Context, names []string) error {
-	ended, err := f.describe(ctx, "terminated")
+	scope := f.launchScope(ctx)
+	endedList, err := f.describe(ctx, "shutting-down", "terminated")
 	if err != nil {
 		return err
 	}
+	ended := map[string]bool{}
+	for _, in := range endedList {
+		ended[aws.ToString(in.InstanceId)] = true
+	}
+	full := map[string]bool{} // subnets that answered with a capacity error in this call
+	var launched []string
 	var errs []error
 	for _, name := range names {
-		errs = append(errs, f.launch(ctx, name, Token(f.name, name, generation(ended, name))))
+		err := f.launchName(ctx, scope, name, ended, full)
+		var ceiling *fleet.CapacityError
+		switch {
+		case err == nil:
+			launched = append(launched, name)
+		case errors.As(err, &ceiling):
+			ceiling.Launched = launched
+			if len(errs) == 0 {
+				return ceiling
+			}
+			return errors.Join(append([]error{ceiling}, errs...)...)
+		default:
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// generation counts the ended instances that carried name.
-func generation(ended []types.Instance, name string) int {
-	n := 0
-	for _, in := range ended {
-		if nameOf(in) == name {
-			n++
+// launchName launches name in the first subnet that has room for it.
+func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full map[string]bool) error {
+	order := f.subnetOrder(name)
+	if last, ok := f.lastPlaced(scope, name); ok {
+		order = append([]string{last}, slices.DeleteFunc(order, func(s string) bool { return s == last })...)
+	}
+	var refused *fleet.CapacityError
+	for _, subnet := range order {
+		if full[subnet] {
+			continue
+		}
+		err := f.launchIn(ctx, scope, name, subnet, ended)
+		if err == nil {
+			f.place(scope, name, subnet)
+			return nil
+		}
+		code, message := apiError(err)
+		switch {
+		case quotaCodes[code]:
+			return &fleet.CapacityError{Code: code, Message: message}
+		case zoneCapacityCodes[code]:
+			full[subnet] = true
+			refused = &fleet.CapacityError{Code: code, Message: message}
+		default:
+			return err
 		}
 	}
-	return n
+	if refused == nil {
+		// Every subnet had already refused an earlier name in this call.
+		refused = &fleet.CapacityError{Code: "InsufficientInstanceCapacity", Message: "every subnet refused an earlier launch in this call"}
+	}
+	return refused
 }
 
-// Token is the RunInstances client token for the gen-th launch of name in
-// fleet: at most 64 ASCII characters, as EC2 requires.
-func Token(fleetName, name string, gen int) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", fleetName, name, gen)))
-	return "surge-" + hex.EncodeToString(sum[:16])
-}
+// maxReplays bounds how many client tokens in a row may answer with an
+// ended instance before a launch gives up: each one means the name was
+// launched and ended again within one scope, which a minute's scope
+// leaves room for only a few times.
+const maxReplays = 8
 
-func (f *Fleet) launch(ctx context.Context, name, token string) error {
-	for attempt := 0; attempt < 2; attempt++ {
+// launchIn launches name in subnet under the scope's token for it. EC2
+// answers a token it remembers with the instance that token made, even
+// terminated; then the next token in the chain is derived from that
+// instance's id, so every scaler in the same position follows the same
+// chain, and each link is new because instance ids are.
+func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended map[string]bool) error {
+	token := launchToken(f.name, name, subnet, scope)
+	var subnetID *string
+	if subnet != "" {
+		subnetID = aws.String(subnet)
+	}
+	for range maxReplays {
 		out, err := f.client.RunInstances(ctx, &ec2.RunInstancesInput{
 			LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateName: &f.template, Version: aws.String("$Latest")},
 			MinCount:       aws.Int32(1),
 			MaxCount:       aws.Int32(1),
-			SubnetId:       f.subnet(name),
-			ClientToken:    &token,
+			SubnetId:       subnetID,
+			ClientToken:    aws.String(token),
 			TagSpecifications: []types.TagSpecification{{
 				ResourceType: types.ResourceTypeInstance,
-				Tags:         []types.Tag{{Key: aws.String("Name"), Value: &name}, {Key: aws.String(TagFleet), Value: &f.name}},
+				Tags:         []types.Tag{{Key: aws.String("Name"), Value: aws.String(name)}, {Key: aws.String(TagFleet), Value: aws.String(f.name)}},
 			}},
-		})
+		}, withoutRetryOn(noRetryCodes()...))
 		if err != nil {
-			return fmt.Errorf("launching %s: %w", name, err)
+			return fmt.Errorf("launching %s in subnet %q: %w", name, subnet, err)
 		}
 		if len(out.Instances) == 0 {
 			return fmt.Errorf("launching %s: EC2 returned no instance", name)
 		}
-		// A token EC2 still remembers from an instance that has since gone
-		// replays that instance; launch again under a token that names it,
-		// which every scaler in the same position derives alike.
-		if _, live := state(out.Instances[0]); live {
+		in := out.Instances[0]
+		id := aws.ToString(in.InstanceId)
+		// The state in a replayed answer is meant to be current, but the
+		// ended instances described are checked too.
+		if !ending(in) && !ended[id] {
 			return nil
 		}
-		token = Token(f.name, name+"/"+aws.ToString(out.Instances[0].InstanceId), 0)
+		token = chainToken(token, id)
 	}
-	return fmt.Errorf("launching %s: EC2 keeps answering with gone instances", name)
+	return fmt.Errorf("launching %s: %d client tokens in a row answered with ended instances", name, maxReplays)
+}
+
+func (f *Fleet) lastPlaced(scope, name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.placedScope != scope {
+		return "", false
+	}
+	subnet, ok := f.placed[name]
+	return subnet, ok
+}
+
+func (f *Fleet) place(scope, name, subnet string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.placedScope != scope {
+		// Scopes follow one another (one invocation at a time), so only
+		// the current one's placements are worth keeping.
+		f.placedScope, f.placed = scope, map[string]string{}
+	}
+	f.placed[name] = subnet
+}
+
+// apiError is the EC2 error code and message in err, if any.
+func apiError(err error) (code, message string) {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode(), ae.ErrorMessage()
+	}
+	return "", ""
 }
 
 // Drain terminates the named instances. On EC2 termination is a shutdown:
@@ -207,8 +348,13 @@ func (f *Fleet) Drain(ctx context.Context, names []string) error {
 	return Terminate(ctx, f.client, ids...)
 }
 
+// Terminator ends instances; *ec2.Client is one.
+type Terminator interface {
+	TerminateInstances(ctx context.Context, in *ec2.TerminateInstancesInput, opts ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
+}
+
 // Terminate ends instances by id; a worker uses it on itself when idle.
-func Terminate(ctx context.Context, client *ec2.Client, ids ...string) error {
+func Terminate(ctx context.Context, client Terminator, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}

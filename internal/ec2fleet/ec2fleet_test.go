@@ -93,40 +93,6 @@ func TestLaunchListDrain(t *testing.T) {
 	}
 }
 
-// Client tokens are stable for the same launch and change once the name's
-// instance is gone, so a relaunch is a new instance.
-func TestTokens(t *testing.T) {
-	a, b := ec2fleet.Token("prod", "app-tier-instance-1", 0), ec2fleet.Token("prod", "app-tier-instance-1", 0)
-	if a != b || len(a) > 64 {
-		t.Fatalf("tokens %q and %q", a, b)
-	}
-	for _, other := range []string{
-		ec2fleet.Token("prod", "app-tier-instance-1", 1),
-		ec2fleet.Token("prod", "app-tier-instance-2", 0),
-		ec2fleet.Token("test", "app-tier-instance-1", 0),
-	} {
-		if other == a {
-			t.Fatalf("token %q reused", a)
-		}
-	}
-	_, f, _ := setup(t)
-	ctx := context.Background()
-	for range 2 {
-		if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Drain(ctx, []string{"app-tier-instance-1"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
-		t.Fatal(err)
-	}
-	if got := list(t, f); len(got) != 1 {
-		t.Fatalf("after two relaunches: %+v", got)
-	}
-}
-
 // The scaler over SQS and EC2 on moto: 0 → N → cap → 0.
 func TestReconcileZeroToCapToZero(t *testing.T) {
 	c, f, name := setup(t)
