@@ -2,11 +2,16 @@
 // reconcile reads the queue, asks the policy for a size and launches or
 // drains workers to reach it. Scale-out is immediate; scale-in waits until
 // the backlog has called for fewer workers for a short window, and only
-// drains idle workers, so no one's work is interrupted.
+// drains idle workers, so no one's work is interrupted. Workers that never
+// become ready are replaced after a boot deadline, and a launch refused
+// for want of capacity or quota holds the fleet at the size it reached
+// until a later attempt succeeds (a launch-ceiling episode).
 package scaler
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -26,7 +31,9 @@ type Queue interface {
 // Fleet is the set of workers.
 type Fleet interface {
 	List(ctx context.Context) ([]fleet.Instance, error)
-	// Launch starts workers with the given names.
+	// Launch starts workers with the given names. A refusal for want of
+	// capacity or quota is a *fleet.CapacityError naming the workers that
+	// did launch.
 	Launch(ctx context.Context, names []string) error
 	// Drain tells workers to finish what they hold and leave.
 	Drain(ctx context.Context, names []string) error
@@ -40,16 +47,57 @@ type Config struct {
 	// before any are drained, so a momentarily empty queue between two
 	// requests does not send a worker away. Zero drains at once.
 	ScaleInDelay time.Duration
+	// BootDeadline is how long a worker may take from launch to ready
+	// before it is replaced; zero waits forever.
+	BootDeadline time.Duration
+	// CapacityBackoff is how long a launch ceiling holds before launching
+	// beyond it is tried again [30s]; each further refusal doubles it, up
+	// to CapacityBackoffMax [5m].
+	CapacityBackoff, CapacityBackoffMax time.Duration
 }
 
 // Decision is one reconcile's outcome, logged and returned.
 type Decision struct {
-	Backlog    int      `json:"backlog"`
-	Desired    int      `json:"desired"`
-	Running    int      `json:"running"` // instances not draining, before this decision
-	Draining   int      `json:"draining"`
+	Backlog  int `json:"backlog"`
+	Desired  int `json:"desired"`
+	Running  int `json:"running"`  // instances taking or about to take work, before this decision
+	Draining int `json:"draining"` // instances leaving, the replaced ones included
+	// Launched are the names launched; after a capacity refusal, only
+	// those that did launch.
 	Launched   []string `json:"launched,omitempty"`
 	Terminated []string `json:"terminated,omitempty"` // drained
+	// Replaced are instances terminated for not becoming ready within
+	// the boot deadline. They held no work: a worker takes none before
+	// it is ready.
+	Replaced []string `json:"replaced,omitempty"`
+	// Held are the names the policy wanted launched but a launch ceiling
+	// kept back.
+	Held []string `json:"held,omitempty"`
+	// CeilingStarted is set on the decision whose launch was refused
+	// first in a launch-ceiling episode, and on no other.
+	CeilingStarted *Ceiling `json:"ceiling_started,omitempty"`
+}
+
+// Ceiling is a launch ceiling: the fleet size at which launches were
+// refused, and why.
+type Ceiling struct {
+	Code    string        `json:"code"` // e.g. VcpuLimitExceeded
+	Message string        `json:"message"`
+	Size    int           `json:"size"`     // instances held, draining ones included
+	RetryIn time.Duration `json:"retry_in"` // until launching beyond it is tried again
+}
+
+// Within keeps the decision's launches to what fits under ceiling
+// instances in all, draining ones included (they hold quota until they
+// are gone); the names kept back move to Held.
+func (d Decision) Within(ceiling int) Decision {
+	room := max(0, ceiling-(d.Running+d.Draining))
+	if len(d.Launched) <= room {
+		return d
+	}
+	d.Held = append(slices.Clone(d.Held), d.Launched[room:]...)
+	d.Launched = slices.Clone(d.Launched[:room])
+	return d
 }
 
 // Scaler reconciles a fleet with a queue.
@@ -61,6 +109,19 @@ type Scaler struct {
 	now   func() time.Time
 
 	history []sample // desired sizes within ScaleInDelay, oldest first
+	episode *episode // the launch ceiling in force, if any
+	// replaced are the instances (by id, else name) already logged as
+	// replaced, so each is logged once while EC2 still lists it.
+	replaced map[string]bool
+}
+
+// episode is a launch-ceiling episode: from the first refused launch to
+// the first full launch after a backoff.
+type episode struct {
+	Ceiling
+	started time.Time
+	backoff time.Duration
+	retryAt time.Time
 }
 
 type sample struct {
@@ -76,10 +137,18 @@ func New(cfg Config, q Queue, f Fleet, log *slog.Logger) *Scaler {
 	if cfg.Prefix == "" {
 		cfg.Prefix = fleet.DefaultPrefix
 	}
-	return &Scaler{cfg: cfg, queue: q, fleet: f, log: log, now: time.Now}
+	if cfg.CapacityBackoff <= 0 {
+		cfg.CapacityBackoff = 30 * time.Second
+	}
+	if cfg.CapacityBackoffMax < cfg.CapacityBackoff {
+		cfg.CapacityBackoffMax = max(5*time.Minute, cfg.CapacityBackoff)
+	}
+	return &Scaler{cfg: cfg, queue: q, fleet: f, log: log, now: time.Now, replaced: map[string]bool{}}
 }
 
-// Reconcile makes one scaling decision and acts on it.
+// Reconcile makes one scaling decision and acts on it. A refused launch
+// is not an error: the decision records the ceiling and the scaler holds
+// to it.
 func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 	counts, err := s.queue.Counts(ctx)
 	if err != nil {
@@ -96,24 +165,117 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 			instances[i].Idle = true
 		}
 	}
-	d := Plan(s.cfg, counts.Backlog(), s.stabilised(scaling.Desired(counts.Backlog(), s.cfg.Max)), instances)
+	now := s.now()
+	d := Plan(s.cfg, now, counts.Backlog(), s.stabilised(now, scaling.Desired(counts.Backlog(), s.cfg.Max)), instances)
+	s.logReplaced(now, d, instances)
+	backingOff := s.episode != nil && now.Before(s.episode.retryAt)
+	if backingOff {
+		d = d.Within(s.episode.Size)
+	}
+	var errs []error
 	if len(d.Launched) > 0 {
-		if err := s.fleet.Launch(ctx, d.Launched); err != nil {
-			return d, fmt.Errorf("launching %v: %w", d.Launched, err)
+		err := s.fleet.Launch(ctx, d.Launched)
+		var refused *fleet.CapacityError
+		if errors.As(err, &refused) {
+			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(d.Launched), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
+			d.Launched = refused.Launched
+			s.ceilingHit(now, &d, refused, len(instances)+len(refused.Launched))
+			err = withoutCapacityErrors(err)
+		} else if err == nil && !backingOff {
+			s.ceilingLifted(now, len(instances)+len(d.Launched), "launched in full")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("launching %v: %w", d.Launched, err))
+		}
+	} else if !backingOff && len(d.Held) == 0 {
+		// Nothing beyond the ceiling is wanted any more: it no longer
+		// binds, and a later refusal is news again.
+		s.ceilingLifted(now, len(instances), "no launch needed")
+	}
+	if drain := append(slices.Clone(d.Replaced), d.Terminated...); len(drain) > 0 {
+		if err := s.fleet.Drain(ctx, drain); err != nil {
+			errs = append(errs, fmt.Errorf("draining %v: %w", drain, err))
 		}
 	}
-	if len(d.Terminated) > 0 {
-		if err := s.fleet.Drain(ctx, d.Terminated); err != nil {
-			return d, fmt.Errorf("draining %v: %w", d.Terminated, err)
+	return d, errors.Join(errs...)
+}
+
+// ceilingHit starts a launch-ceiling episode at size instances, or, in
+// one, holds the new size and doubles the backoff. Only the start is
+// logged above Debug and marked on the decision, so an account at its
+// quota for an hour says so once.
+func (s *Scaler) ceilingHit(now time.Time, d *Decision, refused *fleet.CapacityError, size int) {
+	if e := s.episode; e != nil {
+		e.Code, e.Message, e.Size = refused.Code, refused.Message, size
+		e.backoff = min(2*e.backoff, s.cfg.CapacityBackoffMax)
+		e.RetryIn, e.retryAt = e.backoff, now.Add(e.backoff)
+		s.log.Debug("launch ceiling holds", "code", e.Code, "message", e.Message, "fleet_size", size,
+			"next_attempt_in", e.backoff, "since", e.started)
+		return
+	}
+	e := &episode{
+		Ceiling: Ceiling{Code: refused.Code, Message: refused.Message, Size: size, RetryIn: s.cfg.CapacityBackoff},
+		started: now, backoff: s.cfg.CapacityBackoff, retryAt: now.Add(s.cfg.CapacityBackoff),
+	}
+	s.episode = e
+	started := e.Ceiling
+	d.CeilingStarted = &started
+	s.log.Warn("launch ceiling: launches refused for want of capacity; holding the fleet at its size",
+		"code", e.Code, "message", e.Message, "fleet_size", size, "wanted", size+len(d.Held), "next_attempt_in", e.backoff)
+}
+
+// ceilingLifted ends the episode, if there is one.
+func (s *Scaler) ceilingLifted(now time.Time, size int, why string) {
+	if s.episode == nil {
+		return
+	}
+	s.log.Info("launch ceiling lifted", "reason", why, "code", s.episode.Code, "fleet_size", size,
+		"lasted", now.Sub(s.episode.started))
+	s.episode = nil
+}
+
+// withoutCapacityErrors is err less the capacity refusal in it, which the
+// caller has dealt with.
+func withoutCapacityErrors(err error) error {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var rest []error
+		for _, e := range joined.Unwrap() {
+			if !errors.Is(e, fleet.ErrNoCapacity) {
+				rest = append(rest, e)
+			}
+		}
+		return errors.Join(rest...)
+	}
+	if errors.Is(err, fleet.ErrNoCapacity) {
+		return nil
+	}
+	return err
+}
+
+// logReplaced logs each replaced instance once, however many reconciles
+// still see it before its termination shows.
+func (s *Scaler) logReplaced(now time.Time, d Decision, instances []fleet.Instance) {
+	seen := map[string]bool{}
+	for _, in := range instances {
+		key := cmp.Or(in.ID, in.Name)
+		seen[key] = true
+		if slices.Contains(d.Replaced, in.Name) && !s.replaced[key] {
+			s.replaced[key] = true
+			s.log.Warn("replacing a worker that did not become ready within the boot deadline",
+				"instance", in.Name, "id", in.ID, "state", in.State, "launched", in.Launched,
+				"age", now.Sub(in.Launched).Round(time.Second), "boot_deadline", s.cfg.BootDeadline)
 		}
 	}
-	return d, nil
+	for key := range s.replaced {
+		if !seen[key] {
+			delete(s.replaced, key) // gone for good
+		}
+	}
 }
 
 // stabilised records desired and returns the size to scale in to: the
 // largest desired size seen within the delay.
-func (s *Scaler) stabilised(desired int) int {
-	now := s.now()
+func (s *Scaler) stabilised(now time.Time, desired int) int {
 	s.history = append(s.history, sample{now, desired})
 	keep := 0
 	for keep < len(s.history)-1 && now.Sub(s.history[keep].at) > s.cfg.ScaleInDelay {
@@ -127,12 +289,15 @@ func (s *Scaler) stabilised(desired int) int {
 	return highest
 }
 
-// Plan is the pure part of a reconcile: given the backlog, the size below
-// which not to scale in (see ScaleInDelay), and the fleet, which names to
-// launch and which to drain.
+// Plan is the pure part of a reconcile: given the time, the backlog, the
+// size below which not to scale in (see ScaleInDelay), and the fleet,
+// which names to launch, which to drain and which to replace.
 // New instances take the lowest free numbers; the total never exceeds the
-// cap, counting instances still draining.
-func Plan(cfg Config, backlog, scaleInFloor int, instances []fleet.Instance) Decision {
+// cap, counting instances still draining. An instance not ready within
+// the boot deadline is replaced: terminated even if not idle, since a
+// worker takes no work before it is ready, and counted as draining from
+// then on, so a new name launches in its place as soon as the cap allows.
+func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []fleet.Instance) Decision {
 	desired := scaling.Desired(backlog, cfg.Max)
 	d := Decision{Backlog: backlog, Desired: desired}
 	used := map[int]bool{}
@@ -141,9 +306,13 @@ func Plan(cfg Config, backlog, scaleInFloor int, instances []fleet.Instance) Dec
 		if n, err := fleet.Index(cfg.Prefix, in.Name); err == nil {
 			used[n] = true
 		}
-		if in.State == fleet.Draining {
+		switch {
+		case in.State == fleet.Draining:
 			d.Draining++
-		} else {
+		case overdue(cfg, now, in):
+			d.Replaced = append(d.Replaced, in.Name)
+			d.Draining++
+		default:
 			active = append(active, in)
 		}
 	}
@@ -179,6 +348,12 @@ func Plan(cfg Config, backlog, scaleInFloor int, instances []fleet.Instance) Dec
 	return d
 }
 
+// overdue reports whether in has had longer than the boot deadline to
+// become ready. Instances whose launch time is unknown are given forever.
+func overdue(cfg Config, now time.Time, in fleet.Instance) bool {
+	return cfg.BootDeadline > 0 && !in.Ready && !in.Launched.IsZero() && now.Sub(in.Launched) > cfg.BootDeadline
+}
+
 // Run reconciles every tick, and also soon after wake fires (when the
 // queue changes), but never more often than every minGap. Errors are
 // logged; the loop goes on until ctx ends.
@@ -193,9 +368,9 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		switch d, err := s.Reconcile(ctx); {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("reconcile failed", "err", err)
-		case len(d.Launched) > 0 || len(d.Terminated) > 0:
+		case len(d.Launched) > 0 || len(d.Terminated) > 0 || len(d.Replaced) > 0:
 			s.log.Info("scaled", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
-				"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated)
+				"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated, "replaced", d.Replaced)
 		}
 		t := time.NewTimer(tick)
 		select {
