@@ -88,6 +88,16 @@ func run() error {
 	}, b.Requests, b.Responses, b.Inputs, b.Outputs, recognizer, log)
 	report.Ready()
 	log.Info("worker ready", "model", recognizer.Name(), "concurrency", *concurrency, "startup", time.Since(start))
+	if self != nil {
+		// The scaler replaces an instance not marked ready within its boot
+		// deadline. Marking retries for about a minute (a new instance's
+		// role can lag), in the background, so work starts now.
+		go func() {
+			if err := ec2fleet.MarkReady(ctx, self.ec2, self.id.ID); err != nil && ctx.Err() == nil {
+				log.Error("could not mark this instance ready; working anyway, but the scaler will replace it after its boot deadline", "id", self.id.ID, "err", err)
+			}
+		}()
+	}
 	err = w.Run(ctx)
 	if errors.Is(err, apptier.ErrIdle) && self != nil {
 		// Holding nothing, the instance can go: terminating it here saves

@@ -68,6 +68,7 @@ type Fleet struct {
 type proc struct {
 	name     string
 	cmd      *exec.Cmd
+	started  time.Time
 	draining bool
 	peakRSS  int64
 }
@@ -125,7 +126,7 @@ func (f *Fleet) launch(name string) error {
 		logFile.Close()
 		return fmt.Errorf("launching %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd}
+	p := &proc{name: name, cmd: cmd, started: time.Now()}
 	f.procs[name] = p
 	f.log.Info("worker launched", "instance", name, "pid", cmd.Process.Pid)
 	f.wg.Go(func() {
@@ -199,9 +200,9 @@ func (f *Fleet) listLocked() []fleet.Instance {
 	out := make([]fleet.Instance, 0, len(f.procs))
 	for _, p := range f.procs {
 		p.peakRSS = max(p.peakRSS, PeakRSS(p.cmd.Process.Pid))
-		in := fleet.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: fleet.Pending}
+		in := fleet.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: fleet.Pending, Launched: p.started}
 		if st, err := readStatus(f.statusPath(p.name)); err == nil && st.Ready {
-			in.State, in.Idle = fleet.Running, st.Held == 0
+			in.State, in.Idle, in.Ready = fleet.Running, st.Held == 0, true
 		}
 		if p.draining {
 			in.State = fleet.Draining

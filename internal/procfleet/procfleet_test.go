@@ -35,6 +35,11 @@ func standIn() {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM)
 	}
+	if os.Getenv("PROCFLEET_NEVER_READY") != "" {
+		// A worker that never loads its model, until told to leave.
+		<-sigs
+		os.Exit(0)
+	}
 	r.Ready()
 	hold := filepath.Join(os.Getenv("PROCFLEET_DIR"), os.Getenv(EnvInstance)+".hold")
 	held := 0
@@ -121,9 +126,14 @@ func TestLaunchListDrain(t *testing.T) {
 	if got := names(list(t, f)); !slices.Equal(got, want) {
 		t.Fatalf("List order %v, want %v", got, want)
 	}
+	for _, in := range list(t, f) {
+		if !in.Ready || in.Launched.IsZero() || time.Since(in.Launched) > time.Minute {
+			t.Fatalf("a running worker's readiness or launch time: %+v", in)
+		}
+	}
 	// Other processes see the fleet, and its state, through the snapshot.
 	reader := NewReader(dir)
-	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != fleet.Running || !got[0].Idle {
+	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != fleet.Running || !got[0].Idle || !got[0].Ready || got[0].Launched.IsZero() {
 		t.Fatalf("Reader sees %+v", got)
 	}
 
@@ -149,6 +159,20 @@ func TestLaunchListDrain(t *testing.T) {
 	}
 	if got := names(list(t, reader)); len(got) != 2 {
 		t.Fatalf("Reader still sees %v", got)
+	}
+}
+
+// A worker is not ready until it says so, however long it has run.
+func TestNotReadyUntilReported(t *testing.T) {
+	f, _ := newFleet(t, "PROCFLEET_NEVER_READY=1")
+	before := time.Now()
+	if err := f.Launch(context.Background(), []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // long enough for a stand-in to report
+	in := list(t, f)
+	if len(in) != 1 || in[0].Ready || in[0].State != fleet.Pending || in[0].Launched.Before(before) || in[0].Launched.After(time.Now()) {
+		t.Fatalf("a worker that never reported: %+v", in)
 	}
 }
 
