@@ -1,49 +1,109 @@
 package lambdascaler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/ec2fleet"
-	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
-// FromEnv wires a handler from the Lambda's environment and the SDK's
-// standard configuration. The same wiring serves the emulator, which calls
-// Handle on its own schedule.
-func FromEnv(ctx context.Context, metrics io.Writer) (*Handler, error) {
-	queueURL, template, fleetName := os.Getenv("SURGE_REQUEST_QUEUE_URL"), os.Getenv("SURGE_LAUNCH_TEMPLATE"), os.Getenv("SURGE_FLEET")
+// FromEnv wires a handler from a function's environment, read through
+// getenv (os.Getenv in Lambda; the deployed function's variables when the
+// emulator runs the handler in-process), and the SDK's standard
+// configuration with awsOptions on top. Log lines and embedded metrics
+// both go to out, as they both go to the function's log stream on
+// Lambda; the log level is the process's $SURGE_LOG_LEVEL.
+//
+// Required: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET.
+// Optional, [default]: SURGE_MAX_WORKERS [19], SURGE_SUBNETS
+// (comma-separated), SURGE_TICK [5s], SURGE_WINDOW [55s],
+// SURGE_SCALE_IN_DELAY [2s], SURGE_BOOT_DEADLINE [5m; 0 never replaces],
+// SURGE_CAPACITY_BACKOFF [30s], SURGE_CAPACITY_BACKOFF_MAX [5m]. A
+// malformed value is an error, not a silent default.
+func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, awsOptions ...func(*config.LoadOptions) error) (*Handler, error) {
+	queueURL, template, fleetName := getenv("SURGE_REQUEST_QUEUE_URL"), getenv("SURGE_LAUNCH_TEMPLATE"), getenv("SURGE_FLEET")
 	if queueURL == "" || template == "" || fleetName == "" {
 		return nil, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set")
 	}
-	max := envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax)
-	if max < 1 {
-		return nil, fmt.Errorf("SURGE_MAX_WORKERS is %d; it must be at least 1", max)
+	env := settings{getenv: getenv}
+	maxWorkers := env.int("SURGE_MAX_WORKERS", scaling.DefaultMax)
+	scfg := scaler.Config{
+		Max:                maxWorkers,
+		ScaleInDelay:       env.duration("SURGE_SCALE_IN_DELAY", 2*time.Second),
+		BootDeadline:       env.duration("SURGE_BOOT_DEADLINE", 5*time.Minute),
+		CapacityBackoff:    env.duration("SURGE_CAPACITY_BACKOFF", 30*time.Second),
+		CapacityBackoffMax: env.duration("SURGE_CAPACITY_BACKOFF_MAX", 5*time.Minute),
 	}
-	c, err := awscfg.Load(ctx)
+	hcfg := Config{
+		Tick:   env.duration("SURGE_TICK", 5*time.Second),
+		Window: env.duration("SURGE_WINDOW", 55*time.Second),
+		Fleet:  fleetName,
+	}
+	if env.err != nil {
+		return nil, env.err
+	}
+	if maxWorkers < 1 {
+		return nil, fmt.Errorf("SURGE_MAX_WORKERS is %d; it must be at least 1", maxWorkers)
+	}
+	c, err := awscfg.Load(ctx, awsOptions...)
 	if err != nil {
 		return nil, err
 	}
-	log := logging.Stderr()
 	var subnets []string
-	if s := os.Getenv("SURGE_SUBNETS"); s != "" {
+	if s := getenv("SURGE_SUBNETS"); s != "" {
 		subnets = strings.Split(s, ",")
 	}
-	s := scaler.New(scaler.Config{Max: max, ScaleInDelay: envvar.Duration("SURGE_SCALE_IN_DELAY", 2*time.Second)},
-		sqsqueue.FromURL(c.SQS, queueURL), ec2fleet.New(c.EC2, fleetName, template, subnets...), log)
-	return New(Config{
-		Tick:   envvar.Duration("SURGE_TICK", 5*time.Second),
-		Window: envvar.Duration("SURGE_WINDOW", 55*time.Second),
-		Fleet:  fleetName,
-	}, s, log.With("fleet", fleetName), metrics), nil
+	log := logging.JSON(out)
+	// One scaler for the life of the execution environment: its state
+	// (scale-in history, a launch-ceiling episode) carries over from one
+	// invocation to the next while Lambda keeps the environment warm. A
+	// cold start begins afresh, so it may announce an episode that was
+	// already going on.
+	s := scaler.New(scfg, sqsqueue.FromURL(c.SQS, queueURL), ec2fleet.New(c.EC2, fleetName, template, subnets...), log)
+	return New(hcfg, s, log.With("fleet", fleetName), out), nil
+}
+
+// settings reads typed values, keeping the first malformed one's error.
+type settings struct {
+	getenv func(string) string
+	err    error
+}
+
+func (s *settings) int(key string, def int) int {
+	v := s.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		s.err = cmp.Or(s.err, fmt.Errorf("%s=%q is not a whole number", key, v))
+		return def
+	}
+	return n
+}
+
+func (s *settings) duration(key string, def time.Duration) time.Duration {
+	v := s.getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		s.err = cmp.Or(s.err, fmt.Errorf("%s=%q is not a duration such as 30s or 5m", key, v))
+		return def
+	}
+	return d
 }

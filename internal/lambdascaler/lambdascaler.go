@@ -15,6 +15,7 @@ import (
 
 	awsevents "github.com/aws/aws-lambda-go/events"
 
+	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/scaler"
 )
 
@@ -66,19 +67,23 @@ type Summary struct {
 	Failures   int      `json:"failures"`
 	Launched   []string `json:"launched"`
 	Terminated []string `json:"terminated"`
+	Replaced   []string `json:"replaced"`
 }
 
 // Handle reconciles at once, then at the event's scheduled time plus each
 // multiple of Tick, until the window or the invocation's deadline ends. Ticks are
 // aligned to the scheduled time, so a duplicate delivery of the same event
 // decides at the same moments, on the same state, and makes the same
-// launches (whose EC2 client tokens then coincide). An event older than
-// the window, such as a late retry, gets a single reconcile.
+// launches; their EC2 client tokens coincide because the launch scope is
+// the event's id and time, which a duplicate shares and no other minute's
+// event does. An event older than the window, such as a late retry, gets
+// a single reconcile.
 func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Summary, error) {
 	var sum Summary
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
 		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
 	}
+	ctx = ec2fleet.WithLaunchScope(ctx, LaunchScope(ev))
 	now := h.now()
 	start := ev.Time
 	end := start.Add(h.cfg.Window)
@@ -104,6 +109,12 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 	return sum, summarise(sum)
 }
 
+// LaunchScope is the launch scope of the decisions made for a scheduled
+// event: its id and its scheduled time.
+func LaunchScope(ev awsevents.EventBridgeEvent) string {
+	return "event/" + ev.ID + "/" + ev.Time.UTC().Format(time.RFC3339)
+}
+
 func summarise(sum Summary) error {
 	if sum.Reconciles > 0 && sum.Failures == sum.Reconciles {
 		return errors.New("every reconcile failed")
@@ -114,38 +125,58 @@ func summarise(sum Summary) error {
 func (h *Handler) tick(ctx context.Context, sum *Summary) {
 	sum.Reconciles++
 	d, err := h.scaler.Reconcile(ctx)
-	if err != nil {
-		sum.Failures++
-		h.log.Error("reconcile failed", "err", err)
-		return
-	}
 	sum.Launched = append(sum.Launched, d.Launched...)
 	sum.Terminated = append(sum.Terminated, d.Terminated...)
+	sum.Replaced = append(sum.Replaced, d.Replaced...)
+	if err != nil {
+		sum.Failures++
+		h.log.Error("reconcile failed", "err", err, "launched", d.Launched, "replaced", d.Replaced)
+		if d.CeilingStarted != nil {
+			// The episode began in a reconcile that also failed otherwise:
+			// it is still the one tick that counts it.
+			h.emit(d, false)
+		}
+		return
+	}
 	h.log.Info("decision", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
-		"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated)
-	h.emit(d)
+		"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated,
+		"replaced", d.Replaced, "held", len(d.Held))
+	h.emit(d, true)
 }
 
-// emit writes one CloudWatch embedded-metric-format line.
-func (h *Handler) emit(d scaler.Decision) {
-	line := map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": h.now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  "Surge",
-				"Dimensions": [][]string{{"Fleet"}},
-				"Metrics": []any{
-					map[string]string{"Name": "Backlog", "Unit": "Count"},
-					map[string]string{"Name": "DesiredWorkers", "Unit": "Count"},
-					map[string]string{"Name": "RunningWorkers", "Unit": "Count"},
-				},
-			}},
-		},
-		"Fleet":          h.cfg.Fleet,
-		"Backlog":        d.Backlog,
-		"DesiredWorkers": d.Desired,
-		"RunningWorkers": d.Running + d.Draining,
+// emit writes one CloudWatch embedded-metric-format line: the fleet's
+// sizes (when sizes is set), and on the tick a launch-ceiling episode
+// starts, LaunchCeilingEpisodes = 1, by fleet and by fleet and error code,
+// so an alarm on the fleet's sum fires once per episode, not per tick.
+func (h *Handler) emit(d scaler.Decision, sizes bool) {
+	var directives []any
+	line := map[string]any{"Fleet": h.cfg.Fleet}
+	if sizes {
+		directives = append(directives, map[string]any{
+			"Namespace":  "Surge",
+			"Dimensions": [][]string{{"Fleet"}},
+			"Metrics": []any{
+				map[string]string{"Name": "Backlog", "Unit": "Count"},
+				map[string]string{"Name": "DesiredWorkers", "Unit": "Count"},
+				map[string]string{"Name": "RunningWorkers", "Unit": "Count"},
+			},
+		})
+		line["Backlog"] = d.Backlog
+		line["DesiredWorkers"] = d.Desired
+		line["RunningWorkers"] = d.Running + d.Draining
 	}
+	if c := d.CeilingStarted; c != nil {
+		directives = append(directives, map[string]any{
+			"Namespace":  "Surge",
+			"Dimensions": [][]string{{"Fleet"}, {"Fleet", "Code"}},
+			"Metrics":    []any{map[string]string{"Name": "LaunchCeilingEpisodes", "Unit": "Count"}},
+		})
+		line["LaunchCeilingEpisodes"] = 1
+		line["Code"] = c.Code
+		line["CeilingMessage"] = c.Message
+		line["CeilingSize"] = c.Size
+	}
+	line["_aws"] = map[string]any{"Timestamp": h.now().UnixMilli(), "CloudWatchMetrics": directives}
 	b, _ := json.Marshal(line)
 	fmt.Fprintf(h.metrics, "%s\n", b)
 }

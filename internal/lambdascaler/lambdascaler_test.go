@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/sqsqueue"
@@ -51,6 +54,42 @@ func scheduledEvent(t *testing.T, when time.Time) awsevents.EventBridgeEvent {
 	return ev
 }
 
+// onTheSecond waits for the next whole second and returns a scheduled
+// event for it: EventBridge's times are whole seconds, and an invocation
+// runs its window from the event's time.
+func onTheSecond(t *testing.T) awsevents.EventBridgeEvent {
+	t.Helper()
+	start := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(start))
+	return scheduledEvent(t, start)
+}
+
+// tokensByName returns the client tokens of the fleet's instances,
+// terminated ones included, in launch order per name.
+func (r *rig) tokensByName(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := r.clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{
+		Filters: []types.Filter{{Name: aws.String("tag:" + ec2fleet.TagFleet), Values: []string{r.name}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []types.Instance
+	for _, res := range out.Reservations {
+		all = append(all, res.Instances...)
+	}
+	slices.SortStableFunc(all, func(a, b types.Instance) int { return aws.ToTime(a.LaunchTime).Compare(aws.ToTime(b.LaunchTime)) })
+	tokens := map[string][]string{}
+	for _, in := range all {
+		for _, tag := range in.Tags {
+			if aws.ToString(tag.Key) == "Name" {
+				tokens[aws.ToString(tag.Value)] = append(tokens[aws.ToString(tag.Value)], aws.ToString(in.ClientToken))
+			}
+		}
+	}
+	return tokens
+}
+
 var serial atomic.Int32
 
 type rig struct {
@@ -78,9 +117,11 @@ func newRig(t *testing.T, backlog int) *rig {
 	return &rig{clients: c, queue: q, fleet: ec2fleet.New(c.EC2, name, name+"-worker"), name: name}
 }
 
+// handler is one Lambda execution environment's handler: its own scaler
+// and its own view of the fleet, as another process would have.
 func (r *rig) handler(window, tick time.Duration, logs, metrics *syncBuffer) *lambdascaler.Handler {
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	s := scaler.New(scaler.Config{Max: 19}, r.queue, r.fleet, log)
+	s := scaler.New(scaler.Config{Max: 19}, r.queue, ec2fleet.New(r.clients.EC2, r.name, r.name+"-worker"), log)
 	return lambdascaler.New(lambdascaler.Config{Tick: tick, Window: window, Fleet: r.name}, s, log, metrics)
 }
 
@@ -209,33 +250,189 @@ func TestOverlappingInvocationsShareClientTokens(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	out, err := r.clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{
-		Filters: []types.Filter{{Name: aws.String("tag:" + ec2fleet.TagFleet), Values: []string{r.name}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := map[string]map[string]bool{}
-	for _, res := range out.Reservations {
-		for _, in := range res.Instances {
-			name := ""
-			for _, tag := range in.Tags {
-				if aws.ToString(tag.Key) == "Name" {
-					name = aws.ToString(tag.Value)
-				}
-			}
-			if tokens[name] == nil {
-				tokens[name] = map[string]bool{}
-			}
-			tokens[name][aws.ToString(in.ClientToken)] = true
-		}
-	}
+	tokens := r.tokensByName(t)
 	if len(tokens) != 8 { // 1 + ⌈31/5⌉
 		t.Fatalf("names launched: %d, want 8", len(tokens))
 	}
 	for name, ts := range tokens {
-		if len(ts) != 1 {
-			t.Errorf("%s was launched under %d different client tokens: EC2 would make it twice", name, len(ts))
+		if len(slices.Compact(ts)) != 1 {
+			t.Errorf("%s was launched under different client tokens %v: EC2 would make it twice", name, ts)
 		}
+	}
+}
+
+// The event is the launch scope: handlers in different processes given
+// the same event derive the same tokens, even one after the other; the
+// next event derives others, so a token never comes back the same day.
+func TestEventIsTheLaunchScope(t *testing.T) {
+	r := newRig(t, 1)
+	ctx := context.Background()
+	at := time.Now().Add(-10 * time.Minute) // stale: one reconcile each
+	first, next := scheduledEvent(t, at), scheduledEvent(t, at.Add(time.Minute))
+	next.ID = "2b6c05a5-0c1c-4b4f-9a53-6f1c1b0ee2a1"
+	for _, ev := range []awsevents.EventBridgeEvent{first, next, first} {
+		var logs, metrics syncBuffer
+		if sum, err := r.handler(time.Minute, time.Second, &logs, &metrics).Handle(ctx, ev); err != nil || len(sum.Launched) != 1 {
+			t.Fatalf("%+v, %v", sum, err)
+		}
+		if err := r.fleet.Drain(ctx, []string{"app-tier-instance-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokens := r.tokensByName(t)["app-tier-instance-1"]
+	if len(tokens) != 3 || tokens[0] != tokens[2] || tokens[0] == tokens[1] {
+		t.Fatalf("tokens for events 1, 2, 1: %v", tokens)
+	}
+}
+
+// fakeQuota is a named fake of an account's vCPU quota, which moto lacks:
+// the fleet launches into moto until it holds limit instances, then EC2's
+// refusal is what Launch returns.
+type fakeQuota struct {
+	*ec2fleet.Fleet
+	mu    sync.Mutex
+	limit int
+}
+
+func (q *fakeQuota) setLimit(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limit = n
+}
+
+func (q *fakeQuota) Launch(ctx context.Context, names []string) error {
+	q.mu.Lock()
+	limit := q.limit
+	q.mu.Unlock()
+	have, err := q.List(ctx)
+	if err != nil {
+		return err
+	}
+	room := max(0, limit-len(have))
+	if room >= len(names) {
+		return q.Fleet.Launch(ctx, names)
+	}
+	if err := q.Fleet.Launch(ctx, names[:room]); err != nil {
+		return err
+	}
+	return &fleet.CapacityError{Code: "VcpuLimitExceeded", Message: "You have requested more vCPU capacity than your current vCPU limit allows", Launched: names[:room]}
+}
+
+// episodeLines returns the metric lines that count a launch-ceiling
+// episode.
+func episodeLines(t *testing.T, metrics *syncBuffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range metrics.lines(t) {
+		if _, ok := l["LaunchCeilingEpisodes"]; ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// At the quota the fleet holds, the metric counts the episode once
+// however many ticks it lasts, and the fleet grows when the quota does.
+func TestLaunchCeilingMetricOncePerEpisode(t *testing.T) {
+	r := newRig(t, 40) // 8 workers wanted
+	var logs, metrics syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	quota := &fakeQuota{Fleet: ec2fleet.New(r.clients.EC2, r.name, r.name+"-worker"), limit: 3}
+	s := scaler.New(scaler.Config{Max: 19, CapacityBackoff: 150 * time.Millisecond, CapacityBackoffMax: 300 * time.Millisecond}, r.queue, quota, log)
+	h := lambdascaler.New(lambdascaler.Config{Tick: 100 * time.Millisecond, Window: time.Second, Fleet: r.name}, s, log, &metrics)
+	ctx := context.Background()
+
+	sum, err := h.Handle(ctx, onTheSecond(t))
+	if err != nil || sum.Failures != 0 || sum.Reconciles < 5 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	if in, _ := r.fleet.List(ctx); len(in) != 3 {
+		t.Fatalf("%d instances at a quota of 3", len(in))
+	}
+	episodes := episodeLines(t, &metrics)
+	if len(episodes) != 1 {
+		t.Fatalf("%d episode metrics over %d ticks, want 1", len(episodes), sum.Reconciles)
+	}
+	e := episodes[0]
+	cw := e["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)
+	if e["Code"] != "VcpuLimitExceeded" || e["LaunchCeilingEpisodes"].(float64) != 1 || e["Fleet"] != r.name || len(cw) != 2 {
+		t.Fatalf("episode metric line %v", e)
+	}
+	if got := fmt.Sprint(cw[1].(map[string]any)["Dimensions"]); got != "[[Fleet] [Fleet Code]]" {
+		t.Fatalf("episode dimensions %s", got)
+	}
+	if n := len(metrics.lines(t)); n != sum.Reconciles {
+		t.Fatalf("%d metric lines for %d ticks", n, sum.Reconciles)
+	}
+
+	// The quota is raised: the warm handler's next invocation grows the
+	// fleet, announcing nothing new.
+	quota.setLimit(100)
+	if _, err := h.Handle(ctx, onTheSecond(t)); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := r.fleet.List(ctx); len(in) != 8 {
+		t.Fatalf("%d instances after the quota was raised", len(in))
+	}
+	if n := len(episodeLines(t, &metrics)); n != 1 {
+		t.Fatalf("%d episode metrics after the ceiling lifted", n)
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	r := newRig(t, 1)
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(),
+		"SURGE_LAUNCH_TEMPLATE":   r.name + "-worker",
+		"SURGE_FLEET":             r.name,
+		"SURGE_MAX_WORKERS":       "3",
+		"SURGE_BOOT_DEADLINE":     "2m",
+		"SURGE_CAPACITY_BACKOFF":  "10s",
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx := context.Background()
+	var out syncBuffer
+	h, err := lambdascaler.FromEnv(ctx, getenv, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	if err != nil || !slices.Equal(sum.Launched, []string{"app-tier-instance-1"}) {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	// Log lines and metrics share the writer, as on Lambda.
+	var decisions, emf int
+	for _, l := range out.lines(t) {
+		if l["msg"] == "decision" && l["fleet"] == r.name {
+			decisions++
+		}
+		if _, ok := l["_aws"]; ok {
+			emf++
+		}
+	}
+	if decisions != 1 || emf != 1 {
+		t.Fatalf("%d decisions and %d metric lines", decisions, emf)
+	}
+
+	for key, bad := range map[string]string{
+		"SURGE_MAX_WORKERS":      "many",
+		"SURGE_BOOT_DEADLINE":    "5 minutes",
+		"SURGE_CAPACITY_BACKOFF": "-1s",
+		"SURGE_TICK":             "often",
+	} {
+		good := env[key]
+		env[key] = bad
+		if _, err := lambdascaler.FromEnv(ctx, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s=%s: %v", key, bad, err)
+		}
+		env[key] = good
+	}
+	env["SURGE_MAX_WORKERS"] = "0"
+	if _, err := lambdascaler.FromEnv(ctx, getenv, io.Discard); err == nil {
+		t.Error("a cap of 0 was accepted")
+	}
+	delete(env, "SURGE_FLEET")
+	if _, err := lambdascaler.FromEnv(ctx, getenv, io.Discard); err == nil {
+		t.Error("no fleet was accepted")
 	}
 }

@@ -2,7 +2,9 @@
 // to size the worker fleet. Configuration comes from the environment:
 // SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET (the fleet
 // tag), SURGE_MAX_WORKERS, SURGE_SUBNETS (comma-separated), and optionally
-// SURGE_TICK, SURGE_WINDOW and SURGE_SCALE_IN_DELAY.
+// SURGE_TICK, SURGE_WINDOW, SURGE_SCALE_IN_DELAY, SURGE_BOOT_DEADLINE,
+// SURGE_CAPACITY_BACKOFF and SURGE_CAPACITY_BACKOFF_MAX (see
+// lambdascaler.FromEnv).
 package main
 
 import (
@@ -16,7 +18,7 @@ import (
 )
 
 func main() {
-	h, err := lambdascaler.FromEnv(context.Background(), os.Stdout)
+	h, err := lambdascaler.FromEnv(context.Background(), os.Getenv, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scaler:", err)
 		os.Exit(1)
