@@ -90,11 +90,6 @@ func (h *Hook) stopScaler(ctx context.Context, log *slog.Logger) (mayLaunch bool
 	return true, nil
 }
 
-// liveStates are every instance state but terminated: an instance still
-// shutting down holds its network interface, and with it the security
-// group CloudFormation is about to delete.
-var liveStates = []string{"pending", "running", "shutting-down", "stopping", "stopped"}
-
 // terminateBatch follows EC2's advice to terminate in batches well below
 // its limit of 1000 ids per request.
 const terminateBatch = 100
@@ -177,12 +172,14 @@ func (h *Hook) leftBehind(live []ec2types.Instance, quietAt time.Time, lastErr e
 	return errors.New(msg)
 }
 
-// fleetInstances lists the fleet's instances not yet terminated.
+// fleetInstances lists the fleet's instances not yet terminated. One
+// still shutting down counts: it holds its network interface, and with it
+// the security group CloudFormation is about to delete.
 func (h *Hook) fleetInstances(ctx context.Context) ([]ec2types.Instance, error) {
 	var out []ec2types.Instance
 	pages := ec2.NewDescribeInstancesPaginator(h.ec2, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + ec2fleet.TagFleet), Values: []string{h.cfg.Fleet}},
-		{Name: aws.String("instance-state-name"), Values: liveStates},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped"}},
 	}})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
