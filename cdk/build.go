@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/surgeml/surge/internal/glibc"
 )
 
 // goBuild is a CDK local bundling step: `go build` of one of the
@@ -50,6 +52,14 @@ func (g *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "cdk: building %s: %v\n", g.pkg, err)
 		return jsii.Bool(false)
+	}
+	// A cgo binary links against the build host's glibc; one needing a
+	// newer glibc than the instances' would only fail when it starts there.
+	if g.cgo {
+		if err := glibc.Check(filepath.Join(*outputDir, g.binary), glibc.AL2023); err != nil {
+			fmt.Fprintf(os.Stderr, "cdk: %s will not start on Amazon Linux 2023 (glibc %s): %v\n", g.pkg, glibc.AL2023, err)
+			return jsii.Bool(false)
+		}
 	}
 	return jsii.Bool(true)
 }

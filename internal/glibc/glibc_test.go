@@ -1,0 +1,162 @@
+package glibc_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/surgeml/surge/internal/glibc"
+)
+
+func TestParseVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want glibc.Version
+	}{
+		{"2.34", glibc.Version{Major: 2, Minor: 34}},
+		{"GLIBC_2.34", glibc.Version{Major: 2, Minor: 34}},
+		{"GLIBC_2.2.5", glibc.Version{Major: 2, Minor: 2, Patch: 5}},
+		{"2.4", glibc.Version{Major: 2, Minor: 4}},
+		{"2.34.1", glibc.Version{Major: 2, Minor: 34, Patch: 1}},
+		{"3.0", glibc.Version{Major: 3}},
+	} {
+		got, err := glibc.ParseVersion(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseVersion(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "2", "GLIBC_PRIVATE", "2.x", "2.34.1.1", "2.-1", "2.+3", "2..3", "GLIBCXX_3.4.29x"} {
+		if v, err := glibc.ParseVersion(bad); err == nil {
+			t.Errorf("ParseVersion(%q) = %v, want an error", bad, v)
+		}
+	}
+}
+
+func TestCompare(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"2.34", "2.34", 0},
+		{"2.34", "2.34.0", 0},
+		{"2.4", "2.34", -1}, // numerically, not as text
+		{"2.34", "2.4", 1},
+		{"2.34.1", "2.34", 1},
+		{"2.34", "2.34.1", -1},
+		{"2.2.5", "2.3", -1},
+		{"2.35", "2.34.9", 1},
+		{"3.0", "2.99", 1},
+		{"2.36", glibc.AL2023, 1},
+		{"2.17", glibc.AL2023, -1},
+	} {
+		a, err := glibc.ParseVersion(tc.a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := glibc.ParseVersion(tc.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Compare(b); got != tc.want {
+			t.Errorf("%s vs %s = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+	if s := (glibc.Version{Major: 2, Minor: 2, Patch: 5}).String(); s != "2.2.5" {
+		t.Errorf("String = %q", s)
+	}
+	if s := (glibc.Version{Major: 2, Minor: 34}).String(); s != "2.34" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+// A real binary over the limit: arc4random came in glibc 2.36, which this
+// build machine (Debian 12) has and Amazon Linux 2023 does not.
+func TestRefusesNewerSymbol(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs a Linux toolchain")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "new.c")
+	os.WriteFile(src, []byte("#include <stdio.h>\n#include <stdlib.h>\nint main(void) { printf(\"%u\\n\", arc4random()); return 0; }\n"), 0o644)
+	bin := filepath.Join(dir, "new")
+	if out, err := exec.Command("gcc", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	syms, err := glibc.Needs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(syms) == 0 || syms[0].Name != "arc4random" || syms[0].Version != (glibc.Version{Major: 2, Minor: 36}) || !strings.HasPrefix(syms[0].Library, "libc.so") {
+		t.Fatalf("Needs = %v, want arc4random@GLIBC_2.36 from libc first", syms)
+	}
+
+	err = glibc.Check(bin, glibc.AL2023)
+	var tooNew *glibc.TooNewError
+	if !errors.As(err, &tooNew) {
+		t.Fatalf("Check = %v, want a *TooNewError", err)
+	}
+	if tooNew.Highest != (glibc.Version{Major: 2, Minor: 36}) || len(tooNew.Symbols) != 1 || tooNew.Symbols[0].Name != "arc4random" {
+		t.Errorf("error %+v", tooNew)
+	}
+	for _, want := range []string{bin, "2.36", "2.34", "arc4random"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	// The same binary is fine where 2.36 is allowed.
+	if err := glibc.Check(bin, "2.36"); err != nil {
+		t.Errorf("Check(2.36) = %v", err)
+	}
+}
+
+// The worker, this repository's cgo binary, runs on Amazon Linux 2023.
+func TestWorkerFitsAL2023(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skip("the worker is built for linux/amd64")
+	}
+	bin := filepath.Join(t.TempDir(), "worker")
+	cmd := exec.Command("go", "build", "-o", bin, "./worker")
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./worker: %v\n%s", err, out)
+	}
+	syms, err := glibc.Needs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(syms) == 0 {
+		t.Fatal("the worker imports no versioned glibc symbols: not a cgo build?")
+	}
+	if err := glibc.Check(bin, glibc.AL2023); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A binary without dynamic symbols needs no glibc at all.
+func TestStaticBinary(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\nfunc main() {}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module static\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "static")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if syms, err := glibc.Needs(bin); err != nil || len(syms) != 0 {
+		t.Fatalf("Needs = %v, %v", syms, err)
+	}
+	if err := glibc.Check(bin, glibc.AL2023); err != nil {
+		t.Fatal(err)
+	}
+	// Not an ELF file at all is an error, not a pass.
+	if err := glibc.Check(filepath.Join(dir, "main.go"), glibc.AL2023); err == nil {
+		t.Error("Check of a Go source file passed")
+	}
+}

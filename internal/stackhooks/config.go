@@ -1,0 +1,85 @@
+package stackhooks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is what the hook acts on. Zero durations take the defaults in
+// brackets.
+type Config struct {
+	Fleet          string        // the workers' fleet tag (surge:fleet) value
+	VPCID          string        // the VPC whose default security group to close; "" skips it
+	ScalerFunction string        // the scaler Lambda to stop on Delete; "" skips it
+	ScalerWindow   time.Duration // how long a scaler invocation already running may still launch after the stop [70s]
+	EmptyBuckets   []string      // buckets to empty on Delete
+	Poll           time.Duration // between looks at the fleet on Delete [5s]
+	Margin         time.Duration // answer this long before the invocation's deadline [10s]
+}
+
+// DefaultScalerWindow is the scaler's 55 s reconcile window plus a margin
+// for a reconcile that started just before its end.
+const DefaultScalerWindow = 70 * time.Second
+
+// maxRun bounds a Delete called without a deadline (the emulator may) at
+// Lambda's own maximum timeout.
+const maxRun = 15 * time.Minute
+
+func (c *Config) defaults() {
+	if c.ScalerWindow <= 0 {
+		c.ScalerWindow = DefaultScalerWindow
+	}
+	if c.Poll <= 0 {
+		c.Poll = 5 * time.Second
+	}
+	if c.Margin <= 0 {
+		c.Margin = 10 * time.Second
+	}
+}
+
+// ConfigFromEnv reads the hook's settings from its function's environment:
+// SURGE_FLEET (required), SURGE_VPC_ID, SURGE_SCALER_FUNCTION,
+// SURGE_SCALER_WINDOW (a duration such as "70s"), SURGE_EMPTY_BUCKETS
+// (comma-separated) and SURGE_POLL (a duration). getenv is os.Getenv in
+// Lambda; the emulator passes the deployed function's environment.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	cfg := Config{
+		Fleet:          strings.TrimSpace(getenv("SURGE_FLEET")),
+		VPCID:          strings.TrimSpace(getenv("SURGE_VPC_ID")),
+		ScalerFunction: strings.TrimSpace(getenv("SURGE_SCALER_FUNCTION")),
+	}
+	if cfg.Fleet == "" {
+		return Config{}, errors.New("SURGE_FLEET must be set: it names the fleet whose instances Delete ends")
+	}
+	var err error
+	if cfg.ScalerWindow, err = duration(getenv, "SURGE_SCALER_WINDOW"); err != nil {
+		return Config{}, err
+	}
+	if cfg.Poll, err = duration(getenv, "SURGE_POLL"); err != nil {
+		return Config{}, err
+	}
+	for _, b := range strings.Split(getenv("SURGE_EMPTY_BUCKETS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.EmptyBuckets = append(cfg.EmptyBuckets, b)
+		}
+	}
+	cfg.defaults()
+	return cfg, nil
+}
+
+// duration reads an optional positive duration; a malformed one is an
+// error rather than a silent default, since it decides how long Delete
+// waits for a scaler that may still launch.
+func duration(getenv func(string) string, key string) (time.Duration, error) {
+	s := strings.TrimSpace(getenv(key))
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s is %q; want a positive duration such as 70s", key, s)
+	}
+	return d, nil
+}
