@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,7 +102,12 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 	case "CreateStack":
 		p.createStack(w, r, c, form, body)
 	case "UpdateStack":
-		if refusal, err := p.preflight(r.Context(), c, form, false); err != nil {
+		tmpl, err := p.templateOf(r.Context(), c.region, form)
+		if err != nil {
+			p.forwardFailed(w, "reading a stack update's template", err)
+			return true
+		}
+		if refusal, err := p.preflight(r.Context(), c, form, tmpl, false); err != nil {
 			p.forwardFailed(w, "checking a stack update", err)
 		} else if refusal != "" {
 			cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
@@ -195,14 +201,11 @@ var namedResources = []struct{ typ, property string }{
 	{"AWS::EC2::LaunchTemplate", "LaunchTemplateName"},
 }
 
-// preflight checks a template as AWS would while creating its resources,
-// and returns why it would fail ("" when it would not). AWS would create
+// preflight checks a template (body; nil: none given) as AWS would while
+// creating its resources, and returns why it would fail ("" when it would
+// not). AWS would create
 // and roll back; the proxy refuses at once.
-func (p *Proxy) preflight(ctx context.Context, c call, form url.Values, create bool) (string, error) {
-	body, err := p.templateOf(ctx, c.region, form)
-	if err != nil || body == nil {
-		return "", err
-	}
+func (p *Proxy) preflight(ctx context.Context, c call, form url.Values, body []byte, create bool) (string, error) {
 	t, ok := parseTemplate(body)
 	if !ok {
 		return "", nil // YAML: passed through unchecked
@@ -259,7 +262,7 @@ func (p *Proxy) preflight(ctx context.Context, c call, form url.Values, create b
 		res := t.Resources[id]
 		// b. bucket names other accounts own
 		if res.Type == "AWS::S3::Bucket" {
-			if name, ok := rv.resolvedString(res.Properties["BucketName"]); ok && contains(p.cfg.TakenBucketNames, name) {
+			if name, ok := rv.resolvedString(res.Properties["BucketName"]); ok && slices.Contains(p.cfg.TakenBucketNames, name) {
 				return fmt.Sprintf("%s: %s already exists", id, name), nil
 			}
 		}
@@ -388,7 +391,12 @@ func (p *Proxy) stackResources(ctx context.Context, region, stack string) ([]cfn
 
 func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) {
 	ctx := r.Context()
-	refusal, err := p.preflight(ctx, c, form, true)
+	tmplBody, err := p.templateOf(ctx, c.region, form)
+	if err != nil {
+		p.forwardFailed(w, "reading a new stack's template", err)
+		return
+	}
+	refusal, err := p.preflight(ctx, c, form, tmplBody, true)
 	if err != nil {
 		p.forwardFailed(w, "checking a new stack", err)
 		return
@@ -396,11 +404,6 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 	if refusal != "" {
 		p.log.Info("CreateStack refused", "stack", form.Get("StackName"), "reason", refusal)
 		cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
-		return
-	}
-	tmplBody, err := p.templateOf(ctx, c.region, form)
-	if err != nil {
-		p.forwardFailed(w, "reading a new stack's template", err)
 		return
 	}
 	answer, err := p.roundTrip(r, body)
@@ -562,6 +565,9 @@ func (p *Proxy) runCustom(ctx context.Context, st *stackRecord, logicalID, reque
 	props, _ := rv.resolvePartial(res.Properties).(map[string]any)
 	if props == nil {
 		props = map[string]any{}
+	}
+	if !strings.HasPrefix(function, "arn:") {
+		function = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", st.region, defaultAccount, function)
 	}
 	props["ServiceToken"] = function
 	requestID := requestID()

@@ -16,6 +16,7 @@ import (
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
@@ -164,7 +165,7 @@ func TestCustomResourcesCreateAndDelete(t *testing.T) {
 	first := lambdas.seen()[0]
 	props := first["ResourceProperties"].(map[string]any)
 	if !strings.HasSuffix(fmt.Sprint(props["Queue"]), "/cr-queue") || props["Region"] != region || props["Size"] != 3.0 ||
-		!strings.HasSuffix(fmt.Sprint(props["ServiceToken"]), first["function"].(string)) {
+		props["ServiceToken"] != "arn:aws:lambda:us-east-1:123456789012:function:"+first["function"].(string) || first["ServiceToken"] != props["ServiceToken"] {
 		t.Errorf("First's properties: %v", props)
 	}
 	if first["StackId"] != id || first["ResourceType"] != "Custom::Thing" || first["RequestId"] == "" {
@@ -420,5 +421,24 @@ func TestPreflightInstanceSubnetAZ(t *testing.T) {
 	fixed := strings.Replace(body, `{"Fn::Select": [0, {"Fn::GetAZs": ""}]}`, `{"Fn::Select": [1, {"Fn::GetAZs": ""}]}`, 1)
 	if _, err := createStack(c, "web", fixed, param); err != nil {
 		t.Errorf("subnet in the instance's zone: %v", err)
+	}
+}
+
+func TestPreflightReadsTemplateURL(t *testing.T) {
+	p := start(t, Config{TakenBucketNames: []string{"surge-in-bucket"}})
+	ctx := context.Background()
+	s := s3Client(p, "tester")
+	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("templates")}); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"Resources": {"In": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "surge-in-bucket"}}}}`
+	if _, err := s.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("templates"), Key: aws.String("stack.json"), Body: strings.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"https://s3.amazonaws.com/templates/stack.json", "https://templates.s3.us-east-1.amazonaws.com/stack.json", p.URL() + "/templates/stack.json"} {
+		_, err := cfnClient(p).CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String("from-url"), TemplateURL: aws.String(u)})
+		if code, msg, _ := apiError(t, err); code != "ValidationError" || msg != "In: surge-in-bucket already exists" {
+			t.Errorf("%s: %s %q", u, code, msg)
+		}
 	}
 }

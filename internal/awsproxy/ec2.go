@@ -153,9 +153,10 @@ type ec2Filter struct {
 	values []string
 }
 
-// parseFilters reads Filter.N.Name and Filter.N.Value.M in N order.
+// parseFilters reads Filter.N.Name and Filter.N.Value.M in N and M order.
 func parseFilters(form url.Values) []ec2Filter {
-	byN := map[int]*ec2Filter{}
+	names := map[int]string{}
+	values := map[int]map[int]string{}
 	for k, vs := range form {
 		rest, ok := strings.CutPrefix(k, "Filter.")
 		if !ok || len(vs) == 0 {
@@ -166,28 +167,33 @@ func parseFilters(form url.Values) []ec2Filter {
 		if err != nil {
 			continue
 		}
-		f := byN[n]
-		if f == nil {
-			f = &ec2Filter{}
-			byN[n] = f
+		if values[n] == nil {
+			values[n] = map[int]string{}
 		}
-		switch {
-		case field == "Name":
-			f.name = vs[0]
-		case strings.HasPrefix(field, "Value."):
-			f.values = append(f.values, vs[0])
+		if field == "Name" {
+			names[n] = vs[0]
+		} else if m, err := strconv.Atoi(strings.TrimPrefix(field, "Value.")); err == nil && strings.HasPrefix(field, "Value.") {
+			values[n][m] = vs[0]
 		}
 	}
-	ns := make([]int, 0, len(byN))
-	for n := range byN {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
-	out := make([]ec2Filter, 0, len(ns))
-	for _, n := range ns {
-		out = append(out, *byN[n])
+	out := make([]ec2Filter, 0, len(values))
+	for _, n := range sortedInts(values) {
+		f := ec2Filter{name: names[n]}
+		for _, m := range sortedInts(values[n]) {
+			f.values = append(f.values, values[n][m])
+		}
+		out = append(out, f)
 	}
 	return out
+}
+
+func sortedInts[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
 }
 
 // withFilters replaces form's filters by filters, numbered from 1.

@@ -421,3 +421,33 @@ func TestCapacityPerAZ(t *testing.T) {
 	p.SetNoCapacity()
 	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1a"])})
 }
+
+func TestStateFilterAnswersOnePage(t *testing.T) {
+	p := start(t, Config{})
+	c := ec2Client(p)
+	for range 6 { // moto pages by reservation
+		mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+	}
+	ctx := context.Background()
+	paged, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paged.NextToken == nil {
+		t.Error("without a state filter MaxResults must page as moto does")
+	}
+	filtered, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+		MaxResults: aws.Int32(5),
+		Filters:    []types.Filter{{Name: aws.String("instance-state-name"), Values: []string{"running"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range filtered.Reservations {
+		n += len(r.Instances)
+	}
+	if n != 6 || filtered.NextToken != nil {
+		t.Errorf("with a state filter: %d instances, next token %v; want all 6 in one page", n, filtered.NextToken)
+	}
+}

@@ -425,15 +425,6 @@ func firstOf(vs ...string) string {
 	return ""
 }
 
-func contains(list []string, s string) bool {
-	for _, it := range list {
-		if it == s {
-			return true
-		}
-	}
-	return false
-}
-
 func without(list []string, s string) []string {
 	var out []string
 	for _, it := range list {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,7 +100,7 @@ func (p *Proxy) functions(ctx context.Context, region string) (functionUsage, er
 func (u functionUsage) reservedExcept(except ...string) int {
 	sum := 0
 	for name, n := range u.reserved {
-		if !contains(except, name) {
+		if !slices.Contains(except, name) {
 			sum += n
 		}
 	}

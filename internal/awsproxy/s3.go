@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -18,7 +19,7 @@ func (p *Proxy) serveS3(w http.ResponseWriter, r *http.Request, c call) bool {
 	}
 	switch {
 	case r.Method == http.MethodPut && key == "" && r.URL.RawQuery == "":
-		if contains(p.cfg.TakenBucketNames, bucket) {
+		if slices.Contains(p.cfg.TakenBucketNames, bucket) {
 			s3Error(w, r, http.StatusConflict, "BucketAlreadyExists", bucketTakenMessage, bucket)
 			return true
 		}
