@@ -366,8 +366,8 @@ func TestVCPUQuota(t *testing.T) {
 	}
 
 	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: "p4d.24xlarge"})
-	if code, _, status := apiError(t, err); code != "InvalidParameterValue" || status != 400 {
-		t.Errorf("unknown type: %s (%d)", code, status)
+	if code, msg, status := apiError(t, err); code != "InvalidParameterValue" || status != 400 || msg != "Invalid value 'p4d.24xlarge' for InstanceType." {
+		t.Errorf("unknown type: %s (%d) %q", code, status, msg)
 	}
 }
 

@@ -199,8 +199,10 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 	}
 	vcpus, known := vcpusOf(spec.instanceType)
 	if !known {
-		ec2Error(w, http.StatusBadRequest, "InvalidParameterValue",
-			fmt.Sprintf("The following supplied instance types do not exist: [%s]", spec.instanceType))
+		// AWS's answer to a type that does not exist; here it may also be
+		// a real type the emulation's vCPU table leaves out.
+		p.log.Warn("RunInstances refused: instance type not in the proxy's vCPU table", "type", spec.instanceType)
+		ec2Error(w, http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Invalid value '%s' for InstanceType.", spec.instanceType))
 		return nil, nil, false
 	}
 	minCount := atoiOr(form.Get("MinCount"), 1)
