@@ -1,0 +1,80 @@
+package awsproxy
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// adminPrefix is where the proxy's own endpoints live, beside the AWS
+// APIs, so that anything that can reach the emulated cloud (a test, a
+// user of make emulate, a boto3 script) can drive it.
+const adminPrefix = "/_surge/"
+
+func (p *Proxy) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, adminPrefix), "/") {
+	case "clock":
+		if r.Method == http.MethodPost {
+			d, err := time.ParseDuration(q.Get("advance"))
+			if err != nil || d < 0 {
+				adminError(w, http.StatusBadRequest, "advance must be a positive duration such as 2h")
+				return
+			}
+			p.clock.Advance(d)
+			p.log.Info("clock advanced", "by", d, "now", p.clock.Now())
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"now": p.clock.Now().UTC().Format(time.RFC3339)})
+	case "ec2":
+		if r.Method == http.MethodPost {
+			if q.Has("vcpuQuota") {
+				n, err := strconv.Atoi(q.Get("vcpuQuota"))
+				if err != nil || n < 0 {
+					adminError(w, http.StatusBadRequest, "vcpuQuota must be a number of vCPUs (0: unlimited)")
+					return
+				}
+				p.SetVCPUQuota(n)
+			}
+			if q.Has("noCapacity") {
+				p.SetNoCapacity(strings.Split(q.Get("noCapacity"), ",")...)
+			}
+		}
+		p.mu.Lock()
+		state := map[string]any{"vcpuQuota": p.vcpuQuota, "noCapacity": sortedKeys(p.noCapacity)}
+		p.mu.Unlock()
+		writeJSON(w, http.StatusOK, state)
+	case "fail-downloads":
+		if r.Method == http.MethodPost {
+			caller := q.Get("caller")
+			fail, err := strconv.ParseBool(q.Get("fail"))
+			if caller == "" || err != nil {
+				adminError(w, http.StatusBadRequest, "caller=<access key id>&fail=true|false")
+				return
+			}
+			p.FailDownloads(caller, fail)
+		}
+		p.mu.Lock()
+		state := map[string]any{"failing": sortedKeys(p.failCallers)}
+		p.mu.Unlock()
+		writeJSON(w, http.StatusOK, state)
+	case "cfn-response":
+		p.cfnResponse(w, r)
+	default:
+		adminError(w, http.StatusNotFound, "no such endpoint; see the awsproxy package documentation")
+	}
+}
+
+func adminError(w http.ResponseWriter, status int, message string) {
+	writeJSON(w, status, map[string]string{"error": message})
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

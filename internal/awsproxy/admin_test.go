@@ -1,0 +1,127 @@
+package awsproxy
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+func TestClockNeverGoesBack(t *testing.T) {
+	c := NewClock()
+	before := c.Now()
+	c.Advance(-time.Hour)
+	if c.Now().Before(before) {
+		t.Error("a negative advance moved the clock back")
+	}
+	c.Advance(2 * time.Hour)
+	if got := c.Now().Sub(before); got < 2*time.Hour {
+		t.Errorf("advanced by %v, want at least 2h", got)
+	}
+}
+
+// admin calls an admin endpoint and decodes its JSON answer.
+func admin(t *testing.T, p *Proxy, method, path string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, p.URL()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	p := start(t, Config{})
+	ctx := context.Background()
+
+	status, clock := admin(t, p, http.MethodGet, "/_surge/clock")
+	now, err := time.Parse(time.RFC3339, clock["now"].(string))
+	if status != 200 || err != nil || now.Sub(time.Now()).Abs() > time.Minute {
+		t.Errorf("GET clock: %d %v", status, clock)
+	}
+	status, clock = admin(t, p, http.MethodPost, "/_surge/clock?advance=2h")
+	advanced, _ := time.Parse(time.RFC3339, clock["now"].(string))
+	if status != 200 || advanced.Sub(now) < 2*time.Hour || p.Clock().Now().Sub(time.Now()) < 2*time.Hour-time.Second {
+		t.Errorf("POST clock?advance=2h: %d %v", status, clock)
+	}
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/clock?advance=-1h"); status != 400 {
+		t.Errorf("going back: %d", status)
+	}
+
+	status, state := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=2&noCapacity=us-east-1a,us-east-1b")
+	if status != 200 || state["vcpuQuota"] != 2.0 || len(state["noCapacity"].([]any)) != 2 {
+		t.Errorf("POST ec2: %d %v", status, state)
+	}
+	e := ec2Client(p)
+	_, err = run(t, e, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1b")}})
+	if code, _, _ := apiError(t, err); code != "InsufficientInstanceCapacity" {
+		t.Errorf("no capacity set through the admin endpoint: %s", code)
+	}
+	mustRun(t, e, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+	_, err = run(t, e, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+	if code, _, _ := apiError(t, err); code != "VcpuLimitExceeded" {
+		t.Errorf("quota set through the admin endpoint: %s", code)
+	}
+	status, state = admin(t, p, http.MethodPost, "/_surge/ec2?noCapacity=")
+	if status != 200 || state["vcpuQuota"] != 2.0 || len(state["noCapacity"].([]any)) != 0 {
+		t.Errorf("clearing noCapacity: %d %v", status, state)
+	}
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=many"); status != 400 {
+		t.Errorf("a bad quota: %d", status)
+	}
+
+	s := s3Client(p, "i-1")
+	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("admin-bucket")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("admin-bucket"), Key: aws.String("k"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatal(err)
+	}
+	status, state = admin(t, p, http.MethodPost, "/_surge/fail-downloads?caller=i-1&fail=true")
+	if status != 200 || len(state["failing"].([]any)) != 1 {
+		t.Errorf("POST fail-downloads: %d %v", status, state)
+	}
+	_, err = s.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("admin-bucket"), Key: aws.String("k")})
+	if code, _, _ := apiError(t, err); code != "AccessDenied" {
+		t.Errorf("download by a failing caller: %s", code)
+	}
+	admin(t, p, http.MethodPost, "/_surge/fail-downloads?caller=i-1&fail=false")
+	if _, err := s.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("admin-bucket"), Key: aws.String("k")}); err != nil {
+		t.Errorf("after fail=false: %v", err)
+	}
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/fail-downloads?caller=i-1"); status != 400 {
+		t.Errorf("fail-downloads without fail: %d", status)
+	}
+
+	if status, _ := admin(t, p, http.MethodPut, "/_surge/cfn-response?request=nobody"); status != 400 {
+		t.Errorf("an empty custom resource response: %d", status)
+	}
+	req, _ := http.NewRequest(http.MethodPut, p.URL()+"/_surge/cfn-response?request=nobody", strings.NewReader(`{"Status":"SUCCESS"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("a response nobody waits for: %d", resp.StatusCode)
+	}
+	if status, _ := admin(t, p, http.MethodGet, "/_surge/nothing"); status != 404 {
+		t.Errorf("unknown endpoint: %d", status)
+	}
+}

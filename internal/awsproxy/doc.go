@@ -1,0 +1,98 @@
+// Package awsproxy is an HTTP reverse proxy in front of moto_server that
+// adds the AWS behaviours moto hides, so that every process of the
+// emulated deployment (the scaler and the web tier and workers through the
+// Go SDK, the instances' boot scripts through the aws CLI, any boto3
+// script) sees them: each one's AWS_ENDPOINT_URL is the proxy's URL. SDK
+// middleware would reach only the Go clients; hence a proxy.
+//
+// Requests are told apart by the SigV4 credential scope
+// (Credential=AKID/date/region/service/aws4_request, or X-Amz-Credential
+// for pre-signed URLs); the access key id is the caller. What the proxy
+// does not change streams through untouched. Its own look-ups go straight
+// to moto with SDK clients.
+//
+// # What it adds
+//
+// EC2 (Query protocol; answers rewritten with etree, keeping moto's XML):
+//   - Instance lifecycle on the proxy's Clock: "pending" for PendingFor after
+//     an instance is first seen, "shutting-down" for ShuttingDownFor after
+//     its termination, then "terminated", and gone from DescribeInstances
+//     TerminatedVisible later (about an hour on AWS); a DescribeInstances
+//     naming a gone instance answers InvalidInstanceID.NotFound.
+//     instance-state-name/-code filters are applied by the proxy to the
+//     states it shows.
+//   - RunInstances client tokens, which moto ignores: a repeat answers the
+//     first answer with each instance's current state; other parameters
+//     answer IdempotentParameterMismatch; a token is remembered TokenMemory
+//     (24 h) after its last instance terminated. Concurrent repeats launch
+//     once. https://docs.aws.amazon.com/AWSEC2/latest/APIReference/Run_Instance_Idempotency.html
+//   - The account's vCPU quota for Standard instances (VcpuLimitExceeded,
+//     400): https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-on-demand-instances.html#ec2-on-demand-instances-limits
+//   - Per-AZ capacity (InsufficientInstanceCapacity, 500, a server error
+//     in https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html),
+//     with AWS's message naming the zones that have capacity. A launch
+//     that names no subnet or zone goes to a zone with capacity, as EC2
+//     chooses one.
+//   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
+//     MaxCount (moto launches MinCount).
+//     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
+//
+// S3: global bucket names owned by other accounts (BucketAlreadyExists,
+// 409), and callers whose object reads are denied (AccessDenied, 403), as
+// an instance sees while its role propagates.
+//
+// Lambda: the account's concurrency limit, which moto lacks:
+// GetAccountSettings, and PutFunctionConcurrency refused when fewer than
+// 10 executions would stay unreserved.
+// https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+// https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html
+//
+// CloudFormation:
+//   - Pre-flight checks on CreateStack and UpdateStack of JSON templates
+//     (YAML passes unchecked): reserved concurrency, bucket names other
+//     accounts own, named resources that already exist, an instance whose
+//     subnet is in another zone than its AvailabilityZone. Intrinsics are
+//     resolved as far as literals, parameters, pseudo parameters,
+//     Fn::GetAZs, Fn::Select and Fn::Join go; a check that needs anything
+//     else is skipped.
+//   - Custom resources, which moto never runs: each Create runs through the
+//     Config's Invoker, one at a time in dependency order, with a
+//     ResponseURL on the proxy; SUCCESS completes the resource in moto
+//     (with its Data for Fn::GetAtt); FAILED or no answer rolls the stack
+//     back (ROLLBACK_COMPLETE, with the reason in DescribeStackEvents).
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html
+//   - DeleteStack answers at once and deletes in the background: custom
+//     resources' Delete first (reverse order), then the check AWS would
+//     fail on: an instance outside the stack using the stack's security
+//     group or subnet leaves the stack DELETE_FAILED (moto deletes a group
+//     in use silently). Instances already shutting down are waited for.
+//   - DescribeStacks, ListStacks and DescribeStackEvents show the status
+//     and events of the stacks the proxy works on.
+//
+// # Simplifications
+//
+//   - A pre-flight failure refuses the request with a ValidationError whose
+//     message is the failed resource's event prefixed with its logical id;
+//     AWS would create the stack and roll it back.
+//   - A DescribeInstances with a state filter answers in one page
+//     (MaxResults and NextToken are dropped), since the proxy filters after
+//     moto answers.
+//   - vCPUs come from a small table of the t2, t3, t3a, t4g, m5, m6i, m7i,
+//     c5, c6i, c7i, r5 and r6i families (and m1.small, EC2's default type);
+//     any other type is refused with InvalidParameterValue.
+//   - One account is served (moto's default, which every caller moto did
+//     not issue keys to is in): the proxy's state is kept per region.
+//   - A rolled-back stack's non-custom resources stay in moto until the
+//     stack is deleted; UpdateStack does not run custom resources' Update.
+//
+// # Admin endpoints
+//
+// On the same listener, under /_surge/, answering JSON, so that a user of
+// make emulate or a boto3 script can drive them too:
+//
+//	GET  /_surge/clock                       {"now": RFC3339}
+//	POST /_surge/clock?advance=2h            advances the clock
+//	POST /_surge/ec2?vcpuQuota=8&noCapacity=us-east-1a,us-east-1b   (empty noCapacity clears)
+//	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
+//	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL
+package awsproxy
