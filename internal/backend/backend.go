@@ -55,6 +55,10 @@ type Config struct {
 	// carry their own; these must match them.
 	Visibility  time.Duration
 	MaxReceives int
+	// InputBucket and OutputBucket name the AWS buckets when they are not
+	// PROTOCOL.md's <prefix>-in-bucket and <prefix>-out-bucket: a
+	// deployment makes globally unique names unless told otherwise.
+	InputBucket, OutputBucket string
 	// DeadLetters opens the request queue's dead-letter queue too (the
 	// web tier counts it); workers have no business with it, and on AWS
 	// no permission to find it.
@@ -146,6 +150,12 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		return nil, err
 	}
 	names := NamesFor(cfg.Prefix)
+	if cfg.InputBucket != "" {
+		names.InputBucket = cfg.InputBucket
+	}
+	if cfg.OutputBucket != "" {
+		names.OutputBucket = cfg.OutputBucket
+	}
 	b := &Backends{
 		Inputs:  s3store.New(c.S3, names.InputBucket),
 		Outputs: s3store.New(c.S3, names.OutputBucket),

@@ -20,6 +20,8 @@ func BackendFlags(fs *flag.FlagSet) *backend.Config {
 	c := &backend.Config{}
 	fs.StringVar(&c.Kind, "backend", envvar.String("SURGE_BACKEND", "local"), "queues and buckets to use: local (embedded) or aws (env SURGE_BACKEND)")
 	fs.StringVar(&c.Prefix, "prefix", envvar.String("SURGE_PREFIX", "surge"), "name prefix of queues and buckets (env SURGE_PREFIX)")
+	fs.StringVar(&c.InputBucket, "input-bucket", envvar.String("SURGE_INPUT_BUCKET", ""), "aws backend: input bucket, if not <prefix>-in-bucket (env SURGE_INPUT_BUCKET)")
+	fs.StringVar(&c.OutputBucket, "output-bucket", envvar.String("SURGE_OUTPUT_BUCKET", ""), "aws backend: output bucket, if not <prefix>-out-bucket (env SURGE_OUTPUT_BUCKET)")
 	fs.StringVar(&c.DataDir, "data", envvar.String("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
 	fs.DurationVar(&c.Visibility, "visibility", envvar.Duration("SURGE_VISIBILITY", 30*time.Second), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
 	fs.IntVar(&c.MaxReceives, "max-receives", envvar.Int("SURGE_MAX_RECEIVES", 5), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")

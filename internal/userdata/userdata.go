@@ -1,46 +1,118 @@
-// Package userdata writes the boot script of a Surge instance (the worker
-// in the launch template, the web tier), and reads a service's
-// configuration back out of one. The CDK stack renders it; the emulator
-// parses the launch template's copy so that emulated instances are
-// configured exactly as real ones.
+// Package userdata writes the boot script of a Surge instance: the worker
+// in the launch template, the web tier on its instance. The CDK stack
+// renders it; the emulator runs the very same script, so what boots in
+// emulation is what boots on EC2.
+//
+// A boot fetches the service's files from S3 with retries (a new instance
+// role can take seconds to work; S3 and the package mirrors have passing
+// failures), ships its logs to CloudWatch Logs through the CloudWatch
+// agent, and runs the service under systemd. A worker instance whose boot
+// or service fails for good powers off, which terminates it (its launch
+// template says so), so a broken instance never holds a place in the fleet.
 package userdata
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 )
 
-const envMarker = "SURGE_ENV"
+// RootEnv names the variable the script prefixes every path it writes
+// with. It is unset on EC2; the emulator sets it to an instance's own
+// directory, since it runs the scripts of many instances on one machine.
+const RootEnv = "SURGE_INSTANCE_ROOT"
 
 // Service is one Surge binary run under systemd on an instance.
 type Service struct {
-	// Name is the binary's name: it is installed at /opt/surge/bin/<Name>
-	// and runs as the unit surge-<Name>.
+	// Name is the binary's name: it is fetched to /opt/surge/bin/<Name>
+	// (Files must include it) and runs as the unit surge-<Name>.
 	Name string
 	// Env configures it (SURGE_BACKEND, SURGE_PREFIX, SURGE_MODEL...).
 	Env map[string]string
-	// Install are shell commands that put the binary and the files Env
-	// points at in place.
-	Install []string
+	// Files are fetched from S3 before the service starts.
+	Files []File
+	// Region is where Files' buckets are.
+	Region string
+	// LogGroup is the CloudWatch Logs group the agent ships the service's
+	// and the boot's logs to, one stream each per instance; empty ships
+	// nothing.
+	LogGroup string
+	// EndOnFailure powers the instance off when its boot fails or its
+	// service keeps failing (for workers, whose instances terminate on
+	// shutdown, so the scaler replaces them). Without it a failed boot
+	// stays up for someone to look at, and the service restarts forever.
+	EndOnFailure bool
 }
+
+// File is an S3 object an instance fetches at boot.
+type File struct {
+	Source string // s3://bucket/key
+	Path   string // absolute path on the instance
+	Mode   string // octal, as chmod takes it
+}
+
+// Unit is the service's systemd unit name.
+func (s Service) Unit() string { return "surge-" + s.Name + ".service" }
+
+// UnitPath is where the script writes the unit.
+func (s Service) UnitPath() string { return "/etc/systemd/system/" + s.Unit() }
 
 // EnvFile is where the script writes the service's environment.
 func (s Service) EnvFile() string { return "/etc/surge/" + s.Name + ".env" }
 
-// Render returns the boot script: write the environment, install, then run
-// the service under systemd as an unprivileged user, restarted if it fails
-// and stopped with SIGTERM (a drain) when the instance shuts down.
+// LogFile is where the service's output goes.
+func (s Service) LogFile() string { return "/var/log/surge/" + s.Name + ".log" }
+
+// BootLog is cloud-init's record of the boot script's output.
+const BootLog = "/var/log/cloud-init-output.log"
+
+// AgentConfig is where the script writes the CloudWatch agent's
+// configuration.
+const AgentConfig = "/opt/aws/amazon-cloudwatch-agent/etc/surge.json"
+
+// AgentCtl is the CloudWatch agent's control program, as its Amazon Linux
+// package installs it.
+const AgentCtl = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+
+// Render returns the boot script.
 func Render(s Service) (string, error) {
 	if !validKey(strings.ToUpper(s.Name)) {
 		return "", fmt.Errorf("service name %q", s.Name)
 	}
 	var b strings.Builder
-	b.WriteString("#!/bin/bash\nset -euo pipefail\n")
-	b.WriteString("install -d -m 0755 /etc/surge /opt/surge/bin\n")
-	fmt.Fprintf(&b, "cat > %s <<'%s'\n", s.EnvFile(), envMarker)
+	b.WriteString(prelude)
+	if s.EndOnFailure {
+		b.WriteString(giveUpPowerOff)
+	} else {
+		b.WriteString(giveUpStay)
+	}
+	b.WriteString(helpers)
+
+	if s.LogGroup != "" {
+		agent, err := agentConfig(s)
+		if err != nil {
+			return "", err
+		}
+		// Logs first, so a boot that fails further down is still on
+		// record in CloudWatch. Logs are worth having, not worth failing
+		// a boot for.
+		fmt.Fprintf(&b, `
+if retry dnf install -y -q amazon-cloudwatch-agent; then
+  install -d -m 0755 "$root%[1]s"
+  cat > "$root%[2]s" <<'CWAGENT'
+%[3]s
+CWAGENT
+  retry "$root%[4]s" -a fetch-config -m ec2 -s -c "file:$root%[2]s" ||
+    echo "surge: the CloudWatch agent did not start; logs stay on the instance" >&2
+else
+  echo "surge: no CloudWatch agent; logs stay on the instance" >&2
+fi
+`, dir(AgentConfig), AgentConfig, agent, AgentCtl)
+	}
+
+	fmt.Fprintf(&b, "\ninstall -d -m 0755 \"$root/etc/surge\"\ncat > \"$root%s\" <<'SURGE_ENV'\n", s.EnvFile())
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		v := s.Env[k]
 		// Values go into a systemd EnvironmentFile unquoted; refuse what
@@ -50,26 +122,40 @@ func Render(s Service) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
-	fmt.Fprintf(&b, "%s\n", envMarker)
-	for _, cmd := range s.Install {
-		b.WriteString(cmd + "\n")
+	b.WriteString("SURGE_ENV\n\n")
+
+	for _, f := range s.Files {
+		if !strings.HasPrefix(f.Path, "/") || !validValue(f.Path) || !validValue(f.Source) || !validValue(s.Region) || f.Mode == "" || strings.Trim(f.Mode, "01234567") != "" {
+			return "", fmt.Errorf("file %+v cannot go in user data", f)
+		}
+		fmt.Fprintf(&b, "fetch %s %s %s %s\n", s.Region, f.Source, f.Path, f.Mode)
 	}
-	fmt.Fprintf(&b, `useradd --system --no-create-home --shell /usr/sbin/nologin surge || true
-cat > /etc/systemd/system/surge-%[1]s.service <<'UNIT'
+
+	restart := "Restart=on-failure\nRestartSec=2\n"
+	limits := "StartLimitIntervalSec=300\nStartLimitBurst=5\nOnFailure=surge-give-up.service\n"
+	if !s.EndOnFailure {
+		restart = "Restart=always\nRestartSec=5\n"
+		limits = "StartLimitIntervalSec=0\n"
+	}
+	fmt.Fprintf(&b, `
+useradd --system --no-create-home --shell /usr/sbin/nologin surge 2>/dev/null || true
+install -d -m 0755 "$root/etc/systemd/system"
+cat > "$root%[1]s" <<'UNIT'
 [Unit]
-Description=Surge %[1]s
+Description=Surge %[2]s
 After=network-online.target
 Wants=network-online.target
-
+%[3]s
 [Service]
 User=surge
-EnvironmentFile=%[2]s
+EnvironmentFile=%[4]s
 Environment=SURGE_CACHE=/var/cache/surge
 CacheDirectory=surge
-ExecStart=/opt/surge/bin/%[1]s
-Restart=on-failure
-RestartSec=2
-KillSignal=SIGTERM
+LogsDirectory=surge
+ExecStart=/opt/surge/bin/%[2]s
+StandardOutput=append:%[5]s
+StandardError=append:%[5]s
+%[6]sKillSignal=SIGTERM
 TimeoutStopSec=120
 NoNewPrivileges=true
 ProtectSystem=strict
@@ -79,11 +165,116 @@ PrivateTmp=true
 [Install]
 WantedBy=multi-user.target
 UNIT
+`, s.UnitPath(), s.Name, limits, s.EnvFile(), s.LogFile(), restart)
+	if s.EndOnFailure {
+		b.WriteString(`cat > "$root/etc/systemd/system/surge-give-up.service" <<'UNIT'
+[Unit]
+Description=End this instance: its Surge service failed for good
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/systemctl poweroff
+UNIT
+`)
+	}
+	b.WriteString(`install -d -m 0755 "$root/etc/logrotate.d"
+cat > "$root/etc/logrotate.d/surge" <<'ROTATE'
+/var/log/surge/*.log {
+  size 50M
+  rotate 2
+  copytruncate
+  missingok
+  notifempty
+}
+ROTATE
 systemctl daemon-reload
-systemctl enable --now surge-%[1]s.service
-`, s.Name, s.EnvFile())
+`)
+	fmt.Fprintf(&b, "systemctl enable --now %s\necho \"surge: %s started\"\n", s.Unit(), s.Name)
 	return b.String(), nil
 }
+
+const prelude = `#!/bin/bash
+# Boot script of a Surge instance, rendered by internal/userdata.
+# cloud-init runs it as root and records its output in /var/log/cloud-init-output.log.
+set -Eeuo pipefail
+# Empty on EC2; the emulator runs this same script against a directory of its own.
+root="${SURGE_INSTANCE_ROOT:-}"
+`
+
+const giveUpPowerOff = `
+# A boot that fails for good ends the instance (its shutdown behaviour is
+# terminate), so a half-made instance never holds a place in the fleet.
+give_up() {
+  echo "surge: boot failed: $*; powering off" >&2
+  sleep 10 # a moment for the log agent to ship this
+  shutdown -h now
+  exit 1
+}
+trap 'give_up "line $LINENO: $BASH_COMMAND exited $?"' ERR
+`
+
+const giveUpStay = `
+# A boot that fails for good leaves the instance up for someone to look at
+# (SSM Session Manager, or its logs in CloudWatch).
+give_up() {
+  echo "surge: boot failed: $*; the service was not started" >&2
+  exit 1
+}
+trap 'give_up "line $LINENO: $BASH_COMMAND exited $?"' ERR
+`
+
+const helpers = `
+# retry runs a command up to 6 times, 2, 4, 8, 16 and 32 s apart: a new
+# instance role can take seconds to work, and S3 and the package mirrors
+# have passing failures.
+retry() {
+  local delay=2 attempt
+  for attempt in 1 2 3 4 5 6; do
+    if "$@"; then return 0; fi
+    if [ "$attempt" = 6 ]; then break; fi
+    echo "surge: attempt $attempt of '$*' failed; trying again in ${delay}s" >&2
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+  return 1
+}
+
+# fetch <region> <s3 url> <path> <mode>: download, then move into place, so
+# a half-written file is never taken for a whole one.
+fetch() {
+  install -d -m 0755 "$(dirname "$root$3")"
+  retry aws s3 cp --only-show-errors --region "$1" "$2" "$root$3.part"
+  chmod "$4" "$root$3.part"
+  mv -f "$root$3.part" "$root$3"
+}
+`
+
+// agentConfig is the CloudWatch agent's configuration: the service's log
+// and the boot's, one stream each per instance.
+func agentConfig(s Service) (string, error) {
+	stream := func(file, name string) map[string]string {
+		return map[string]string{
+			"file_path":       file,
+			"log_group_name":  s.LogGroup,
+			"log_stream_name": "{instance_id}/" + name,
+			"timezone":        "UTC",
+		}
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"logs": map[string]any{"logs_collected": map[string]any{"files": map[string]any{
+			"collect_list": []any{stream(s.LogFile(), s.Name), stream(BootLog, "boot")},
+		}}},
+	}, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(string(b), "CWAGENT") {
+		return "", fmt.Errorf("log group %q cannot go in user data", s.LogGroup)
+	}
+	return string(b), nil
+}
+
+func dir(path string) string { return path[:strings.LastIndexByte(path, '/')] }
 
 func validKey(k string) bool {
 	if k == "" || k[0] < 'A' || k[0] > 'Z' {
@@ -97,32 +288,24 @@ func validKey(k string) bool {
 	return true
 }
 
+// validValue accepts what needs no quoting in a systemd environment file
+// or a shell word, and CDK tokens (${Token[...]}), which CloudFormation
+// replaces at deploy time with names and ARNs of the same alphabet.
 func validValue(v string) bool {
-	for _, r := range v {
-		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:+=,@%-", r)) {
+	for len(v) > 0 {
+		if strings.HasPrefix(v, "${Token[") {
+			end := strings.Index(v, "]}")
+			if end < 0 || strings.Trim(v[len("${Token["):end], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._") != "" {
+				return false
+			}
+			v = v[end+2:]
+			continue
+		}
+		r := v[0]
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.IndexByte("_./:+=,@%-", r) >= 0) {
 			return false
 		}
+		v = v[1:]
 	}
 	return true
-}
-
-// ParseEnv reads the service environment out of a script made by Render.
-func ParseEnv(script string) (map[string]string, error) {
-	_, body, ok := strings.Cut(script, "<<'"+envMarker+"'\n")
-	if !ok {
-		return nil, errors.New("user data has no service environment")
-	}
-	env := map[string]string{}
-	for line := range strings.Lines(body) {
-		line = strings.TrimSuffix(line, "\n")
-		if line == envMarker {
-			return env, nil
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("user data line %q is not KEY=value", line)
-		}
-		env[k] = v
-	}
-	return nil, errors.New("user data's service environment is not terminated")
 }

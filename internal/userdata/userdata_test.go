@@ -1,61 +1,165 @@
 package userdata
 
 import (
-	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-func TestRoundTrip(t *testing.T) {
-	env := map[string]string{
-		"SURGE_BACKEND":       "aws",
-		"SURGE_PREFIX":        "surge",
-		"SURGE_MODEL":         "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
-		"SURGE_IDLE_SHUTDOWN": "30s",
+func worker() Service {
+	return Service{
+		Name: "worker",
+		Env: map[string]string{
+			"SURGE_BACKEND":      "aws",
+			"SURGE_INPUT_BUCKET": "${Token[TOKEN.123]}",
+			"SURGE_MODEL":        "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
+		},
+		Files: []File{
+			{Source: "s3://assets/abc.bin", Path: "/opt/surge/bin/worker", Mode: "0755"},
+			{Source: "s3://assets/def.onnx", Path: "/opt/surge/models/mobilenetv2-12-int8/model.onnx", Mode: "0644"},
+		},
+		Region:       "us-east-1",
+		LogGroup:     "surge-instances",
+		EndOnFailure: true,
 	}
-	script, err := Render(Service{Name: "worker", Env: env, Install: []string{"aws s3 cp s3://bucket/worker /opt/surge/bin/worker"}})
+}
+
+func TestRender(t *testing.T) {
+	script, err := Render(worker())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"#!/bin/bash", "systemctl enable --now surge-worker.service", "EnvironmentFile=/etc/surge/worker.env", "ExecStart=/opt/surge/bin/worker", "aws s3 cp"} {
+	for _, want := range []string{
+		"#!/bin/bash", "set -Eeuo pipefail", `root="${SURGE_INSTANCE_ROOT:-}"`,
+		"SURGE_INPUT_BUCKET=${Token[TOKEN.123]}\n",
+		"fetch us-east-1 s3://assets/abc.bin /opt/surge/bin/worker 0755\n",
+		"retry aws s3 cp", "shutdown -h now", "OnFailure=surge-give-up.service", "StartLimitBurst=5",
+		"ExecStart=/usr/bin/systemctl poweroff", "EnvironmentFile=/etc/surge/worker.env",
+		"ExecStart=/opt/surge/bin/worker", "StandardOutput=append:/var/log/surge/worker.log",
+		`"log_stream_name": "{instance_id}/worker"`, `"file_path": "/var/log/cloud-init-output.log"`,
+		"systemctl enable --now surge-worker.service",
+	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q", want)
 		}
 	}
-	got, err := ParseEnv(script)
-	if err != nil {
-		t.Fatal(err)
+	// Every path the script writes is under $root, so the emulator can run
+	// it without touching this machine's /etc or /opt.
+	for _, line := range strings.Split(script, "\n") {
+		for _, w := range []string{"> /", "install -d -m 0755 /"} {
+			if strings.Contains(line, w) {
+				t.Errorf("writes outside $root: %q", line)
+			}
+		}
 	}
-	if !maps.Equal(got, env) {
-		t.Fatalf("ParseEnv = %v, want %v", got, env)
-	}
-	if got, err := ParseEnv(mustRender(t, nil)); err != nil || len(got) != 0 {
-		t.Fatalf("empty environment: %v, %v", got, err)
+	if out, err := exec.Command("bash", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v\n%s", err, out)
 	}
 }
 
-func mustRender(t *testing.T, env map[string]string) string {
-	s, err := Render(Service{Name: "worker", Env: env})
+func TestWebTierStaysUpOnFailure(t *testing.T) {
+	s := worker()
+	s.Name, s.EndOnFailure, s.LogGroup = "webtier", false, ""
+	script, err := Render(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	for _, absent := range []string{"shutdown", "poweroff", "OnFailure", "amazon-cloudwatch-agent"} {
+		if strings.Contains(script, absent) {
+			t.Errorf("web tier script has %q", absent)
+		}
+	}
+	if !strings.Contains(script, "Restart=always") {
+		t.Error("web tier does not restart for ever")
+	}
 }
 
 func TestRefusesUnsafeValues(t *testing.T) {
-	for _, env := range []map[string]string{
-		{"SURGE_MODEL": "a b"},
-		{"SURGE_MODEL": "$(reboot)"},
-		{"SURGE_MODEL": "x\nSURGE_ENV\nrm -rf /"},
-		{"lower": "x"},
+	for name, mutate := range map[string]func(*Service){
+		"space":          func(s *Service) { s.Env["SURGE_MODEL"] = "a b" },
+		"command":        func(s *Service) { s.Env["SURGE_MODEL"] = "$(reboot)" },
+		"heredoc escape": func(s *Service) { s.Env["SURGE_MODEL"] = "x\nSURGE_ENV\nrm -rf /" },
+		"lower key":      func(s *Service) { s.Env["lower"] = "x" },
+		"token trick":    func(s *Service) { s.Env["SURGE_MODEL"] = "${Token[$(reboot)]}" },
+		"relative path":  func(s *Service) { s.Files[0].Path = "opt/x" },
+		"bad mode":       func(s *Service) { s.Files[0].Mode = "rwx" },
+		"bad source":     func(s *Service) { s.Files[0].Source = "s3://a/b;reboot" },
+		"bad name":       func(s *Service) { s.Name = "../x" },
 	} {
-		if _, err := Render(Service{Name: "worker", Env: env}); err == nil {
-			t.Errorf("Render accepted %v", env)
+		s := worker()
+		mutate(&s)
+		if _, err := Render(s); err == nil {
+			t.Errorf("%s: Render accepted it", name)
 		}
 	}
-	for _, bad := range []string{"#!/bin/bash\n", "cat <<'SURGE_ENV'\nA=1\n"} {
-		if _, err := ParseEnv(bad); err == nil {
-			t.Errorf("ParseEnv accepted %q", bad)
-		}
+}
+
+// The script's retry and give-up logic, run by bash with the commands an
+// instance would have replaced by recording stand-ins: aws fails a given
+// number of times, then copies from a local directory.
+func TestRetriesThenGivesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failures  int
+		poweredOn bool
+	}{
+		{"passing failure", 3, true},
+		{"failure for good", 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, bin := t.TempDir(), t.TempDir()
+			src := t.TempDir()
+			os.WriteFile(filepath.Join(src, "abc.bin"), []byte("binary"), 0o644)
+			os.WriteFile(filepath.Join(src, "def.onnx"), []byte("model"), 0o644)
+			stub := func(name, body string) {
+				os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/bash\n"+body+"\n"), 0o755)
+			}
+			stub("aws", `n=$(cat "$ROOT/.aws-calls" 2>/dev/null || echo 0); echo $((n+1)) > "$ROOT/.aws-calls"
+[ "$n" -ge `+strconv.Itoa(tc.failures)+` ] || { echo "AccessDenied" >&2; exit 1; }
+src="${@: -2:1}"; cp "`+src+`/${src##*/}" "${@: -1}"`)
+			stub("sleep", "")
+			stub("systemctl", `echo "$*" >> "$ROOT/.systemctl"`)
+			stub("shutdown", `touch "$ROOT/.poweroff"`)
+			stub("useradd", "")
+			stub("dnf", "exit 1")
+			script, err := Render(worker())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", "-c", script)
+			cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", RootEnv + "=" + root, "ROOT=" + root}
+			out, err := cmd.CombinedOutput()
+			_, poweroff := os.Stat(filepath.Join(root, ".poweroff"))
+			if tc.poweredOn {
+				if err != nil || poweroff == nil {
+					t.Fatalf("boot failed: %v\n%s", err, out)
+				}
+				if b, _ := os.ReadFile(filepath.Join(root, "opt/surge/bin/worker")); string(b) != "binary" {
+					t.Errorf("worker binary = %q", b)
+				}
+				if fi, err := os.Stat(filepath.Join(root, "opt/surge/bin/worker")); err != nil || fi.Mode().Perm() != 0o755 {
+					t.Errorf("worker binary mode: %v %v", fi, err)
+				}
+				if b, _ := os.ReadFile(filepath.Join(root, ".systemctl")); !strings.Contains(string(b), "enable --now surge-worker.service") {
+					t.Errorf("service not enabled: %q", b)
+				}
+				if !strings.Contains(string(out), "attempt 3 of 'aws s3 cp") || !strings.Contains(string(out), "no CloudWatch agent") {
+					t.Errorf("output:\n%s", out)
+				}
+				return
+			}
+			if err == nil || poweroff != nil {
+				t.Fatalf("a boot that cannot fetch its files went on (err %v, poweroff %v)\n%s", err, poweroff, out)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, ".aws-calls")); strings.TrimSpace(string(b)) != "6" {
+				t.Errorf("aws called %s times, want 6", b)
+			}
+			if _, err := os.Stat(filepath.Join(root, ".systemctl")); err == nil {
+				t.Error("the service was started after a failed boot")
+			}
+		})
 	}
 }
