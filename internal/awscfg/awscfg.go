@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -49,4 +51,17 @@ func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (*Client
 		}),
 		EC2: ec2.NewFromConfig(cfg),
 	}, nil
+}
+
+// Endpoint configures clients for an emulated AWS at url (moto_server, or
+// the emulator's endpoint in front of it): its region, and placeholder
+// credentials under accessKey, which the emulator uses to tell callers
+// apart. Nothing is read from the environment or instance metadata.
+func Endpoint(url, region, accessKey string) []func(*config.LoadOptions) error {
+	return []func(*config.LoadOptions) error{
+		config.WithBaseEndpoint(url),
+		config.WithRegion(region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(accessKey, "emulated", "")),
+		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+	}
 }

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/surgeml/surge/internal/awscfg"
 )
 
 // Server is a running moto_server.
@@ -114,12 +114,7 @@ func (s *Server) Env() []string {
 // Options configure an AWS SDK client for this server without touching
 // the process's environment.
 func (s *Server) Options() []func(*config.LoadOptions) error {
-	return []func(*config.LoadOptions) error{
-		config.WithBaseEndpoint(s.URL),
-		config.WithRegion(Region),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("moto", "moto", "")),
-		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-	}
+	return awscfg.Endpoint(s.URL, Region, "moto")
 }
 
 // Reset forgets every resource.
