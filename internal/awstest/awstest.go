@@ -3,6 +3,8 @@
 package awstest
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -13,6 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/motoserver"
@@ -57,6 +62,31 @@ func LaunchTemplate(t testing.TB, c *awscfg.Clients, name string) {
 		},
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Function creates a Lambda function called name (moto keeps it; nothing
+// runs it), with a role to satisfy the API.
+func Function(t testing.TB, c *awscfg.Clients, name string) {
+	t.Helper()
+	ctx := context.Background()
+	role, err := iam.NewFromConfig(c.Config).CreateRole(ctx, &iam.CreateRoleInput{
+		RoleName:                 aws.String(name + "-role"),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zipped bytes.Buffer
+	zw := zip.NewWriter(&zipped)
+	w, _ := zw.Create("bootstrap")
+	w.Write([]byte("#!/bin/sh\n"))
+	zw.Close()
+	if _, err := lambda.NewFromConfig(c.Config).CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023,
+		Handler: aws.String("bootstrap"), Code: &lambdatypes.FunctionCode{ZipFile: zipped.Bytes()},
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/ec2fleet"
@@ -28,6 +29,8 @@ import (
 // Lambda; the log level is the process's $SURGE_LOG_LEVEL.
 //
 // Required: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET.
+// AWS_LAMBDA_FUNCTION_NAME, which Lambda sets, makes the scaler check
+// before each launch that it has not been stopped (see stoppable).
 // Optional, [default]: SURGE_MAX_WORKERS [19], SURGE_SUBNETS
 // (comma-separated), SURGE_TICK [5s], SURGE_WINDOW [55s],
 // SURGE_SCALE_IN_DELAY [2s], SURGE_BOOT_DEADLINE [5m; 0 never replaces],
@@ -72,7 +75,11 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	// invocation to the next while Lambda keeps the environment warm. A
 	// cold start begins afresh, so it may announce an episode that was
 	// already going on.
-	s := scaler.New(scfg, sqsqueue.FromURL(c.SQS, queueURL), ec2fleet.New(c.EC2, fleetName, template, subnets...), log)
+	var workers scaler.Fleet = ec2fleet.New(c.EC2, fleetName, template, subnets...)
+	if self := getenv("AWS_LAMBDA_FUNCTION_NAME"); self != "" {
+		workers = &stoppable{Fleet: workers, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
+	}
+	s := scaler.New(scfg, sqsqueue.FromURL(c.SQS, queueURL), workers, log)
 	return New(hcfg, s, log.With("fleet", fleetName), out), nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/awstest"
@@ -434,5 +435,49 @@ func TestFromEnv(t *testing.T) {
 	delete(env, "SURGE_FLEET")
 	if _, err := lambdascaler.FromEnv(ctx, getenv, io.Discard); err == nil {
 		t.Error("no fleet was accepted")
+	}
+}
+
+// The stack's destroy stops the scaler by setting its reserved concurrency
+// to 0; an invocation already running then launches nothing.
+func TestStoppedScalerLaunchesNothing(t *testing.T) {
+	r := newRig(t, 5)
+	ctx := context.Background()
+	fn := r.name + "-scaler"
+	awstest.Function(t, r.clients, fn)
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+		"AWS_LAMBDA_FUNCTION_NAME": fn,
+	}
+	var out syncBuffer
+	h, err := lambdascaler.FromEnv(ctx, func(k string) string { return env[k] }, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lambda.NewFromConfig(r.clients.Config).PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
+		FunctionName: &fn, ReservedConcurrentExecutions: aws.Int32(0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in, err := r.fleet.List(ctx); err != nil || len(in) != 0 {
+		t.Fatalf("a stopped scaler launched %v (%v)", in, err)
+	}
+	if n := strings.Count(out.b.String(), "the scaler is stopped"); n != 1 {
+		t.Fatalf("said it was stopped %d times, want once:\n%s", n, out.b.String())
+	}
+	// Started again (concurrency no longer 0), it launches.
+	if _, err := lambda.NewFromConfig(r.clients.Config).DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: &fn}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil || len(sum.Launched) != 1 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	if in, err := r.fleet.List(ctx); err != nil || len(in) != 1 {
+		t.Fatalf("restarted scaler: %v (%v)", in, err)
 	}
 }

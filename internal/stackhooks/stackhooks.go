@@ -72,6 +72,22 @@ func FromEnv(ctx context.Context, getenv func(string) string, log *slog.Logger, 
 	return New(cfg, c, log), nil
 }
 
+// Handler is the custom resource's handler, for cfn.LambdaWrap: the
+// hook's, or, when its configuration is wrong, one that answers every
+// request FAILED with the reason. A function that dies at start never
+// answers, and CloudFormation would wait for its timeout (an hour by
+// default) before failing the stack.
+func Handler(ctx context.Context, getenv func(string) string, log *slog.Logger, opts ...func(*config.LoadOptions) error) cfn.CustomResourceFunction {
+	h, err := FromEnv(ctx, getenv, log, opts...)
+	if err != nil {
+		log.Error("stack hook misconfigured", "err", err)
+		return func(context.Context, cfn.Event) (string, map[string]any, error) {
+			return "", nil, fmt.Errorf("stack hook misconfigured: %w", err)
+		}
+	}
+	return h.Handle
+}
+
 // PhysicalID is the resource's physical id: the same for every request,
 // so CloudFormation never takes an Update for a replacement and sends the
 // old resource a Delete.

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/cfn"
@@ -19,17 +18,5 @@ import (
 )
 
 func main() {
-	log := logging.Stderr()
-	h, err := stackhooks.FromEnv(context.Background(), os.Getenv, log)
-	if err != nil {
-		// Still answer every request, FAILED with the reason: a function
-		// that dies at start never answers, and CloudFormation would wait
-		// for its timeout (an hour by default) before failing the stack.
-		log.Error("stack hook misconfigured", "err", err)
-		lambda.Start(cfn.LambdaWrap(func(context.Context, cfn.Event) (string, map[string]any, error) {
-			return "", nil, fmt.Errorf("stack hook misconfigured: %w", err)
-		}))
-		return
-	}
-	lambda.Start(cfn.LambdaWrap(h.Handle))
+	lambda.Start(cfn.LambdaWrap(stackhooks.Handler(context.Background(), os.Getenv, logging.Stderr())))
 }
