@@ -788,9 +788,24 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 		fail(blocked.logicalID, blocked.resourceTy, blocked.reason)
 		return
 	}
+	instances, err := p.stackPhysicalIDs(ctx, st.region, st.id, "AWS::EC2::Instance")
+	if err != nil {
+		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
+		return
+	}
+	if err := p.deleteNetworkPlumbing(ctx, st); err != nil {
+		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
+		return
+	}
 	if _, err := p.moto.in(st.region).CFN.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(st.id)}); err != nil {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
 		return
+	}
+	// CloudFormation deletes an instance by terminating it and waiting
+	// until it has: by the time the stack is gone, so is its shutdown.
+	ended := p.clock.Now().Add(-p.lifecycle().shuttingDownFor)
+	for _, id := range instances {
+		p.ec2.terminated(st.region, id, ended)
 	}
 	p.cfn.mu.Lock()
 	delete(p.cfn.stacks, st.id)

@@ -91,7 +91,9 @@ func (s *ec2State) terminated(region, id string, now time.Time) (before instance
 		r.instances[id] = rec
 	}
 	before = *rec
-	if rec.terminatedAt.IsZero() {
+	// The earliest word wins: CloudFormation says when its instances
+	// ended, which may be before a describe first saw them terminated.
+	if rec.terminatedAt.IsZero() || now.Before(rec.terminatedAt) {
 		rec.terminatedAt = now
 	}
 	return before, ok
