@@ -314,7 +314,10 @@ func (w *Worker) retryLater(ctx context.Context, m queue.Message, req events.Req
 }
 
 // keepHidden extends the message's invisibility while it is being worked
-// on, so a slow image is not handed to a second worker.
+// on, so a slow image is not handed to a second worker: at once (a queue
+// may hand messages out hidden only briefly, see
+// sqsqueue.Queue.HoldReceived), then every third of the visibility
+// timeout.
 func (w *Worker) keepHidden(ctx context.Context, receipt string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -323,13 +326,13 @@ func (w *Worker) keepHidden(ctx context.Context, receipt string, log *slog.Logge
 		t := time.NewTicker(w.cfg.Visibility / 3)
 		defer t.Stop()
 		for {
+			if err := w.requests.Extend(ctx, receipt, w.cfg.Visibility); err != nil && ctx.Err() == nil {
+				log.Warn("extending visibility", "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := w.requests.Extend(ctx, receipt, w.cfg.Visibility); err != nil && ctx.Err() == nil {
-					log.Warn("extending visibility", "err", err)
-				}
 			}
 		}
 	}()

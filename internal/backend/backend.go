@@ -22,6 +22,10 @@ import (
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
+// requestHold is how long a received request stays hidden before its
+// worker extends it (see sqsqueue.Queue.HoldReceived).
+const requestHold = 5 * time.Second
+
 // Names are the cloud resource names derived from a prefix.
 type Names struct {
 	RequestQueue, RequestDeadLetters, ResponseQueue string
@@ -173,6 +177,12 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		opened, err := sqsqueue.Open(ctx, c.SQS, q.name)
 		if err != nil {
 			return nil, err
+		}
+		if q.name == names.RequestQueue && cfg.Visibility > 0 {
+			// Workers extend a request's visibility as soon as they have
+			// it, so a request a stopped worker's long poll took comes
+			// back in seconds.
+			opened.HoldReceived(min(requestHold, cfg.Visibility))
 		}
 		*q.dst = opened
 	}

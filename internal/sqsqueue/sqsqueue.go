@@ -28,6 +28,18 @@ type Queue struct {
 	client *sqs.Client
 	url    string
 	name   string
+	hold   time.Duration // see HoldReceived
+}
+
+// HoldReceived makes messages this queue receives stay hidden for d (whole
+// seconds) rather than the queue's visibility timeout, unless their
+// receiver extends them, as the worker does at once. A long poll whose
+// client went away (a worker stopped or lost mid-poll) still takes
+// messages on the server, SQS's and moto's alike; they then come back
+// after d, not after the whole visibility timeout.
+func (q *Queue) HoldReceived(d time.Duration) *Queue {
+	q.hold = d
+	return q
 }
 
 // Open finds the queue called name.
@@ -66,12 +78,16 @@ func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]q
 	deadline := time.Now().Add(wait)
 	for {
 		poll := min(max(time.Until(deadline), 0), maxWait)
-		out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		in := &sqs.ReceiveMessageInput{
 			QueueUrl:                    &q.url,
 			MaxNumberOfMessages:         int32(min(limit, maxBatch)),
 			WaitTimeSeconds:             int32(math.Ceil(poll.Seconds())),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-		})
+		}
+		if q.hold > 0 {
+			in.VisibilityTimeout = int32(math.Ceil(q.hold.Seconds()))
+		}
+		out, err := q.client.ReceiveMessage(ctx, in)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -54,3 +54,39 @@ func TestOpenMissingQueue(t *testing.T) {
 		t.Fatalf("Open of a missing queue: %v", err)
 	}
 }
+
+// A long poll its client abandoned still takes a message on the server;
+// held briefly, the message comes back in seconds, not after the queue's
+// visibility timeout.
+func TestAbandonedPollReleasesSoon(t *testing.T) {
+	ctx := context.Background()
+	c := awstest.Clients(t).SQS
+	q, err := sqsqueue.Create(ctx, c, sqsqueue.Spec{Name: "held", Visibility: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned, cancel := context.WithCancel(ctx)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		cancel() // the worker stops mid-poll
+	}()
+	q.HoldReceived(time.Second)
+	if _, err := q.Receive(abandoned, 1, 5*time.Second); err == nil {
+		t.Fatal("the cancelled poll returned")
+	}
+	if err := q.Send(ctx, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	// The server's side of the poll takes the message; it is back after
+	// the hold.
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	msgs, err := q.Receive(ctx, 1, 20*time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "late" {
+		t.Fatalf("%v, %v", msgs, err)
+	}
+	t.Logf("back after %v (receive count %d)", time.Since(start).Round(100*time.Millisecond), msgs[0].ReceiveCount)
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("the message took %v to come back", waited)
+	}
+}
