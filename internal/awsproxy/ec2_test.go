@@ -451,3 +451,38 @@ func TestStateFilterAnswersOnePage(t *testing.T) {
 		t.Errorf("with a state filter: %d instances, next token %v; want all 6 in one page", n, filtered.NextToken)
 	}
 }
+
+// An instance launched from a template whose shutdown behaviour is
+// terminate terminates when it powers itself off (moto would take only
+// the request's and leave it stopped).
+func TestShutdownBehaviourFromLaunchTemplate(t *testing.T) {
+	p := start(t, Config{})
+	c := ec2Client(p)
+	ctx := context.Background()
+	if _, err := c.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("ends"),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{
+			ImageId: aws.String("ami-12345678"), InstanceType: types.InstanceTypeT3Small,
+			InstanceInitiatedShutdownBehavior: types.ShutdownBehaviorTerminate,
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]*ec2.RunInstancesInput{
+		"template": {LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateName: aws.String("ends"), Version: aws.String("$Latest")}},
+		"request":  {InstanceType: types.InstanceTypeT3Small, InstanceInitiatedShutdownBehavior: types.ShutdownBehaviorTerminate},
+		"default":  {InstanceType: types.InstanceTypeT3Small},
+	} {
+		out := mustRun(t, c, in)
+		attr, err := c.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
+			InstanceId: out.Instances[0].InstanceId, Attribute: types.InstanceAttributeNameInstanceInitiatedShutdownBehavior,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"template": "terminate", "request": "terminate", "default": "stop"}[name]
+		if got := aws.ToString(attr.InstanceInitiatedShutdownBehavior.Value); got != want {
+			t.Errorf("%s: shutdown behaviour %q, want %q", name, got, want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/beevik/etree"
 )
 
@@ -181,6 +182,7 @@ type launchSpec struct {
 	instanceType string
 	subnet       string
 	az           string // "" when neither the request nor its template chose one
+	shutdown     string // instance-initiated shutdown behaviour: stop or terminate
 }
 
 // launch checks quota and capacity, then forwards the launch to moto. It
@@ -264,7 +266,20 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		r.URL.RawQuery = ""
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	}
-	return p.forwardLaunch(w, r, c, body)
+	answer, ids, ok = p.forwardLaunch(w, r, c, body)
+	if ok && spec.shutdown == "terminate" {
+		// moto takes the shutdown behaviour from the request only, never
+		// from the launch template: an instance that powers itself off
+		// would stop, not terminate, and hold its place for ever.
+		for _, id := range ids {
+			if _, err := p.moto.in(c.region).EC2.ModifyInstanceAttribute(ctx, &ec2.ModifyInstanceAttributeInput{
+				InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameInstanceInitiatedShutdownBehavior, Value: aws.String("terminate"),
+			}); err != nil {
+				p.log.Error("setting an instance's shutdown behaviour from its launch template", "instance", id, "err", err)
+			}
+		}
+	}
+	return answer, ids, ok
 }
 
 func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (answer []byte, ids []string, ok bool) {
@@ -322,6 +337,7 @@ func (p *Proxy) launchSpec(ctx context.Context, region string, form url.Values) 
 		instanceType: form.Get("InstanceType"),
 		subnet:       firstOf(form.Get("SubnetId"), form.Get("NetworkInterface.1.SubnetId")),
 		az:           form.Get("Placement.AvailabilityZone"),
+		shutdown:     form.Get("InstanceInitiatedShutdownBehavior"),
 	}
 	ltName, ltID := form.Get("LaunchTemplate.LaunchTemplateName"), form.Get("LaunchTemplate.LaunchTemplateId")
 	if ltName != "" || ltID != "" {
@@ -341,6 +357,9 @@ func (p *Proxy) launchSpec(ctx context.Context, region string, form url.Values) 
 		data := out.LaunchTemplateVersions[0].LaunchTemplateData
 		if spec.instanceType == "" {
 			spec.instanceType = string(data.InstanceType)
+		}
+		if spec.shutdown == "" {
+			spec.shutdown = string(data.InstanceInitiatedShutdownBehavior)
 		}
 		if spec.subnet == "" && spec.az == "" {
 			for _, ni := range data.NetworkInterfaces {
