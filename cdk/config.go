@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/jsii-runtime-go"
 
@@ -29,11 +30,27 @@ type Config struct {
 	ModelSHA256        string   // ...with its digest
 	Gallery            string   // optional gallery file: recognise faces
 	RuntimeLib         string   // local ONNX Runtime library for linux/amd64
-	AutoDelete         bool     // buckets are emptied and deleted with the stack (demos) [false]
-	IdleShutdown       string   // a worker with no work this long terminates its instance [60s]
-	ScalerTick         string   // how often the scaler Lambda reconciles [3s]
-	LogRetentionDays   int      // [14]
-	Repo               string   // repository root, for builds
+	// CourseNames names the buckets exactly as PROTOCOL.md does
+	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
+	// look for them; bucket names are global, so by default CloudFormation
+	// makes unique ones. [false]
+	CourseNames bool
+	// RetainData keeps the buckets and what they hold when the stack is
+	// destroyed; by default destroy empties and deletes them. [false]
+	RetainData bool
+	// ScalerReservedConcurrency reserves Lambda concurrency for the
+	// scaler; 0 reserves none. Accounts must keep 10 unreserved, so on a
+	// new account (limit 10) any reservation fails the deployment, and
+	// overlapping scaler invocations are safe anyway. [0]
+	ScalerReservedConcurrency int
+	// SSM lets Session Manager reach the instances (no SSH, no open
+	// port). [true]
+	SSM              bool
+	IdleShutdown     string // a worker with no work this long terminates its instance [60s]
+	ScalerTick       string // how often the scaler Lambda reconciles [3s]
+	BootDeadline     string // a worker not ready this long after launch is replaced [5m]
+	LogRetentionDays int    // [14]
+	Repo             string // repository root, for builds
 }
 
 // configFromContext reads the context, applying defaults and checking
@@ -67,6 +84,7 @@ func configFromContext(node interface {
 		RuntimeLib:         str("ortLib", defaultRuntimeLib(repo)),
 		IdleShutdown:       str("idleShutdown", "60s"),
 		ScalerTick:         str("scalerTick", "3s"),
+		BootDeadline:       str("bootDeadline", "5m"),
 		Repo:               repo,
 	}
 	var errs []error
@@ -77,7 +95,23 @@ func configFromContext(node interface {
 	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
 		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))
 	}
-	cfg.AutoDelete = str("autoDelete", "false") == "true"
+	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
+	}
+	for key, dst := range map[string]*bool{"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM} {
+		def := strconv.FormatBool(key == "ssm")
+		switch v := str(key, def); v {
+		case "true", "false":
+			*dst = v == "true"
+		default:
+			errs = append(errs, fmt.Errorf("%s must be true or false, not %q", key, v))
+		}
+	}
+	for key, v := range map[string]string{"idleShutdown": cfg.IdleShutdown, "scalerTick": cfg.ScalerTick, "bootDeadline": cfg.BootDeadline} {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q is not a positive duration such as 90s or 5m", key, v))
+		}
+	}
 	if s := str("subnetIds", ""); s != "" {
 		cfg.SubnetIDs = strings.Split(s, ",")
 	}
@@ -95,7 +129,7 @@ func configFromContext(node interface {
 		}
 	}
 	if !validPrefix(cfg.Prefix) {
-		errs = append(errs, fmt.Errorf("prefix %q: use 3-40 lower-case letters, digits and hyphens (it names buckets)", cfg.Prefix))
+		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting with a letter (it names the stack, queues and buckets)", cfg.Prefix))
 	}
 	if cfg.ModelURL != "" {
 		if cfg.ModelSHA256 == "" {
@@ -119,8 +153,11 @@ func configFromContext(node interface {
 	return cfg, errors.Join(errs...)
 }
 
+// validPrefix: stack names start with a letter; bucket names take lower
+// case, digits and hyphens, and "<prefix>-resp-queue" must stay within
+// 80 characters.
 func validPrefix(p string) bool {
-	if len(p) < 3 || len(p) > 40 || p[0] == '-' || p[len(p)-1] == '-' {
+	if len(p) < 1 || len(p) > 40 || p[0] < 'a' || p[0] > 'z' || p[len(p)-1] == '-' {
 		return false
 	}
 	for _, r := range p {

@@ -1,90 +1,78 @@
 package main
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/motoserver"
+	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/emulate"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
-// motoAccount is the account moto pretends to be.
-const motoAccount = "123456789012"
+// The deployment tests deploy the synthesized template into emulated AWS
+// (moto behind the endpoint that adds AWS's behaviours; instances and
+// Lambdas run by the emulator), as a first `cdk deploy` into a fresh
+// account would: a Lambda concurrency limit of 10, and other accounts
+// owning the course's bucket names.
 
-// The synthesized template deploys into moto's CloudFormation once the
-// assets are where the template says, as `cdk deploy` would put them.
-// (moto skips the queue and bucket policies, which it does not model.)
-func TestDeploysToEmulatedCloudFormation(t *testing.T) {
-	_, _, outdir := synth(t)
+func emulatedAccount(t *testing.T, tune ...func(*emulate.Config)) *emulate.Cloud {
+	t.Helper()
+	cfg := emulate.Config{
+		DataDir:   t.TempDir(),
+		TimeScale: 0.02,
+		Account:   emulate.Account{LambdaConcurrency: 10, TakenBucketNames: []string{"surge-in-bucket", "surge-out-bucket"}},
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	cloud, err := emulate.Start(context.Background(), cfg, testenv.Logger(t, filepath.Join(cfg.DataDir, "logs"), "emulator.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cloud.Stop(context.Background())
+		if t.Failed() {
+			testenv.DumpLogs(t, cloud.Logs())
+		}
+	})
+	return cloud
+}
+
+func deploy(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err := cloud.Deploy(ctx, s.outdir, s.cfg.Prefix)
+	if err != nil {
+		t.Fatalf("deploying %s: %v", s.cfg.Prefix, err)
+	}
+	return st.Outputs
+}
+
+// Fault 1, reserved concurrency: a reservation leaves fewer than the 10
+// unreserved executions Lambda keeps on an account whose limit is 10.
+// Fault 9: the new VPC's default security group allows nothing.
+func TestDeploysIntoANewAccount(t *testing.T) {
+	cloud := emulatedAccount(t)
 	ctx := context.Background()
-	moto, err := motoserver.Start(ctx, filepath.Join(t.TempDir(), "moto.log"))
-	if err != nil {
-		t.Fatal(err)
+	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "prefix": "reserved"})
+	if _, err := cloud.Deploy(ctx, reserved.outdir, "reserved"); err == nil || !strings.Contains(err.Error(), "UnreservedConcurrentExecution") {
+		t.Fatalf("a reservation on a 10-execution account deployed: %v", err)
 	}
-	defer moto.Stop()
-	c, err := awscfg.Load(ctx, moto.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uploadAssets(t, c, outdir)
 
-	template, err := os.ReadFile(filepath.Join(outdir, "Surge.template.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf := cloudformation.NewFromConfig(c.Config)
-	if _, err := cf.CreateStack(ctx, &cloudformation.CreateStackInput{
-		StackName:    aws.String("surge"),
-		TemplateBody: aws.String(string(template)),
-		Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam, cftypes.CapabilityCapabilityNamedIam},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var stack cftypes.Stack
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		out, err := cf.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String("surge")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stack = out.Stacks[0]
-		if !strings.HasSuffix(string(stack.StackStatus), "_IN_PROGRESS") || time.Now().After(deadline) {
-			break
-		}
-	}
-	if stack.StackStatus != cftypes.StackStatusCreateComplete {
-		events, _ := cf.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String("surge")})
-		for _, e := range events.StackEvents {
-			if strings.Contains(string(e.ResourceStatus), "FAILED") {
-				t.Logf("%s %s: %s", aws.ToString(e.LogicalResourceId), e.ResourceStatus, aws.ToString(e.ResourceStatusReason))
-			}
-		}
-		t.Fatalf("stack is %s: %s", stack.StackStatus, aws.ToString(stack.StackStatusReason))
-	}
-	outputs := map[string]string{}
-	for _, o := range stack.Outputs {
-		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
-	}
-	t.Logf("CREATE_COMPLETE; outputs %v", outputs)
-
-	// What the template made is what the code looks for.
+	s := synthWith(t, nil)
+	outputs := deploy(t, cloud, s)
+	c := cloud.Clients
 	q, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("surge-req-queue")})
 	if err != nil {
 		t.Fatal(err)
@@ -95,102 +83,126 @@ func TestDeploysToEmulatedCloudFormation(t *testing.T) {
 	if err != nil || attrs.Attributes["MaximumMessageSize"] != "1024" || !strings.Contains(attrs.Attributes["RedrivePolicy"], "surge-req-dlq") {
 		t.Fatalf("request queue attributes %v, %v", attrs, err)
 	}
-	for _, b := range []string{"surge-in-bucket", "surge-out-bucket"} {
-		if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b)}); err != nil {
-			t.Errorf("bucket %s: %v", b, err)
+	for _, o := range []string{"InputBucketName", "OutputBucketName"} {
+		name := outputs[o]
+		if name == "" || strings.HasPrefix(name, "surge-in-bucket") || strings.HasPrefix(name, "surge-out-bucket") {
+			t.Errorf("%s = %q, want a unique name", o, name)
 		}
-	}
-	lt, err := c.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{"surge-worker"}})
-	if err != nil || len(lt.LaunchTemplates) != 1 {
-		t.Fatalf("worker launch template: %v, %v", lt, err)
+		if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)}); err != nil {
+			t.Errorf("bucket %s: %v", name, err)
+		}
 	}
 	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:Name"), Values: []string{"web-instance"}},
-		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
 	}})
 	if err != nil || len(web.Reservations) != 1 {
 		t.Fatalf("web-instance: %v, %v", web, err)
 	}
-	if outputs["InputBucketName"] != "surge-in-bucket" || !strings.HasPrefix(outputs["WebUrl"], "http://") {
-		t.Fatalf("outputs %v", outputs)
+	vpc := aws.ToString(web.Reservations[0].Instances[0].VpcId)
+	groups, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{vpc}}, {Name: aws.String("group-name"), Values: []string{"default"}},
+	}})
+	if err != nil || len(groups.SecurityGroups) != 1 {
+		t.Fatalf("default security group of %s: %v, %v", vpc, groups, err)
 	}
-}
-
-// uploadAssets publishes the cloud assembly's file assets to the bucket
-// and keys the template names, zipping directories as cdk-assets does.
-func uploadAssets(t *testing.T, c *awscfg.Clients, outdir string) {
-	t.Helper()
-	ctx := context.Background()
-	var manifest struct {
-		Files map[string]struct {
-			Source struct {
-				Path      string `json:"path"`
-				Packaging string `json:"packaging"`
-			} `json:"source"`
-			Destinations map[string]struct {
-				BucketName string `json:"bucketName"`
-				ObjectKey  string `json:"objectKey"`
-			} `json:"destinations"`
-		} `json:"files"`
+	if g := groups.SecurityGroups[0]; len(g.IpPermissions) != 0 || len(g.IpPermissionsEgress) != 0 {
+		t.Errorf("the default security group still allows traffic: in %v, out %v", g.IpPermissions, g.IpPermissionsEgress)
 	}
-	b, err := os.ReadFile(filepath.Join(outdir, "Surge.assets.json"))
+	url, err := cloud.WebURL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &manifest); err != nil {
-		t.Fatal(err)
+	t.Logf("deployed; web tier at %s", url)
+}
+
+// Fault 3, names that collide: two prefixes side by side in one account
+// and region; the course's exact names only on request (and here other
+// accounts own them, as the first deployer of "surge" would).
+func TestDeploymentsSideBySide(t *testing.T) {
+	cloud := emulatedAccount(t)
+	for _, prefix := range []string{"alpha", "beta"} {
+		deploy(t, cloud, synthWith(t, map[string]any{"prefix": prefix}))
 	}
-	created := map[string]bool{}
-	for _, f := range manifest.Files {
-		for _, d := range f.Destinations {
-			bucket := strings.NewReplacer("${AWS::AccountId}", motoAccount, "${AWS::Region}", motoserver.Region).Replace(d.BucketName)
-			if !created[bucket] {
-				if _, err := c.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
-					t.Fatal(err)
-				}
-				created[bucket] = true
-			}
-			body := readAsset(t, filepath.Join(outdir, f.Source.Path), f.Source.Packaging)
-			if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(d.ObjectKey), Body: bytes.NewReader(body)}); err != nil {
-				t.Fatal(err)
-			}
-		}
+	course := synthWith(t, map[string]any{"courseNames": "true"})
+	if _, err := cloud.Deploy(context.Background(), course.outdir, "surge"); err == nil || !strings.Contains(err.Error(), "surge-in-bucket") {
+		t.Fatalf("a deployment took bucket names another account owns: %v", err)
 	}
 }
 
-func readAsset(t *testing.T, path, packaging string) []byte {
-	t.Helper()
-	if packaging != "zip" {
-		b, err := os.ReadFile(path)
+// Fault 7, destroy leaves instances behind; fault 3, deploy → destroy →
+// deploy. Workers the scaler launched (not the stack's resources) are
+// running when the stack is destroyed: nothing of the stack remains, and
+// the same prefix deploys again.
+func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
+	cloud := emulatedAccount(t)
+	ctx := context.Background()
+	s := synthWith(t, nil)
+	outputs := deploy(t, cloud, s)
+	workers := ec2fleet.New(cloud.Clients.EC2, "surge", "surge-worker")
+	if err := workers.Launch(ctx, []string{"app-tier-instance-1", "app-tier-instance-2", "app-tier-instance-3"}); err != nil {
+		t.Fatal(err)
+	}
+	c := cloud.Clients
+	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(outputs["InputBucketName"]), Key: aws.String("x.jpg"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cloud.Destroy(ctx, "surge"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("destroyed in %v", time.Since(start).Round(time.Second))
+	all, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all.Reservations {
+		for _, in := range r.Instances {
+			var tags []string
+			for _, tg := range in.Tags {
+				tags = append(tags, aws.ToString(tg.Key)+"="+aws.ToString(tg.Value))
+			}
+			t.Errorf("instance %s %v (%s) outlived the stack", aws.ToString(in.InstanceId), tags, in.State.Name)
+		}
+	}
+	if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(outputs["InputBucketName"])}); err == nil {
+		t.Error("the input bucket outlived the stack")
+	}
+	if _, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("surge-req-queue")}); err == nil {
+		t.Error("the request queue outlived the stack")
+	}
+	deploy(t, cloud, s)
+}
+
+// Fault 5: an existing VPC whose subnets are not in the region's first
+// zone.
+func TestDeploysIntoAnExistingVpc(t *testing.T) {
+	cloud := emulatedAccount(t)
+	ctx := context.Background()
+	c := cloud.Clients
+	vpc, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.20.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subnets []string
+	for i, zone := range []string{"us-east-1c", "us-east-1d"} {
+		sn, err := c.EC2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
+			VpcId: vpc.Vpc.VpcId, AvailabilityZone: aws.String(zone), CidrBlock: aws.String("10.20." + string(rune('1'+i)) + ".0/24"),
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		subnets = append(subnets, aws.ToString(sn.Subnet.SubnetId))
 	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(path, p)
-		w, err := zw.Create(rel)
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(w, f)
-		return err
-	})
-	if err == nil {
-		err = zw.Close()
+	s := synthWith(t, map[string]any{"vpcId": aws.ToString(vpc.Vpc.VpcId), "subnetIds": strings.Join(subnets, ",")})
+	deploy(t, cloud, s)
+	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:Name"), Values: []string{"web-instance"}}}})
+	if err != nil || len(web.Reservations) != 1 {
+		t.Fatalf("web-instance: %v, %v", web, err)
 	}
-	if err != nil {
-		t.Fatal(err)
+	in := web.Reservations[0].Instances[0]
+	if aws.ToString(in.SubnetId) != subnets[0] || aws.ToString(in.Placement.AvailabilityZone) != "us-east-1c" {
+		t.Errorf("web instance in %s/%s, want %s/us-east-1c", aws.ToString(in.SubnetId), aws.ToString(in.Placement.AvailabilityZone), subnets[0])
 	}
-	return buf.Bytes()
 }

@@ -42,7 +42,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	NewSurgeStack(app, "Surge", cfg, stackProps(cfg))
+	NewSurgeStack(app, cfg, stackProps(cfg))
 	app.Synth(nil)
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,17 +28,32 @@ import (
 // classification takes well under a second.
 const requestVisibility = 30
 
-// NewSurgeStack defines the whole deployment.
-func NewSurgeStack(scope constructs.Construct, id string, cfg Config, props *awscdk.StackProps) awscdk.Stack {
-	stack := awscdk.NewStack(scope, &id, props)
-	names := backend.NamesFor(cfg.Prefix)
-	s := &surge{stack: stack, cfg: cfg, names: names}
+// scalerWindow is how long one scaler invocation reconciles; the stack's
+// hook waits this long, plus a margin, after stopping the scaler before it
+// trusts that no new worker will appear.
+const scalerWindow = "55s"
+
+// Handler names: custom runtimes ignore a function's handler, so it names
+// which of Surge's functions the code is, for people and for the emulator.
+const (
+	scalerHandler = "scaler"
+	hooksHandler  = "stackhooks"
+)
+
+// NewSurgeStack defines the whole deployment. Its construct id is the
+// prefix, so two deployments in one account and region name nothing alike.
+func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
+	stack := awscdk.NewStack(scope, jsii.String(cfg.Prefix), props)
+	s := &surge{stack: stack, cfg: cfg, names: backend.NamesFor(cfg.Prefix)}
 
 	s.network()
 	s.queuesAndBuckets()
+	s.instanceLogs()
 	s.workers()
 	s.webTier()
 	s.scaler()
+	s.hooks()
+	s.outputs()
 	return stack
 }
 
@@ -49,12 +63,17 @@ type surge struct {
 	names backend.Names
 
 	vpc            awsec2.IVpc
+	newVpc         awsec2.Vpc // nil for an existing VPC
 	subnets        []*string
 	dlq, req, resp awssqs.Queue
 	in, out        awss3.Bucket
+	logs           awslogs.LogGroup // the instances'
 	workerRole     awsiam.Role
 	workerSG       awsec2.SecurityGroup
 	template       awsec2.LaunchTemplate
+	web            awsec2.Instance
+	scalerFn       awslambda.Function
+	schedule       awsevents.Rule
 }
 
 func (s *surge) id(name string) *string { return jsii.String(name) }
@@ -63,6 +82,9 @@ func (s *surge) id(name string) *string { return jsii.String(name) }
 // for), or the one named in context.
 func (s *surge) network() {
 	if s.cfg.VpcID != "" {
+		// The zones listed here are placeholders CDK requires; nothing
+		// takes a zone from them (see webTier), since which zone each
+		// subnet is in is not known at synth time.
 		azs := make([]*string, len(s.cfg.SubnetIDs))
 		for i := range azs {
 			azs[i] = awscdk.Fn_Select(jsii.Number(float64(i)), awscdk.Fn_GetAzs(nil))
@@ -81,11 +103,11 @@ func (s *surge) network() {
 		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{{
 			Name: jsii.String("public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24),
 		}},
-		// Restricting the default security group takes a custom-resource
-		// Lambda; nothing here uses that group.
+		// The stack's own hook locks the default security group down
+		// (see hooks): CDK's way is a Node.js custom resource.
 		RestrictDefaultSecurityGroup: jsii.Bool(false),
 	})
-	s.vpc = vpc
+	s.vpc, s.newVpc = vpc, vpc
 	for _, sn := range *vpc.PublicSubnets() {
 		s.subnets = append(s.subnets, sn.SubnetId())
 	}
@@ -111,23 +133,42 @@ func (s *surge) queuesAndBuckets() {
 		Encryption: awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL: jsii.Bool(true),
 	})
-	bucket := func(id, name string) awss3.Bucket {
-		removal := awscdk.RemovalPolicy_RETAIN
-		if s.cfg.AutoDelete {
-			removal = awscdk.RemovalPolicy_DESTROY
+	bucket := func(id, courseName string) awss3.Bucket {
+		// Destroy deletes the buckets unless the deployment keeps its data;
+		// the stack's hook empties them first (S3 refuses to delete a
+		// bucket that holds objects).
+		removal := awscdk.RemovalPolicy_DESTROY
+		if s.cfg.RetainData {
+			removal = awscdk.RemovalPolicy_RETAIN
+		}
+		var name *string
+		if s.cfg.CourseNames {
+			name = jsii.String(courseName)
 		}
 		return awss3.NewBucket(s.stack, s.id(id), &awss3.BucketProps{
-			BucketName:        jsii.String(name),
+			BucketName:        name,
 			BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 			Encryption:        awss3.BucketEncryption_S3_MANAGED,
 			EnforceSSL:        jsii.Bool(true),
 			ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
 			RemovalPolicy:     removal,
-			AutoDeleteObjects: jsii.Bool(s.cfg.AutoDelete),
 		})
 	}
 	s.in = bucket("InputBucket", s.names.InputBucket)
 	s.out = bucket("OutputBucket", s.names.OutputBucket)
+	if s.cfg.CourseNames && s.cfg.RetainData {
+		awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:retained-names"), jsii.String(
+			"courseNames with retainData: destroy keeps the buckets, so deploying this prefix again fails until you delete them"))
+	}
+}
+
+// instanceLogs is where the instances' CloudWatch agents ship the
+// services' and the boots' logs.
+func (s *surge) instanceLogs() {
+	s.logs = awslogs.NewLogGroup(s.stack, s.id("InstanceLogs"), &awslogs.LogGroupProps{
+		Retention:     retention(s.cfg.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
 }
 
 // asset is a file the instances download at boot.
@@ -151,22 +192,35 @@ func (s *surge) binaryAsset(id, pkg, name string) asset {
 	}), dest: "/opt/surge/bin/" + name, mode: "0755"}
 }
 
-// install downloads assets in user data, and lets role read exactly them.
-func (s *surge) install(role awsiam.Role, assets ...asset) []string {
-	cmds := []string{"install -d -m 0755 /opt/surge/lib /opt/surge/models /opt/surge/gallery"}
+// bootScript renders an instance's user data for svc, fetching assets,
+// and grants role exactly what the boot and the service's logs need.
+func (s *surge) bootScript(role awsiam.Role, svc userdata.Service, assets ...asset) string {
 	var objects []*string
 	for _, a := range assets {
-		dir := a.dest[:strings.LastIndexByte(a.dest, '/')]
-		cmds = append(cmds, fmt.Sprintf("install -d -m 0755 %s && aws s3 cp --only-show-errors --region %s s3://%s/%s %s && chmod %s %s",
-			dir, *awscdk.Aws_REGION(), *a.a.S3BucketName(), *a.a.S3ObjectKey(), a.dest, a.mode, a.dest))
+		svc.Files = append(svc.Files, userdata.File{Source: *a.a.S3ObjectUrl(), Path: a.dest, Mode: a.mode})
 		objects = append(objects, a.a.Bucket().ArnForObjects(a.a.S3ObjectKey()))
 	}
+	svc.Region = *awscdk.Aws_REGION()
+	svc.LogGroup = *s.logs.LogGroupName()
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("DownloadOwnAssets"),
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: &objects,
 	}))
-	return cmds
+	role.AddToPolicy(statement("ShipLogs", []string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}, s.logs.LogGroupArn()))
+	if s.cfg.SSM {
+		// Session Manager's minimum (its agent registers the instance and
+		// opens channels), instead of the broad AmazonSSMManagedInstanceCore.
+		role.AddToPolicy(statement("RegisterWithSessionManager", []string{"ssm:UpdateInstanceInformation"}, s.ec2ARN("instance", "*")))
+		role.AddToPolicy(statement("OpenSessions", []string{
+			"ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+		}, jsii.String("*")))
+	}
+	script, err := userdata.Render(svc)
+	if err != nil {
+		panic(err)
+	}
+	return script
 }
 
 // ec2ARN is the ARN of an EC2 resource of this stack's account (or of
@@ -177,6 +231,13 @@ func (s *surge) ec2ARN(resource, name string, account ...string) *string {
 		c.Account = jsii.String(account[0])
 	}
 	return s.stack.FormatArn(c)
+}
+
+// bucketEnv tells a service which buckets are its.
+func (s *surge) bucketEnv(env map[string]string) map[string]string {
+	env["SURGE_INPUT_BUCKET"] = *s.in.BucketName()
+	env["SURGE_OUTPUT_BUCKET"] = *s.out.BucketName()
+	return env
 }
 
 func (s *surge) workers() {
@@ -191,26 +252,28 @@ func (s *surge) workers() {
 	r.AddToPolicy(statement("WriteOutputs", []string{"s3:PutObject"}, s.out.ArnForObjects(jsii.String("*"))))
 	// A worker ends its own instance when idle; IAM cannot name "the
 	// caller's instance" as a resource, so the bound is this fleet's.
-	r.AddToPolicy(statementWhere("EndOwnInstance", []string{"ec2:TerminateInstances"},
-		s.fleetTag("aws:ResourceTag/"), s.ec2ARN("instance", "*")))
+	r.AddToPolicy(statementIf("EndOwnInstance", []string{"ec2:TerminateInstances"},
+		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	// A worker marks its instance ready, which is all it may tag.
+	r.AddToPolicy(statementIf("MarkOwnInstanceReady", []string{"ec2:CreateTags"}, map[string]any{
+		"StringEquals":              s.fleetTag("aws:ResourceTag/"),
+		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{ec2fleet.TagReady}},
+	}, s.ec2ARN("instance", "*")))
 
 	modelEnv, assets := s.modelAssets()
 	assets = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, assets...)
-	env := map[string]string{
+	env := s.bucketEnv(map[string]string{
 		"SURGE_BACKEND":       "aws",
 		"SURGE_PREFIX":        s.cfg.Prefix,
 		"SURGE_ORT_LIB":       "/opt/surge/lib/libonnxruntime.so.1",
 		"SURGE_VISIBILITY":    strconv.Itoa(requestVisibility) + "s",
 		"SURGE_MAX_RECEIVES":  "5",
 		"SURGE_IDLE_SHUTDOWN": s.cfg.IdleShutdown,
-	}
+	})
 	for k, v := range modelEnv {
 		env[k] = v
 	}
-	script, err := userdata.Render(userdata.Service{Name: "worker", Env: env, Install: s.install(r, assets...)})
-	if err != nil {
-		panic(err)
-	}
+	script := s.bootScript(r, userdata.Service{Name: "worker", Env: env, EndOnFailure: true}, assets...)
 
 	s.workerSG = awsec2.NewSecurityGroup(s.stack, s.id("WorkerSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
@@ -219,7 +282,7 @@ func (s *surge) workers() {
 	})
 	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), &awsec2.LaunchTemplateProps{
 		LaunchTemplateName:                jsii.String(s.names.LaunchTemplate),
-		MachineImage:                      awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_X86_64}),
+		MachineImage:                      amazonLinux(),
 		InstanceType:                      awsec2.NewInstanceType(jsii.String(s.cfg.WorkerInstanceType)),
 		Role:                              r,
 		SecurityGroup:                     s.workerSG,
@@ -230,6 +293,10 @@ func (s *surge) workers() {
 		InstanceInitiatedShutdownBehavior: awsec2.InstanceInitiatedShutdownBehavior_TERMINATE,
 		BlockDevices:                      encryptedRoot(),
 	})
+}
+
+func amazonLinux() awsec2.IMachineImage {
+	return awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_X86_64})
 }
 
 // modelAssets are the model (or where to fetch it) and the gallery.
@@ -265,11 +332,11 @@ func statement(sid string, actions []string, resources ...*string) awsiam.Policy
 	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: &resources})
 }
 
-// statementWhere is a statement that applies only where every condition
-// key equals its value (StringEquals).
-func statementWhere(sid string, actions []string, equals map[string]any, resources ...*string) awsiam.PolicyStatement {
+// statementIf is a statement that applies only under conditions (IAM's
+// Condition element: operator → key → value).
+func statementIf(sid string, actions []string, conditions map[string]any, resources ...*string) awsiam.PolicyStatement {
 	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: &resources,
-		Conditions: &map[string]any{"StringEquals": equals}})
+		Conditions: &conditions})
 }
 
 // fleetTag is the condition that a resource or request (by prefix,
@@ -290,14 +357,12 @@ func (s *surge) webTier() {
 	// DescribeInstances has no resource-level permissions.
 	role.AddToPolicy(statement("ShowFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
 
-	script, err := userdata.Render(userdata.Service{
-		Name:    "webtier",
-		Env:     map[string]string{"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "PORT": "8000"},
-		Install: s.install(role, s.binaryAsset("WebBinary", "./webtier", "webtier")),
-	})
-	if err != nil {
-		panic(err)
-	}
+	script := s.bootScript(role, userdata.Service{
+		Name: "webtier",
+		Env: s.bucketEnv(map[string]string{
+			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "PORT": "8000",
+		}),
+	}, s.binaryAsset("WebBinary", "./webtier", "webtier"))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
 		Description:      jsii.String("Surge web tier: port 8000 from the allowed clients only"),
@@ -308,29 +373,24 @@ func (s *surge) webTier() {
 	} else {
 		awscdk.Annotations_Of(sg).AddWarningV2(jsii.String("surge:closed"), jsii.String("no allowedCidr: port 8000 is closed to everyone; deploy with -c allowedCidr=<your address>/32"))
 	}
-	web := awsec2.NewInstance(s.stack, s.id("WebInstance"), &awsec2.InstanceProps{
+	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), &awsec2.InstanceProps{
 		Vpc:                       s.vpc,
 		VpcSubnets:                &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
 		InstanceType:              awsec2.NewInstanceType(jsii.String(s.cfg.WebInstanceType)),
-		MachineImage:              awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_X86_64}),
+		MachineImage:              amazonLinux(),
 		Role:                      role,
 		SecurityGroup:             sg,
 		UserData:                  awsec2.UserData_Custom(jsii.String(script)),
-		RequireImdsv2:             jsii.Bool(true),
+		HttpTokens:                awsec2.HttpTokens_REQUIRED,
+		HttpPutResponseHopLimit:   jsii.Number(1),
 		BlockDevices:              encryptedRoot(),
 		UserDataCausesReplacement: jsii.Bool(true),
 	})
-	awscdk.Tags_Of(web).Add(jsii.String("Name"), jsii.String("web-instance"), nil)
-
-	out := func(id, value, desc string) {
-		awscdk.NewCfnOutput(s.stack, s.id(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(desc)})
-	}
-	out("WebUrl", "http://"+*web.InstancePublicDnsName()+":8000/", "POST images here")
-	out("RequestQueueName", *s.req.QueueName(), "request queue")
-	out("ResponseQueueName", *s.resp.QueueName(), "response queue")
-	out("DeadLetterQueueName", *s.dlq.QueueName(), "requests that failed for good")
-	out("InputBucketName", *s.in.BucketName(), "uploaded images")
-	out("OutputBucketName", *s.out.BucketName(), "labels by stem")
+	// The subnet decides the zone. CDK would also name one, taken from the
+	// VPC's zone list, which for an existing VPC is a placeholder that
+	// need not be the subnet's zone: EC2 refuses such an instance.
+	s.web.Instance().AddPropertyDeletionOverride(jsii.String("AvailabilityZone"))
+	awscdk.Tags_Of(s.web).Add(jsii.String("Name"), jsii.String("web-instance"), nil)
 }
 
 func (s *surge) scaler() {
@@ -345,39 +405,34 @@ func (s *surge) scaler() {
 	role.AddToPolicy(statement("Log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
-	role.AddToPolicy(statementWhere("LaunchFleetInstances", []string{"ec2:RunInstances"},
-		s.fleetTag("aws:RequestTag/"), s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statementIf("LaunchFleetInstances", []string{"ec2:RunInstances"},
+		map[string]any{"StringEquals": s.fleetTag("aws:RequestTag/")}, s.ec2ARN("instance", "*")))
 	role.AddToPolicy(statement("LaunchFromTemplate", []string{"ec2:RunInstances"},
 		s.ec2ARN("launch-template", *s.template.LaunchTemplateId()),
 		s.ec2ARN("subnet", "*"), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId()),
 		s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*"),
 		s.ec2ARN("image", "*", "")))
-	role.AddToPolicy(statementWhere("TagAtLaunch", []string{"ec2:CreateTags"},
-		map[string]any{"ec2:CreateAction": "RunInstances"}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
-	role.AddToPolicy(statementWhere("EndFleetInstances", []string{"ec2:TerminateInstances"},
-		s.fleetTag("aws:ResourceTag/"), s.ec2ARN("instance", "*")))
-	role.AddToPolicy(statementWhere("HandWorkersTheirRole", []string{"iam:PassRole"},
-		map[string]any{"iam:PassedToService": "ec2.amazonaws.com"}, s.workerRole.RoleArn()))
+	role.AddToPolicy(statementIf("TagAtLaunch", []string{"ec2:CreateTags"},
+		map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "RunInstances"}}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
+	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},
+		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statementIf("HandWorkersTheirRole", []string{"iam:PassRole"},
+		map[string]any{"StringEquals": map[string]any{"iam:PassedToService": "ec2.amazonaws.com"}}, s.workerRole.RoleArn()))
 
-	b, hash := bundling(goBuild{repo: s.cfg.Repo, pkg: "./lambdas/scaler", binary: "bootstrap", goos: "linux", goarch: "arm64", tags: "lambda.norpc"}, awscdk.BundlingOutput_NOT_ARCHIVED)
-	fn := awslambda.NewFunction(s.stack, s.id("Scaler"), &awslambda.FunctionProps{
-		Description:  jsii.String("Sizes the Surge worker fleet to the request backlog"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code: awslambda.Code_FromAsset(jsii.String(filepath.Join(s.cfg.Repo, "lambdas", "scaler")), &awss3assets.AssetOptions{
-			AssetHashType: awscdk.AssetHashType_CUSTOM,
-			AssetHash:     hash,
-			Bundling:      b,
-		}),
-		Role:       role,
-		LogGroup:   logs,
-		MemorySize: jsii.Number(128),
+	var reserved *float64
+	if s.cfg.ScalerReservedConcurrency > 0 {
+		reserved = jsii.Number(float64(s.cfg.ScalerReservedConcurrency))
+	}
+	s.scalerFn = s.goFunction("Scaler", "./lambdas/scaler", scalerHandler, &awslambda.FunctionProps{
+		Description: jsii.String("Sizes the Surge worker fleet to the request backlog"),
+		Role:        role,
+		LogGroup:    logs,
 		// Each invocation reconciles for 55 s of its minute.
 		Timeout: awscdk.Duration_Seconds(jsii.Number(60)),
-		// One scaler at a time; overlapping launches are idempotent anyway
-		// (client tokens), this keeps them from happening.
-		ReservedConcurrentExecutions: jsii.Number(1),
+		// Opt-in only (see Config): overlapping invocations are safe, since
+		// duplicates of one scheduled event share their launches' client
+		// tokens and different minutes do not overlap.
+		ReservedConcurrentExecutions: reserved,
 		Environment: &map[string]*string{
 			"SURGE_REQUEST_QUEUE_URL": s.req.QueueUrl(),
 			"SURGE_LAUNCH_TEMPLATE":   jsii.String(s.names.LaunchTemplate),
@@ -385,13 +440,118 @@ func (s *surge) scaler() {
 			"SURGE_MAX_WORKERS":       jsii.String(strconv.Itoa(s.cfg.MaxWorkers)),
 			"SURGE_SUBNETS":           awscdk.Fn_Join(jsii.String(","), &s.subnets),
 			"SURGE_TICK":              jsii.String(s.cfg.ScalerTick),
+			"SURGE_WINDOW":            jsii.String(scalerWindow),
+			"SURGE_BOOT_DEADLINE":     jsii.String(s.cfg.BootDeadline),
 		},
 	})
-	awsevents.NewRule(s.stack, s.id("ScalerSchedule"), &awsevents.RuleProps{
+	// The scaler checks before each launch that it has not been stopped
+	// (by the stack's destroy, below). A policy of its own, not the role's
+	// default one, since it names the function, which depends on the
+	// role's default policy.
+	awsiam.NewPolicy(s.stack, s.id("ScalerSelfCheck"), &awsiam.PolicyProps{
+		Roles:      &[]awsiam.IRole{role},
+		Statements: &[]awsiam.PolicyStatement{statement("SeeWhetherStopped", []string{"lambda:GetFunctionConcurrency"}, s.scalerFn.FunctionArn())},
+	})
+	s.schedule = awsevents.NewRule(s.stack, s.id("ScalerSchedule"), &awsevents.RuleProps{
 		Description: jsii.String("Runs the Surge scaler every minute"),
 		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1))),
-		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, nil)},
+		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(s.scalerFn, nil)},
 	})
+}
+
+// goFunction is a Lambda function built from one of the repository's
+// commands by a local `go build` for arm64 (no Docker).
+func (s *surge) goFunction(id, pkg, handler string, props *awslambda.FunctionProps) awslambda.Function {
+	b, hash := bundling(goBuild{repo: s.cfg.Repo, pkg: pkg, binary: "bootstrap", goos: "linux", goarch: "arm64", tags: "lambda.norpc"}, awscdk.BundlingOutput_NOT_ARCHIVED)
+	props.Runtime = awslambda.Runtime_PROVIDED_AL2023()
+	props.Architecture = awslambda.Architecture_ARM_64()
+	props.Handler = jsii.String(handler)
+	props.MemorySize = jsii.Number(128)
+	props.Code = awslambda.Code_FromAsset(jsii.String(filepath.Join(s.cfg.Repo, strings.TrimPrefix(pkg, "./"))), &awss3assets.AssetOptions{
+		AssetHashType: awscdk.AssetHashType_CUSTOM,
+		AssetHash:     hash,
+		Bundling:      b,
+	})
+	return awslambda.NewFunction(s.stack, s.id(id), props)
+}
+
+// hooks is the stack's own custom resource: on create it locks down the
+// new VPC's default security group; on delete, before anything it depends
+// on goes, it stops the scaler, terminates every worker the scaler
+// launched (they are not the stack's resources, and they would hold the
+// security group and subnets), and empties the buckets that go with the
+// stack.
+func (s *surge) hooks() {
+	logs := awslogs.NewLogGroup(s.stack, s.id("StackHooksLogs"), &awslogs.LogGroupProps{
+		Retention:     retention(s.cfg.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	role := awsiam.NewRole(s.stack, s.id("StackHooksRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("Surge stack hooks: lock the default security group; on destroy stop the scaler, end the fleet, empty the buckets"),
+	})
+	role.AddToPolicy(statement("Log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
+	role.AddToPolicy(statement("SeeFleetAndGroups", []string{"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"}, jsii.String("*")))
+	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},
+		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statement("StopScaler", []string{"lambda:PutFunctionConcurrency"}, s.scalerFn.FunctionArn()))
+	env := map[string]*string{
+		"SURGE_FLEET":           jsii.String(s.names.Fleet),
+		"SURGE_SCALER_FUNCTION": s.scalerFn.FunctionName(),
+		// The scaler checks before each launch whether it was stopped, so
+		// after stopping it the hook need only outwait a launch already
+		// under way.
+		"SURGE_SCALER_WINDOW": jsii.String("15s"),
+	}
+	if s.newVpc != nil {
+		// Only the VPC this stack made: an existing VPC's default group
+		// is its owner's business.
+		env["SURGE_VPC_ID"] = s.newVpc.VpcId()
+		// Rules are revoked by id; the group's ARN is what bounds it.
+		role.AddToPolicy(statement("LockDefaultSecurityGroup", []string{"ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"},
+			s.ec2ARN("security-group", *s.newVpc.VpcDefaultSecurityGroup()), s.ec2ARN("security-group-rule", "*")))
+	}
+	if !s.cfg.RetainData {
+		env["SURGE_EMPTY_BUCKETS"] = awscdk.Fn_Join(jsii.String(","), &[]*string{s.in.BucketName(), s.out.BucketName()})
+		role.AddToPolicy(statement("ListBuckets", []string{"s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning"}, s.in.BucketArn(), s.out.BucketArn()))
+		role.AddToPolicy(statement("EmptyBuckets", []string{"s3:DeleteObject", "s3:DeleteObjectVersion"},
+			s.in.ArnForObjects(jsii.String("*")), s.out.ArnForObjects(jsii.String("*"))))
+	}
+	fn := s.goFunction("StackHooksFunction", "./lambdas/stackhooks", hooksHandler, &awslambda.FunctionProps{
+		Description: jsii.String("Surge stack hooks: default security group on create; fleet, scaler and buckets on delete"),
+		Role:        role,
+		LogGroup:    logs,
+		Timeout:     awscdk.Duration_Minutes(jsii.Number(15)),
+		Environment: &env,
+	})
+	hook := awscdk.NewCustomResource(s.stack, s.id("Hooks"), &awscdk.CustomResourceProps{
+		ServiceToken: fn.FunctionArn(),
+		ResourceType: jsii.String("Custom::SurgeStackHooks"),
+		// A function that dies without answering fails the stack after
+		// this, not CloudFormation's default hour.
+		ServiceTimeout: awscdk.Duration_Seconds(jsii.Number(960)),
+	})
+	// Created last and so deleted first: the fleet ends while the network,
+	// the security groups, the launch template, the worker role and the
+	// buckets it uses are all still there.
+	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.scalerFn, s.schedule, s.logs, s.web} {
+		hook.Node().AddDependency(c)
+	}
+}
+
+func (s *surge) outputs() {
+	out := func(id string, value *string, desc string) {
+		awscdk.NewCfnOutput(s.stack, s.id(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(desc)})
+	}
+	out("WebUrl", jsii.String("http://"+*s.web.InstancePublicDnsName()+":8000/"), "POST images here")
+	out("WebInstanceId", s.web.InstanceId(), "the web tier's instance (aws ssm start-session --target <id>)")
+	out("RequestQueueName", s.req.QueueName(), "request queue")
+	out("ResponseQueueName", s.resp.QueueName(), "response queue")
+	out("DeadLetterQueueName", s.dlq.QueueName(), "requests that failed for good")
+	out("InputBucketName", s.in.BucketName(), "uploaded images")
+	out("OutputBucketName", s.out.BucketName(), "labels by stem")
+	out("InstanceLogGroup", s.logs.LogGroupName(), "the instances' service and boot logs, a stream each per instance")
+	out("ScalerFunction", s.scalerFn.FunctionName(), "the scaler Lambda (its log group holds every decision)")
 }
 
 // retention rounds days up to a period CloudWatch Logs offers.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,52 +17,66 @@ import (
 	"github.com/surgeml/surge/internal/testenv"
 )
 
-// synthesized is the stack built once for all tests (synthesis takes
-// seconds): the template, and the cloud assembly directory for the
-// deployment test.
-var synthesized struct {
+// synthesized are the stacks built for the tests, by context (synthesis
+// takes seconds): the template, and the cloud assembly directory for the
+// deployment tests.
+var synthesized = map[string]*synthesis{}
+
+type synthesis struct {
 	template *assertions.Template
 	outdir   string
 	json     map[string]any
+	cfg      Config
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	jsii.Close()
-	if synthesized.outdir != "" {
-		os.RemoveAll(synthesized.outdir)
+	for _, s := range synthesized {
+		os.RemoveAll(s.outdir)
 	}
 	os.Exit(code)
 }
 
+// synth is the stack the tests look at: the defaults, with a fleet cap of
+// 15 and port 8000 open to one address.
 func synth(t *testing.T) (*assertions.Template, map[string]any, string) {
+	s := synthWith(t, nil)
+	return s.template, s.json, s.outdir
+}
+
+// synthWith synthesizes the stack with context on top of synth's.
+func synthWith(t *testing.T, extra map[string]any) *synthesis {
 	t.Helper()
-	if synthesized.template != nil {
-		return synthesized.template, synthesized.json, synthesized.outdir
-	}
-	repo := testenv.Root(t)
-	outdir, err := os.MkdirTemp("", "surge-cdk-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &map[string]interface{}{
+	ctx := map[string]any{
 		"allowedCidr": "203.0.113.7/32",
 		"maxWorkers":  "15",
 		"modelDir":    testenv.Path(t, "models", "mobilenetv2-12-int8"),
 		"ortLib":      testenv.RuntimeLib(t),
-	}})
-	cfg, err := configFromContext(app.Node(), repo)
+	}
+	maps.Copy(ctx, extra)
+	key := fmt.Sprint(ctx)
+	if s, ok := synthesized[key]; ok {
+		return s
+	}
+	outdir, err := os.MkdirTemp("", "surge-cdk-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack := NewSurgeStack(app, "Surge", cfg, stackProps(cfg))
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &ctx})
+	cfg, err := configFromContext(app.Node(), testenv.Root(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := NewSurgeStack(app, cfg, stackProps(cfg))
 	app.Synth(nil)
 	tmpl := assertions.Template_FromStack(stack, nil)
 	var doc map[string]any
 	b, _ := json.Marshal(tmpl.ToJSON())
 	json.Unmarshal(b, &doc)
-	synthesized.template, synthesized.json, synthesized.outdir = &tmpl, doc, outdir
-	return &tmpl, doc, outdir
+	s := &synthesis{template: &tmpl, outdir: outdir, json: doc, cfg: cfg}
+	synthesized[key] = s
+	return s
 }
 
 func resources(doc map[string]any, typ string) map[string]map[string]any {
@@ -77,24 +92,30 @@ func resources(doc map[string]any, typ string) map[string]map[string]any {
 func TestResourceCounts(t *testing.T) {
 	tmpl, _, _ := synth(t)
 	for typ, n := range map[string]float64{
-		"AWS::SQS::Queue":                     3, // requests, their dead letters, responses
-		"AWS::S3::Bucket":                     2,
-		"AWS::IAM::Role":                      3, // one per tier
-		"AWS::EC2::Instance":                  1, // the web tier; workers come from the template
-		"AWS::Lambda::Function":               1,
-		"AWS::Events::Rule":                   1,
-		"AWS::Logs::LogGroup":                 1,
-		"AWS::EC2::VPC":                       1,
-		"AWS::EC2::NatGateway":                0,
-		"AWS::EC2::SecurityGroup":             2,
+		"AWS::SQS::Queue":          3, // requests, their dead letters, responses
+		"AWS::S3::Bucket":          2,
+		"AWS::IAM::Role":           4, // one per tier, and the stack's hooks
+		"AWS::EC2::Instance":       1, // the web tier; workers come from the template
+		"AWS::EC2::LaunchTemplate": 1, // the workers'; the web tier has none, so no fixed name
+		"AWS::Lambda::Function":    2, // the scaler and the stack's hooks
+		"AWS::Events::Rule":        1,
+		"AWS::Logs::LogGroup":      3, // the instances', the scaler's, the hooks'
+		"AWS::EC2::VPC":            1,
+		"AWS::EC2::NatGateway":     0,
+		"AWS::EC2::SecurityGroup":  2,
+		"Custom::SurgeStackHooks":  1,
+		// No CDK-provided custom resources: they are Node.js Lambdas, which
+		// the emulator cannot run.
 		"AWS::CloudFormation::CustomResource": 0,
+		"Custom::VpcRestrictDefaultSG":        0,
+		"Custom::S3AutoDeleteObjects":         0,
 	} {
 		(*tmpl).ResourceCountIs(jsii.String(typ), jsii.Number(n))
 	}
 }
 
 func TestQueuesAndBuckets(t *testing.T) {
-	tmpl, _, _ := synth(t)
+	tmpl, doc, _ := synth(t)
 	(*tmpl).HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{
 		"QueueName":            "surge-req-queue",
 		"MaximumMessageSize":   1024,
@@ -108,17 +129,26 @@ func TestQueuesAndBuckets(t *testing.T) {
 	for _, q := range []string{"surge-resp-queue", "surge-req-dlq"} {
 		(*tmpl).HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{"QueueName": q, "SqsManagedSseEnabled": true})
 	}
-	for _, b := range []string{"surge-in-bucket", "surge-out-bucket"} {
-		(*tmpl).HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{
-			"BucketName": b,
-			"PublicAccessBlockConfiguration": map[string]any{
-				"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
-			},
-			"BucketEncryption": map[string]any{"ServerSideEncryptionConfiguration": []any{
-				map[string]any{"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "AES256"}},
-			}},
-		})
+	// Bucket names are global: CloudFormation makes unique ones unless the
+	// course's exact names are asked for. Destroy deletes them (the hooks
+	// empty them first) unless the data is to be kept.
+	for id, b := range resources(doc, "AWS::S3::Bucket") {
+		props := b["Properties"].(map[string]any)
+		if props["BucketName"] != nil {
+			t.Errorf("%s has the fixed name %v", id, props["BucketName"])
+		}
+		if b["DeletionPolicy"] != "Delete" {
+			t.Errorf("%s: DeletionPolicy %v", id, b["DeletionPolicy"])
+		}
 	}
+	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::S3::Bucket"), map[string]any{
+		"PublicAccessBlockConfiguration": map[string]any{
+			"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+		},
+		"BucketEncryption": map[string]any{"ServerSideEncryptionConfiguration": []any{
+			map[string]any{"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "AES256"}},
+		}},
+	}, jsii.Number(2))
 	// TLS only, for both buckets and all three queues.
 	deny := map[string]any{"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{
 		assertions.Match_ObjectLike(&map[string]any{
@@ -128,6 +158,40 @@ func TestQueuesAndBuckets(t *testing.T) {
 	})}}
 	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::S3::BucketPolicy"), deny, jsii.Number(2))
 	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::SQS::QueuePolicy"), deny, jsii.Number(3))
+
+	// The course's names, kept on destroy, on request.
+	course := synthWith(t, map[string]any{"courseNames": "true", "retainData": "true"})
+	for _, name := range []string{"surge-in-bucket", "surge-out-bucket"} {
+		(*course.template).HasResource(jsii.String("AWS::S3::Bucket"), map[string]any{
+			"Properties": map[string]any{"BucketName": name}, "DeletionPolicy": "Retain",
+		})
+	}
+	hooks := resources(course.json, "AWS::Lambda::Function")
+	for id, fn := range hooks {
+		b, _ := json.Marshal(fn)
+		if strings.Contains(string(b), "SURGE_EMPTY_BUCKETS") {
+			t.Errorf("%s empties buckets that are to be kept", id)
+		}
+	}
+}
+
+// userData is the user data of the resources of typ, as JSON text (it
+// is a CloudFormation expression, not a plain string).
+func userData(t *testing.T, doc map[string]any, typ string) string {
+	t.Helper()
+	var out []string
+	for _, r := range resources(doc, typ) {
+		props := r["Properties"].(map[string]any)
+		if data, ok := props["LaunchTemplateData"].(map[string]any); ok {
+			props = data
+		}
+		b, _ := json.Marshal(props["UserData"])
+		out = append(out, string(b))
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d %s with user data", len(out), typ)
+	}
+	return out[0]
 }
 
 func TestWorkerLaunchTemplate(t *testing.T) {
@@ -145,20 +209,15 @@ func TestWorkerLaunchTemplate(t *testing.T) {
 			}},
 		}),
 	})
-	// The user data installs the worker, the runtime and the model from
-	// the assets and runs the worker under systemd.
-	var script string
-	for _, lt := range resources(doc, "AWS::EC2::LaunchTemplate") {
-		data := lt["Properties"].(map[string]any)["LaunchTemplateData"].(map[string]any)
-		if data["InstanceInitiatedShutdownBehavior"] == "terminate" {
-			b, _ := json.Marshal(data["UserData"])
-			script = string(b)
-		}
-	}
+	// The user data fetches the worker, the runtime and the model from the
+	// assets with retries, ships its logs, and runs the worker under
+	// systemd, powering off if it fails for good.
+	script := userData(t, doc, "AWS::EC2::LaunchTemplate")
 	for _, want := range []string{
-		"/opt/surge/bin/worker", "/opt/surge/lib/libonnxruntime.so.1", "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
+		"/opt/surge/bin/worker 0755", "/opt/surge/lib/libonnxruntime.so.1 0644", "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
 		"/opt/surge/models/mobilenetv2-12-int8/labels.txt", "SURGE_BACKEND=aws", "SURGE_PREFIX=surge",
-		"SURGE_IDLE_SHUTDOWN=60s", "systemctl enable --now surge-worker.service", "aws s3 cp",
+		"SURGE_IDLE_SHUTDOWN=60s", "SURGE_INPUT_BUCKET=", "SURGE_OUTPUT_BUCKET=", "systemctl enable --now surge-worker.service",
+		"retry aws s3 cp", "shutdown -h now", "OnFailure=surge-give-up.service", "amazon-cloudwatch-agent", "{instance_id}/worker",
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("worker user data lacks %q", want)
@@ -167,22 +226,32 @@ func TestWorkerLaunchTemplate(t *testing.T) {
 }
 
 func TestWebTier(t *testing.T) {
-	tmpl, _, _ := synth(t)
+	tmpl, doc, _ := synth(t)
 	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
 		"Tags": assertions.Match_ArrayWith(&[]any{map[string]any{"Key": "Name", "Value": "web-instance"}}),
 		"BlockDeviceMappings": []any{map[string]any{
 			"DeviceName": "/dev/xvda",
 			"Ebs":        map[string]any{"Encrypted": true, "VolumeSize": 8, "VolumeType": "gp3"},
 		}},
-	})
-	// IMDSv2 on the web tier too (CDK puts it in a launch template).
-	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
-		"LaunchTemplateData": map[string]any{"MetadataOptions": map[string]any{"HttpTokens": "required"}},
+		// IMDSv2 on the instance itself: no launch template, so no name
+		// two stacks could both want.
+		"MetadataOptions":  assertions.Match_ObjectLike(&map[string]any{"HttpTokens": "required"}),
+		"SubnetId":         assertions.Match_AnyValue(),
+		"AvailabilityZone": assertions.Match_Absent(),
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::SecurityGroup"), map[string]any{
 		"SecurityGroupIngress": []any{map[string]any{"CidrIp": "203.0.113.7/32", "FromPort": 8000, "ToPort": 8000, "IpProtocol": "tcp"}},
 	})
-	for _, o := range []string{"WebUrl", "RequestQueueName", "ResponseQueueName", "InputBucketName", "OutputBucketName"} {
+	script := userData(t, doc, "AWS::EC2::Instance")
+	for _, want := range []string{"/opt/surge/bin/webtier 0755", "SURGE_INPUT_BUCKET=", "Restart=always", "{instance_id}/webtier"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("web tier user data lacks %q", want)
+		}
+	}
+	if strings.Contains(script, "shutdown") {
+		t.Error("a failed web tier boot powers off; it should stay up to be looked at")
+	}
+	for _, o := range []string{"WebUrl", "WebInstanceId", "RequestQueueName", "ResponseQueueName", "InputBucketName", "OutputBucketName", "InstanceLogGroup", "ScalerFunction"} {
 		(*tmpl).HasOutput(jsii.String(o), map[string]any{})
 	}
 }
@@ -190,24 +259,140 @@ func TestWebTier(t *testing.T) {
 func TestScaler(t *testing.T) {
 	tmpl, _, _ := synth(t)
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
-		"Runtime":                      "provided.al2023",
-		"Architectures":                []any{"arm64"},
-		"Handler":                      "bootstrap",
-		"Timeout":                      60,
-		"ReservedConcurrentExecutions": 1,
+		"Runtime":       "provided.al2023",
+		"Architectures": []any{"arm64"},
+		"Handler":       "scaler",
+		"Timeout":       60,
+		// A reservation fails the deployment on accounts whose concurrency
+		// limit is 10, as new accounts' is: opt-in only.
+		"ReservedConcurrentExecutions": assertions.Match_Absent(),
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
-			"SURGE_LAUNCH_TEMPLATE": "surge-worker", "SURGE_FLEET": "surge", "SURGE_MAX_WORKERS": "15",
+			"SURGE_LAUNCH_TEMPLATE": "surge-worker", "SURGE_FLEET": "surge", "SURGE_MAX_WORKERS": "15", "SURGE_BOOT_DEADLINE": "5m",
 			"SURGE_REQUEST_QUEUE_URL": assertions.Match_AnyValue(), "SURGE_SUBNETS": assertions.Match_AnyValue(),
 		})},
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
-	(*tmpl).HasResourceProperties(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14})
+	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(3))
+
+	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1"})
+	(*reserved.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler": "scaler", "ReservedConcurrentExecutions": 1,
+	})
+}
+
+// The stack's hook runs on delete before everything the fleet uses goes,
+// and is told what to restrict, stop and empty.
+func TestStackHooks(t *testing.T) {
+	tmpl, doc, _ := synth(t)
+	(*tmpl).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler": "stackhooks",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+			"SURGE_FLEET": "surge", "SURGE_VPC_ID": assertions.Match_AnyValue(), "SURGE_SCALER_FUNCTION": assertions.Match_AnyValue(),
+			"SURGE_EMPTY_BUCKETS": assertions.Match_AnyValue(),
+		})},
+	})
+	hooks := resources(doc, "Custom::SurgeStackHooks")
+	if len(hooks) != 1 {
+		t.Fatalf("%d stack hooks", len(hooks))
+	}
+	for _, h := range hooks {
+		deps := strings_(h["DependsOn"])
+		for _, typ := range []string{"AWS::EC2::SecurityGroup", "AWS::EC2::LaunchTemplate", "AWS::S3::Bucket", "AWS::Lambda::Function", "AWS::Events::Rule", "AWS::EC2::Subnet", "AWS::EC2::Instance"} {
+			found := false
+			for id := range resources(doc, typ) {
+				found = found || slices.Contains(deps, id)
+			}
+			if !found {
+				t.Errorf("the hook does not depend on any %s (DependsOn %v)", typ, deps)
+			}
+		}
+	}
+}
+
+// An existing VPC: the web instance takes its zone from its subnet, and
+// the VPC's default security group is left to its owner.
+func TestExistingVpc(t *testing.T) {
+	s := synthWith(t, map[string]any{"vpcId": "vpc-0123456789abcdef0", "subnetIds": "subnet-0b23456789abcdef0,subnet-0c23456789abcdef0"})
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
+		"SubnetId": "subnet-0b23456789abcdef0", "AvailabilityZone": assertions.Match_Absent(),
+	})
+	(*s.template).ResourceCountIs(jsii.String("AWS::EC2::VPC"), jsii.Number(0))
+	for id, fn := range resources(s.json, "AWS::Lambda::Function") {
+		b, _ := json.Marshal(fn)
+		if strings.Contains(string(b), "SURGE_VPC_ID") {
+			t.Errorf("%s restricts the default security group of a VPC the stack does not own", id)
+		}
+	}
+}
+
+// physicalNames are the values of every *Name property (BucketName,
+// QueueName, LaunchTemplateName...) that the template fixes. An inline
+// policy's PolicyName is not one: it is unique only within its role.
+func physicalNames(doc map[string]any) map[string]string {
+	names := map[string]string{}
+	for id, r := range doc["Resources"].(map[string]any) {
+		props, _ := r.(map[string]any)["Properties"].(map[string]any)
+		for k, v := range props {
+			if s, ok := v.(string); ok && strings.HasSuffix(k, "Name") && k != "PolicyName" {
+				names[s] = id + "." + k
+			}
+		}
+		if data, ok := props["LaunchTemplateData"].(map[string]any); ok {
+			for k, v := range data {
+				if s, ok := v.(string); ok && strings.HasSuffix(k, "Name") {
+					names[s] = id + ".LaunchTemplateData." + k
+				}
+			}
+		}
+	}
+	return names
+}
+
+// Two deployments side by side in one account and region: nothing they
+// name is the same.
+func TestTwoPrefixesShareNoPhysicalName(t *testing.T) {
+	for _, course := range []string{"false", "true"} {
+		a := synthWith(t, map[string]any{"prefix": "alpha", "courseNames": course})
+		b := synthWith(t, map[string]any{"prefix": "beta", "courseNames": course})
+		namesA, namesB := physicalNames(a.json), physicalNames(b.json)
+		// The queues and the launch template, and the buckets under the
+		// course's names; everything else is named by CloudFormation.
+		if want := map[string]int{"false": 4, "true": 6}[course]; len(namesA) != want {
+			t.Errorf("courseNames=%s: %d physical names, want %d: %v", course, len(namesA), want, namesA)
+		}
+		for n, where := range namesA {
+			if other, ok := namesB[n]; ok {
+				t.Errorf("courseNames=%s: both stacks name %q (%s, %s)", course, n, where, other)
+			}
+		}
+		for _, s := range []*synthesis{a, b} {
+			if _, err := os.Stat(filepath.Join(s.outdir, s.cfg.Prefix+".template.json")); err != nil {
+				t.Errorf("the stack's artifact is not named for its prefix: %v", err)
+			}
+		}
+	}
+}
+
+func TestLogsAndSessionManager(t *testing.T) {
+	_, doc, _ := synth(t)
+	policies, _ := json.Marshal(resources(doc, "AWS::IAM::Policy"))
+	for _, want := range []string{"ShipLogs", "RegisterWithSessionManager", "ssmmessages:OpenDataChannel", "MarkOwnInstanceReady"} {
+		if !strings.Contains(string(policies), want) {
+			t.Errorf("no %s in the policies", want)
+		}
+	}
+	off := synthWith(t, map[string]any{"ssm": "false"})
+	policies, _ = json.Marshal(resources(off.json, "AWS::IAM::Policy"))
+	if strings.Contains(string(policies), "ssmmessages") {
+		t.Error("ssm=false still lets Session Manager in")
+	}
 }
 
 // actionsWithoutResources lists the actions Surge uses that have no
 // resource-level permissions, so only "*" can name their resource.
 func actionsWithoutResources() []string {
-	return []string{"ec2:DescribeInstances"}
+	return []string{"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
+		"ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}
 }
 
 // Every statement of every policy: no wildcard in any action, "*" as a
@@ -243,6 +428,9 @@ func TestLeastPrivilege(t *testing.T) {
 				switch {
 				case a == "ec2:TerminateInstances" && !strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`):
 					t.Errorf("%s: TerminateInstances not bound to the fleet tag", where)
+				case a == "ec2:CreateTags" && !strings.Contains(string(cond), `"ec2:CreateAction":"RunInstances"`) &&
+					!(strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`) && strings.Contains(string(cond), `"aws:TagKeys":["surge:ready"]`)):
+					t.Errorf("%s: CreateTags beyond launching and marking readiness: %s", where, cond)
 				case a == "iam:PassRole" && !strings.Contains(string(cond), `"iam:PassedToService":"ec2.amazonaws.com"`):
 					t.Errorf("%s: PassRole not bound to EC2", where)
 				}
@@ -324,12 +512,16 @@ func TestContextValidation(t *testing.T) {
 	for name, ctx := range map[string]map[string]any{
 		"bad cidr":             {"allowedCidr": "everyone"},
 		"bad prefix":           {"prefix": "Surge_Prod"},
+		"prefix not a letter":  {"prefix": "1surge"},
 		"vpc without subnets":  {"vpcId": "vpc-123"},
 		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
 		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
 		"bad maximum":          {"maxWorkers": "0"},
 		"graviton worker":      {"workerInstanceType": "t4g.small"},
 		"graviton web tier":    {"webInstanceType": "m7gd.large"},
+		"not a boolean":        {"retainData": "yes"},
+		"negative reservation": {"scalerReservedConcurrency": "-1"},
+		"bad deadline":         {"bootDeadline": "soon"},
 	} {
 		ctx["ortLib"] = testenv.RuntimeLib(t)
 		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
