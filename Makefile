@@ -9,6 +9,12 @@ PORT        ?= 8000
 MAX_WORKERS ?= 19
 DATA        ?= .data
 BIN         := bin
+# The deployment's resource name prefix (make synth, make emulate).
+PREFIX      ?= surge
+# make emulate: where the emulated AWS endpoint listens, and its data
+# (DATA when given, else .emulate).
+MOTO_PORT   ?= 5000
+EMULATE_DATA = $(if $(filter command line environment,$(origin DATA)),$(DATA),.emulate)
 
 export SURGE_CACHE  ?= $(CURDIR)/.cache
 export SURGE_MODELS ?= $(MODELS)
@@ -22,7 +28,7 @@ export CDK_DISABLE_CLI_TELEMETRY ?= true
 .PHONY: build ort run emulate synth test bench classify enroll workload clean
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler
+	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
 
 # The ONNX Runtime library, downloaded once into $(SURGE_CACHE) and checked
 # against its SHA-256.
@@ -32,19 +38,23 @@ ort: build
 run: build ort
 	$(BIN)/surge run -data $(DATA) -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
 
-# The AWS deployment on emulated AWS: moto_server, the SQS/S3/EC2 code
-# paths, the scaler Lambda on a local schedule, instances emulated as
-# worker processes.
+# The AWS deployment on emulated AWS: the stack synthesized as for cdk
+# deploy, deployed into moto_server behind an endpoint with AWS's
+# behaviours, its instances and Lambdas run here. AWS_REGION chooses the
+# region; more in README.md.
 emulate: build ort
-	$(BIN)/surge emulate -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
+	rm -rf $(EMULATE_DATA)/cdk.out
+	CDK_OUTDIR=$(abspath $(EMULATE_DATA))/cdk.out $(GO) run ./cdk -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 \
+		-c maxWorkers=$(MAX_WORKERS) $(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
+	$(BIN)/surge emulate -assembly $(EMULATE_DATA)/cdk.out -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) $(EMULATE_ARGS)
 
-# The CloudFormation template, offline (cdk.out/Surge.template.json), checked
-# by cfn-lint. Deploy options go in CDK context: make synth CDK_ARGS="-c
-# allowedCidr=203.0.113.7/32".
+# The CloudFormation template, offline (cdk.out/$(PREFIX).template.json),
+# checked by cfn-lint. Deploy options go in CDK context: make synth
+# CDK_ARGS="-c allowedCidr=203.0.113.7/32".
 synth: ort
 	rm -rf cdk.out
-	$(GO) run ./cdk $(CDK_ARGS)
-	cfn-lint --ignore-checks W3005 -- cdk.out/Surge.template.json
+	$(GO) run ./cdk -c prefix=$(PREFIX) $(CDK_ARGS)
+	cfn-lint --ignore-checks W3005 -- cdk.out/$(PREFIX).template.json
 
 test: ort synth
 	$(GO) vet ./...

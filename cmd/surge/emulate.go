@@ -4,54 +4,76 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
+	"net"
 	"os"
-	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/surgeml/surge/internal/assets"
-	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/emulate"
 	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/scaling"
 )
 
-// emulateCmd runs the AWS deployment against moto_server on this machine.
+// emulateCmd deploys a synthesized Surge stack into emulated AWS on this
+// machine and runs it until interrupted.
 func emulateCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("emulate", flag.ExitOnError)
 	var cfg emulate.Config
-	mcfg := config.ModelFlags(fs)
-	fs.StringVar(&cfg.DataDir, "data", envvar.String("SURGE_DATA", ".emulate"), "directory for logs (env SURGE_DATA)")
-	fs.StringVar(&cfg.Prefix, "prefix", envvar.String("SURGE_PREFIX", "surge"), "resource name prefix (env SURGE_PREFIX)")
-	fs.StringVar(&cfg.Host, "host", envvar.String("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
-	fs.IntVar(&cfg.Port, "port", envvar.Int("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", scaling.DefaultMax), "most worker instances at once (env MAX_WORKERS)")
-	fs.DurationVar(&cfg.Tick, "tick", time.Second, "the scaler Lambda's reconcile period")
-	fs.DurationVar(&cfg.IdleShutdown, "idle-shutdown", 3*time.Second, "workers terminate their own instance after this long without work")
-	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
+	assembly := fs.String("assembly", "cdk.out", "the synthesized cloud assembly to deploy (make synth writes cdk.out)")
+	stack := fs.String("stack", "", "its stack to deploy (default: the only one)")
+	fs.StringVar(&cfg.DataDir, "data", envvar.String("SURGE_DATA", ".emulate"), "directory for logs and instance disks (env SURGE_DATA)")
+	fs.StringVar(&cfg.Region, "region", envvar.String("AWS_REGION", "us-east-1"), "the emulated region (env AWS_REGION)")
+	port := fs.Int("endpoint-port", envvar.Int("MOTO_PORT", 5000), "port of the emulated AWS endpoint on 127.0.0.1 (env MOTO_PORT)")
+	fs.StringVar(&cfg.WebHost, "host", envvar.String("HOST", "127.0.0.1"), "address the web tier listens on (env HOST)")
+	fs.IntVar(&cfg.WebPort, "port", envvar.Int("PORT", 8000), "port the web tier listens on; 0 picks one (env PORT)")
+	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "multiply AWS's delays (launch, boot, shutdown) and boot-script sleeps by this")
+	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", envvar.Int("VCPU_QUOTA", 0), "the account's on-demand vCPU quota; 0 for none (env VCPU_QUOTA)")
+	noCapacity := fs.String("no-capacity", "", "comma-separated zones that have no capacity for new instances")
+	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
+	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
+	fs.IntVar(&cfg.FailBoots, "fail-boots", 0, "make the downloads of the first N worker instances fail for good")
 	fs.Parse(args)
+	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
+	cfg.Account.NoCapacity = list(*noCapacity)
+	cfg.Account.TakenBucketNames = list(*taken)
 	log := logging.Stderr()
-	if *bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		*bin = filepath.Dir(exe)
-	}
-	cfg.Bin = *bin
-	files, err := localFiles(ctx, *mcfg)
-	if err != nil {
-		return err
-	}
-	cfg.Files = files
+
 	cloud, err := emulate.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "\nSurge on emulated AWS: web tier %s, moto_server %s (logs in %s).\n"+
-		"The fleet as any AWS tool sees it:\n  AWS_ACCESS_KEY_ID=moto AWS_SECRET_ACCESS_KEY=moto aws --endpoint-url %s --region us-east-1 ec2 describe-instances\n"+
-		"Stop: Ctrl-C\n\n", cloud.URL, cloud.Moto.URL, cfg.DataDir, cloud.Moto.URL)
+	defer cloud.Stop(context.Background())
+	st, err := cloud.Deploy(ctx, *assembly, *stack)
+	if err != nil {
+		return err
+	}
+	boot, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	web, err := cloud.WebURL(boot)
+	cancel()
+	if err != nil {
+		return err
+	}
+	var outputs []string
+	for _, k := range slices.Sorted(maps.Keys(st.Outputs)) {
+		outputs = append(outputs, fmt.Sprintf("  %-20s %s", k, st.Outputs[k]))
+	}
+	fmt.Fprintf(os.Stderr, `
+Surge stack %s on emulated AWS (%s), deployed from %s.
+Web tier: %s   (the stack's WebUrl names the emulated instance; this is where it listens here)
+Stack outputs:
+%s
+Point the aws CLI or boto3 at it:
+  export %s
+  aws ec2 describe-instances --filters Name=tag:Name,Values=app-tier-instance-*
+  python3 -c "import boto3; print(boto3.client('sqs').list_queues())"
+Advance its clock:  curl -X POST '%s/_surge/clock?advance=2h'
+Logs (web tier, instances, Lambdas, endpoint): %s
+Stop: Ctrl-C
+
+`, st.Name, cfg.Region, *assembly, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
 	last := -1
 	for ctx.Err() == nil {
 		if n, err := cloud.RunningWorkers(ctx); err == nil && n != last {
@@ -64,28 +86,15 @@ func emulateCmd(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprintln(os.Stderr, "stopping")
-	return cloud.Stop(context.Background())
+	return nil
 }
 
-// localFiles finds the local copies of what user data would install:
-// the runtime library, the model and the optional gallery.
-func localFiles(ctx context.Context, cfg recognize.Config) (emulate.Files, error) {
-	log := logging.Stderr()
-	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
-	if err != nil {
-		return emulate.Files{}, err
-	}
-	mcfg := cfg.Model
-	mcfg.Cache, mcfg.Log = cfg.Cache, log
-	m, err := assets.ResolveModel(ctx, mcfg)
-	if err != nil {
-		return emulate.Files{}, err
-	}
-	f := emulate.Files{RuntimeLib: lib, Model: m.Path}
-	if cfg.Gallery != "" {
-		if f.Gallery, err = filepath.Abs(cfg.Gallery); err != nil {
-			return f, err
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
-	return f, nil
+	return out
 }

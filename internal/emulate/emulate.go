@@ -1,224 +1,312 @@
-// Package emulate runs Surge's AWS deployment on one machine against
-// moto_server: the real SQS, S3 and EC2 adapters, the real web tier and
-// worker binaries with -backend aws, and the real scaler Lambda handler,
-// invoked on a local schedule in place of EventBridge. What moto cannot do
-// (boot an instance) an instance emulator does: for every app-tier
-// instance moto reports running it starts a worker process configured by
-// the launch template's user data, with a stand-in metadata service, and
-// it kills the process when moto reports the instance gone.
+// Package emulate runs Surge's AWS deployment on one machine. It deploys
+// the very CloudFormation template `cdk deploy` would (the synthesized
+// cloud assembly) into moto_server, behind an endpoint that adds the AWS
+// behaviours moto lacks (internal/awsproxy): every process of the
+// emulation, and any aws CLI or boto3 pointed at it, sees them. What moto
+// cannot do at all, stand-ins do, each named as such:
+//
+//   - instances: for every instance EC2 reports running, a directory
+//     stands for its disk; after a boot delay the instance's own user data
+//     runs in bash (with stand-ins for systemd, dnf, shutdown and the
+//     CloudWatch agent), fetching the binaries, the ONNX Runtime library
+//     and the model from the stack's assets with the real aws CLI; then
+//     the units it enabled run, restarted as systemd would; a stand-in
+//     metadata service gives each instance its id, name and role
+//     credentials (IMDSv2 only);
+//   - Lambda and EventBridge: the stack's functions run in-process, by
+//     handler name, with their deployed environment, on their rule's
+//     schedule, and as CloudFormation custom resources.
 package emulate
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
+	"sync"
 	"time"
 
-	awsevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/awsproxy"
+	"github.com/surgeml/surge/internal/cfndeploy"
 	"github.com/surgeml/surge/internal/lambdascaler"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/motoserver"
-	"github.com/surgeml/surge/internal/scaler"
-	"github.com/surgeml/surge/internal/webproc"
 )
 
-// Files are the local copies of what user data installs on an instance.
-type Files struct {
-	RuntimeLib string // libonnxruntime.so
-	Model      string // model.onnx (labels.txt beside it)
-	Gallery    string // optional gallery file
+// Lifecycle is how long an instance takes on AWS to reach each stage, at
+// time scale 1.
+type Lifecycle struct {
+	Pending      time.Duration // launch → running
+	Boot         time.Duration // running → user data starts
+	ShuttingDown time.Duration // terminate → terminated
 }
 
-// Config describes an emulated deployment. Zero values take the defaults
-// in brackets.
+// AWSLifecycle is roughly what a t3 instance with Amazon Linux 2023 and an
+// encrypted gp3 root takes, as commonly measured (e.g. "EC2 Launch
+// Times", martysweet.co.uk, 2023: AL2023 is the fastest-booting
+// general-purpose AMI, encryption slows launches).
+var AWSLifecycle = Lifecycle{Pending: 10 * time.Second, Boot: 15 * time.Second, ShuttingDown: 10 * time.Second}
+
+// Account is what the emulated account allows.
+type Account struct {
+	VCPUQuota         int      // Running On-Demand Standard instances, vCPUs; 0 = unlimited
+	NoCapacity        []string // zones without capacity for new instances
+	LambdaConcurrency int      // the account's Lambda concurrency limit [1000]
+	TakenBucketNames  []string // global S3 names other accounts own
+}
+
+// Config describes an emulated cloud. Zero values take the defaults in
+// brackets.
 type Config struct {
-	Bin        string // directory of the webtier and worker binaries
-	DataDir    string // logs and instance state
-	Prefix     string // [surge]
-	Host       string
-	Port       int // web tier port; 0 picks one
-	MaxWorkers int // [19]
-	Files      Files
-	// Schedule is the EventBridge rule's period [1m]; each invocation
-	// reconciles every Tick [1s] until shortly before the next.
-	Schedule, Tick time.Duration
-	ScaleInDelay   time.Duration // [1s]
-	Visibility     time.Duration // request queue visibility timeout [10s]
-	MaxReceives    int           // before the dead-letter queue [5]
-	IdleShutdown   time.Duration // workers terminate their own instance after this idle [3s]
-	Concurrency    int           // per worker [1]
+	DataDir  string // logs, instance disks
+	Region   string // [us-east-1]
+	Endpoint string // where the emulated AWS listens [127.0.0.1:0]
+	// WebHost and WebPort are where the web tier's instance listens on
+	// this machine [127.0.0.1, and any free port].
+	WebHost   string
+	WebPort   int
+	TimeScale float64   // multiplies every AWS delay and boot-script sleep [1]
+	Lifecycle Lifecycle // [AWSLifecycle]
+	Account   Account
+	// FailBoots makes the downloads of the first this-many worker
+	// instances fail for good (403, as when a role lacks a permission).
+	FailBoots int
 }
 
 func (c *Config) defaults() {
-	set := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
+	if c.Region == "" {
+		c.Region = "us-east-1"
 	}
-	set(&c.Schedule, time.Minute)
-	set(&c.Tick, time.Second)
-	set(&c.ScaleInDelay, time.Second)
-	set(&c.Visibility, 10*time.Second)
-	set(&c.IdleShutdown, 3*time.Second)
-	if c.Prefix == "" {
-		c.Prefix = "surge"
+	if c.Endpoint == "" {
+		c.Endpoint = "127.0.0.1:0"
 	}
-	if c.MaxWorkers <= 0 {
-		c.MaxWorkers = 19
+	if c.WebHost == "" {
+		c.WebHost = "127.0.0.1"
 	}
-	if c.MaxReceives <= 0 {
-		c.MaxReceives = 5
+	if c.TimeScale <= 0 {
+		c.TimeScale = 1
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 1
+	if c.Lifecycle == (Lifecycle{}) {
+		c.Lifecycle = AWSLifecycle
 	}
 }
 
-// Cloud is a running emulated deployment.
+func (c Config) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * c.TimeScale)
+}
+
+// Cloud is a running emulated AWS account and region.
 type Cloud struct {
-	Moto    *motoserver.Server
-	Clients *awscfg.Clients // pointed at moto
-	Names   backend.Names
-	URL     string // the web tier
+	Moto     *motoserver.Server
+	Endpoint *awsproxy.Proxy
+	Clients  *awscfg.Clients // the emulator's own, through the endpoint
+	Region   string
 
-	logs      string
-	lambdaLog *os.File // what CloudWatch Logs would hold: decisions and metrics
-	web       *webproc.Process
-	stop      context.CancelFunc
-	done      chan struct{}
-	instances *instances
+	cfg      Config
+	logs     string
+	deployer *cfndeploy.Deployer
+	machines *machines
+	lambdas  *functions
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	files    []io.Closer
 }
 
-// Start brings the emulated deployment up.
+// Start brings up an empty emulated account: moto, the endpoint in front
+// of it, the instance emulator and the Lambda stand-in.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err error) {
 	cfg.defaults()
 	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	logs := filepath.Join(cfg.DataDir, "logs")
-	if err := os.MkdirAll(logs, 0o750); err != nil {
+	c := &Cloud{cfg: cfg, Region: cfg.Region, logs: filepath.Join(cfg.DataDir, "logs")}
+	if err := os.MkdirAll(c.logs, 0o750); err != nil {
 		return nil, err
 	}
-	moto, err := motoserver.Start(ctx, filepath.Join(logs, "moto.log"))
+	awsCLI, err := awsCLIDir()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cloud{Moto: moto, logs: logs, done: make(chan struct{})}
+	shims := filepath.Join(cfg.DataDir, "shims")
+	if err := writeShims(shims); err != nil {
+		return nil, err
+	}
+	if c.Moto, err = motoserver.Start(ctx, filepath.Join(c.logs, "moto.log")); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			c.Stop(context.Background())
 		}
 	}()
-	if c.Clients, err = awscfg.Load(ctx, moto.Options()...); err != nil {
-		return nil, err
-	}
-	res, err := bootstrap(ctx, c.Clients, cfg)
+	c.lambdas = &functions{region: cfg.Region, logs: c.logs, log: log.With("component", "lambda"),
+		scalers: map[string]*lambdascaler.Handler{}, outputs: map[string]io.Writer{}, schedule: map[string]context.CancelFunc{}}
+	endpointLog, err := c.logFile("endpoint.log")
 	if err != nil {
 		return nil, err
 	}
-	c.Names = res.names
-	env := append(moto.Env(), "SURGE_BACKEND=aws", "SURGE_PREFIX="+cfg.Prefix)
-	if c.web, err = webproc.Start(ctx, cfg.Bin, []string{"-max-workers", strconv.Itoa(cfg.MaxWorkers)}, env,
-		cfg.Host, cfg.Port, filepath.Join(logs, "webtier.log")); err != nil {
+	if c.Endpoint, err = awsproxy.Start(ctx, awsproxy.Config{
+		Upstream:         c.Moto.URL,
+		Listen:           cfg.Endpoint,
+		Log:              slog.New(slog.NewJSONHandler(endpointLog, nil)),
+		VCPUQuota:        cfg.Account.VCPUQuota,
+		NoCapacity:       cfg.Account.NoCapacity,
+		PendingFor:       cfg.scaled(cfg.Lifecycle.Pending),
+		ShuttingDownFor:  cfg.scaled(cfg.Lifecycle.ShuttingDown),
+		TakenBucketNames: cfg.Account.TakenBucketNames,
+		ConcurrencyLimit: cfg.Account.LambdaConcurrency,
+		Lambdas:          c.lambdas,
+	}); err != nil {
+		return nil, fmt.Errorf("starting the emulated AWS endpoint: %w", err)
+	}
+	if c.Clients, err = awscfg.Load(ctx, awscfg.Endpoint(c.Endpoint.URL(), cfg.Region, "emulator")...); err != nil {
 		return nil, err
 	}
-	c.URL = c.web.URL
-
-	userData, err := templateUserData(ctx, c.Clients, res.names.LaunchTemplate)
-	if err != nil {
-		return nil, err
+	c.lambdas.endpoint = c.Endpoint.URL()
+	c.lambdas.lambda = lambda.NewFromConfig(c.Clients.Config)
+	c.lambdas.events = eventbridge.NewFromConfig(c.Clients.Config)
+	c.deployer = &cfndeploy.Deployer{
+		CFN: cloudformation.NewFromConfig(c.Clients.Config), S3: c.Clients.S3, STS: sts.NewFromConfig(c.Clients.Config),
+		Log: log.With("component", "deploy"),
 	}
-	c.instances, err = newInstances(cfg, moto, c.Clients, res.names.Fleet, userData, logs, log)
-	if err != nil {
-		return nil, err
+	c.machines = &machines{
+		cfg: cfg, ec2: c.Clients.EC2, endpoint: c.Endpoint.URL(), shims: shims, awsCLI: awsCLI,
+		dir: filepath.Join(cfg.DataDir, "instances"), logs: c.logs, log: log.With("component", "instances"),
+		failDownloads: func(id string) { c.Endpoint.FailDownloads(id, true) },
+		running:       map[string]*instance{}, failLeft: cfg.FailBoots,
 	}
-	if c.lambdaLog, err = os.OpenFile(filepath.Join(logs, "scaler-lambda.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
-		return nil, err
-	}
-	lambdaLog := logging.JSON(c.lambdaLog)
-	handler := lambdascaler.New(lambdascaler.Config{Tick: cfg.Tick, Window: cfg.Schedule - 5*time.Second, Fleet: res.names.Fleet},
-		scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, res.requests,
-			ec2fleet.New(c.Clients.EC2, res.names.Fleet, res.names.LaunchTemplate), lambdaLog),
-		lambdaLog, c.lambdaLog)
-
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
-	go func() {
-		defer close(c.done)
-		instancesDone := make(chan struct{})
-		go func() { c.instances.run(runCtx); close(instancesDone) }()
-		schedule(runCtx, cfg.Schedule, handler)
-		<-instancesDone
-	}()
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.machines.run(runCtx) }()
+	go func() { defer c.wg.Done(); c.lambdas.follow(runCtx) }()
 	return c, nil
 }
 
-// schedule stands in for the EventBridge rule rate(<period>): it invokes
-// the handler with a scheduled-event payload every period, each invocation
-// under a Lambda-style deadline of one period.
-func schedule(ctx context.Context, period time.Duration, h *lambdascaler.Handler) {
-	for next := time.Now(); ctx.Err() == nil; next = next.Add(period) {
-		if wait := time.Until(next); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
+func (c *Cloud) logFile(name string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(c.logs, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err == nil {
+		c.files = append(c.files, f)
+	}
+	return f, err
+}
+
+// Deploy deploys a stack of the cloud assembly at dir (stack "" for the
+// only one), as `cdk deploy` would.
+func (c *Cloud) Deploy(ctx context.Context, dir, stack string) (*cfndeploy.Stack, error) {
+	a, err := cfndeploy.ReadAssembly(dir, stack)
+	if err != nil {
+		return nil, err
+	}
+	return c.deployer.Deploy(ctx, a)
+}
+
+// Destroy deletes a stack, as `cdk destroy` would.
+func (c *Cloud) Destroy(ctx context.Context, stackName string) error {
+	return c.deployer.Destroy(ctx, stackName)
+}
+
+// WebURL waits until a web tier instance has started its service and
+// answers, and returns where.
+func (c *Cloud) WebURL(ctx context.Context) (string, error) {
+	for {
+		if u := c.machines.web(); u != "" {
+			if resp, err := httpGet(ctx, u+"healthz"); err == nil && resp == 200 {
+				return u, nil
 			}
 		}
-		invocation, cancel := context.WithTimeout(ctx, period)
-		h.Handle(invocation, awsevents.EventBridgeEvent{
-			Version: "0", ID: strconv.FormatInt(next.UnixNano(), 36), DetailType: "Scheduled Event", Source: "aws.events",
-			AccountID: "123456789012", Time: next.UTC().Truncate(time.Second), Region: motoserver.Region,
-			Resources: []string{"arn:aws:events:" + motoserver.Region + ":123456789012:rule/surge-scaler"},
-		})
-		cancel()
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for the web tier (see %s): %w", c.logs, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
-// RunningWorkers counts the app-tier instances moto reports running, as a
-// grader polling the account would.
+// RunningWorkers counts the running instances named app-tier-instance-*,
+// as a grader polling the account does.
 func (c *Cloud) RunningWorkers(ctx context.Context) (int, error) {
-	in, err := ec2fleet.New(c.Clients.EC2, c.Names.Fleet, c.Names.LaunchTemplate).List(ctx)
+	out, err := c.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
+		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+	}})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, i := range in {
-		if i.State == "running" {
-			n++
-		}
+	for _, r := range out.Reservations {
+		n += len(r.Instances)
 	}
 	return n, nil
 }
 
 // BusyInstance returns the id of an emulated instance whose worker holds
 // a request right now.
-func (c *Cloud) BusyInstance() (string, bool) { return c.instances.busy() }
+func (c *Cloud) BusyInstance() (string, bool) { return c.machines.busy() }
 
-// Stop takes everything down: the scheduler, the instances, the web tier,
-// moto.
+// Crash loses an instance at once, as a host failure would: no shutdown,
+// no drain.
+func (c *Cloud) Crash(ctx context.Context, id string) error { return c.machines.crash(ctx, id) }
+
+// Logs is the directory of the emulation's logs.
+func (c *Cloud) Logs() string { return c.logs }
+
+// Stop takes everything down: schedules, instances, the endpoint, moto.
 func (c *Cloud) Stop(context.Context) error {
-	var errs []error
 	if c.stop != nil {
 		c.stop()
-		<-c.done
+		c.wg.Wait()
 	}
-	if c.instances != nil {
-		c.instances.stopAll()
+	var errs []error
+	if c.Endpoint != nil {
+		errs = append(errs, c.Endpoint.Close())
 	}
-	if c.web != nil {
-		errs = append(errs, c.web.Stop())
+	if c.Moto != nil {
+		c.Moto.Stop()
 	}
-	if c.lambdaLog != nil {
-		c.lambdaLog.Close()
+	for _, f := range c.files {
+		f.Close()
 	}
-	c.Moto.Stop()
 	return errors.Join(errs...)
 }
+
+func httpGet(ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Env is the environment that points the aws CLI, boto3 and the SDKs at
+// the emulated cloud.
+func (c *Cloud) Env() []string {
+	return []string{
+		"AWS_ENDPOINT_URL=" + c.Endpoint.URL(),
+		"AWS_REGION=" + c.Region,
+		"AWS_DEFAULT_REGION=" + c.Region,
+		"AWS_ACCESS_KEY_ID=emulated",
+		"AWS_SECRET_ACCESS_KEY=emulated",
+	}
+}
+
+// EnvLine is Env as one line for a shell.
+func (c *Cloud) EnvLine() string { return strings.Join(c.Env(), " ") }

@@ -1,18 +1,27 @@
 package emulate_test
 
 import (
+	"bytes"
 	"context"
-	"log/slog"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/emulate"
 	"github.com/surgeml/surge/internal/s3store"
 	"github.com/surgeml/surge/internal/sqsqueue"
@@ -23,43 +32,92 @@ var bin string
 
 func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
 
-const maxWorkers = 19
+const (
+	prefix     = "x"
+	maxWorkers = 19
+	// timeScale shrinks AWS's delays (launch, boot, shutdown) and the boot
+	// scripts' sleeps twenty-fold.
+	timeScale = 0.05
+)
 
-// faceCloud enrolls the 100-face gallery and starts an emulated AWS
-// deployment in gallery mode.
+// The stack under test, synthesized once: gallery mode on the 100-face
+// set, the scaler reconciling every second, idle workers leaving after 3 s.
+var assembly struct {
+	once sync.Once
+	dir  string
+}
+
+func synthesized(t *testing.T) string {
+	t.Helper()
+	assembly.once.Do(func() {
+		gallery := testenv.EnrollFaces(t, bin)
+		keep, err := os.MkdirTemp("", "surge-gallery-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := filepath.Join(keep, "faces.gallery")
+		b, _ := os.ReadFile(gallery)
+		os.WriteFile(kept, b, 0o644)
+		assembly.dir = testenv.Synth(t, map[string]string{
+			"prefix": prefix, "gallery": kept, "allowedCidr": "127.0.0.1/32", "maxWorkers": fmt.Sprint(maxWorkers),
+			"scalerTick": "1s", "idleShutdown": "3s",
+		})
+		// Synth's directory belongs to the first test; the others use a copy.
+		copied, err := os.MkdirTemp("", "surge-assembly-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", assembly.dir+"/.", copied).CombinedOutput(); err != nil {
+			t.Fatalf("copying the cloud assembly: %v %s", err, out)
+		}
+		assembly.dir = copied
+	})
+	if assembly.dir == "" {
+		t.Fatal("the stack could not be synthesized")
+	}
+	return assembly.dir
+}
+
+// faceCloud deploys the stack into a new emulated account.
 func faceCloud(t *testing.T, tune ...func(*emulate.Config)) (*emulate.Cloud, string) {
 	t.Helper()
-	gallery := testenv.EnrollFaces(t, bin)
+	dir := synthesized(t)
 	data := t.TempDir()
+	if keep := os.Getenv("SURGE_TEST_KEEP"); keep != "" {
+		// Debugging a test: its emulation's files outlive it.
+		data = filepath.Join(keep, t.Name())
+	}
 	cfg := emulate.Config{
-		Bin: bin, DataDir: data, Host: "127.0.0.1", MaxWorkers: maxWorkers,
-		Files:      emulate.Files{RuntimeLib: testenv.RuntimeLib(t), Model: testenv.Model(t).Path, Gallery: gallery},
-		Visibility: 5 * time.Second,
+		DataDir: data, TimeScale: timeScale,
+		Account: emulate.Account{LambdaConcurrency: 10},
 	}
 	for _, f := range tune {
 		f(&cfg)
 	}
-	cloud, err := emulate.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	cloud, err := emulate.Start(context.Background(), cfg, testenv.Logger(t, filepath.Join(cfg.DataDir, "logs"), "emulator.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cloud.Stop(context.Background())
 		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(data, "logs", "*.log"))
-			for _, l := range logs {
-				b, _ := os.ReadFile(l)
-				if len(b) > 2000 {
-					b = b[len(b)-2000:]
-				}
-				t.Logf("--- %s\n%s", filepath.Base(l), b)
-			}
+			testenv.DumpLogs(t, cloud.Logs())
 		}
 	})
-	return cloud, data
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := cloud.Deploy(ctx, dir, prefix); err != nil {
+		t.Fatal(err)
+	}
+	url, err := cloud.WebURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cloud, url
 }
 
-// poller asks moto for the running app-tier instances, as a grader does.
+// poller asks the emulated EC2 for the running app-tier instances, as a
+// grader does.
 type poller struct {
 	mu      sync.Mutex
 	samples []sample
@@ -71,14 +129,14 @@ type sample struct {
 	running int
 }
 
-func poll(t *testing.T, c *emulate.Cloud, every time.Duration) *poller {
+func poll(t *testing.T, running func(context.Context) (int, error), every time.Duration) *poller {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &poller{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			if n, err := c.RunningWorkers(ctx); err == nil {
+			if n, err := running(ctx); err == nil {
 				p.mu.Lock()
 				p.samples = append(p.samples, sample{time.Now(), n})
 				p.mu.Unlock()
@@ -104,159 +162,374 @@ func (p *poller) counts() []int {
 	return out
 }
 
-// firstAt is when the count first met cond after since.
-func (p *poller) firstAt(since time.Time, cond func(int) bool) (time.Time, bool) {
+func (p *poller) peak(since time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	peak := 0
 	for _, s := range p.samples {
-		if s.at.After(since) && cond(s.running) {
-			return s.at, true
+		if s.at.After(since) {
+			peak = max(peak, s.running)
 		}
 	}
-	return time.Time{}, false
+	return peak
 }
 
 func faces(t *testing.T) ([]string, map[string]string) {
 	return testenv.Images(t, "datasets", "faces", "face_images_100"), testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 }
 
-// Gallery mode on emulated AWS: 100 concurrent face requests all answered
-// correctly, the fleet (as moto reports it every 2 s) from 0 up, never
-// above the cap, back to 0 within 5 s of the last answer, then empty
-// queues and exactly 100 objects per bucket.
-func TestFacesOnEmulatedAWS(t *testing.T) {
-	cloud, _ := faceCloud(t)
-	grader := poll(t, cloud, 2*time.Second)
-	fine := poll(t, cloud, 100*time.Millisecond)
-	time.Sleep(2500 * time.Millisecond) // the grader's first look, at an idle fleet
-	files, expected := faces(t)
+// waitForZero waits until no app-tier instance runs.
+func waitForZero(t *testing.T, running func(context.Context) (int, error), within time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
-	rep := testenv.Workload(t, cloud.URL, files, expected)
-	last := time.Now()
-	if rep.Correct != 100 {
-		t.Fatalf("%d of 100 correct", rep.Correct)
-	}
-	if up, ok := fine.firstAt(start, func(n int) bool { return n > 0 }); ok {
-		t.Logf("reaction: first request to first instance running %v", up.Sub(start).Round(10*time.Millisecond))
-	}
-
-	for deadline := last.Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		n, err := cloud.RunningWorkers(context.Background())
+	for deadline := start.Add(within); ; time.Sleep(100 * time.Millisecond) {
+		n, err := running(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
-			t.Logf("drain: last answer to 0 instances %v", time.Since(last).Round(10*time.Millisecond))
-			break
+			return time.Since(start)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d instances still running 5s after the last answer", n)
+			t.Fatalf("%d instances still running %v after the last answer", n, within)
 		}
 	}
+}
+
+// `AWS_REGION=us-west-2 make emulate PREFIX=x`, as its last step runs it:
+// `surge emulate` deploys the synthesized stack; boto3 in us-west-2 sees
+// the queues, the buckets and a running web-instance; the course's face
+// workload gets 100/100 correct answers while the fleet, as a grader
+// polling every 2 s sees it, goes from 0 up, never above the cap, and back
+// to 0; then both queues are empty and each bucket holds 100 objects, and
+// the instances' logs are in CloudWatch Logs.
+func TestEmulateCommandInAnotherRegion(t *testing.T) {
+	dir := synthesized(t)
+	data, port := t.TempDir(), testenv.FreePort(t)
+	cmd := exec.Command(filepath.Join(bin, "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
+	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("MOTO_PORT=%d", port), "PORT=0")
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		<-exited
+		if t.Failed() {
+			t.Logf("surge emulate:\n%s", out.String())
+			testenv.DumpLogs(t, filepath.Join(data, "logs"))
+		}
+	})
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	webTier := regexp.MustCompile(`Web tier: (http://\S+)/`)
+	var web string
+	for deadline := time.Now().Add(3 * time.Minute); web == ""; time.Sleep(200 * time.Millisecond) {
+		if m := webTier.FindStringSubmatch(out.String()); m != nil {
+			web = m[1]
+		}
+		select {
+		case <-exited:
+			t.Fatalf("surge emulate exited:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("surge emulate did not come up:\n%s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "AWS_ENDPOINT_URL="+endpoint) {
+		t.Errorf("surge emulate does not say how to point tools at it:\n%s", out.String())
+	}
+
+	// boto3, as a grader or a user would point it.
+	check := exec.Command("python3", "-c", `
+import boto3
+sqs, s3, ec2 = boto3.client("sqs"), boto3.client("s3"), boto3.client("ec2")
+urls = sqs.list_queues()["QueueUrls"]
+assert any(u.endswith("/x-req-queue") for u in urls), urls
+assert any(u.endswith("/x-resp-queue") for u in urls), urls
+size = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="x-req-queue")["QueueUrl"], AttributeNames=["MaximumMessageSize"])
+assert size["Attributes"]["MaximumMessageSize"] == "1024", size
+buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("x-")]
+assert len(buckets) == 2, buckets
+web = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["web-instance"]}, {"Name": "instance-state-name", "Values": ["running"]}])
+assert sum(len(r["Instances"]) for r in web["Reservations"]) == 1, web
+print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
+`)
+	check.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+endpoint, "AWS_DEFAULT_REGION=us-west-2", "AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x")
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("boto3: %v\n%s", err, b)
+	} else {
+		t.Logf("%s", bytes.TrimSpace(b))
+	}
+
+	c, err := awscfg.Load(context.Background(), awscfg.Endpoint(endpoint, "us-west-2", "grader")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(ctx context.Context) (int, error) { return runningWorkers(ctx, c.EC2) }
+	grader := poll(t, running, 2*time.Second)
+	fine := poll(t, running, 100*time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the grader's first look, at an idle fleet
+	files, expected := faces(t)
+	start := time.Now()
+	rep := testenv.Workload(t, web, files, expected)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 correct", rep.Correct)
+	}
+	t.Logf("drain: last answer to 0 instances %v", waitForZero(t, running, 30*time.Second).Round(10*time.Millisecond))
 	time.Sleep(2 * time.Second) // one more grader poll at zero
 	grader.stop()
 	fine.stop()
 	counts := grader.counts()
-	t.Logf("moto every 2s: %v", counts)
-	peak := 0
-	for _, n := range fine.counts() {
-		peak = max(peak, n)
-	}
+	peak := fine.peak(start)
+	t.Logf("the grader's view every 2s: %v (peak %d)", counts, peak)
 	if counts[0] != 0 || counts[len(counts)-1] != 0 || peak <= 1 || peak > maxWorkers {
 		t.Fatalf("fleet went %v (peak %d); want from 0, above 1, at most %d, back to 0", counts, peak, maxWorkers)
 	}
 
 	ctx := context.Background()
-	for _, name := range []string{cloud.Names.RequestQueue, cloud.Names.ResponseQueue} {
-		q, err := sqsqueue.Open(ctx, cloud.Clients.SQS, name)
+	for _, name := range []string{"x-req-queue", "x-resp-queue"} {
+		q, err := sqsqueue.Open(ctx, c.SQS, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := q.Counts(ctx)
-		if err != nil || c.Backlog() != 0 {
-			t.Fatalf("%s: %+v, %v", name, c, err)
+		n, err := q.Counts(ctx)
+		if err != nil || n.Backlog() != 0 {
+			t.Fatalf("%s: %+v, %v", name, n, err)
 		}
 	}
-	for _, b := range []string{cloud.Names.InputBucket, cloud.Names.OutputBucket} {
-		keys, err := s3store.New(cloud.Clients.S3, b).List(ctx)
+	outputs := stackOutputs(t, c, prefix)
+	for _, o := range []string{"InputBucketName", "OutputBucketName"} {
+		keys, err := s3store.New(c.S3, outputs[o]).List(ctx)
 		if err != nil || len(keys) != 100 {
-			t.Fatalf("%s holds %d objects, want 100 (%v)", b, len(keys), err)
+			t.Fatalf("%s %s holds %d objects, want 100 (%v)", o, outputs[o], len(keys), err)
+		}
+	}
+	// Fault 8: the instances' logs reach CloudWatch Logs, a stream per
+	// instance and log.
+	logs := cloudwatchlogs.NewFromConfig(c.Config)
+	streams, err := logs.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String(outputs["InstanceLogGroup"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range streams.LogStreams {
+		names = append(names, aws.ToString(s.LogStreamName))
+	}
+	for _, suffix := range []string{"/webtier", "/worker", "/boot"} {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, suffix) }) {
+			t.Errorf("no log stream *%s in %s: %v", suffix, outputs["InstanceLogGroup"], names)
 		}
 	}
 }
 
-// Terminating, through moto, an instance whose worker holds a request
-// loses nothing: the request times out, comes back and is answered.
-func TestBusyInstanceTerminated(t *testing.T) {
-	cloud, data := faceCloud(t)
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func runningWorkers(ctx context.Context, c *ec2.Client) (int, error) {
+	out, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
+		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+	}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range out.Reservations {
+		n += len(r.Instances)
+	}
+	return n, nil
+}
+
+func stackOutputs(t *testing.T, c *awscfg.Clients, stack string) map[string]string {
+	t.Helper()
+	out, err := cloudformation.NewFromConfig(c.Config).DescribeStacks(context.Background(), &cloudformation.DescribeStacksInput{StackName: &stack})
+	if err != nil || len(out.Stacks) != 1 {
+		t.Fatalf("stack %s: %v", stack, err)
+	}
+	m := map[string]string{}
+	for _, o := range out.Stacks[0].Outputs {
+		m[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+	}
+	return m
+}
+
+// Fault 4: an account whose vCPU quota is 8 (the web tier takes 2, so 3
+// t3.small workers fit) and a zone without capacity. Every request is
+// answered; the fleet holds at the quota's ceiling, in the zone that has
+// capacity; the scaler logs the ceiling once for the episode, not once per
+// tick.
+func TestQuotaAndCapacityAreACeiling(t *testing.T) {
+	cloud, url := faceCloud(t, func(c *emulate.Config) {
+		c.Account.VCPUQuota = 8
+		c.Account.NoCapacity = []string{"us-east-1a"}
+	})
+	fine := poll(t, cloud.RunningWorkers, 100*time.Millisecond)
 	files, expected := faces(t)
-	// A worker reports idle a moment late, so one it calls busy may just
-	// have finished; terminating three, apart, makes sure at least one
-	// dies holding a request.
-	var terminated []string
+	start := time.Now()
+	rep := testenv.Workload(t, url, files, expected)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 correct", rep.Correct)
+	}
+	waitForZero(t, cloud.RunningWorkers, 30*time.Second)
+	fine.stop()
+	if peak := fine.peak(start); peak != 3 {
+		t.Fatalf("peak %d workers; the quota holds 3 (8 vCPUs, web tier 2, workers 2 each)", peak)
+	}
+	ctx := context.Background()
+	all, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all.Reservations {
+		for _, in := range r.Instances {
+			if zone := aws.ToString(in.Placement.AvailabilityZone); zone == "us-east-1a" {
+				t.Errorf("%s launched in %s, which has no capacity", aws.ToString(in.InstanceId), zone)
+			}
+		}
+	}
+	lambdaLog := readLogs(t, cloud.Logs(), "lambda-*.log")
+	episodes := strings.Count(lambdaLog, "launch ceiling:")
+	metrics := strings.Count(lambdaLog, `"LaunchCeilingEpisodes"`)
+	t.Logf("%d workload seconds; %d ceiling log lines, %d metric lines; %d RunInstances refusals", int(rep.Duration.Seconds()), episodes, metrics,
+		strings.Count(readLogs(t, cloud.Logs(), "endpoint.log"), "VcpuLimitExceeded"))
+	if episodes != 1 || metrics < 1 {
+		t.Fatalf("launch ceiling logged %d times, its metric %d times; want once for the episode", episodes, metrics)
+	}
+}
+
+func readLogs(t *testing.T, dir, glob string) string {
+	files, _ := filepath.Glob(filepath.Join(dir, glob))
+	var b strings.Builder
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		b.Write(data)
+	}
+	return b.String()
+}
+
+// Fault 2: EC2 remembers client tokens for a day, while terminated
+// instances leave DescribeInstances within an hour. Three runs with the
+// emulated clock advanced 2 h between them: the fleet launches every time.
+func TestFleetLaunchesAfterTheClockAdvances(t *testing.T) {
+	cloud, url := faceCloud(t)
+	files, expected := faces(t)
+	for run := 1; run <= 3; run++ {
+		fine := poll(t, cloud.RunningWorkers, 100*time.Millisecond)
+		start := time.Now()
+		rep := testenv.Workload(t, url, files[:20], expected)
+		waitForZero(t, cloud.RunningWorkers, 30*time.Second)
+		fine.stop()
+		if rep.Correct != 20 || fine.peak(start) == 0 {
+			t.Fatalf("run %d: %d of 20 correct, peak %d workers", run, rep.Correct, fine.peak(start))
+		}
+		t.Logf("run %d: 20/20 in %v, peak %d workers", run, rep.Duration.Round(time.Millisecond), fine.peak(start))
+		cloud.Endpoint.Clock().Advance(2 * time.Hour)
+	}
+}
+
+// Fault 6: an instance whose boot downloads fail for good ends itself,
+// the scaler replaces it, and every request is answered. A backlog of
+// five calls for one worker, so nothing is answered until the replacement
+// is up.
+func TestFailedBootIsReplaced(t *testing.T) {
+	cloud, url := faceCloud(t, func(c *emulate.Config) { c.FailBoots = 1 })
+	files, expected := faces(t)
+	rep := testenv.Workload(t, url, files[:5], expected)
+	if rep.Correct != 5 {
+		t.Fatalf("%d of 5 correct", rep.Correct)
+	}
+	out, err := cloud.Clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-1"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			states = append(states, aws.ToString(in.InstanceId)+" "+string(in.State.Name))
+		}
+	}
+	if len(states) < 2 {
+		t.Fatalf("app-tier-instance-1 was launched once (%v): the failed boot was not replaced", states)
+	}
+	if logs := readLogs(t, cloud.Logs(), "i-*/cloud-init-output.log"); !strings.Contains(logs, "surge: boot failed") || strings.Count(logs, "surge: worker started") == 0 {
+		t.Fatalf("boot logs:\n%s", logs)
+	}
+	t.Logf("app-tier-instance-1: %v; 5/5 answered in %v", states, rep.Duration.Round(time.Millisecond))
+}
+
+// An instance lost while its worker holds a request (no shutdown, no
+// drain: a host failure) loses nothing: the request's visibility timeout
+// ends and another worker answers it.
+func TestLostInstanceLosesNoRequest(t *testing.T) {
+	cloud, url := faceCloud(t)
+	files, expected := faces(t)
+	var lost []string
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for deadline := time.Now().Add(60 * time.Second); len(terminated) < 3 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if id, ok := cloud.BusyInstance(); ok && !slices.Contains(terminated, id) {
-				if _, err := cloud.Clients.EC2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err == nil {
-					terminated = append(terminated, id)
+		for deadline := time.Now().Add(60 * time.Second); len(lost) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if id, ok := cloud.BusyInstance(); ok && !slices.Contains(lost, id) {
+				if err := cloud.Crash(context.Background(), id); err == nil {
+					lost = append(lost, id)
 					time.Sleep(300 * time.Millisecond)
 				}
 			}
 		}
 	}()
-	rep := testenv.Workload(t, cloud.URL, files, expected)
+	rep := testenv.Workload(t, url, files, expected)
 	<-done
-	if len(terminated) == 0 {
-		t.Fatal("no busy instance was found to terminate")
+	if len(lost) == 0 {
+		t.Fatal("no busy instance was found to lose")
 	}
 	if rep.Correct != 100 {
 		t.Fatalf("%d of 100 correct", rep.Correct)
 	}
-	// A killed worker's request was answered on a second delivery.
-	logs, _ := filepath.Glob(filepath.Join(data, "logs", "i-*.log"))
 	redelivered := 0
-	for _, l := range logs {
-		b, _ := os.ReadFile(l)
-		redelivered += strings.Count(string(b), `"msg":"recognised"`) - strings.Count(string(b), `"receive":1,`)
+	for _, l := range []string{readLogs(t, cloud.Logs(), "i-*/surge/worker.log")} {
+		redelivered += strings.Count(l, `"msg":"recognised"`) - strings.Count(l, `"receive":1,`)
 	}
-	if redelivered == 0 {
-		t.Fatal("no request was answered on a redelivery")
-	}
-	t.Logf("terminated busy %v mid-run; 100/100 answered (%d on redelivery), p99 %v", terminated, redelivered, rep.P99.Round(time.Millisecond))
+	t.Logf("lost busy %v mid-run; 100/100 answered (%d on redelivery), p99 %v", lost, redelivered, rep.P99.Round(time.Millisecond))
 }
 
-// With the scaler holding the fleet (a scale-in delay of an hour), an idle
-// worker terminates its own instance: the call reaches moto, and moto
-// reports the instance gone.
-func TestWorkerTerminatesItsOwnInstance(t *testing.T) {
-	cloud, data := faceCloud(t, func(c *emulate.Config) { c.ScaleInDelay = time.Hour; c.IdleShutdown = 2 * time.Second })
-	files, expected := faces(t)
-	testenv.Workload(t, cloud.URL, files[:1], expected)
-	answered := time.Now()
-	for deadline := answered.Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		n, err := cloud.RunningWorkers(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
+// An idle worker terminates its own instance: the call reaches EC2, which
+// reports the instance gone. (Launched under a fleet tag of its own, so
+// the scaler, which would scale it in first, leaves it alone.)
+func TestIdleWorkerTerminatesItsOwnInstance(t *testing.T) {
+	cloud, _ := faceCloud(t)
+	ctx := context.Background()
+	if err := ec2fleet.New(cloud.Clients.EC2, "unscaled", prefix+"-worker").Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for deadline := start.Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if strings.Contains(readLogs(t, cloud.Logs(), "i-*/surge/worker.log"), "terminating this instance") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d instances still running 15s after the last answer", n)
+			t.Fatal("the idle worker did not terminate its instance within a minute")
 		}
 	}
-	logs, _ := filepath.Glob(filepath.Join(data, "logs", "i-*.log"))
-	selfTerminated := 0
-	for _, l := range logs {
-		b, _ := os.ReadFile(l)
-		if strings.Contains(string(b), "terminating this instance") {
-			selfTerminated++
-		}
-	}
-	if selfTerminated == 0 {
-		t.Fatal("no worker terminated its own instance")
-	}
-	t.Logf("the idle worker terminated its instance %v after answering", time.Since(answered).Round(100*time.Millisecond))
+	waitForZero(t, cloud.RunningWorkers, 10*time.Second)
+	t.Logf("launched, booted, idle, and terminated by its own worker in %v", time.Since(start).Round(100*time.Millisecond))
 }

@@ -1,220 +1,507 @@
 package emulate
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
 	"github.com/surgeml/surge/internal/ec2fleet"
-	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/motoserver"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/userdata"
 )
 
-// instances is the instance emulator: it keeps one worker process per
-// app-tier instance that moto reports running.
-type instances struct {
-	fleet *ec2fleet.Fleet
-	bin   string
-	env   []string // the worker's environment, from user data
-	logs  string
-	log   *slog.Logger
+// machines is the instance emulator: for every instance the emulated EC2
+// reports running it boots a stand-in machine, a directory standing for
+// the instance's disk, where it runs the instance's own user data with
+// bash, then the systemd units the script enabled; and it stops them when
+// EC2 reports the instance shutting down or gone.
+type machines struct {
+	cfg      Config
+	ec2      *ec2.Client // the emulator's own, through the emulated endpoint
+	endpoint string      // the emulated AWS endpoint
+	shims    string
+	awsCLI   string
+	dir      string // instance roots
+	logs     string
+	log      *slog.Logger
+	now      func() time.Time
+	// failDownloads makes an instance's downloads fail for good.
+	failDownloads func(instanceID string)
 
-	mu    sync.Mutex
-	procs map[string]*emulated // by instance id
+	mu       sync.Mutex
+	running  map[string]*instance // by instance id
+	failLeft int
+	webURL   string
 }
 
-// emulated is one instance's worker process, as systemd would run it.
-type emulated struct {
+// instance is one emulated machine.
+type instance struct {
+	m        *machines
 	id, name string
-	cmd      *exec.Cmd
-	imds     *fakeIMDS
-	status   string
+	zone     string
+	fleet    bool // a worker of some Surge fleet
+	root     string
+	md       *metadata
+	log      *slog.Logger
+
+	cancel   context.CancelFunc
 	done     chan struct{}
-	exited   time.Time
+	agent    sync.WaitGroup // the log agent's stand-in
+	mu       sync.Mutex
+	services []*service
+	off      bool
 }
 
-// newInstances reads the worker's configuration from the launch
-// template's user data and maps the files it installs to local copies.
-func newInstances(cfg Config, moto *motoserver.Server, c *awscfg.Clients, fleetName, script, logs string, log *slog.Logger) (*instances, error) {
-	env, err := userdata.ParseEnv(script)
-	if err != nil {
-		return nil, err
-	}
-	local := map[string]string{instanceORT: cfg.Files.RuntimeLib, instanceModel: cfg.Files.Model, instanceGallery: cfg.Files.Gallery}
-	var list []string
-	for k, v := range env {
-		if path, ok := local[v]; ok {
-			if path == "" {
-				return nil, fmt.Errorf("user data sets %s=%s but no local copy was given", k, v)
-			}
-			v = path
-		}
-		list = append(list, k+"="+v)
-	}
-	// The emulator's own affordances: moto instead of AWS, and one core's
-	// worth of Go scheduler per process (many share this machine).
-	for _, kv := range moto.Env() {
-		if !strings.HasPrefix(kv, "AWS_EC2_METADATA_DISABLED=") {
-			list = append(list, kv)
-		}
-	}
-	list = append(list, "GOMAXPROCS=1")
-	return &instances{
-		fleet: ec2fleet.New(c.EC2, fleetName, ""),
-		bin:   cfg.Bin,
-		env:   list,
-		logs:  logs,
-		log:   log.With("component", "instance-emulator"),
-		procs: map[string]*emulated{},
-	}, nil
-}
-
-// run follows moto until ctx ends.
-func (e *instances) run(ctx context.Context) {
+func (m *machines) run(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if err := e.reconcile(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("following the fleet", "err", err)
+		if err := m.follow(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("following the instances", "err", err)
 		}
 		select {
 		case <-ctx.Done():
+			m.stopAll()
 			return
 		case <-t.C:
 		}
 	}
 }
 
-func (e *instances) reconcile(ctx context.Context) error {
-	list, err := e.fleet.List(ctx)
-	if err != nil {
-		return err
-	}
-	running := map[string]fleet.Instance{}
-	for _, in := range list {
-		if in.State == fleet.Running {
-			running[in.ID] = in
+// follow boots the instances that are running and not booted, and stops
+// those that are not running any more.
+func (m *machines) follow(ctx context.Context) error {
+	var all []types.Instance
+	pages := ec2.NewDescribeInstancesPaginator(m.ec2, &ec2.DescribeInstancesInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Reservations {
+			all = append(all, r.Instances...)
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for id, p := range e.procs {
-		if _, ok := running[id]; !ok {
-			// The instance is gone: so is its process, at once and without
-			// a chance to finish, as when an instance is lost. Whatever it
-			// held comes back when its visibility timeout ends.
-			e.log.Info("instance gone; killing its worker", "id", id, "name", p.name)
-			p.kill()
-			delete(e.procs, id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, in := range all {
+		id := aws.ToString(in.InstanceId)
+		state := types.InstanceStateName("")
+		if in.State != nil {
+			state = in.State.Name
 		}
-	}
-	for id, in := range running {
-		p, ok := e.procs[id]
+		inst, known := m.running[id]
 		switch {
-		case !ok:
-			if err := e.boot(in); err != nil {
-				e.log.Error("booting instance", "id", id, "err", err)
-			}
-		case p.failedAgo() > 2*time.Second:
-			// systemd's Restart=on-failure, RestartSec=2.
-			e.log.Warn("worker failed; restarting it", "id", id)
-			p.imds.close()
-			delete(e.procs, id)
-			if err := e.boot(in); err != nil {
-				e.log.Error("restarting worker", "id", id, "err", err)
-			}
+		case state == types.InstanceStateNameRunning && !known:
+			inst = m.newInstance(ctx, in)
+			m.running[id] = inst
+		case known && (state == types.InstanceStateNameShuttingDown || state == types.InstanceStateNameStopping):
+			// A shutdown: systemd stops the services (SIGTERM, a drain).
+			inst.shutdown(syscall.SIGTERM)
+		case known && state != types.InstanceStateNameRunning:
+			m.log.Info("instance gone", "id", id, "name", inst.name, "state", state)
+			inst.shutdown(syscall.SIGKILL)
+			delete(m.running, id)
+		}
+	}
+	// Instances EC2 no longer lists at all.
+	for id, inst := range m.running {
+		if !slices.ContainsFunc(all, func(in types.Instance) bool { return aws.ToString(in.InstanceId) == id }) {
+			inst.shutdown(syscall.SIGKILL)
+			delete(m.running, id)
 		}
 	}
 	return nil
 }
 
-func (e *instances) boot(in fleet.Instance) error {
-	imds, err := startIMDS(in.ID, in.Name)
-	if err != nil {
-		return err
+func tag(in types.Instance, key string) string {
+	for _, t := range in.Tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
 	}
-	logFile, err := os.OpenFile(filepath.Join(e.logs, in.ID+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		imds.close()
-		return err
+	return ""
+}
+
+func (m *machines) newInstance(ctx context.Context, in types.Instance) *instance {
+	id := aws.ToString(in.InstanceId)
+	inst := &instance{
+		m: m, id: id, name: tag(in, "Name"), fleet: tag(in, ec2fleet.TagFleet) != "",
+		root: filepath.Join(m.dir, id), done: make(chan struct{}),
 	}
-	p := &emulated{id: in.ID, name: in.Name, imds: imds, status: filepath.Join(e.logs, in.ID+".status"), done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(e.bin, "worker"))
-	p.cmd.Env = append(append(os.Environ(), e.env...),
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.url,
-		procfleet.EnvStatusFile+"="+p.status)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		imds.close()
-		return err
+	if in.Placement != nil {
+		inst.zone = aws.ToString(in.Placement.AvailabilityZone)
 	}
-	e.log.Info("instance booted", "id", in.ID, "name", in.Name, "pid", p.cmd.Process.Pid)
+	if inst.name == "" {
+		inst.name = id
+	}
+	inst.log = m.log.With("instance", id, "name", inst.name)
+	if inst.fleet && m.failLeft > 0 {
+		m.failLeft--
+		m.failDownloads(id)
+		inst.log.Warn("this instance's downloads will fail (injected boot failure)")
+	}
+	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	inst.cancel = cancel
 	go func() {
-		p.cmd.Wait()
-		logFile.Close()
-		close(p.done)
+		defer close(inst.done)
+		if err := inst.boot(ictx); err != nil && ictx.Err() == nil {
+			inst.log.Error("boot", "err", err)
+		}
 	}()
-	e.procs[in.ID] = p
+	return inst
+}
+
+// boot waits what an instance takes from running to its user data, then
+// runs the user data and starts the units it enabled.
+func (in *instance) boot(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(in.m.cfg.scaled(in.m.cfg.Lifecycle.Boot)):
+	}
+	for _, d := range []string{"/root", "/run/surge-emulator", "/var", "/tmp"} {
+		if err := os.MkdirAll(in.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	// The instance's /var/log lives with the emulator's logs, so it
+	// outlives the instance and can be read while it runs.
+	logs := filepath.Join(in.m.logs, in.id)
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(logs, in.path("/var/log")); err != nil {
+		return err
+	}
+	md, err := startMetadata(instanceIdentity{ID: in.id, Name: in.name, Region: in.m.cfg.Region, Zone: in.zone, Role: "surge-instance-role"})
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.md = md
+	in.mu.Unlock()
+	script, err := in.userData(ctx)
+	if err != nil {
+		return err
+	}
+	if script == "" {
+		in.log.Info("booted; no user data")
+		return nil
+	}
+	bootLog, err := os.OpenFile(in.path(userdata.BootLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer bootLog.Close()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Env = append(in.baseEnv(),
+		userdata.RootEnv+"="+in.root,
+		"SURGE_EMULATOR_RUN="+in.path("/run/surge-emulator"),
+		"SURGE_EMULATOR_SHIMS="+in.m.shims,
+		"SURGE_EMULATOR_TIME_SCALE="+strconv.FormatFloat(in.m.cfg.TimeScale, 'f', -1, 64))
+	cmd.Dir = in.path("/root")
+	cmd.Stdout, cmd.Stderr = bootLog, bootLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	in.log.Info("running user data")
+	start := time.Now()
+	runErr := cmd.Run()
+	in.log.Info("user data finished", "err", runErr, "took", time.Since(start).Round(time.Millisecond))
+	if in.agentConfig() != "" {
+		in.agent.Add(1)
+		go func() { defer in.agent.Done(); in.shipLogs(ctx) }()
+	}
+	if in.poweredOff() {
+		return in.powerOff(ctx)
+	}
+	if runErr != nil {
+		return nil // the script said why in its log; the instance stays up
+	}
+	return in.startUnits(ctx)
+}
+
+func (in *instance) userData(ctx context.Context) (string, error) {
+	out, err := in.m.ec2.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
+		InstanceId: &in.id, Attribute: types.InstanceAttributeNameUserData,
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading user data: %w", err)
+	}
+	if out.UserData == nil || aws.ToString(out.UserData.Value) == "" {
+		return "", nil
+	}
+	b, err := base64.StdEncoding.DecodeString(aws.ToString(out.UserData.Value))
+	if err != nil {
+		return "", fmt.Errorf("user data is not base64: %w", err)
+	}
+	return string(b), nil
+}
+
+// path maps an absolute path on the instance to this machine.
+func (in *instance) path(p string) string { return filepath.Join(in.root, p) }
+
+// baseEnv is what every process of the instance starts from: no variable
+// of the emulator's own (no credentials: those come from the metadata
+// service, as on EC2), only what reaches the emulated AWS.
+func (in *instance) baseEnv() []string {
+	return []string{
+		"PATH=" + in.m.shims + ":" + in.m.awsCLI + ":/usr/local/bin:/usr/bin:/bin",
+		"HOME=" + in.path("/root"),
+		"LANG=C.UTF-8",
+		"AWS_ENDPOINT_URL=" + in.m.endpoint,
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + in.md.url,
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv4",
+	}
+}
+
+func (in *instance) record(name string) string {
+	b, _ := os.ReadFile(in.path("/run/surge-emulator/" + name))
+	return strings.TrimSpace(string(b))
+}
+
+func (in *instance) poweredOff() bool {
+	_, err := os.Stat(in.path("/run/surge-emulator/poweroff"))
+	return err == nil
+}
+
+func (in *instance) agentConfig() string { return in.record("cwagent") }
+
+// startUnits starts what the script enabled with `systemctl enable --now`
+// (or started).
+func (in *instance) startUnits(ctx context.Context) error {
+	for _, line := range strings.Split(in.record("systemctl"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !(f[0] == "start" || f[0] == "enable" && slices.Contains(f, "--now")) {
+			continue
+		}
+		name := f[len(f)-1]
+		u, err := in.readUnit(name)
+		if err != nil {
+			return err
+		}
+		s := &service{u: u, host: in, log: in.log, done: make(chan struct{})}
+		in.mu.Lock()
+		if in.off {
+			in.mu.Unlock()
+			return nil
+		}
+		in.services = append(in.services, s)
+		in.mu.Unlock()
+		go s.run(ctx)
+	}
 	return nil
 }
 
-// failedAgo is how long ago the worker exited with a failure, or 0.
-func (p *emulated) failedAgo() time.Duration {
-	select {
-	case <-p.done:
-	default:
-		return 0
+func (in *instance) readUnit(name string) (*unit, error) {
+	b, err := os.ReadFile(in.path("/etc/systemd/system/" + name))
+	if err != nil {
+		return nil, fmt.Errorf("unit %s: %w", name, err)
 	}
-	if p.cmd.ProcessState.Success() {
-		return 0 // it left on purpose, terminating its instance
-	}
-	if p.exited.IsZero() {
-		p.exited = time.Now()
-	}
-	return time.Since(p.exited)
+	return parseUnit(name, string(b))
 }
 
-func (p *emulated) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-	p.imds.close()
+// serviceEnv is a unit's environment: the instance's, its
+// EnvironmentFiles and Environment lines, absolute paths mapped into the
+// instance's directory, and the emulator's own additions.
+func (in *instance) serviceEnv(u *unit) ([]string, error) {
+	env := map[string]string{}
+	add := func(kv string) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return
+		}
+		if strings.HasPrefix(v, "/") {
+			v = in.path(v)
+		}
+		env[k] = v
+	}
+	for _, f := range u.envFiles {
+		file, err := os.Open(in.path(f))
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: %w", u.name, err)
+		}
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); line != "" && line[0] != '#' {
+				add(line)
+			}
+		}
+		file.Close()
+	}
+	for _, kv := range u.env {
+		add(kv)
+	}
+	// The emulator's affordances: one core's worth of Go scheduler per
+	// process (many instances share this machine); the worker's status
+	// file, so tests can see which instance holds a request; the web
+	// tier on the address this machine serves it at.
+	env["GOMAXPROCS"] = "1"
+	env[procfleet.EnvStatusFile] = in.path("/run/surge-emulator/status")
+	if strings.HasSuffix(u.exec[0], "/webtier") {
+		port, err := in.m.webPort()
+		if err != nil {
+			return nil, err
+		}
+		env["HOST"], env["PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
+		in.m.mu.Lock()
+		in.m.webURL = "http://" + hostForURL(env["HOST"]) + ":" + env["PORT"] + "/"
+		in.m.mu.Unlock()
+	}
+	out := in.baseEnv()
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out, nil
+}
+
+// webPort is where the web tier listens on this machine: the configured
+// port, or one free when it first starts (a port picked any earlier could
+// be taken by then, by moto say).
+func (m *machines) webPort() (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cfg.WebPort == 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(m.cfg.WebHost, "0"))
+		if err != nil {
+			return 0, err
+		}
+		m.cfg.WebPort = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	return m.cfg.WebPort, nil
+}
+
+func hostForURL(h string) string {
+	if h == "" || h == "0.0.0.0" {
+		return "127.0.0.1"
+	}
+	return h
+}
+
+// unitFailed is systemd's OnFailure: the units it names run; one that
+// powers off powers the instance off.
+func (in *instance) unitFailed(u *unit) {
+	for _, name := range u.onFailure {
+		f, err := in.readUnit(name)
+		if err != nil {
+			in.log.Error("OnFailure unit", "err", err)
+			continue
+		}
+		if f.powersOff() {
+			in.log.Warn("unit failed for good; powering off", "unit", u.name, "by", name)
+			go in.powerOff(context.Background())
+			return
+		}
+		in.log.Error("OnFailure unit does nothing the emulator can do", "unit", name)
+	}
+}
+
+// powerOff is an instance-initiated shutdown: EC2 then stops or
+// terminates the instance, as its shutdown behaviour says.
+func (in *instance) powerOff(ctx context.Context) error {
+	in.shutdown(syscall.SIGTERM)
+	behaviour := types.ShutdownBehaviorStop
+	if out, err := in.m.ec2.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
+		InstanceId: &in.id, Attribute: types.InstanceAttributeNameInstanceInitiatedShutdownBehavior,
+	}); err == nil && out.InstanceInitiatedShutdownBehavior != nil && aws.ToString(out.InstanceInitiatedShutdownBehavior.Value) == string(types.ShutdownBehaviorTerminate) {
+		behaviour = types.ShutdownBehaviorTerminate
+	}
+	in.log.Warn("instance powered itself off", "then", behaviour)
+	var err error
+	if behaviour == types.ShutdownBehaviorTerminate {
+		_, err = in.m.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{in.id}})
+	} else {
+		_, err = in.m.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{in.id}})
+	}
+	return err
+}
+
+// shutdown stops the instance's services with sig; SIGKILL also ends the
+// metadata service and removes the instance's disk, keeping its logs.
+func (in *instance) shutdown(sig syscall.Signal) {
+	in.mu.Lock()
+	in.off = true
+	services := slices.Clone(in.services)
+	in.mu.Unlock()
+	for _, s := range services {
+		s.stop(sig)
+	}
+	if sig != syscall.SIGKILL {
+		return
+	}
+	in.cancel()
+	go func() {
+		<-in.done
+		for _, s := range services {
+			<-s.done
+		}
+		in.agent.Wait()
+		in.mu.Lock()
+		md := in.md
+		in.mu.Unlock()
+		if md != nil {
+			md.close()
+		}
+		os.RemoveAll(in.root)
+	}()
+}
+
+func (m *machines) stopAll() {
+	m.mu.Lock()
+	all := slices.Collect(maps.Values(m.running))
+	m.running = map[string]*instance{}
+	m.mu.Unlock()
+	for _, in := range all {
+		in.shutdown(syscall.SIGKILL)
+		<-in.done
+	}
 }
 
 // busy returns an instance whose worker holds a request.
-func (e *instances) busy() (string, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ids := make([]string, 0, len(e.procs))
-	for id := range e.procs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if procfleet.Holding(e.procs[id].status) {
+func (m *machines) busy() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(m.running)) {
+		if procfleet.Holding(m.running[id].path("/run/surge-emulator/status")) {
 			return id, true
 		}
 	}
 	return "", false
 }
 
-func (e *instances) stopAll() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for id, p := range e.procs {
-		p.kill()
-		delete(e.procs, id)
+// crash loses an instance at once, as a host failure would: its processes
+// die without a chance to finish, then EC2 reports it terminated.
+func (m *machines) crash(ctx context.Context, id string) error {
+	m.mu.Lock()
+	in, ok := m.running[id]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no running instance %s", id)
 	}
+	in.shutdown(syscall.SIGKILL)
+	_, err := m.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+	return err
+}
+
+func (m *machines) web() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.webURL
 }

@@ -8,9 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +217,79 @@ func Workload(t testing.TB, url string, files []string, expected map[string]stri
 	}
 	t.Logf("%d requests in %v: %.1f req/s, p50 %v, p99 %v", rep.Requests, rep.Duration.Round(time.Millisecond), rep.Throughput(), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond))
 	return rep
+}
+
+// Synth synthesizes the CDK app into a new temporary directory with the
+// given context (-c key=value; the shared model and the cached ONNX
+// Runtime unless given), as `make synth` does, and returns the cloud
+// assembly's directory; it is removed when the test ends.
+func Synth(t testing.TB, context map[string]string) string {
+	t.Helper()
+	root := Root(t)
+	if _, ok := context["modelDir"]; !ok {
+		context["modelDir"] = Path(t, "models", "mobilenetv2-12-int8")
+	}
+	if _, ok := context["ortLib"]; !ok {
+		context["ortLib"] = RuntimeLib(t)
+	}
+	out := t.TempDir()
+	args := []string{"run", "./cdk"}
+	for _, k := range slices.Sorted(maps.Keys(context)) {
+		args = append(args, "-c", k+"="+context[k])
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CDK_OUTDIR="+out, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20")
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("synth %v: %v\n%s", args, err, b)
+	}
+	t.Logf("synthesized %v in %v", context, time.Since(start).Round(time.Second))
+	return out
+}
+
+// FreePort is a TCP port on loopback that nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// DumpLogs logs the tail of every *.log file in and below dir, for a
+// failed test.
+func DumpLogs(t testing.TB, dir string) {
+	var logs []string
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".log") {
+			logs = append(logs, path)
+		}
+		return nil
+	})
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		rel, _ := filepath.Rel(dir, l)
+		t.Logf("--- %s\n%s", rel, b)
+	}
+}
+
+// Logger is a JSON logger into dir/name, closed when the test ends, so
+// that DumpLogs shows it when the test fails.
+func Logger(t testing.TB, dir, name string) *slog.Logger {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return slog.New(slog.NewJSONHandler(f, nil))
 }
