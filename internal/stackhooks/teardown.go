@@ -119,12 +119,19 @@ func (h *Hook) endFleet(ctx context.Context, log *slog.Logger, quietAt time.Time
 					ends = append(ends, aws.ToString(in.InstanceId))
 				}
 			}
-			lastErr = nil
 			if len(ends) > 0 {
 				logChanged(slog.LevelInfo, "terminating fleet instances", fmt.Sprint(ends), "instances", ends)
-				if lastErr = h.terminate(ctx, ends); lastErr != nil {
-					logChanged(slog.LevelWarn, "terminating fleet instances failed", errorKind(lastErr), "err", lastErr)
+				// The last error worth reporting: one the deadline itself
+				// cut short says nothing, and must not hide the one before.
+				switch err := h.terminate(ctx, ends); {
+				case err == nil:
+					lastErr = nil
+				case ctx.Err() == nil:
+					lastErr = err
+					logChanged(slog.LevelWarn, "terminating fleet instances failed", errorKind(err), "err", err)
 				}
+			} else {
+				lastErr = nil
 			}
 			wait := quietAt.Sub(h.now())
 			if len(live) == 0 && wait <= 0 {
