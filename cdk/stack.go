@@ -393,16 +393,23 @@ func (s *surge) webTier() {
 	awscdk.Tags_Of(s.web).Add(jsii.String("Name"), jsii.String("web-instance"), nil)
 }
 
-func (s *surge) scaler() {
-	logs := awslogs.NewLogGroup(s.stack, s.id("ScalerLogs"), &awslogs.LogGroupProps{
+// functionRole is a Lambda function's log group (with the stack's
+// retention, deleted with it) and its role, which may write there.
+func (s *surge) functionRole(name, description string) (awsiam.Role, awslogs.LogGroup) {
+	logs := awslogs.NewLogGroup(s.stack, s.id(name+"Logs"), &awslogs.LogGroupProps{
 		Retention:     retention(s.cfg.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
-	role := awsiam.NewRole(s.stack, s.id("ScalerRole"), &awsiam.RoleProps{
+	role := awsiam.NewRole(s.stack, s.id(name+"Role"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Surge scaler: read the backlog, launch and end this fleet's workers"),
+		Description: jsii.String(description),
 	})
 	role.AddToPolicy(statement("Log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
+	return role, logs
+}
+
+func (s *surge) scaler() {
+	role, logs := s.functionRole("Scaler", "Surge scaler: read the backlog, launch and end this fleet's workers")
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
 	role.AddToPolicy(statementIf("LaunchFleetInstances", []string{"ec2:RunInstances"},
@@ -482,15 +489,7 @@ func (s *surge) goFunction(id, pkg, handler string, props *awslambda.FunctionPro
 // security group and subnets), and empties the buckets that go with the
 // stack.
 func (s *surge) hooks() {
-	logs := awslogs.NewLogGroup(s.stack, s.id("StackHooksLogs"), &awslogs.LogGroupProps{
-		Retention:     retention(s.cfg.LogRetentionDays),
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-	})
-	role := awsiam.NewRole(s.stack, s.id("StackHooksRole"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Surge stack hooks: lock the default security group; on destroy stop the scaler, end the fleet, empty the buckets"),
-	})
-	role.AddToPolicy(statement("Log", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
+	role, logs := s.functionRole("StackHooks", "Surge stack hooks: lock the default security group; on destroy stop the scaler, end the fleet, empty the buckets")
 	role.AddToPolicy(statement("SeeFleetAndGroups", []string{"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"}, jsii.String("*")))
 	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},
 		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))

@@ -270,18 +270,8 @@ func (p *Proxy) describeInstances(w http.ResponseWriter, r *http.Request, c call
 		r.URL.RawQuery = ""
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	}
-	answer, err := p.roundTrip(r, body)
-	if err != nil {
-		p.forwardFailed(w, "forwarding DescribeInstances", err)
-		return
-	}
-	if answer.status != http.StatusOK {
-		answer.write(w)
-		return
-	}
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(answer.body); err != nil {
-		p.forwardFailed(w, "reading moto's DescribeInstances answer", err)
+	answer, doc, ok := p.forwardXML(w, r, body, "DescribeInstances")
+	if !ok {
 		return
 	}
 	now := p.clock.Now()
@@ -373,18 +363,8 @@ func setState(e *etree.Element, state string) {
 }
 
 func (p *Proxy) terminateInstances(w http.ResponseWriter, r *http.Request, c call, body []byte) {
-	answer, err := p.roundTrip(r, body)
-	if err != nil {
-		p.forwardFailed(w, "forwarding TerminateInstances", err)
-		return
-	}
-	if answer.status != http.StatusOK {
-		answer.write(w)
-		return
-	}
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(answer.body); err != nil {
-		p.forwardFailed(w, "reading moto's TerminateInstances answer", err)
+	answer, doc, ok := p.forwardXML(w, r, body, "TerminateInstances")
+	if !ok {
 		return
 	}
 	now := p.clock.Now()

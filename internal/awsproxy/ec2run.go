@@ -283,18 +283,8 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 }
 
 func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (answer []byte, ids []string, ok bool) {
-	up, err := p.roundTrip(r, body)
-	if err != nil {
-		p.forwardFailed(w, "forwarding RunInstances", err)
-		return nil, nil, false
-	}
-	if up.status != http.StatusOK {
-		up.write(w)
-		return nil, nil, false
-	}
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(up.body); err != nil {
-		p.forwardFailed(w, "reading moto's RunInstances answer", err)
+	up, doc, ok := p.forwardXML(w, r, body, "RunInstances")
+	if !ok {
 		return nil, nil, false
 	}
 	now := p.clock.Now()

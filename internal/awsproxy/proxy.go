@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beevik/etree"
 	"github.com/google/uuid"
 )
 
@@ -325,6 +326,26 @@ func (p *Proxy) roundTrip(r *http.Request, body []byte) (*upstreamAnswer, error)
 }
 
 // write sends an answer (rewritten or not) to the client.
+// forwardXML forwards an action to moto and parses its XML answer. When it
+// returns false it has answered the client itself: moto failed or said no.
+func (p *Proxy) forwardXML(w http.ResponseWriter, r *http.Request, body []byte, action string) (*upstreamAnswer, *etree.Document, bool) {
+	answer, err := p.roundTrip(r, body)
+	if err != nil {
+		p.forwardFailed(w, "forwarding "+action, err)
+		return nil, nil, false
+	}
+	if answer.status != http.StatusOK {
+		answer.write(w)
+		return nil, nil, false
+	}
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(answer.body); err != nil {
+		p.forwardFailed(w, "reading moto's "+action+" answer", err)
+		return nil, nil, false
+	}
+	return answer, doc, true
+}
+
 func (a *upstreamAnswer) write(w http.ResponseWriter) {
 	for k, vs := range a.header {
 		switch http.CanonicalHeaderKey(k) {

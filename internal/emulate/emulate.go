@@ -239,7 +239,12 @@ func (c *Cloud) WebURL(ctx context.Context) (string, error) {
 // RunningWorkers counts the running instances named app-tier-instance-*,
 // as a grader polling the account does.
 func (c *Cloud) RunningWorkers(ctx context.Context) (int, error) {
-	out, err := c.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+	return RunningWorkers(ctx, c.Clients.EC2)
+}
+
+// RunningWorkers counts the running app-tier instances client sees.
+func RunningWorkers(ctx context.Context, client *ec2.Client) (int, error) {
+	out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
 		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
 		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
 	}})

@@ -41,7 +41,6 @@ type machines struct {
 	dir      string // instance roots
 	logs     string
 	log      *slog.Logger
-	now      func() time.Time
 	// failDownloads makes an instance's downloads fail for good.
 	failDownloads func(instanceID string)
 

@@ -1,8 +1,6 @@
 package stackhooks
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,11 +16,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
@@ -467,36 +463,10 @@ func waitFor[T any](t *testing.T, done <-chan T, what string, cond func() bool) 
 	}
 }
 
-// scalerFunction makes a Lambda function to stand for the scaler. moto
-// wants an IAM role it knows; a one-resource stack makes one without the
-// IAM SDK.
+// scalerFunction makes a Lambda function to stand for the scaler.
 func scalerFunction(t *testing.T, c *awscfg.Clients, name string) string {
 	t.Helper()
-	ctx := t.Context()
-	template := fmt.Sprintf(`{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": %q,
-		"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-			"Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}}}},
-		"Outputs": {"Arn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}}}}`, name+"-role")
-	cfc := cloudformation.NewFromConfig(c.Config)
-	if _, err := cfc.CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String(name + "-role"), TemplateBody: &template}); err != nil {
-		t.Fatal(err)
-	}
-	stacks, err := cfc.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name + "-role")})
-	if err != nil || len(stacks.Stacks) != 1 || len(stacks.Stacks[0].Outputs) != 1 {
-		t.Fatalf("role stack: %+v, %v", stacks, err)
-	}
-	var code bytes.Buffer
-	zw := zip.NewWriter(&code)
-	f, _ := zw.Create("bootstrap")
-	f.Write([]byte("#!/bin/sh\n"))
-	zw.Close()
-	if _, err := lambda.NewFromConfig(c.Config).CreateFunction(ctx, &lambda.CreateFunctionInput{
-		FunctionName: &name, Role: stacks.Stacks[0].Outputs[0].OutputValue,
-		Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
-		Code: &lambdatypes.FunctionCode{ZipFile: code.Bytes()},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	awstest.Function(t, c, name)
 	return name
 }
 
