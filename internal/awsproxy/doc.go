@@ -35,6 +35,9 @@
 //     chooses one.
 //   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
 //     MaxCount (moto launches MinCount).
+//   - An instance launched from a template takes the template's
+//     InstanceInitiatedShutdownBehavior (moto takes only the request's), so
+//     one that powers itself off terminates rather than stops.
 //     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
 //
 // S3: global bucket names owned by other accounts (BucketAlreadyExists,
@@ -66,6 +69,10 @@
 //     fail on: an instance outside the stack using the stack's security
 //     group or subnet leaves the stack DELETE_FAILED (moto deletes a group
 //     in use silently). Instances already shutting down are waited for.
+//     The stack's route tables and internet gateways are deleted before
+//     moto deletes the rest (its CloudFormation cannot, and then fails on
+//     the VPC), and the stack's instances have ended when it is gone, as
+//     CloudFormation waits for them.
 //   - DescribeStacks, ListStacks and DescribeStackEvents show the status
 //     and events of the stacks the proxy works on.
 //
