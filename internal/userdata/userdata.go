@@ -190,8 +190,17 @@ ROTATE
 systemctl daemon-reload
 `)
 	fmt.Fprintf(&b, "systemctl enable --now %s\necho \"surge: %s started\"\n", s.Unit(), s.Name)
+	// EC2 takes 16 KB of user data; CloudFormation's names can be longer
+	// than the CDK tokens that stand for them here.
+	if b.Len() > maxScript {
+		return "", fmt.Errorf("boot script of %d bytes: EC2 takes at most 16 KB of user data, and deploy-time names need room", b.Len())
+	}
 	return b.String(), nil
 }
+
+// maxScript leaves 4 KB of EC2's 16 KB user data limit for what
+// CloudFormation puts where CDK tokens stand.
+const maxScript = 12 << 10
 
 const prelude = `#!/bin/bash
 # Boot script of a Surge instance, rendered by internal/userdata.

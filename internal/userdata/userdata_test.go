@@ -58,6 +58,7 @@ func TestRender(t *testing.T) {
 	if out, err := exec.Command("bash", "-n", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("bash -n: %v\n%s", err, out)
 	}
+	t.Logf("a worker's boot script: %d bytes of EC2's 16384", len(script))
 }
 
 func TestWebTierStaysUpOnFailure(t *testing.T) {
@@ -88,6 +89,11 @@ func TestRefusesUnsafeValues(t *testing.T) {
 		"bad mode":       func(s *Service) { s.Files[0].Mode = "rwx" },
 		"bad source":     func(s *Service) { s.Files[0].Source = "s3://a/b;reboot" },
 		"bad name":       func(s *Service) { s.Name = "../x" },
+		"too long for EC2": func(s *Service) {
+			for i := range 200 {
+				s.Files = append(s.Files, File{Source: "s3://assets/" + strings.Repeat("a", 64), Path: "/opt/surge/f" + strconv.Itoa(i), Mode: "0644"})
+			}
+		},
 	} {
 		s := worker()
 		mutate(&s)
