@@ -61,6 +61,17 @@ func (s *ec2State) region(name string) *ec2Region {
 	return r
 }
 
+// record is id's record, made at first sight (its launch, as far as the
+// proxy can tell); known says whether it existed. The caller holds s.mu.
+func (r *ec2Region) record(id string, now time.Time) (rec *instanceRecord, known bool) {
+	rec, known = r.instances[id]
+	if !known {
+		rec = &instanceRecord{launchedAt: now}
+		r.instances[id] = rec
+	}
+	return rec, known
+}
+
 // observe records an instance seen in moto's state motoState and returns
 // a copy of its record: first sight is its launch; first sight as
 // terminated is its termination.
@@ -68,11 +79,7 @@ func (s *ec2State) observe(region, id, motoState string, now time.Time) instance
 	r := s.region(region)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := r.instances[id]
-	if !ok {
-		rec = &instanceRecord{launchedAt: now}
-		r.instances[id] = rec
-	}
+	rec, _ := r.record(id, now)
 	if motoState == "terminated" && rec.terminatedAt.IsZero() {
 		rec.terminatedAt = now
 	}
@@ -85,11 +92,7 @@ func (s *ec2State) terminated(region, id string, now time.Time) (before instance
 	r := s.region(region)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := r.instances[id]
-	if !ok {
-		rec = &instanceRecord{launchedAt: now}
-		r.instances[id] = rec
-	}
+	rec, ok := r.record(id, now)
 	before = *rec
 	// The earliest word wins: CloudFormation says when its instances
 	// ended, which may be before a describe first saw them terminated.
