@@ -184,3 +184,18 @@ func TestModelFromURL(t *testing.T) {
 		t.Fatalf("URL without digest: %v", err)
 	}
 }
+
+func TestModelName(t *testing.T) {
+	for spec, want := range map[string]string{
+		"":                                    DefaultModel,
+		"mobilenetv2-12-int8":                 "mobilenetv2-12-int8",
+		"/opt/surge/models/resnet/model.onnx": "resnet",
+		"/data/models/resnet":                 "resnet",
+		"https://example.com/m/squeezenet.tar.gz": "squeezenet",
+		"http://example.com/effnet.tgz":           "effnet",
+	} {
+		if got := ModelName(spec); got != want {
+			t.Errorf("ModelName(%q) = %q, want %q", spec, got, want)
+		}
+	}
+}

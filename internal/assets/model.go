@@ -40,6 +40,27 @@ type ModelConfig struct {
 	Log     *slog.Logger
 }
 
+// ModelName is the name results carry for the model a spec resolves to,
+// known before anything is fetched: a folder's name, a model file's
+// folder's name, or a URL's archive name. A web tier that never loads
+// the model compares cached answers against it.
+func ModelName(spec string) string {
+	switch {
+	case spec == "":
+		return DefaultModel
+	case strings.HasPrefix(spec, "http://") || strings.HasPrefix(spec, "https://"):
+		return strings.TrimSuffix(strings.TrimSuffix(filepath.Base(spec), ".tgz"), ".tar.gz")
+	case strings.HasSuffix(spec, ".onnx"):
+		return filepath.Base(filepath.Dir(spec))
+	default:
+		return filepath.Base(spec)
+	}
+}
+
+// WithGallery names a model whose outputs a gallery maps to labels: its
+// answers differ from the bare model's, so a cache must tell them apart.
+func WithGallery(model string) string { return model + "+gallery" }
+
 // ResolveModel finds the configured model's files, verifying them.
 func ResolveModel(ctx context.Context, cfg ModelConfig) (Model, error) {
 	spec := cfg.Spec
@@ -99,7 +120,7 @@ func modelFromURL(ctx context.Context, cfg ModelConfig, url string) (Model, erro
 	if cfg.SHA256 == "" {
 		return Model{}, fmt.Errorf("model %s: a URL needs SURGE_MODEL_SHA256, the archive's SHA-256", url)
 	}
-	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(url), ".tgz"), ".tar.gz")
+	name := ModelName(url)
 	key := strings.ToLower(cfg.SHA256)
 	archive, err := Resolve(ctx, Source{
 		What: "model archive " + url, File: filepath.Join("models", key+".tar.gz"),

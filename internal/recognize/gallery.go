@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/surgeml/surge/internal/assets"
 )
 
 // Unknown is the label for a face (or anything) too far from every
@@ -98,7 +100,7 @@ func NewGalleryRecognizer(c *Classifier, g *Gallery) (*GalleryRecognizer, error)
 }
 
 // Name identifies the model in results.
-func (r *GalleryRecognizer) Name() string { return r.c.name + "+gallery" }
+func (r *GalleryRecognizer) Name() string { return assets.WithGallery(r.c.name) }
 
 // Recognize labels img with the nearest enrolled example's label.
 func (r *GalleryRecognizer) Recognize(img image.Image) (string, float64, error) {
