@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -23,6 +24,7 @@ type Clients struct {
 	SQS    *sqs.Client
 	S3     *s3.Client
 	EC2    *ec2.Client
+	Dynamo *dynamodb.Client
 }
 
 // Load reads the configuration from the environment and instance
@@ -49,7 +51,8 @@ func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (*Client
 			// tools) are not worth a log line per read.
 			o.DisableLogOutputChecksumValidationSkipped = true
 		}),
-		EC2: ec2.NewFromConfig(cfg),
+		EC2:    ec2.NewFromConfig(cfg),
+		Dynamo: dynamodb.NewFromConfig(cfg),
 	}, nil
 }
 

@@ -1,0 +1,102 @@
+// Package sqlitetable keeps the results table in an SQLite database file,
+// for the embedded system: the web tier and every worker process open the
+// same file.
+package sqlitetable
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/surgeml/surge/internal/results"
+)
+
+// Table is one results table.
+type Table struct {
+	db   *sql.DB
+	path string
+}
+
+var _ results.Table = (*Table)(nil)
+
+// busyTimeout bounds how long a call waits for another process's write.
+// It is short: a table that stays locked longer is treated as down, and
+// answers go through the queue instead.
+const busyTimeout = time.Second
+
+// Open opens (creating if need be) the table in dir/<name>.db.
+func Open(ctx context.Context, dir, name string) (*Table, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("results table %s: %w", name, err)
+	}
+	path := filepath.Join(dir, name+".db")
+	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("results table %s: %w", path, err)
+	}
+	_, err = db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS results (
+		name   TEXT PRIMARY KEY,
+		stem   TEXT NOT NULL,
+		label  TEXT NOT NULL,
+		score  REAL NOT NULL,
+		model  TEXT NOT NULL,
+		sha256 TEXT NOT NULL,
+		time   TEXT NOT NULL
+	)`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("results table %s: creating: %w", path, err)
+	}
+	return &Table{db: db, path: path}, nil
+}
+
+// Path is the database file.
+func (t *Table) Path() string { return t.path }
+
+// Close closes the database.
+func (t *Table) Close() error { return t.db.Close() }
+
+// Get returns the item for name.
+func (t *Table) Get(ctx context.Context, name string) (results.Item, error) {
+	it := results.Item{Name: name}
+	var at string
+	err := t.db.QueryRowContext(ctx, `SELECT stem, label, score, model, sha256, time FROM results WHERE name = ?`, name).
+		Scan(&it.Stem, &it.Label, &it.Score, &it.Model, &it.SHA256, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return it, fmt.Errorf("results table: %q: %w", name, results.ErrNotFound)
+	}
+	if err != nil {
+		return it, fmt.Errorf("results table: reading %q: %w", name, err)
+	}
+	if it.Time, err = time.Parse(time.RFC3339Nano, at); err != nil {
+		return it, fmt.Errorf("results table: %q has time %q: %w", name, at, err)
+	}
+	return it, nil
+}
+
+// Put records it, replacing any item with its name.
+func (t *Table) Put(ctx context.Context, it results.Item) error {
+	_, err := t.db.ExecContext(ctx, `INSERT OR REPLACE INTO results (name, stem, label, score, model, sha256, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		it.Name, it.Stem, it.Label, it.Score, it.Model, it.SHA256, it.Time.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("results table: recording %q: %w", it.Name, err)
+	}
+	return nil
+}
+
+// Len counts the items. Only the embedded system can afford it; the
+// tiers on AWS may not scan their table.
+func (t *Table) Len(ctx context.Context) (int, error) {
+	var n int
+	if err := t.db.QueryRowContext(ctx, `SELECT count(*) FROM results`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("results table: counting: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,81 @@
+package sqlitetable_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/internal/results"
+	"github.com/surgeml/surge/internal/results/resultstest"
+	"github.com/surgeml/surge/internal/sqlitetable"
+)
+
+func open(t *testing.T, dir string) *sqlitetable.Table {
+	t.Helper()
+	tab, err := sqlitetable.Open(context.Background(), dir, "x-dynamoDB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tab.Close() })
+	return tab
+}
+
+func TestContract(t *testing.T) {
+	resultstest.Run(t, func(t *testing.T) results.Table { return open(t, t.TempDir()) })
+}
+
+// Two processes' handles on one file see each other's items, as the web
+// tier sees the workers'.
+func TestSharedFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := open(t, dir), open(t, dir)
+	it := results.Item{Name: "test_00.jpg", Stem: "test_00", Label: "Paul", Model: "m", SHA256: "x", Time: time.Now()}
+	if err := a.Put(context.Background(), it); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(context.Background(), it.Name); err != nil || got.Label != "Paul" {
+		t.Fatalf("other handle reads %+v, %v", got, err)
+	}
+	if n, err := b.Len(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Len = %d, %v", n, err)
+	}
+}
+
+// A database another process holds a write lock on (say, sqlite3 in a
+// transaction) refuses writes within the busy timeout, not after a hang,
+// and still serves reads.
+func TestLockedRefusesWritesPromptly(t *testing.T) {
+	dir := t.TempDir()
+	tab := open(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	it := results.Item{Name: "a.jpg", Stem: "a", Label: "A", Model: "m", SHA256: "x", Time: time.Now()}
+	if err := tab.Put(ctx, it); err != nil {
+		t.Fatal(err)
+	}
+	locker, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "x-dynamoDB.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE; INSERT INTO results VALUES ('b.jpg', 'b', 'B', 0, 'm', 'x', '2026-01-01T00:00:00Z')`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+	it.Name = "c.jpg"
+	if err := tab.Put(ctx, it); err == nil || ctx.Err() != nil {
+		t.Fatalf("Put on a locked database: %v (ctx %v); want a prompt error", err, ctx.Err())
+	} else {
+		t.Logf("locked: %v", err)
+	}
+	if got, err := tab.Get(ctx, "a.jpg"); err != nil || got.Label != "A" {
+		t.Fatalf("Get while locked = %+v, %v", got, err)
+	}
+}
