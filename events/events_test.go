@@ -15,7 +15,10 @@ func TestStem(t *testing.T) {
 	for name, want := range map[string]string{
 		"test_00.jpg":        "test_00",
 		"test_65.JPEG":       "test_65",
-		"archive.tar.gz":     "archive.tar",
+		"archive.tar.gz":     "archive",
+		"img.2024.06.jpg":    "img",
+		".hidden.jpg":        ".hidden",
+		"..x.jpg":            "..x",
 		"noext":              "noext",
 		".hidden":            ".hidden",
 		"dir/sub/photo.png":  "photo",

@@ -20,11 +20,18 @@ func BaseName(name string) string {
 	return name
 }
 
-// Stem is the client-visible name of an upload: its base name without the
-// final extension ("test_00.jpg" → "test_00"). Clients match it against the
-// Image column of their CSV, so it is not sanitised.
+// Stem is the client-visible name of an upload: its base name up to the
+// first dot ("test_00.jpg" → "test_00", "img.2024.jpg" → "img"), because
+// the course's clients look answers up by filename.split('.')[0]. A name
+// that starts with a dot keeps it and loses only its final extension
+// (".hidden.jpg" → ".hidden"), since the first-dot rule would leave
+// nothing. Clients match the stem against the Image column of their CSV,
+// so it is not sanitised.
 func Stem(name string) string {
 	base := BaseName(name)
+	if i := strings.IndexByte(base, '.'); i > 0 {
+		return base[:i]
+	}
 	if ext := path.Ext(base); ext != "" && ext != base {
 		return strings.TrimSuffix(base, ext)
 	}
