@@ -130,6 +130,9 @@ type Result struct {
 	Worker  string  `json:"worker,omitempty"`
 	Elapsed Millis  `json:"elapsed_ms"`
 	Error   *Error  `json:"error,omitempty"`
+	// Unrecorded says why a label is missing from the results table (the
+	// table was unreachable), so the web tier can report the outage.
+	Unrecorded string `json:"unrecorded,omitempty"`
 }
 
 // Millis is a duration carried as fractional milliseconds, readable in logs

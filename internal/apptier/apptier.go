@@ -19,6 +19,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/blob"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/results"
 	"github.com/surgeml/surge/internal/retry"
 	"github.com/surgeml/surge/internal/vision"
 )
@@ -43,6 +44,12 @@ type Inputs interface {
 // Outputs is the output bucket.
 type Outputs interface {
 	Put(ctx context.Context, key string, body []byte) error
+}
+
+// Table is the results table, where each answer is recorded under its
+// file name for the web tier to reuse.
+type Table interface {
+	Put(ctx context.Context, it results.Item) error
 }
 
 // Recognizer labels a decoded image. Implementations must allow
@@ -96,6 +103,8 @@ type Worker struct {
 	results    Results
 	inputs     Inputs
 	outputs    Outputs
+	table      Table
+	tableOK    *results.Health
 	recognizer Recognizer
 	log        *slog.Logger
 
@@ -104,10 +113,12 @@ type Worker struct {
 	idleSince time.Time
 }
 
-// New assembles a worker.
-func New(cfg Config, requests Requests, results Results, inputs Inputs, outputs Outputs, r Recognizer, log *slog.Logger) *Worker {
+// New assembles a worker. table may be nil: answers then go only to the
+// output bucket and the response queue.
+func New(cfg Config, requests Requests, responses Results, inputs Inputs, outputs Outputs, table Table, r Recognizer, log *slog.Logger) *Worker {
 	cfg.defaults()
-	return &Worker{cfg: cfg, requests: requests, results: results, inputs: inputs, outputs: outputs, recognizer: r, log: log, idleSince: time.Now()}
+	return &Worker{cfg: cfg, requests: requests, results: responses, inputs: inputs, outputs: outputs, table: table,
+		tableOK: results.NewHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
 }
 
 // Run receives and processes requests until ctx is cancelled, then
@@ -273,7 +284,26 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 	if err := w.outputs.Put(ctx, events.ObjectKey(req.Stem), []byte(label)); err != nil {
 		return res, transient(fmt.Errorf("writing output: %w", err))
 	}
+	res.Unrecorded = w.record(ctx, req, res)
 	return res, nil
+}
+
+// record puts the answer in the results table. The table is a cache of
+// answers, so when it is down the answer still goes out, saying why it
+// was not recorded, and the outage is logged once.
+func (w *Worker) record(ctx context.Context, req events.Request, res events.Result) (unrecorded string) {
+	if w.table == nil {
+		return ""
+	}
+	err := w.table.Put(ctx, results.Item{
+		Name: req.Name, Stem: req.Stem, Label: res.Label, Score: res.Score,
+		Model: res.Model, SHA256: req.SHA256, Time: time.Now(),
+	})
+	w.tableOK.Observe(ctx, err)
+	if err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func (w *Worker) answer(ctx context.Context, res events.Result) error {

@@ -3,12 +3,14 @@ package apptier_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"image"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/surgeml/surge/internal/queue"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/sqlitequeue"
+	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -28,6 +31,7 @@ type rig struct {
 	dir                 string
 	requests, responses *sqlitequeue.Queue
 	inputs, outputs     *filestore.Store
+	table               *sqlitetable.Table
 	recognizer          apptier.Recognizer
 }
 
@@ -49,6 +53,10 @@ func newRig(t *testing.T, visibility time.Duration, maxReceives int) *rig {
 	if r.outputs, err = filestore.Open(filepath.Join(r.dir, "out")); err != nil {
 		t.Fatal(err)
 	}
+	if r.table, err = sqlitetable.Open(ctx, r.dir, "x-dynamoDB"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.table.Close() })
 	c, err := recognize.NewClassifier(testenv.Runtime(t), testenv.Model(t), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +70,7 @@ func newRig(t *testing.T, visibility time.Duration, maxReceives int) *rig {
 // it to finish what it holds.
 func (r *rig) start(t *testing.T, cfg apptier.Config) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := apptier.New(cfg, r.requests, r.responses, r.inputs, r.outputs, r.recognizer, slog.New(slog.DiscardHandler))
+	w := apptier.New(cfg, r.requests, r.responses, r.inputs, r.outputs, r.table, r.recognizer, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once
@@ -144,6 +152,43 @@ func TestRecognises(t *testing.T) {
 	label, err := r.outputs.Get(context.Background(), "eagle")
 	if err != nil || string(label) != "bald eagle" {
 		t.Fatalf("output bucket holds %q, %v", label, err)
+	}
+	data := testenv.Darknet(t, "eagle.jpg")
+	sum := sha256.Sum256(data)
+	it, err := r.table.Get(context.Background(), "eagle.jpg")
+	if err != nil || it.Label != "bald eagle" || it.Stem != "eagle" || it.Model != res.Model || it.SHA256 != hex.EncodeToString(sum[:]) || it.Score != res.Score || it.Time.IsZero() {
+		t.Fatalf("results table holds %+v, %v", it, err)
+	}
+	if res.Unrecorded != "" {
+		t.Fatalf("recorded answer says %q", res.Unrecorded)
+	}
+	r.eventuallyEmpty(t)
+}
+
+// A results table that cannot be written (another process holds it
+// locked) costs the cache, not the answer: it goes out, saying why it was
+// not recorded.
+func TestAnswersWhenTheTableIsLocked(t *testing.T) {
+	r := newRig(t, 30*time.Second, 5)
+	ctx := context.Background()
+	locker, err := sql.Open("sqlite3", "file:"+r.table.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE; DELETE FROM results`); err != nil {
+		t.Fatal(err)
+	}
+	r.start(t, apptier.Config{Wait: time.Second})
+	r.submit(t, "id-1", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+	res := r.result(t, 10*time.Second)
+	if res.Answer() != "eagle:bald eagle" || !strings.Contains(res.Unrecorded, "locked") {
+		t.Fatalf("result %+v; want the label and why it is unrecorded", res)
 	}
 	r.eventuallyEmpty(t)
 }
@@ -327,7 +372,7 @@ func TestReportsHeld(t *testing.T) {
 func TestIdleExit(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
 	r.recognizer = slowRecognizer{r.recognizer, 500 * time.Millisecond}
-	w := apptier.New(apptier.Config{Wait: 5 * time.Second, IdleExit: 300 * time.Millisecond}, r.requests, r.responses, r.inputs, r.outputs, r.recognizer, slog.New(slog.DiscardHandler))
+	w := apptier.New(apptier.Config{Wait: 5 * time.Second, IdleExit: 300 * time.Millisecond}, r.requests, r.responses, r.inputs, r.outputs, r.table, r.recognizer, slog.New(slog.DiscardHandler))
 	r.submit(t, "id", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	start := time.Now()
 	err := w.Run(context.Background())

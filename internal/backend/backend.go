@@ -12,13 +12,16 @@ import (
 
 	"github.com/surgeml/surge/internal/awscfg"
 	"github.com/surgeml/surge/internal/blob"
+	"github.com/surgeml/surge/internal/dynamotable"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/filestore"
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/results"
 	"github.com/surgeml/surge/internal/s3store"
 	"github.com/surgeml/surge/internal/sqlitequeue"
+	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
@@ -31,6 +34,7 @@ type Names struct {
 	RequestQueue, RequestDeadLetters, ResponseQueue string
 	InputBucket, OutputBucket                       string
 	LaunchTemplate                                  string // the workers'
+	Table                                           string // the results table
 	Fleet                                           string // the fleet tag's value
 }
 
@@ -44,6 +48,7 @@ func NamesFor(prefix string) Names {
 		InputBucket:        prefix + "-in-bucket",
 		OutputBucket:       prefix + "-out-bucket",
 		LaunchTemplate:     prefix + "-worker",
+		Table:              prefix + "-dynamoDB",
 		Fleet:              prefix,
 	}
 }
@@ -52,8 +57,8 @@ func NamesFor(prefix string) Names {
 type Config struct {
 	Kind   string // "local" or "aws"
 	Prefix string
-	// DataDir holds everything of the local backend: queues/, buckets/
-	// and fleet/.
+	// DataDir holds everything of the local backend: queues/, buckets/,
+	// tables/ and fleet/.
 	DataDir string
 	// Visibility and MaxReceives configure the request queue. SQS queues
 	// carry their own; these must match them.
@@ -63,6 +68,8 @@ type Config struct {
 	// PROTOCOL.md's <prefix>-in-bucket and <prefix>-out-bucket: a
 	// deployment makes globally unique names unless told otherwise.
 	InputBucket, OutputBucket string
+	// Table names the results table when it is not <prefix>-dynamoDB.
+	Table string
 	// DeadLetters opens the request queue's dead-letter queue too (the
 	// web tier counts it); workers have no business with it, and on AWS
 	// no permission to find it.
@@ -75,6 +82,9 @@ type Backends struct {
 	// RequestDeadLetters holds requests delivered MaxReceives times.
 	RequestDeadLetters queue.Queue
 	Inputs, Outputs    blob.Store
+	// Results is the results table, and ResultsName its name.
+	Results     results.Table
+	ResultsName string
 	// Fleet shows the workers (read-only).
 	Fleet interface {
 		List(ctx context.Context) ([]fleet.Instance, error)
@@ -94,7 +104,8 @@ func (b *Backends) Close() error {
 	return errors.Join(errs...)
 }
 
-// Open opens the configured backends.
+// Open opens the configured backends. The results table is opened but not
+// checked: it is a cache, and the tiers work (and say so) without it.
 func Open(ctx context.Context, cfg Config) (*Backends, error) {
 	switch cfg.Kind {
 	case "", "local":
@@ -139,6 +150,13 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 		b.Close()
 		return nil, err
 	}
+	table, err := sqlitetable.Open(ctx, filepath.Join(cfg.DataDir, "tables"), names.Table)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.close = append(b.close, table.Close)
+	b.Results, b.ResultsName = table, table.Path()
 	b.Requests, b.Responses, b.RequestDeadLetters = req, resp, req.DeadLetters()
 	b.Inputs, b.Outputs = in, out
 	b.Fleet = procfleet.NewReader(FleetDir(cfg.DataDir))
@@ -160,10 +178,15 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 	if cfg.OutputBucket != "" {
 		names.OutputBucket = cfg.OutputBucket
 	}
+	if cfg.Table != "" {
+		names.Table = cfg.Table
+	}
 	b := &Backends{
-		Inputs:  s3store.New(c.S3, names.InputBucket),
-		Outputs: s3store.New(c.S3, names.OutputBucket),
-		Fleet:   ec2fleet.New(c.EC2, names.Fleet, names.LaunchTemplate),
+		Results:     dynamotable.New(c.Dynamo, names.Table),
+		ResultsName: names.Table,
+		Inputs:      s3store.New(c.S3, names.InputBucket),
+		Outputs:     s3store.New(c.S3, names.OutputBucket),
+		Fleet:       ec2fleet.New(c.EC2, names.Fleet, names.LaunchTemplate),
 	}
 	type opening struct {
 		dst  *queue.Queue

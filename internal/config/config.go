@@ -22,6 +22,7 @@ func BackendFlags(fs *flag.FlagSet) *backend.Config {
 	fs.StringVar(&c.Prefix, "prefix", envvar.String("SURGE_PREFIX", "surge"), "name prefix of queues and buckets (env SURGE_PREFIX)")
 	fs.StringVar(&c.InputBucket, "input-bucket", envvar.String("SURGE_INPUT_BUCKET", ""), "aws backend: input bucket, if not <prefix>-in-bucket (env SURGE_INPUT_BUCKET)")
 	fs.StringVar(&c.OutputBucket, "output-bucket", envvar.String("SURGE_OUTPUT_BUCKET", ""), "aws backend: output bucket, if not <prefix>-out-bucket (env SURGE_OUTPUT_BUCKET)")
+	fs.StringVar(&c.Table, "table", envvar.String("SURGE_TABLE", ""), "aws backend: results table, if not <prefix>-dynamoDB (env SURGE_TABLE)")
 	fs.StringVar(&c.DataDir, "data", envvar.String("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
 	fs.DurationVar(&c.Visibility, "visibility", envvar.Duration("SURGE_VISIBILITY", 30*time.Second), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
 	fs.IntVar(&c.MaxReceives, "max-receives", envvar.Int("SURGE_MAX_RECEIVES", 5), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")

@@ -32,3 +32,11 @@ func Duration(key string, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// Bool is String for booleans such as "true" or "0".
+func Bool(key string, def bool) bool {
+	if b, err := strconv.ParseBool(os.Getenv(key)); err == nil {
+		return b
+	}
+	return def
+}
