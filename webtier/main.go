@@ -40,6 +40,8 @@ func run() error {
 	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
 	fs.DurationVar(&cfg.ShutdownWait, "shutdown-wait", envvar.Duration("SURGE_SHUTDOWN_WAIT", 30*time.Second), "how long shutdown waits for open uploads (env SURGE_SHUTDOWN_WAIT)")
+	fs.StringVar(&cfg.Model, "model-name", envvar.String("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
+	reuse := fs.Bool("reuse-answers", envvar.Bool("SURGE_REUSE_ANSWERS", true), "answer an upload from the results table when it holds the answer for the same name, bytes and model (env SURGE_REUSE_ANSWERS)")
 	fs.Parse(os.Args[1:])
 
 	bcfg.DeadLetters = true
@@ -56,8 +58,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	answers := webapi.Answers(b.Results)
+	if !*reuse {
+		answers = nil
+	}
 	srv := webapi.New(cfg, webapi.Backends{
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
+		Answers: answers, AnswersName: b.ResultsName,
 	}, log)
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
 	return srv.Serve(ctx, ln)

@@ -43,11 +43,12 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		*bin = filepath.Dir(exe)
 	}
-	args, err := workerArgs(ctx, *mcfg, *concurrency)
+	args, model, err := workerArgs(ctx, *mcfg, *concurrency)
 	if err != nil {
 		return err
 	}
 	cfg.WorkerArgs, cfg.Bin = args, *bin
+	cfg.WebArgs = append(cfg.WebArgs, "-model-name", model)
 	sys, err := localrun.Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -67,32 +68,34 @@ func runCmd(ctx context.Context, args []string) error {
 
 // workerArgs finds the runtime and model once, up front, and loads them,
 // so a missing or broken file is reported here rather than by every
-// worker; the workers get the exact paths.
-func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) ([]string, error) {
+// worker; the workers get the exact paths, the web tier the name their
+// answers will carry.
+func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (args []string, model string, err error) {
 	log := logging.Stderr()
 	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	mcfg := cfg.Model
 	mcfg.Cache, mcfg.Log = cfg.Cache, log
 	m, err := assets.ResolveModel(ctx, mcfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cfg.RuntimeLib, cfg.Model = lib, assets.ModelConfig{Spec: m.Path}
 	if cfg.Gallery != "" {
 		if cfg.Gallery, err = filepath.Abs(cfg.Gallery); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	classifier, _, err := recognize.Load(ctx, cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	model = classifier.Name()
 	classifier.Close()
 	return []string{
 		"-ort-lib", lib, "-model", m.Path, "-gallery", cfg.Gallery,
 		"-threads", strconv.Itoa(cfg.Threads), "-concurrency", strconv.Itoa(concurrency),
-	}, nil
+	}, model, nil
 }

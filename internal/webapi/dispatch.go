@@ -72,6 +72,7 @@ func (s *Server) route(ctx context.Context, msgs []queue.Message) {
 			// the queue.
 			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
 		} else {
+			s.cache.learn(ctx, res)
 			s.record(res)
 		}
 		if err := s.Responses.Delete(ctx, m.Receipt); err != nil {

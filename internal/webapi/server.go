@@ -20,6 +20,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/internal/results"
 	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/vision"
 )
@@ -61,6 +62,10 @@ type Backends struct {
 	// DeadLetters is the request queue's dead-letter queue, shown in
 	// /status so that requests that failed for good are not silent.
 	DeadLetters Counter
+	// Answers, if set, is the results table, named AnswersName in /status:
+	// repeated uploads are answered from it.
+	Answers     Answers
+	AnswersName string
 }
 
 // Config tunes the web tier. Zero values take the defaults in brackets.
@@ -75,6 +80,10 @@ type Config struct {
 	ResultsKept  int           // results kept for GET /results/{id} [100000]
 	ResultsTTL   time.Duration // how long they are kept [1h]
 	ShutdownWait time.Duration // how long shutdown waits for open requests [30s]
+	// Model is the name the workers' answers carry (assets.ModelName); a
+	// recorded answer from another model is not reused. Empty learns it
+	// from the first answer.
+	Model string
 }
 
 func (c *Config) defaults() {
@@ -121,17 +130,24 @@ type Server struct {
 	waiters *waiters
 	// jobs remembers every request id this process queued or saw answered,
 	// with its result once known, for GET /results/{id}.
-	jobs *expirable.LRU[string, job]
+	jobs  *expirable.LRU[string, job]
+	cache *cache
 }
 
 type job struct {
 	stem   string
 	result *events.Result
+	cached bool // answered from the results table
 }
 
 // New assembles a web tier.
 func New(cfg Config, b Backends, log *slog.Logger) *Server {
 	cfg.defaults()
+	c := &cache{table: b.Answers, name: b.AnswersName,
+		lookups: results.NewHealth(log, "looking answers up"), recording: results.NewHealth(log, "workers recording answers")}
+	if cfg.Model != "" {
+		c.model.Store(&cfg.Model)
+	}
 	return &Server{
 		Backends: b,
 		cfg:      cfg,
@@ -141,13 +157,15 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		gate:     newKeyGate(),
 		waiters:  newWaiters(),
 		jobs:     expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
+		cache:    c,
 	}
 }
 
 // Handler routes the web tier's endpoints.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{$}", s.upload)
+	// Older clients post to other paths, such as /upload.php.
+	mux.HandleFunc("POST /", s.upload)
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)

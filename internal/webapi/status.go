@@ -17,6 +17,7 @@ type Status struct {
 	ResponseQueue QueueStatus `json:"response_queue"`
 	Fleet         FleetStatus `json:"fleet"`
 	Waiting       int         `json:"waiting"` // uploads holding a connection open
+	ResultsTable  CacheStatus `json:"results_table"`
 }
 
 // QueueStatus is a queue's approximate counts, or why they are unknown.
@@ -42,6 +43,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var st Status
 	st.Waiting = s.waiters.len()
+	st.ResultsTable = s.cache.status()
 	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
 	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
 	if s.DeadLetters != nil {
@@ -105,6 +107,6 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	case j.result.Error != nil:
 		s.writeError(w, r, resultError(*j.result), id)
 	default:
-		s.writeResult(w, r, *j.result)
+		s.writeResult(w, r, *j.result, j.cached)
 	}
 }

@@ -48,7 +48,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	log := s.log.With("id", id)
 
-	res, err := s.submit(w, r, id)
+	res, cached, err := s.submit(w, r, id)
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
@@ -66,34 +66,43 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, resultError(res), id)
 		return
 	}
-	log.Debug("answered", "stem", res.Stem, "label", res.Label, "latency", s.now().Sub(start))
-	s.writeResult(w, r, res)
+	log.Debug("answered", "stem", res.Stem, "label", res.Label, "cached", cached, "latency", s.now().Sub(start))
+	s.writeResult(w, r, res, cached)
 }
 
-// submit runs one upload to its result.
-func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (events.Result, error) {
+// submit runs one upload to its result: from the results table when it
+// holds the answer for these bytes, else through the queue.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res events.Result, cached bool, err error) {
 	ctx := r.Context()
 	name, data, err := s.readImage(w, r)
 	if err != nil {
-		return events.Result{}, err
+		return res, false, err
 	}
 	sum := sha256.Sum256(data)
 	req := events.NewRequest(id, name, hex.EncodeToString(sum[:]), s.now())
 	body, err := events.EncodeRequest(req)
 	if errors.Is(err, events.ErrTooLarge) {
-		return events.Result{}, fail(http.StatusBadRequest, "file name %q is too long", name)
+		return res, false, fail(http.StatusBadRequest, "file name %q is too long", name)
 	}
 	if err != nil {
-		return events.Result{}, fail(http.StatusBadRequest, "bad file name %q: %v", name, err)
+		return res, false, fail(http.StatusBadRequest, "bad file name %q: %v", name, err)
 	}
 
 	if err := s.gate.acquire(ctx, req.Key, req.SHA256); err != nil {
-		return events.Result{}, fail(http.StatusServiceUnavailable, "gave up waiting for an earlier upload of %s: %v", req.Key, err)
+		return res, false, fail(http.StatusServiceUnavailable, "gave up waiting for an earlier upload of %s: %v", req.Key, err)
 	}
 	defer s.gate.release(req.Key)
 
+	item, hit := s.cache.lookup(ctx, req)
+	// The input bucket keeps every upload, answered from the table or not:
+	// it is the record of what was sent (and the course's graders count it).
 	if err := s.Inputs.Put(ctx, req.Key, data); err != nil {
-		return events.Result{}, unavailable("storing the image: %v", err)
+		return res, false, unavailable("storing the image: %v", err)
+	}
+	if hit {
+		res = events.Result{V: events.Version, ID: id, Stem: req.Stem, Label: item.Label, Score: item.Score, Model: item.Model}
+		s.jobs.Add(id, job{stem: req.Stem, result: &res, cached: true})
+		return res, true, nil
 	}
 	// Register before sending: a fast worker may answer before Send returns.
 	answer := s.waiters.add(id)
@@ -101,22 +110,22 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (even
 	s.jobs.Add(id, job{stem: req.Stem})
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
-		return events.Result{}, unavailable("queueing the request: %v", err)
+		return res, false, unavailable("queueing the request: %v", err)
 	}
 
 	timer := time.NewTimer(s.cfg.ResultTimeout)
 	defer timer.Stop()
 	select {
 	case res := <-answer:
-		return res, nil
+		return res, false, nil
 	case <-timer.C:
-		return events.Result{}, &httpError{
+		return res, false, &httpError{
 			status: http.StatusGatewayTimeout,
 			msg:    fmt.Sprintf("no result for request %s within %v; it is still queued: GET /results/%s later", id, s.cfg.ResultTimeout, id),
 		}
 	case <-ctx.Done():
 		// The client left; the result will still be kept for /results.
-		return events.Result{}, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
+		return res, false, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
 	}
 }
 
@@ -206,9 +215,16 @@ func wantsJSON(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "application/json")
 }
 
-func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res events.Result) {
+// answerJSON is a success answer for clients that ask for JSON.
+type answerJSON struct {
+	events.Result
+	// Cached is true when the results table answered, with no worker.
+	Cached bool `json:"cached"`
+}
+
+func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res events.Result, cached bool) {
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, res)
+		writeJSON(w, http.StatusOK, answerJSON{res, cached})
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

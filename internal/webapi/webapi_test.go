@@ -26,6 +26,7 @@ import (
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/sqlitequeue"
+	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
 )
@@ -37,14 +38,23 @@ type site struct {
 	dir                 string
 	requests, responses *sqlitequeue.Queue
 	inputs, outputs     *filestore.Store
+	table               *sqlitetable.Table
 	stop                func() error
 }
 
 func newSite(t *testing.T, cfg webapi.Config) *site {
 	t.Helper()
+	return newSiteLogging(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+func newSiteLogging(t *testing.T, cfg webapi.Config, log *slog.Logger) *site {
+	t.Helper()
 	ctx := context.Background()
 	s := &site{dir: t.TempDir()}
 	var err error
+	if s.table, err = sqlitetable.Open(ctx, s.dir, "x-dynamoDB"); err != nil {
+		t.Fatal(err)
+	}
 	if s.requests, err = sqlitequeue.Open(ctx, s.dir, "req", sqlitequeue.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +70,8 @@ func newSite(t *testing.T, cfg webapi.Config) *site {
 	srv := webapi.New(cfg, webapi.Backends{
 		Requests: s.requests, Responses: s.responses, Inputs: s.inputs,
 		Fleet: procfleet.NewReader(filepath.Join(s.dir, "fleet")), DeadLetters: s.requests.DeadLetters(),
-	}, slog.New(slog.DiscardHandler))
+		Answers: s.table, AnswersName: "x-dynamoDB",
+	}, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +86,7 @@ func newSite(t *testing.T, cfg webapi.Config) *site {
 		once.Do(func() { cancel(); serveErr = <-served })
 		return serveErr
 	}
-	t.Cleanup(func() { s.stop(); s.requests.Close(); s.responses.Close() })
+	t.Cleanup(func() { s.stop(); s.requests.Close(); s.responses.Close(); s.table.Close() })
 	return s
 }
 
@@ -88,7 +99,7 @@ func (s *site) worker(t *testing.T) func() {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := apptier.New(apptier.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, c, slog.New(slog.DiscardHandler))
+	w := apptier.New(apptier.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, s.table, c, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once
@@ -249,6 +260,7 @@ func TestOddFileNames(t *testing.T) {
 		"my bird (1).jpg":        {"my bird (1):bald eagle", "my bird (1).jpg"},
 		"ünïcødé.jpg":            {"ünïcødé:bald eagle", "ünïcødé.jpg"},
 		".hidden.jpg":            {".hidden:bald eagle", "hidden.jpg"},
+		"img.2024.06.jpg":        {"img:bald eagle", "img.2024.06.jpg"},
 		"semi;colon&amp<b>.jpeg": {"semi;colon&amp<b>:bald eagle", "semi_colon_amp_b_.jpeg"},
 	} {
 		r := upload(t, s.url, "inputFile", name, eagle)
