@@ -71,10 +71,17 @@ enroll: build ort
 	@test -n "$(IMAGES)" -a -n "$(LABELS)" -a -n "$(GALLERY)" || { echo 'usage: make enroll IMAGES=<dir> LABELS=<csv> GALLERY=<file>'; exit 2; }
 	$(BIN)/surge enroll -images $(IMAGES) -labels $(LABELS) -gallery $(GALLERY)
 
+# make workload takes the course generator's names too (NUM_REQUEST,
+# IP_ADDR for http://IP:8000/, IMAGE_FOLDER, PREDICTION_FILE); a URL given
+# wins over IP_ADDR. RETRIES: passes re-sending failures (default 1).
 URL ?= http://127.0.0.1:$(PORT)/
 workload: build
-	@test -n "$(IMAGES)" || { echo 'usage: make workload IMAGES=<dir> [LABELS=<csv>] [URL=$(URL)]'; exit 2; }
-	$(BIN)/surge workload -url $(URL) -images $(IMAGES) $(if $(LABELS),-labels $(LABELS))
+	@test -n "$(IMAGES)$(IMAGE_FOLDER)" || { echo 'usage: make workload IMAGES=<dir> [LABELS=<csv>] [URL=$(URL)] [RETRIES=1]'; \
+		echo '   or: make workload NUM_REQUEST=<n> IP_ADDR=<ip> IMAGE_FOLDER=<dir> PREDICTION_FILE=<csv>'; exit 2; }
+	$(BIN)/surge workload $(if $(IP_ADDR),$(if $(filter file,$(origin URL)),,-url $(URL)) --ip_addr=$(IP_ADDR),-url $(URL)) \
+		$(if $(IMAGES),-images $(IMAGES)) $(if $(IMAGE_FOLDER),--image_folder=$(IMAGE_FOLDER)) \
+		$(if $(LABELS),-labels $(LABELS)) $(if $(PREDICTION_FILE),--prediction_file=$(PREDICTION_FILE)) \
+		$(if $(NUM_REQUEST),--num_request=$(NUM_REQUEST)) $(if $(RETRIES),-retries=$(RETRIES))
 
 clean:
 	rm -rf $(BIN) $(DATA) .emulate cdk.out

@@ -1,11 +1,13 @@
 // Package workload is the load generator: it uploads a folder of images
-// to a web tier, many at once, checks every answer against the expected
-// labels and reports the course's totals with latency percentiles.
+// to a web tier, many at once, retries the failures as the course's newest
+// generator does, checks every answer against the expected labels and
+// reports the course's totals, then latency percentiles and throughput.
 package workload
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -17,40 +19,68 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/surgeml/surge/events"
 )
 
 // Config describes a run.
 type Config struct {
 	URL         string
 	Files       []string          // image paths to upload, one request each
-	Expected    map[string]string // stem → label; nil checks only that requests succeed
+	Expected    map[string]string // stem → label; nil leaves correctness unchecked
 	Concurrency int               // requests in flight at once [100]
 	Field       string            // multipart field [inputFile]
 	Timeout     time.Duration     // per request [10m]
-	// Progress, if set, is called after each request.
-	Progress func(done, total int)
+	// Retries is how many more passes re-send the requests that failed in
+	// the pass before. Zero sends each file once: a test must see failures
+	// a retry would hide.
+	Retries int
+	// Progress, if set, is called after each request of an attempt
+	// (numbered from 1) with that attempt's count of requests.
+	Progress func(attempt, done, total int)
+	// Attempted, if set, is called after each pass.
+	Attempted func(Attempt)
 }
 
-// Outcome is one request's fate.
+// Outcome is one file's fate: its last attempt.
 type Outcome struct {
-	File    string
-	Stem    string
-	Status  int
-	Answer  string // the response body
-	Label   string
-	Err     error
-	Latency time.Duration
-	Correct bool
+	File   string
+	Stem   string // the CSV's key for the file: its name before the first dot
+	Status int
+	Answer string // the response body
+	Label  string
+	Err    error
+	// Latency is the last attempt's, from sending to the whole answer.
+	Latency  time.Duration
+	Attempts int
+	Correct  bool
+	// Misrouted answers carry another file's stem: the course's clients
+	// judge only the label, so these still count as completed, but the
+	// web tier answered the wrong connection.
+	Misrouted bool
 }
 
-// Report sums a run up.
+// Attempt is one pass over the requests still failing.
+type Attempt struct {
+	Number, Tried, Succeeded int
+}
+
+// String is the course generator's line for the pass.
+func (a Attempt) String() string {
+	return fmt.Sprintf("[Workload-gen] Attempt-%d %d/%d requests successful.", a.Number, a.Succeeded, a.Tried)
+}
+
+// Report sums a run up; counts are final outcomes per file.
 type Report struct {
-	Requests, Completed, Failed, Correct, Wrong int
-	Duration                                    time.Duration
-	P50, P95, P99, Mean                         time.Duration
-	Outcomes                                    []Outcome
+	Requests, Completed, Failed int
+	// Checked is false when no labels were given; Correct and Wrong are
+	// then zero.
+	Checked        bool
+	Correct, Wrong int
+	Misrouted      int
+	// Duration is the wall time of the whole run, retries included.
+	Duration            time.Duration
+	P50, P95, P99, Mean time.Duration
+	Attempts            []Attempt
+	Outcomes            []Outcome
 }
 
 // Throughput is completed requests per second.
@@ -61,14 +91,26 @@ func (r Report) Throughput() float64 {
 	return float64(r.Completed) / r.Duration.Seconds()
 }
 
-// OK is true when every request was answered correctly.
-func (r Report) OK() bool { return r.Failed == 0 && r.Wrong == 0 && r.Requests > 0 }
+// GraderLatency is the course grader's latency: the run's total time over
+// the number of requests, not a per-request figure.
+func (r Report) GraderLatency() time.Duration {
+	if r.Requests == 0 {
+		return 0
+	}
+	return r.Duration / time.Duration(r.Requests)
+}
 
-// ImagesIn lists the regular files of dir, sorted.
+// OK is true when every request was answered, by the right connection, and
+// correctly where labels were given.
+func (r Report) OK() bool {
+	return r.Requests > 0 && r.Failed == 0 && r.Wrong == 0 && r.Misrouted == 0
+}
+
+// ImagesIn lists the regular, non-hidden files of dir in name order.
 func ImagesIn(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing images: %w", err)
 	}
 	var files []string
 	for _, e := range entries {
@@ -82,7 +124,8 @@ func ImagesIn(dir string) ([]string, error) {
 	return files, nil
 }
 
-// Run sends every file once and waits for all answers.
+// Run sends every file, then re-sends the failures up to cfg.Retries more
+// times, and waits for all answers.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 100
@@ -97,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for i, f := range cfg.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return Report{}, err
+			return Report{}, fmt.Errorf("reading an image to upload: %w", err)
 		}
 		bodies[i] = data
 	}
@@ -112,41 +155,75 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer client.CloseIdleConnections()
 
 	outcomes := make([]Outcome, len(cfg.Files))
+	pending := make([]int, len(cfg.Files))
+	for i := range pending {
+		pending[i] = i
+	}
+	var attempts []Attempt
+	start := time.Now()
+	for n := 1; n <= 1+cfg.Retries && len(pending) > 0 && ctx.Err() == nil; n++ {
+		send(ctx, client, cfg, n, pending, bodies, outcomes)
+		var failed []int
+		for _, i := range pending {
+			if outcomes[i].Err != nil {
+				failed = append(failed, i)
+			}
+		}
+		a := Attempt{Number: n, Tried: len(pending), Succeeded: len(pending) - len(failed)}
+		attempts = append(attempts, a)
+		if cfg.Attempted != nil {
+			cfg.Attempted(a)
+		}
+		pending = failed
+	}
+	rep := summarise(outcomes, time.Since(start), cfg.Expected != nil)
+	rep.Attempts = attempts
+	return rep, ctx.Err()
+}
+
+var errNotSent = errors.New("not sent: the run was stopped")
+
+// send is one pass: the files at indices, cfg.Concurrency at a time.
+func send(ctx context.Context, client *http.Client, cfg Config, attempt int, indices []int, bodies [][]byte, outcomes []Outcome) {
+	for _, i := range indices {
+		name := filepath.Base(cfg.Files[i])
+		outcomes[i] = Outcome{File: name, Stem: courseStem(name), Err: errNotSent, Attempts: attempt - 1}
+	}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
-	start := time.Now()
-	for range min(cfg.Concurrency, len(cfg.Files)) {
+	for range min(cfg.Concurrency, len(indices)) {
 		wg.Go(func() {
 			for i := range jobs {
-				outcomes[i] = upload(ctx, client, cfg, cfg.Files[i], bodies[i])
+				outcomes[i] = upload(ctx, client, cfg, outcomes[i], bodies[i])
 				if cfg.Progress != nil {
 					mu.Lock()
 					done++
-					cfg.Progress(done, len(cfg.Files))
+					cfg.Progress(attempt, done, len(indices))
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	for i := range cfg.Files {
+sending:
+	for _, i := range indices {
 		select {
 		case jobs <- i:
 		case <-ctx.Done():
+			break sending
 		}
 	}
 	close(jobs)
 	wg.Wait()
-	return summarise(outcomes, time.Since(start)), ctx.Err()
 }
 
-func upload(ctx context.Context, client *http.Client, cfg Config, path string, data []byte) Outcome {
-	name := filepath.Base(path)
-	o := Outcome{File: name, Stem: events.Stem(name)}
+func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, data []byte) Outcome {
+	o.Attempts++
+	o.Err = nil
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	part, err := mw.CreateFormFile(cfg.Field, name)
+	part, err := mw.CreateFormFile(cfg.Field, o.File)
 	if err == nil {
 		_, err = part.Write(data)
 	}
@@ -154,12 +231,12 @@ func upload(ctx context.Context, client *http.Client, cfg Config, path string, d
 		err = mw.Close()
 	}
 	if err != nil {
-		o.Err = err
+		o.Err = fmt.Errorf("building the upload: %w", err)
 		return o
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, &body)
 	if err != nil {
-		o.Err = err
+		o.Err = fmt.Errorf("building the request: %w", err)
 		return o
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
@@ -173,31 +250,54 @@ func upload(ctx context.Context, client *http.Client, cfg Config, path string, d
 	resp.Body.Close()
 	o.Latency, o.Status, o.Answer = time.Since(start), resp.StatusCode, strings.TrimSpace(string(answer))
 	if err != nil {
-		o.Err = err
+		o.Err = fmt.Errorf("reading the answer: %w", err)
 		return o
 	}
 	if resp.StatusCode != http.StatusOK {
 		o.Err = fmt.Errorf("%s: %s", resp.Status, o.Answer)
 		return o
 	}
-	// Clients split on the first colon: the stem, then the label.
-	stem, label, ok := strings.Cut(o.Answer, ":")
-	if !ok || stem != o.Stem {
-		o.Err = fmt.Errorf("answer %q is not %q followed by a label", o.Answer, o.Stem+":")
+	label, ok := courseLabel(o.Answer)
+	if !ok {
+		o.Err = fmt.Errorf("answer %q has no colon before a label", o.Answer)
 		return o
 	}
 	o.Label = label
-	if cfg.Expected == nil {
-		o.Correct = true
-	} else {
-		want, known := cfg.Expected[o.Stem]
-		o.Correct = known && label == want
+	answered, _, _ := strings.Cut(o.Answer, ":")
+	o.Misrouted = !namesFile(answered, o.File)
+	if want, known := cfg.Expected[o.Stem]; known {
+		o.Correct = label == want
 	}
 	return o
 }
 
-func summarise(outcomes []Outcome, d time.Duration) Report {
-	r := Report{Requests: len(outcomes), Duration: d, Outcomes: outcomes}
+// courseStem is the key the course's clients look a file up by in the
+// CSV: the name before its first dot ("a.b.jpg" → "a").
+func courseStem(name string) string {
+	stem, _, _ := strings.Cut(name, ".")
+	return stem
+}
+
+// courseLabel reads an answer as the course's clients do: the text between
+// the first and the second colon, without surrounding space. An answer
+// without a colon is an error there, so a failed request here.
+func courseLabel(answer string) (string, bool) {
+	parts := strings.Split(answer, ":")
+	if len(parts) < 2 {
+		return "", false
+	}
+	return strings.TrimSpace(parts[1]), true
+}
+
+// namesFile tells whether an answer's stem is file's name without one or
+// more extensions, so either way of deriving a stem from a name with
+// several dots is accepted.
+func namesFile(stem, file string) bool {
+	return stem == file || strings.HasPrefix(file, stem+".")
+}
+
+func summarise(outcomes []Outcome, d time.Duration, checked bool) Report {
+	r := Report{Requests: len(outcomes), Duration: d, Checked: checked, Outcomes: outcomes}
 	var lat []time.Duration
 	var sum time.Duration
 	for _, o := range outcomes {
@@ -208,9 +308,14 @@ func summarise(outcomes []Outcome, d time.Duration) Report {
 		r.Completed++
 		lat = append(lat, o.Latency)
 		sum += o.Latency
-		if o.Correct {
+		if o.Misrouted {
+			r.Misrouted++
+		}
+		switch {
+		case !checked:
+		case o.Correct:
 			r.Correct++
-		} else {
+		default:
 			r.Wrong++
 		}
 	}
@@ -228,24 +333,52 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	return sorted[max(rank-1, 0)]
 }
 
-// Print writes the course's totals, then latency and throughput, then up
-// to ten failures and wrong answers.
+const prefix = "[Workload-gen] "
+
+// Print writes the course generator's statistics, line for line as its
+// graders parse them (with "Total response time:", which the newest grader
+// reads, beside the older "Total Test Duration:"), then Surge's own
+// figures and up to ten failed, wrong or misrouted requests.
 func (r Report) Print(w io.Writer, expected map[string]string) {
-	fmt.Fprintf(w, "Total number of requests: %d\n", r.Requests)
-	fmt.Fprintf(w, "Total number of requests completed successfully: %d\n", r.Completed)
-	fmt.Fprintf(w, "Total number of failed requests: %d\n", r.Failed)
-	fmt.Fprintf(w, "Total number of correct predictions: %d\n", r.Correct)
-	fmt.Fprintf(w, "Total number of wrong predictions: %d\n", r.Wrong)
-	fmt.Fprintf(w, "Total Test Duration: %.3f (seconds)\n", r.Duration.Seconds())
-	fmt.Fprintf(w, "Latency: mean %s, p50 %s, p95 %s, p99 %s\n", ms(r.Mean), ms(r.P50), ms(r.P95), ms(r.P99))
+	correct, wrong := "not checked (no prediction file)", "not checked (no prediction file)"
+	if r.Checked {
+		correct, wrong = fmt.Sprint(r.Correct), fmt.Sprint(r.Wrong)
+	}
+	total := fmt.Sprintf("%.4f", r.Duration.Seconds())
+	fmt.Fprintln(w, prefix+"----- Workload Generator Statistics -----")
+	fmt.Fprintf(w, prefix+"Total number of requests: %d\n", r.Requests)
+	fmt.Fprintf(w, prefix+"Total number of requests completed successfully: %d\n", r.Completed)
+	fmt.Fprintf(w, prefix+"Total number of failed requests: %d\n", r.Failed)
+	fmt.Fprintf(w, prefix+"Total number of correct predictions : %s\n", correct)
+	fmt.Fprintf(w, prefix+"Total number of wrong predictions: %s\n", wrong)
+	fmt.Fprintf(w, prefix+"Total response time: %s (seconds)\n", total)
+	fmt.Fprintf(w, prefix+"Total Test Duration: %s (seconds)\n", total)
+	fmt.Fprintln(w, prefix+"-----------------------------------")
+	if r.Completed > 0 {
+		fmt.Fprintf(w, "Latency of answered requests: p50 %s, p95 %s, p99 %s, mean %s\n", ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Mean))
+	} else {
+		fmt.Fprintln(w, "Latency of answered requests: none was answered")
+	}
 	fmt.Fprintf(w, "Throughput: %.1f requests/s\n", r.Throughput())
+	fmt.Fprintf(w, "Grader's latency (total time / requests): %.4f s\n", r.GraderLatency().Seconds())
+	if r.Misrouted > 0 {
+		fmt.Fprintf(w, "Answers naming another file: %d\n", r.Misrouted)
+	}
 	var bad []string
 	for _, o := range r.Outcomes {
 		switch {
 		case o.Err != nil:
-			bad = append(bad, fmt.Sprintf("  failed %s: %v", o.File, o.Err))
-		case !o.Correct:
-			bad = append(bad, fmt.Sprintf("  wrong  %s: got %q, want %q", o.File, o.Label, expected[o.Stem]))
+			bad = append(bad, fmt.Sprintf("  failed %s (attempts: %d): %v", o.File, o.Attempts, o.Err))
+		case o.Misrouted:
+			bad = append(bad, fmt.Sprintf("  misrouted %s: answered %q", o.File, o.Answer))
+		case !r.Checked || o.Correct:
+		default:
+			want, known := expected[o.Stem]
+			if !known {
+				bad = append(bad, fmt.Sprintf("  wrong  %s: got %q, and the labels have no row %q", o.File, o.Label, o.Stem))
+				continue
+			}
+			bad = append(bad, fmt.Sprintf("  wrong  %s: got %q, want %q", o.File, o.Label, want))
 		}
 	}
 	sort.Strings(bad)
