@@ -3,7 +3,9 @@ package emulate_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dynamotypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
@@ -33,8 +37,10 @@ var bin string
 func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
 
 const (
-	prefix     = "x"
-	maxWorkers = 19
+	prefix = "x"
+	// The stack is deployed as for the 2026 course (course=2026): its
+	// grader's cap and exact names.
+	maxWorkers = 15
 	// timeScale shrinks AWS's delays (launch, boot, shutdown) and the boot
 	// scripts' sleeps twenty-fold.
 	timeScale = 0.05
@@ -59,7 +65,7 @@ func synthesized(t *testing.T) string {
 		b, _ := os.ReadFile(gallery)
 		os.WriteFile(kept, b, 0o644)
 		assembly.dir = testenv.Synth(t, map[string]string{
-			"prefix": prefix, "gallery": kept, "allowedCidr": "127.0.0.1/32", "maxWorkers": fmt.Sprint(maxWorkers),
+			"prefix": prefix, "gallery": kept, "allowedCidr": "127.0.0.1/32", "course": "2026",
 			"scalerTick": "1s", "idleShutdown": "3s",
 		})
 		// Synth's directory belongs to the first test; the others use a copy.
@@ -196,13 +202,18 @@ func waitForZero(t *testing.T, running func(context.Context) (int, error), withi
 	}
 }
 
-// `AWS_REGION=us-west-2 make emulate PREFIX=x`, as its last step runs it:
-// `surge emulate` deploys the synthesized stack; boto3 in us-west-2 sees
-// the queues, the buckets and a running web-instance; the course's face
-// workload gets 100/100 correct answers while the fleet, as a grader
-// polling every 2 s sees it, goes from 0 up, never above the cap, and back
-// to 0; then both queues are empty and each bucket holds 100 objects, and
-// the instances' logs are in CloudWatch Logs.
+// `make emulate PREFIX=x COURSE=2026`, as its last step runs it, checked
+// as the 2026 course's grader does: `surge emulate` deploys the
+// synthesized stack in us-west-2; boto3 there sees the queues, the
+// buckets and the results table, all empty, and a running web-instance;
+// the course's face workload gets 100/100 correct answers while the fleet,
+// as a grader polling every 2 s sees it, goes from 0 up, never above 15,
+// and back to 0; then both queues are empty, each bucket holds 100 objects
+// and the table 100 items, and the instances' logs are in CloudWatch Logs.
+// The warm run (input bucket emptied, table kept, fleet at 0) is answered
+// from the table with the fleet at 0 throughout. With the table deleted
+// under the running system, uploads are answered through the queue and
+// the web tier says so once.
 func TestEmulateCommandInAnotherRegion(t *testing.T) {
 	dir := synthesized(t)
 	data, port := t.TempDir(), testenv.FreePort(t)
@@ -252,8 +263,12 @@ assert any(u.endswith("/x-req-queue") for u in urls), urls
 assert any(u.endswith("/x-resp-queue") for u in urls), urls
 size = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="x-req-queue")["QueueUrl"], AttributeNames=["MaximumMessageSize"])
 assert size["Attributes"]["MaximumMessageSize"] == "1024", size
-buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("x-")]
-assert len(buckets) == 2, buckets
+buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("x-"))
+assert buckets == ["x-in-bucket", "x-out-bucket"], buckets
+for b in buckets:
+    assert s3.list_objects_v2(Bucket=b)["KeyCount"] == 0, b
+table = boto3.client("dynamodb").scan(TableName="x-dynamoDB")
+assert table["Count"] == 0, table
 web = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["web-instance"]}, {"Name": "instance-state-name", "Values": ["running"]}])
 assert sum(len(r["Instances"]) for r in web["Reservations"]) == 1, web
 print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
@@ -323,6 +338,134 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, suffix) }) {
 			t.Errorf("no log stream *%s in %s: %v", suffix, outputs["InstanceLogGroup"], names)
 		}
+	}
+
+	if n := tableItems(t, c, outputs["ResultsTableName"]); n != 100 {
+		t.Fatalf("table %s holds %d items, want 100", outputs["ResultsTableName"], n)
+	}
+
+	// The warm run.
+	in := s3store.New(c.S3, outputs["InputBucketName"])
+	keys, err := in.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := in.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warm := poll(t, running, 100*time.Millisecond)
+	rep = testenv.Workload(t, web, files, expected)
+	warm.stop()
+	t.Logf("warm run: the grader's average %v (total %v ÷ 100); fleet %v", (rep.Duration / 100).Round(time.Microsecond), rep.Duration.Round(time.Millisecond), slices.Compact(warm.counts()))
+	if rep.Correct != 100 || slices.Max(warm.counts()) != 0 {
+		t.Fatalf("warm run: %d correct, fleet %v; want 100 with the fleet at 0 throughout", rep.Correct, warm.counts())
+	}
+	if keys, err := in.List(ctx); err != nil || len(keys) != 100 {
+		t.Fatalf("input bucket after the warm run: %d objects, %v", len(keys), err)
+	}
+	if n := tableItems(t, c, outputs["ResultsTableName"]); n != 100 {
+		t.Fatalf("table holds %d items after the warm run, want 100", n)
+	}
+
+	// The table deleted under the running system.
+	if _, err := c.Dynamo.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(outputs["ResultsTableName"])}); err != nil {
+		t.Fatal(err)
+	}
+	renamed, renamedLabels := renamedFaces(t, files[:12], expected, "again_")
+	if rep := testenv.Workload(t, web, renamed, renamedLabels); rep.Correct != len(renamed) {
+		t.Fatalf("with the table deleted: %d of %d correct", rep.Correct, len(renamed))
+	}
+	if rep := testenv.Workload(t, web, files[:3], expected); rep.Correct != 3 {
+		t.Fatalf("repeats with the table deleted: %d of 3 correct", rep.Correct)
+	}
+	if n := countInLogs(t, filepath.Join(data, "logs"), "results table unavailable", "looking answers up"); n != 1 {
+		t.Errorf("the web tier logged the table's outage %d times, want once", n)
+	}
+	var st struct {
+		ResultsTable struct {
+			Lookups struct {
+				OK    bool
+				Error string
+			}
+		} `json:"results_table"`
+	}
+	getJSON(t, web+"/status", &st)
+	if st.ResultsTable.Lookups.OK || !strings.Contains(st.ResultsTable.Lookups.Error, "ResourceNotFound") {
+		t.Errorf("/status with the table deleted: %+v", st.ResultsTable)
+	}
+}
+
+// tableItems counts a table's items, as the grader does (Scan, Select
+// COUNT): the tiers themselves may not scan.
+func tableItems(t *testing.T, c *awscfg.Clients, name string) int {
+	t.Helper()
+	n := 0
+	p := dynamodb.NewScanPaginator(c.Dynamo, &dynamodb.ScanInput{TableName: aws.String(name), Select: dynamotypes.SelectCount})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int(page.Count)
+	}
+	return n
+}
+
+// renamedFaces links files under new names, with their expected labels.
+func renamedFaces(t *testing.T, files []string, expected map[string]string, prefix string) ([]string, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	labels := map[string]string{}
+	var out []string
+	for _, f := range files {
+		name := prefix + filepath.Base(f)
+		if err := os.Symlink(f, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, filepath.Join(dir, name))
+		labels[strings.TrimSuffix(name, filepath.Ext(name))] = expected[strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))]
+	}
+	return out, labels
+}
+
+// countInLogs counts the lines, in every file under dir, that hold all of
+// parts.
+func countInLogs(t *testing.T, dir string, parts ...string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(line, p)
+			}
+			if all {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
 	}
 }
 
