@@ -35,9 +35,13 @@ type Config struct {
 	// look for them; bucket names are global, so by default CloudFormation
 	// makes unique ones. [false]
 	CourseNames bool
-	// RetainData keeps the buckets and what they hold when the stack is
-	// destroyed; by default destroy empties and deletes them. [false]
+	// RetainData keeps the buckets and the results table, and what they
+	// hold, when the stack is destroyed; by default destroy empties and
+	// deletes them. [false]
 	RetainData bool
+	// PointInTimeRecovery turns on the results table's continuous
+	// backups (billed per GB-month). [false]
+	PointInTimeRecovery bool
 	// ScalerReservedConcurrency reserves Lambda concurrency for the
 	// scaler; 0 reserves none. Accounts must keep 10 unreserved, so on a
 	// new account (limit 10) any reservation fails the deployment, and
@@ -98,7 +102,9 @@ func configFromContext(node interface {
 	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
 	}
-	for key, dst := range map[string]*bool{"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM} {
+	for key, dst := range map[string]*bool{
+		"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM, "pointInTimeRecovery": &cfg.PointInTimeRecovery,
+	} {
 		def := strconv.FormatBool(key == "ssm")
 		switch v := str(key, def); v {
 		case "true", "false":
