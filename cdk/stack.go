@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -57,6 +58,7 @@ func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackPr
 	s.queuesAndBuckets()
 	s.resultsTable()
 	s.retainedNames()
+	s.courseLimit()
 	s.instanceLogs()
 	s.workers()
 	s.webTier()
@@ -213,6 +215,15 @@ func (s *surge) retainedNames() {
 	}
 	awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:retained-names"), jsii.String(
 		"retainData: destroy keeps "+kept+", so deploying this prefix again fails until you delete them"))
+}
+
+// courseLimit warns when the fleet may grow past what the course's
+// grader accepts.
+func (s *surge) courseLimit() {
+	if s.cfg.CourseLimit > 0 && s.cfg.MaxWorkers > s.cfg.CourseLimit {
+		awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:course-limit"), jsii.String(fmt.Sprintf(
+			"maxWorkers %d: the course %s grader fails a fleet above %d", s.cfg.MaxWorkers, s.cfg.Course, s.cfg.CourseLimit)))
+	}
 }
 
 // instanceLogs is where the instances' CloudWatch agents ship the

@@ -47,7 +47,8 @@ func synth(t *testing.T) (*assertions.Template, map[string]any, string) {
 	return s.template, s.json, s.outdir
 }
 
-// synthWith synthesizes the stack with context on top of synth's.
+// synthWith synthesizes the stack with context on top of synth's; a nil
+// value removes synth's key.
 func synthWith(t *testing.T, extra map[string]any) *synthesis {
 	t.Helper()
 	ctx := map[string]any{
@@ -57,6 +58,7 @@ func synthWith(t *testing.T, extra map[string]any) *synthesis {
 		"ortLib":      testenv.RuntimeLib(t),
 	}
 	maps.Copy(ctx, extra)
+	maps.DeleteFunc(ctx, func(_ string, v any) bool { return v == nil })
 	key := fmt.Sprint(ctx)
 	if s, ok := synthesized[key]; ok {
 		return s
@@ -633,6 +635,7 @@ func TestContextValidation(t *testing.T) {
 		"not a boolean":        {"retainData": "yes"},
 		"negative reservation": {"scalerReservedConcurrency": "-1"},
 		"bad deadline":         {"bootDeadline": "soon"},
+		"unknown course":       {"course": "2025"},
 		"backups not boolean":  {"pointInTimeRecovery": "on"},
 	} {
 		ctx["ortLib"] = testenv.RuntimeLib(t)
@@ -641,4 +644,68 @@ func TestContextValidation(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// The course switch changes defaults only: what the context says
+// explicitly wins.
+func TestCourseDefaults(t *testing.T) {
+	repo := testenv.Root(t)
+	for name, tc := range map[string]struct {
+		ctx         map[string]any
+		maxWorkers  int
+		courseNames bool
+		limit       int
+	}{
+		"no course":                    {map[string]any{}, 19, false, 0},
+		"no course, explicit cap":      {map[string]any{"maxWorkers": "7"}, 7, false, 0},
+		"no course, course names":      {map[string]any{"courseNames": "true"}, 19, true, 0},
+		"2026":                         {map[string]any{"course": "2026"}, 15, true, 15},
+		"2026 from cdk.json, a number": {map[string]any{"course": float64(2026)}, 15, true, 15},
+		"2026, explicit cap":           {map[string]any{"course": "2026", "maxWorkers": "18"}, 18, true, 15},
+		"2026, smaller cap":            {map[string]any{"course": "2026", "maxWorkers": "4"}, 4, true, 15},
+		"2026, unique bucket names":    {map[string]any{"course": "2026", "courseNames": "false"}, 15, false, 15},
+	} {
+		tc.ctx["ortLib"] = testenv.RuntimeLib(t)
+		tc.ctx["modelDir"] = testenv.Path(t, "models", "mobilenetv2-12-int8")
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.ctx})
+		cfg, err := configFromContext(app.Node(), repo)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if cfg.MaxWorkers != tc.maxWorkers || cfg.CourseNames != tc.courseNames || cfg.CourseLimit != tc.limit {
+			t.Errorf("%s: maxWorkers %d, courseNames %v, limit %d; want %d, %v, %d",
+				name, cfg.MaxWorkers, cfg.CourseNames, cfg.CourseLimit, tc.maxWorkers, tc.courseNames, tc.limit)
+		}
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{"course": "2025", "ortLib": testenv.RuntimeLib(t)}})
+	if _, err := configFromContext(app.Node(), repo); err == nil || !strings.Contains(err.Error(), "valid values are 2026") {
+		t.Errorf("an unknown course is refused without naming the valid ones: %v", err)
+	}
+}
+
+// The 2026 course in the template: a fleet of at most 15 for the scaler
+// and the web tier's status, the exact bucket names; a larger explicit
+// cap deploys, with a warning.
+func TestCourse2026(t *testing.T) {
+	s := synthWith(t, map[string]any{"course": "2026", "maxWorkers": nil})
+	(*s.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MAX_WORKERS": "15"})},
+	})
+	if script := userData(t, s.json, "AWS::EC2::Instance"); !strings.Contains(script, "SURGE_MAX_WORKERS=15\\n") {
+		t.Errorf("the web tier's cap is not 15: %s", script)
+	}
+	for _, name := range []string{"surge-in-bucket", "surge-out-bucket"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{"BucketName": name})
+	}
+	s.annotations.HasNoWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("course")))
+
+	over := synthWith(t, map[string]any{"course": "2026", "maxWorkers": "18"})
+	(*over.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MAX_WORKERS": "18"})},
+	})
+	over.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
+		"maxWorkers 18: the course 2026 grader fails a fleet above 15")))
 }
