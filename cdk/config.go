@@ -18,8 +18,15 @@ import (
 // Config is everything a deployment can be told, through CDK context
 // (`cdk deploy -c key=value`, or cdk.json).
 type Config struct {
-	Prefix             string   // names every resource [surge]
-	MaxWorkers         int      // fleet cap [19]
+	Prefix string // names every resource [surge]
+	// Course is the course grader to deploy for ("" for none, or
+	// "2026"); it changes the defaults of MaxWorkers and CourseNames.
+	// [empty]
+	Course string
+	// CourseLimit is the most workers the course's grader accepts; 0
+	// without a course.
+	CourseLimit        int
+	MaxWorkers         int      // fleet cap [19; the course's limit with a course]
 	WorkerInstanceType string   // [t3.small]
 	WebInstanceType    string   // [t3.small]
 	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
@@ -33,11 +40,15 @@ type Config struct {
 	// CourseNames names the buckets exactly as PROTOCOL.md does
 	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
 	// look for them; bucket names are global, so by default CloudFormation
-	// makes unique ones. [false]
+	// makes unique ones. [false; true with a course]
 	CourseNames bool
-	// RetainData keeps the buckets and what they hold when the stack is
-	// destroyed; by default destroy empties and deletes them. [false]
+	// RetainData keeps the buckets and the results table, and what they
+	// hold, when the stack is destroyed; by default destroy empties and
+	// deletes them. [false]
 	RetainData bool
+	// PointInTimeRecovery turns on the results table's continuous
+	// backups (billed per GB-month). [false]
+	PointInTimeRecovery bool
 	// ScalerReservedConcurrency reserves Lambda concurrency for the
 	// scaler; 0 reserves none. Accounts must keep 10 unreserved, so on a
 	// new account (limit 10) any reservation fails the deployment, and
@@ -88,8 +99,13 @@ func configFromContext(node interface {
 		Repo:               repo,
 	}
 	var errs []error
-	var err error
-	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", "19")); err != nil || cfg.MaxWorkers < 1 {
+	cfg.Course = str("course", "")
+	grader, err := courseFor(cfg.Course)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.CourseLimit = grader.limit
+	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", strconv.Itoa(grader.maxWorkers()))); err != nil || cfg.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
 	}
 	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
@@ -98,8 +114,10 @@ func configFromContext(node interface {
 	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
 	}
-	for key, dst := range map[string]*bool{"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM} {
-		def := strconv.FormatBool(key == "ssm")
+	for key, dst := range map[string]*bool{
+		"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM, "pointInTimeRecovery": &cfg.PointInTimeRecovery,
+	} {
+		def := strconv.FormatBool(key == "ssm" || key == "courseNames" && grader.exactNames)
 		switch v := str(key, def); v {
 		case "true", "false":
 			*dst = v == "true"
@@ -151,6 +169,38 @@ func configFromContext(node interface {
 		}
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// defaultMaxWorkers is the fleet cap without a course: the older
+// rubrics' 19 (PROTOCOL.md).
+const defaultMaxWorkers = 19
+
+// course is what a course's grader expects of a deployment, and so what
+// the `course` context changes the defaults to.
+type course struct {
+	limit      int  // the most workers the grader accepts; 0: none
+	exactNames bool // it finds the buckets by PROTOCOL.md's exact names
+}
+
+func (c course) maxWorkers() int {
+	if c.limit > 0 {
+		return c.limit
+	}
+	return defaultMaxWorkers
+}
+
+// courseFor is the course a `course` context value names; empty names
+// none.
+func courseFor(name string) (course, error) {
+	switch name {
+	case "":
+		return course{}, nil
+	case "2026":
+		// Its grader fails a fleet above 15 and looks the buckets up by
+		// name (PROTOCOL.md, "The newest rubric").
+		return course{limit: 15, exactNames: true}, nil
+	}
+	return course{}, fmt.Errorf("course %q: valid values are 2026 (the course's 2026 grader) or empty (none)", name)
 }
 
 // validPrefix: stack names start with a letter; bucket names take lower

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -92,6 +95,19 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 			t.Errorf("bucket %s: %v", name, err)
 		}
 	}
+	if outputs["ResultsTableName"] != "surge-dynamoDB" {
+		t.Errorf("ResultsTableName = %q", outputs["ResultsTableName"])
+	}
+	table, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("surge-dynamoDB")})
+	if err != nil {
+		t.Fatalf("the results table: %v", err)
+	}
+	if ks := table.Table.KeySchema; len(ks) != 1 || aws.ToString(ks[0].AttributeName) != "name" || ks[0].KeyType != dbtypes.KeyTypeHash {
+		t.Errorf("results table key schema %+v, want name alone", ks)
+	}
+	if b := table.Table.BillingModeSummary; b == nil || b.BillingMode != dbtypes.BillingModePayPerRequest {
+		t.Errorf("results table billing %+v, want on demand", b)
+	}
 	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:Name"), Values: []string{"web-instance"}},
 	}})
@@ -171,6 +187,12 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	}
 	if _, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("surge-req-queue")}); err == nil {
 		t.Error("the request queue outlived the stack")
+	}
+	// The table's name is fixed: had it outlived the stack, the next
+	// deployment of the prefix would fail.
+	var gone *dbtypes.ResourceNotFoundException
+	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("surge-dynamoDB")}); !errors.As(err, &gone) {
+		t.Errorf("the results table outlived the stack: %v", err)
 	}
 	deploy(t, cloud, s)
 }

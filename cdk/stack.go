@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
@@ -18,6 +20,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/userdata"
@@ -40,6 +43,11 @@ const (
 	hooksHandler  = "stackhooks"
 )
 
+// resultsTableName is the results table's name (PROTOCOL.md): fixed,
+// since table names are unique only within an account and region, as
+// the prefix already makes them.
+func resultsTableName(prefix string) string { return prefix + "-dynamoDB" }
+
 // NewSurgeStack defines the whole deployment. Its construct id is the
 // prefix, so two deployments in one account and region name nothing alike.
 func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
@@ -48,6 +56,9 @@ func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackPr
 
 	s.network()
 	s.queuesAndBuckets()
+	s.resultsTable()
+	s.retainedNames()
+	s.courseLimit()
 	s.instanceLogs()
 	s.workers()
 	s.webTier()
@@ -67,6 +78,8 @@ type surge struct {
 	subnets        []*string
 	dlq, req, resp awssqs.Queue
 	in, out        awss3.Bucket
+	table          awsdynamodb.Table
+	modelName      string           // what the workers' answers say their model is
 	logs           awslogs.LogGroup // the instances'
 	workerRole     awsiam.Role
 	workerSG       awsec2.SecurityGroup
@@ -134,13 +147,6 @@ func (s *surge) queuesAndBuckets() {
 		EnforceSSL: jsii.Bool(true),
 	})
 	bucket := func(id, courseName string) awss3.Bucket {
-		// Destroy deletes the buckets unless the deployment keeps its data;
-		// the stack's hook empties them first (S3 refuses to delete a
-		// bucket that holds objects).
-		removal := awscdk.RemovalPolicy_DESTROY
-		if s.cfg.RetainData {
-			removal = awscdk.RemovalPolicy_RETAIN
-		}
 		var name *string
 		if s.cfg.CourseNames {
 			name = jsii.String(courseName)
@@ -151,14 +157,72 @@ func (s *surge) queuesAndBuckets() {
 			Encryption:        awss3.BucketEncryption_S3_MANAGED,
 			EnforceSSL:        jsii.Bool(true),
 			ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
-			RemovalPolicy:     removal,
+			// The stack's hook empties them before they go (S3 refuses to
+			// delete a bucket that holds objects).
+			RemovalPolicy: s.dataRemoval(),
 		})
 	}
 	s.in = bucket("InputBucket", s.names.InputBucket)
 	s.out = bucket("OutputBucket", s.names.OutputBucket)
-	if s.cfg.CourseNames && s.cfg.RetainData {
-		awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:retained-names"), jsii.String(
-			"courseNames with retainData: destroy keeps the buckets, so deploying this prefix again fails until you delete them"))
+}
+
+// dataRemoval is what destroy does with the buckets and the table:
+// deletes them, unless the deployment keeps its data.
+func (s *surge) dataRemoval() awscdk.RemovalPolicy {
+	if s.cfg.RetainData {
+		return awscdk.RemovalPolicy_RETAIN
+	}
+	return awscdk.RemovalPolicy_DESTROY
+}
+
+// resultsTable keeps one answer per file name: the course's record of
+// every request, and the web tier's cache. Table, not TableV2: TableV2 is
+// an AWS::DynamoDB::GlobalTable, replication this one-region table does
+// not need, and a resource type moto's CloudFormation cannot create, so
+// the emulated deployment could not carry it.
+func (s *surge) resultsTable() {
+	s.table = awsdynamodb.NewTable(s.stack, s.id("ResultsTable"), &awsdynamodb.TableProps{
+		TableName:    jsii.String(resultsTableName(s.cfg.Prefix)),
+		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("name"), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		// The AWS managed key (aws/dynamodb), so the template states
+		// SSEEnabled: true; the AWS owned key would read "SSEEnabled:
+		// false". Its key policy, written by AWS, lets every principal of
+		// the account that may use DynamoDB use the key through DynamoDB,
+		// so the roles need no kms: actions; KMS bills its requests, and
+		// DynamoDB caches the table key, so they are few.
+		Encryption: awsdynamodb.TableEncryption_AWS_MANAGED,
+		// Explicit either way: continuous backups are billed per GB-month.
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(s.cfg.PointInTimeRecovery),
+		},
+		// Deleting a table deletes its items: nothing to empty first.
+		RemovalPolicy: s.dataRemoval(),
+	})
+	// CDK leaves SSEType out, which means KMS; say so.
+	s.table.Node().DefaultChild().(awsdynamodb.CfnTable).AddPropertyOverride(jsii.String("SSESpecification.SSEType"), jsii.String("KMS"))
+}
+
+// retainedNames warns that a kept resource with a fixed name blocks the
+// next deployment of the prefix.
+func (s *surge) retainedNames() {
+	if !s.cfg.RetainData {
+		return
+	}
+	kept := "the results table " + resultsTableName(s.cfg.Prefix)
+	if s.cfg.CourseNames {
+		kept += " and the buckets " + s.names.InputBucket + " and " + s.names.OutputBucket
+	}
+	awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:retained-names"), jsii.String(
+		"retainData: destroy keeps "+kept+", so deploying this prefix again fails until you delete them"))
+}
+
+// courseLimit warns when the fleet may grow past what the course's
+// grader accepts.
+func (s *surge) courseLimit() {
+	if s.cfg.CourseLimit > 0 && s.cfg.MaxWorkers > s.cfg.CourseLimit {
+		awscdk.Annotations_Of(s.stack).AddWarningV2(jsii.String("surge:course-limit"), jsii.String(fmt.Sprintf(
+			"maxWorkers %d: the course %s grader fails a fleet above %d", s.cfg.MaxWorkers, s.cfg.Course, s.cfg.CourseLimit)))
 	}
 }
 
@@ -233,10 +297,11 @@ func (s *surge) ec2ARN(resource, name string, account ...string) *string {
 	return s.stack.FormatArn(c)
 }
 
-// bucketEnv tells a service which buckets are its.
-func (s *surge) bucketEnv(env map[string]string) map[string]string {
+// storageEnv tells a service which buckets and table are its.
+func (s *surge) storageEnv(env map[string]string) map[string]string {
 	env["SURGE_INPUT_BUCKET"] = *s.in.BucketName()
 	env["SURGE_OUTPUT_BUCKET"] = *s.out.BucketName()
+	env["SURGE_TABLE"] = *s.table.TableName()
 	return env
 }
 
@@ -250,6 +315,7 @@ func (s *surge) workers() {
 	r.AddToPolicy(statement("Answer", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, s.resp.QueueArn()))
 	r.AddToPolicy(statement("ReadInputs", []string{"s3:GetObject"}, s.in.ArnForObjects(jsii.String("*"))))
 	r.AddToPolicy(statement("WriteOutputs", []string{"s3:PutObject"}, s.out.ArnForObjects(jsii.String("*"))))
+	r.AddToPolicy(statement("RecordAnswers", []string{"dynamodb:PutItem"}, s.table.TableArn()))
 	// A worker ends its own instance when idle; IAM cannot name "the
 	// caller's instance" as a resource, so the bound is this fleet's.
 	r.AddToPolicy(statementIf("EndOwnInstance", []string{"ec2:TerminateInstances"},
@@ -260,9 +326,9 @@ func (s *surge) workers() {
 		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{ec2fleet.TagReady}},
 	}, s.ec2ARN("instance", "*")))
 
-	modelEnv, assets := s.modelAssets()
-	assets = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, assets...)
-	env := s.bucketEnv(map[string]string{
+	modelEnv, files := s.modelAssets()
+	files = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, files...)
+	env := s.storageEnv(map[string]string{
 		"SURGE_BACKEND":       "aws",
 		"SURGE_PREFIX":        s.cfg.Prefix,
 		"SURGE_ORT_LIB":       "/opt/surge/lib/libonnxruntime.so.1",
@@ -273,7 +339,11 @@ func (s *surge) workers() {
 	for k, v := range modelEnv {
 		env[k] = v
 	}
-	script := s.bootScript(r, userdata.Service{Name: "worker", Env: env, EndOnFailure: true}, assets...)
+	s.modelName = assets.ModelName(env["SURGE_MODEL"])
+	if s.cfg.Gallery != "" {
+		s.modelName = assets.WithGallery(s.modelName)
+	}
+	script := s.bootScript(r, userdata.Service{Name: "worker", Env: env, EndOnFailure: true}, files...)
 
 	s.workerSG = awsec2.NewSecurityGroup(s.stack, s.id("WorkerSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
@@ -354,13 +424,16 @@ func (s *surge) webTier() {
 	role.AddToPolicy(statement("CollectAnswers", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.resp.QueueArn()))
 	role.AddToPolicy(statement("CountDeadLetters", []string{"sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.dlq.QueueArn()))
 	role.AddToPolicy(statement("StoreUploads", []string{"s3:PutObject"}, s.in.ArnForObjects(jsii.String("*"))))
+	role.AddToPolicy(statement("LookUpAnswers", []string{"dynamodb:GetItem"}, s.table.TableArn()))
 	// DescribeInstances has no resource-level permissions.
 	role.AddToPolicy(statement("ShowFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
 
 	script := s.bootScript(role, userdata.Service{
 		Name: "webtier",
-		Env: s.bucketEnv(map[string]string{
+		Env: s.storageEnv(map[string]string{
 			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "PORT": "8000",
+			// A cached answer counts only if the workers' model gave it.
+			"SURGE_MODEL_NAME": s.modelName,
 		}),
 	}, s.binaryAsset("WebBinary", "./webtier", "webtier"))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
@@ -532,8 +605,8 @@ func (s *surge) hooks() {
 	})
 	// Created last and so deleted first: the fleet ends while the network,
 	// the security groups, the launch template, the worker role and the
-	// buckets it uses are all still there.
-	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.scalerFn, s.schedule, s.logs, s.web} {
+	// buckets and table it uses are all still there.
+	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.table, s.scalerFn, s.schedule, s.logs, s.web} {
 		hook.Node().AddDependency(c)
 	}
 }
@@ -549,6 +622,7 @@ func (s *surge) outputs() {
 	out("DeadLetterQueueName", s.dlq.QueueName(), "requests that failed for good")
 	out("InputBucketName", s.in.BucketName(), "uploaded images")
 	out("OutputBucketName", s.out.BucketName(), "labels by stem")
+	out("ResultsTableName", s.table.TableName(), "answers by file name")
 	out("InstanceLogGroup", s.logs.LogGroupName(), "the instances' service and boot logs, a stream each per instance")
 	out("ScalerFunction", s.scalerFn.FunctionName(), "the scaler Lambda (its log group holds every decision)")
 }

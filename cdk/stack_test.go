@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -23,10 +24,11 @@ import (
 var synthesized = map[string]*synthesis{}
 
 type synthesis struct {
-	template *assertions.Template
-	outdir   string
-	json     map[string]any
-	cfg      Config
+	template    *assertions.Template
+	annotations assertions.Annotations
+	outdir      string
+	json        map[string]any
+	cfg         Config
 }
 
 func TestMain(m *testing.M) {
@@ -45,7 +47,8 @@ func synth(t *testing.T) (*assertions.Template, map[string]any, string) {
 	return s.template, s.json, s.outdir
 }
 
-// synthWith synthesizes the stack with context on top of synth's.
+// synthWith synthesizes the stack with context on top of synth's; a nil
+// value removes synth's key.
 func synthWith(t *testing.T, extra map[string]any) *synthesis {
 	t.Helper()
 	ctx := map[string]any{
@@ -55,6 +58,7 @@ func synthWith(t *testing.T, extra map[string]any) *synthesis {
 		"ortLib":      testenv.RuntimeLib(t),
 	}
 	maps.Copy(ctx, extra)
+	maps.DeleteFunc(ctx, func(_ string, v any) bool { return v == nil })
 	key := fmt.Sprint(ctx)
 	if s, ok := synthesized[key]; ok {
 		return s
@@ -74,7 +78,7 @@ func synthWith(t *testing.T, extra map[string]any) *synthesis {
 	var doc map[string]any
 	b, _ := json.Marshal(tmpl.ToJSON())
 	json.Unmarshal(b, &doc)
-	s := &synthesis{template: &tmpl, outdir: outdir, json: doc, cfg: cfg}
+	s := &synthesis{template: &tmpl, annotations: assertions.Annotations_FromStack(stack), outdir: outdir, json: doc, cfg: cfg}
 	synthesized[key] = s
 	return s
 }
@@ -92,18 +96,22 @@ func resources(doc map[string]any, typ string) map[string]map[string]any {
 func TestResourceCounts(t *testing.T) {
 	tmpl, _, _ := synth(t)
 	for typ, n := range map[string]float64{
-		"AWS::SQS::Queue":          3, // requests, their dead letters, responses
-		"AWS::S3::Bucket":          2,
-		"AWS::IAM::Role":           4, // one per tier, and the stack's hooks
-		"AWS::EC2::Instance":       1, // the web tier; workers come from the template
-		"AWS::EC2::LaunchTemplate": 1, // the workers'; the web tier has none, so no fixed name
-		"AWS::Lambda::Function":    2, // the scaler and the stack's hooks
-		"AWS::Events::Rule":        1,
-		"AWS::Logs::LogGroup":      3, // the instances', the scaler's, the hooks'
-		"AWS::EC2::VPC":            1,
-		"AWS::EC2::NatGateway":     0,
-		"AWS::EC2::SecurityGroup":  2,
-		"Custom::SurgeStackHooks":  1,
+		"AWS::SQS::Queue":      3, // requests, their dead letters, responses
+		"AWS::S3::Bucket":      2,
+		"AWS::DynamoDB::Table": 1, // the results
+		// A global table would be replication nobody asked for, and moto
+		// cannot create one.
+		"AWS::DynamoDB::GlobalTable": 0,
+		"AWS::IAM::Role":             4, // one per tier, and the stack's hooks
+		"AWS::EC2::Instance":         1, // the web tier; workers come from the template
+		"AWS::EC2::LaunchTemplate":   1, // the workers'; the web tier has none, so no fixed name
+		"AWS::Lambda::Function":      2, // the scaler and the stack's hooks
+		"AWS::Events::Rule":          1,
+		"AWS::Logs::LogGroup":        3, // the instances', the scaler's, the hooks'
+		"AWS::EC2::VPC":              1,
+		"AWS::EC2::NatGateway":       0,
+		"AWS::EC2::SecurityGroup":    2,
+		"Custom::SurgeStackHooks":    1,
 		// No CDK-provided custom resources: they are Node.js Lambdas, which
 		// the emulator cannot run.
 		"AWS::CloudFormation::CustomResource": 0,
@@ -173,6 +181,51 @@ func TestQueuesAndBuckets(t *testing.T) {
 			t.Errorf("%s empties buckets that are to be kept", id)
 		}
 	}
+	// Kept under fixed names, they stop the next deployment of the prefix.
+	course.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
+		"retainData: destroy keeps the results table surge-dynamoDB and the buckets surge-in-bucket and surge-out-bucket, so deploying this prefix again fails")))
+}
+
+// The results table: one item per file name, on demand, encrypted with a
+// key the template names, continuous backups only on request, deleted
+// with the stack unless the data is kept.
+func TestResultsTable(t *testing.T) {
+	tmpl, doc, _ := synth(t)
+	table := func(pitr bool, policy string) map[string]any {
+		return map[string]any{
+			"Properties": map[string]any{
+				"TableName":                        "surge-dynamoDB",
+				"KeySchema":                        []any{map[string]any{"AttributeName": "name", "KeyType": "HASH"}},
+				"AttributeDefinitions":             []any{map[string]any{"AttributeName": "name", "AttributeType": "S"}},
+				"BillingMode":                      "PAY_PER_REQUEST",
+				"ProvisionedThroughput":            assertions.Match_Absent(),
+				"SSESpecification":                 map[string]any{"SSEEnabled": true, "SSEType": "KMS"},
+				"KMSMasterKeyId":                   assertions.Match_Absent(),
+				"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": pitr},
+			},
+			"DeletionPolicy":      policy,
+			"UpdateReplacePolicy": policy,
+		}
+	}
+	(*tmpl).HasResource(jsii.String("AWS::DynamoDB::Table"), table(false, "Delete"))
+	(*tmpl).HasOutput(jsii.String("ResultsTableName"), map[string]any{"Value": map[string]any{"Ref": onlyID(t, doc, "AWS::DynamoDB::Table")}})
+	// Nothing kept, nothing to warn about.
+	synthWith(t, nil).annotations.HasNoWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("retainData")))
+
+	kept := synthWith(t, map[string]any{"retainData": "true", "pointInTimeRecovery": "true"})
+	(*kept.template).HasResource(jsii.String("AWS::DynamoDB::Table"), table(true, "Retain"))
+	kept.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
+		"retainData: destroy keeps the results table surge-dynamoDB, so deploying this prefix again fails")))
+}
+
+// onlyID is the logical id of the one resource of typ.
+func onlyID(t *testing.T, doc map[string]any, typ string) string {
+	t.Helper()
+	ids := slices.Collect(maps.Keys(resources(doc, typ)))
+	if len(ids) != 1 {
+		t.Fatalf("%d resources of type %s: %v", len(ids), typ, ids)
+	}
+	return ids[0]
 }
 
 // userData is the user data of the resources of typ, as JSON text (it
@@ -216,12 +269,17 @@ func TestWorkerLaunchTemplate(t *testing.T) {
 	for _, want := range []string{
 		"/opt/surge/bin/worker 0755", "/opt/surge/lib/libonnxruntime.so.1 0644", "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
 		"/opt/surge/models/mobilenetv2-12-int8/labels.txt", "SURGE_BACKEND=aws", "SURGE_PREFIX=surge",
-		"SURGE_IDLE_SHUTDOWN=60s", "SURGE_INPUT_BUCKET=", "SURGE_OUTPUT_BUCKET=", "systemctl enable --now surge-worker.service",
+		"SURGE_IDLE_SHUTDOWN=60s", "SURGE_INPUT_BUCKET=", "SURGE_OUTPUT_BUCKET=", `SURGE_TABLE=",{"Ref":"ResultsTable`,
+		"systemctl enable --now surge-worker.service",
 		"retry aws s3 cp", "shutdown -h now", "OnFailure=surge-give-up.service", "amazon-cloudwatch-agent", "{instance_id}/worker",
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("worker user data lacks %q", want)
 		}
+	}
+	// A worker names its answers' model from the model it loaded.
+	if strings.Contains(script, "SURGE_MODEL_NAME") {
+		t.Error("the worker is told its model's name")
 	}
 }
 
@@ -243,7 +301,8 @@ func TestWebTier(t *testing.T) {
 		"SecurityGroupIngress": []any{map[string]any{"CidrIp": "203.0.113.7/32", "FromPort": 8000, "ToPort": 8000, "IpProtocol": "tcp"}},
 	})
 	script := userData(t, doc, "AWS::EC2::Instance")
-	for _, want := range []string{"/opt/surge/bin/webtier 0755", "SURGE_INPUT_BUCKET=", "Restart=always", "{instance_id}/webtier"} {
+	for _, want := range []string{"/opt/surge/bin/webtier 0755", "SURGE_INPUT_BUCKET=", `SURGE_TABLE=",{"Ref":"ResultsTable`,
+		`SURGE_MODEL_NAME=mobilenetv2-12-int8\n`, "SURGE_MAX_WORKERS=15\\n", "Restart=always", "{instance_id}/webtier"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("web tier user data lacks %q", want)
 		}
@@ -251,7 +310,21 @@ func TestWebTier(t *testing.T) {
 	if strings.Contains(script, "shutdown") {
 		t.Error("a failed web tier boot powers off; it should stay up to be looked at")
 	}
-	for _, o := range []string{"WebUrl", "WebInstanceId", "RequestQueueName", "ResponseQueueName", "InputBucketName", "OutputBucketName", "InstanceLogGroup", "ScalerFunction"} {
+
+	// The model's name the web tier expects of cached answers is the one
+	// the workers give theirs: here from a model archive, and marked as
+	// mapped through a gallery.
+	gallery := filepath.Join(t.TempDir(), "faces.gallery")
+	if err := os.WriteFile(gallery, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fetched := synthWith(t, map[string]any{
+		"modelUrl": "https://models.example.com/zoo/resnet50-v1-12.tar.gz", "modelSha256": strings.Repeat("0", 64), "gallery": gallery,
+	})
+	if script := userData(t, fetched.json, "AWS::EC2::Instance"); !strings.Contains(script, `SURGE_MODEL_NAME=resnet50-v1-12+gallery\n`) {
+		t.Errorf("web tier user data names the model otherwise: %s", script)
+	}
+	for _, o := range []string{"WebUrl", "WebInstanceId", "RequestQueueName", "ResponseQueueName", "InputBucketName", "OutputBucketName", "ResultsTableName", "InstanceLogGroup", "ScalerFunction"} {
 		(*tmpl).HasOutput(jsii.String(o), map[string]any{})
 	}
 }
@@ -297,7 +370,7 @@ func TestStackHooks(t *testing.T) {
 	}
 	for _, h := range hooks {
 		deps := strings_(h["DependsOn"])
-		for _, typ := range []string{"AWS::EC2::SecurityGroup", "AWS::EC2::LaunchTemplate", "AWS::S3::Bucket", "AWS::Lambda::Function", "AWS::Events::Rule", "AWS::EC2::Subnet", "AWS::EC2::Instance"} {
+		for _, typ := range []string{"AWS::EC2::SecurityGroup", "AWS::EC2::LaunchTemplate", "AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Lambda::Function", "AWS::Events::Rule", "AWS::EC2::Subnet", "AWS::EC2::Instance"} {
 			found := false
 			for id := range resources(doc, typ) {
 				found = found || slices.Contains(deps, id)
@@ -355,9 +428,10 @@ func TestTwoPrefixesShareNoPhysicalName(t *testing.T) {
 		a := synthWith(t, map[string]any{"prefix": "alpha", "courseNames": course})
 		b := synthWith(t, map[string]any{"prefix": "beta", "courseNames": course})
 		namesA, namesB := physicalNames(a.json), physicalNames(b.json)
-		// The queues and the launch template, and the buckets under the
-		// course's names; everything else is named by CloudFormation.
-		if want := map[string]int{"false": 4, "true": 6}[course]; len(namesA) != want {
+		// The queues, the launch template and the results table, and the
+		// buckets under the course's names; everything else is named by
+		// CloudFormation.
+		if want := map[string]int{"false": 5, "true": 7}[course]; len(namesA) != want {
 			t.Errorf("courseNames=%s: %d physical names, want %d: %v", course, len(namesA), want, namesA)
 		}
 		for n, where := range namesA {
@@ -471,6 +545,45 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("%d PassRole statements, %d statements checked", passes, statements)
 	}
 	t.Logf("%d policy statements checked", statements)
+
+	// The table: the web tier looks answers up, the workers record them,
+	// on the table alone; nobody scans, queries, updates or deletes.
+	table := map[string]any{"Fn::GetAtt": []any{onlyID(t, doc, "AWS::DynamoDB::Table"), "Arn"}}
+	got := map[string][]string{}
+	for id, p := range resources(doc, "AWS::IAM::Policy") {
+		props := p["Properties"].(map[string]any)
+		for _, s := range props["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := s.(map[string]any)
+			for _, a := range strings_(st["Action"]) {
+				if !strings.HasPrefix(a, "dynamodb:") {
+					continue
+				}
+				if r := asSlice(st["Resource"]); len(r) != 1 || !reflect.DeepEqual(r[0], table) {
+					t.Errorf("%s: %s on %v, not the table alone", id, a, st["Resource"])
+				}
+				for _, role := range asSlice(props["Roles"]) {
+					ref := fmt.Sprint(role.(map[string]any)["Ref"])
+					got[ref] = append(got[ref], a)
+				}
+			}
+		}
+	}
+	want := map[string][]string{roleID(t, doc, "WebRole"): {"dynamodb:GetItem"}, roleID(t, doc, "WorkerRole"): {"dynamodb:PutItem"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DynamoDB actions by role: %v, want %v", got, want)
+	}
+}
+
+// roleID is the logical id of the role whose construct id is name.
+func roleID(t *testing.T, doc map[string]any, name string) string {
+	t.Helper()
+	for id := range resources(doc, "AWS::IAM::Role") {
+		if strings.HasPrefix(id, name) {
+			return id
+		}
+	}
+	t.Fatalf("no role %s", name)
+	return ""
 }
 
 func strings_(v any) []string {
@@ -522,6 +635,8 @@ func TestContextValidation(t *testing.T) {
 		"not a boolean":        {"retainData": "yes"},
 		"negative reservation": {"scalerReservedConcurrency": "-1"},
 		"bad deadline":         {"bootDeadline": "soon"},
+		"unknown course":       {"course": "2025"},
+		"backups not boolean":  {"pointInTimeRecovery": "on"},
 	} {
 		ctx["ortLib"] = testenv.RuntimeLib(t)
 		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
@@ -529,4 +644,68 @@ func TestContextValidation(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// The course switch changes defaults only: what the context says
+// explicitly wins.
+func TestCourseDefaults(t *testing.T) {
+	repo := testenv.Root(t)
+	for name, tc := range map[string]struct {
+		ctx         map[string]any
+		maxWorkers  int
+		courseNames bool
+		limit       int
+	}{
+		"no course":                    {map[string]any{}, 19, false, 0},
+		"no course, explicit cap":      {map[string]any{"maxWorkers": "7"}, 7, false, 0},
+		"no course, course names":      {map[string]any{"courseNames": "true"}, 19, true, 0},
+		"2026":                         {map[string]any{"course": "2026"}, 15, true, 15},
+		"2026 from cdk.json, a number": {map[string]any{"course": float64(2026)}, 15, true, 15},
+		"2026, explicit cap":           {map[string]any{"course": "2026", "maxWorkers": "18"}, 18, true, 15},
+		"2026, smaller cap":            {map[string]any{"course": "2026", "maxWorkers": "4"}, 4, true, 15},
+		"2026, unique bucket names":    {map[string]any{"course": "2026", "courseNames": "false"}, 15, false, 15},
+	} {
+		tc.ctx["ortLib"] = testenv.RuntimeLib(t)
+		tc.ctx["modelDir"] = testenv.Path(t, "models", "mobilenetv2-12-int8")
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.ctx})
+		cfg, err := configFromContext(app.Node(), repo)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if cfg.MaxWorkers != tc.maxWorkers || cfg.CourseNames != tc.courseNames || cfg.CourseLimit != tc.limit {
+			t.Errorf("%s: maxWorkers %d, courseNames %v, limit %d; want %d, %v, %d",
+				name, cfg.MaxWorkers, cfg.CourseNames, cfg.CourseLimit, tc.maxWorkers, tc.courseNames, tc.limit)
+		}
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{"course": "2025", "ortLib": testenv.RuntimeLib(t)}})
+	if _, err := configFromContext(app.Node(), repo); err == nil || !strings.Contains(err.Error(), "valid values are 2026") {
+		t.Errorf("an unknown course is refused without naming the valid ones: %v", err)
+	}
+}
+
+// The 2026 course in the template: a fleet of at most 15 for the scaler
+// and the web tier's status, the exact bucket names; a larger explicit
+// cap deploys, with a warning.
+func TestCourse2026(t *testing.T) {
+	s := synthWith(t, map[string]any{"course": "2026", "maxWorkers": nil})
+	(*s.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MAX_WORKERS": "15"})},
+	})
+	if script := userData(t, s.json, "AWS::EC2::Instance"); !strings.Contains(script, "SURGE_MAX_WORKERS=15\\n") {
+		t.Errorf("the web tier's cap is not 15: %s", script)
+	}
+	for _, name := range []string{"surge-in-bucket", "surge-out-bucket"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{"BucketName": name})
+	}
+	s.annotations.HasNoWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("course")))
+
+	over := synthWith(t, map[string]any{"course": "2026", "maxWorkers": "18"})
+	(*over.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MAX_WORKERS": "18"})},
+	})
+	over.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
+		"maxWorkers 18: the course 2026 grader fails a fleet above 15")))
 }
