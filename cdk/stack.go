@@ -43,11 +43,6 @@ const (
 	hooksHandler  = "stackhooks"
 )
 
-// resultsTableName is the results table's name (PROTOCOL.md): fixed,
-// since table names are unique only within an account and region, as
-// the prefix already makes them.
-func resultsTableName(prefix string) string { return prefix + "-dynamoDB" }
-
 // NewSurgeStack defines the whole deployment. Its construct id is the
 // prefix, so two deployments in one account and region name nothing alike.
 func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
@@ -182,7 +177,7 @@ func (s *surge) dataRemoval() awscdk.RemovalPolicy {
 // the emulated deployment could not carry it.
 func (s *surge) resultsTable() {
 	s.table = awsdynamodb.NewTable(s.stack, s.id("ResultsTable"), &awsdynamodb.TableProps{
-		TableName:    jsii.String(resultsTableName(s.cfg.Prefix)),
+		TableName:    jsii.String(s.names.Table),
 		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("name"), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		// The AWS managed key (aws/dynamodb), so the template states
@@ -209,7 +204,7 @@ func (s *surge) retainedNames() {
 	if !s.cfg.RetainData {
 		return
 	}
-	kept := "the results table " + resultsTableName(s.cfg.Prefix)
+	kept := "the results table " + s.names.Table
 	if s.cfg.CourseNames {
 		kept += " and the buckets " + s.names.InputBucket + " and " + s.names.OutputBucket
 	}

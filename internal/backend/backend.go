@@ -34,8 +34,11 @@ type Names struct {
 	RequestQueue, RequestDeadLetters, ResponseQueue string
 	InputBucket, OutputBucket                       string
 	LaunchTemplate                                  string // the workers'
-	Table                                           string // the results table
-	Fleet                                           string // the fleet tag's value
+	// Table is the results table: always <prefix>-dynamoDB, since table
+	// names are unique only within an account and region, as the prefix
+	// already makes them.
+	Table string
+	Fleet string // the fleet tag's value
 }
 
 // NamesFor applies PROTOCOL.md's naming to prefix, and names what it
