@@ -3,7 +3,6 @@ package apptier_test
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"image"
@@ -170,20 +169,7 @@ func TestRecognises(t *testing.T) {
 // not recorded.
 func TestAnswersWhenTheTableIsLocked(t *testing.T) {
 	r := newRig(t, 30*time.Second, 5)
-	ctx := context.Background()
-	locker, err := sql.Open("sqlite3", "file:"+r.table.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE; DELETE FROM results`); err != nil {
-		t.Fatal(err)
-	}
+	testenv.LockSQLite(t, r.table.Path())
 	r.start(t, apptier.Config{Wait: time.Second})
 	r.submit(t, "id-1", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
 	res := r.result(t, 10*time.Second)

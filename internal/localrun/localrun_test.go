@@ -2,7 +2,6 @@ package localrun_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -387,21 +386,7 @@ func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
 func TestLockedTableStillAnswers(t *testing.T) {
 	sys := start(t, 30*time.Second)
 	table := sys.Backends.Results.(*sqlitetable.Table)
-	ctx := context.Background()
-	locker, err := sql.Open("sqlite3", "file:"+table.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE; DELETE FROM results`); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.ExecContext(ctx, `ROLLBACK`)
+	testenv.LockSQLite(t, table.Path())
 	eagle := testenv.Path(t, "images", "darknet", "eagle.jpg")
 	var sent []string
 	for i := range 3 {

@@ -2,14 +2,13 @@ package sqlitetable_test
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/surgeml/surge/internal/results"
 	"github.com/surgeml/surge/internal/results/resultstest"
 	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 func open(t *testing.T, dir string) *sqlitetable.Table {
@@ -55,20 +54,7 @@ func TestLockedRefusesWritesPromptly(t *testing.T) {
 	if err := tab.Put(ctx, it); err != nil {
 		t.Fatal(err)
 	}
-	locker, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "x-dynamoDB.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE; INSERT INTO results VALUES ('b.jpg', 'b', 'B', 0, 'm', 'x', '2026-01-01T00:00:00Z')`); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+	testenv.LockSQLite(t, tab.Path())
 	it.Name = "c.jpg"
 	if err := tab.Put(ctx, it); err == nil || ctx.Err() != nil {
 		t.Fatalf("Put on a locked database: %v (ctx %v); want a prompt error", err, ctx.Err())
