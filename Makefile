@@ -33,7 +33,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate synth test bench classify enroll workload clean
+.PHONY: build ort run emulate synth test bench chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -70,6 +70,16 @@ test: ort synth
 
 bench: build ort
 	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 -max-workers $(MAX_WORKERS)
+
+# The face workload while workers are killed with SIGKILL, the scaler
+# restarted and the whole system restarted once on the same data; exits
+# non-zero if any answer was wrong or any request lost. REQUESTS=3000.
+REQUESTS ?= 3000
+FACES     = $(SHARED)/datasets/faces
+chaos: build ort
+	$(BIN)/surge enroll -images $(FACES)/face_images_100 -labels $(FACES)/face_images_100.csv -gallery $(SURGE_CACHE)/faces.gallery
+	$(BIN)/surge chaos -images $(FACES)/face_images_1000 -labels $(FACES)/face_images_1000.csv -gallery $(SURGE_CACHE)/faces.gallery \
+		-requests $(REQUESTS) -max-workers $(MAX_WORKERS) $(CHAOS_ARGS)
 
 classify: build ort
 	@test -n "$(FILES)" || { echo 'usage: make classify FILES="a.jpg b.jpg" [GALLERY=faces.gallery]'; exit 2; }

@@ -20,6 +20,7 @@ commands:
   enroll     build a gallery file from a folder of labelled images
   workload   upload a folder to a web tier and check the answers
   bench      measure classification, pipeline throughput, latency and memory
+  chaos      run the face workload while killing workers and restarting the system; count what was lost
   fetch      download and verify the ONNX Runtime library and the model
 
 Run "surge <command> -h" for a command's flags.
@@ -37,6 +38,7 @@ func main() {
 		"enroll":   enrollCmd,
 		"workload": workloadCmd,
 		"bench":    benchCmd,
+		"chaos":    chaosCmd,
 		"fetch":    fetchCmd,
 	}
 	cmd, ok := commands[os.Args[1]]

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/surgeml/surge/internal/backend"
@@ -42,6 +43,10 @@ type System struct {
 	Backends *backend.Backends
 
 	web      *webproc.Process
+	scaler   func() *scaler.Scaler
+	tick     time.Duration
+	changed  func() <-chan struct{}
+	mu       sync.Mutex
 	stopScal context.CancelFunc
 	scalDone chan struct{}
 }
@@ -99,14 +104,40 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 		return nil, err
 	}
 	s.Fleet = fl
-	sc := scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, b.Requests, fl, log)
-	scalCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopScal, s.scalDone = stop, make(chan struct{})
-	go func() {
-		defer close(s.scalDone)
-		sc.Run(scalCtx, cfg.Tick, cfg.Tick/5, b.Changed)
-	}()
+	s.scaler = func() *scaler.Scaler {
+		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, b.Requests, fl, log)
+	}
+	s.tick, s.changed = cfg.Tick, b.Changed
+	s.startScaler(ctx)
 	return s, nil
+}
+
+func (s *System) startScaler(ctx context.Context) {
+	scalCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.stopScal, s.scalDone = stop, done
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		s.scaler().Run(scalCtx, s.tick, s.tick/5, s.changed)
+	}()
+}
+
+func (s *System) stopScaler() {
+	s.mu.Lock()
+	stop, done := s.stopScal, s.scalDone
+	s.mu.Unlock()
+	stop()
+	<-done
+}
+
+// RestartScaler stops the scaler and starts a new one, as a crashed and
+// restarted controller would: it knows nothing but the fleet and the
+// queue as it finds them.
+func (s *System) RestartScaler(ctx context.Context) {
+	s.stopScaler()
+	s.startScaler(ctx)
 }
 
 // Done is closed if the web tier exits on its own.
@@ -115,8 +146,7 @@ func (s *System) Done() <-chan struct{} { return s.web.Done() }
 // Stop shuts down in dependency order: the scaler stops deciding, the
 // workers drain, then the web tier answers what it can and exits.
 func (s *System) Stop(ctx context.Context) (Report, error) {
-	s.stopScal()
-	<-s.scalDone
+	s.stopScaler()
 	s.Fleet.Stop(ctx)
 	r := Report{WebPeakRSS: s.web.PeakRSS()}
 	err := s.web.Stop()

@@ -43,6 +43,7 @@ type Config struct {
 // Outcome is one file's fate: its last attempt.
 type Outcome struct {
 	File   string
+	ID     string // the web tier's request id (X-Request-Id), if it sent one
 	Stem   string // the CSV's key for the file: its name before the first dot
 	Status int
 	Answer string // the response body
@@ -220,7 +221,7 @@ sending:
 
 func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, data []byte) Outcome {
 	o.Attempts++
-	o.Err = nil
+	o.Err, o.ID = nil, ""
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	part, err := mw.CreateFormFile(cfg.Field, o.File)
@@ -249,6 +250,7 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	o.Latency, o.Status, o.Answer = time.Since(start), resp.StatusCode, strings.TrimSpace(string(answer))
+	o.ID = resp.Header.Get("X-Request-Id")
 	if err != nil {
 		o.Err = fmt.Errorf("reading the answer: %w", err)
 		return o

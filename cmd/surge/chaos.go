@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/chaos"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/labelcsv"
+	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/logging"
+	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/internal/workload"
+)
+
+// chaosCmd runs the face workload against the whole local system while
+// killing workers, restarting the scaler and restarting the system once,
+// and reports what every client finally learned. It exits non-zero if any
+// answer was wrong or any request lost.
+func chaosCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chaos", flag.ExitOnError)
+	mcfg := config.ModelFlags(fs)
+	images := fs.String("images", "", "folder of images to send, cycled through (e.g. ../shared/datasets/faces/face_images_1000)")
+	labels := fs.String("labels", "", "Image,Results CSV of those images")
+	requests := fs.Int("requests", 3000, "requests to send, each under its own name")
+	concurrency := fs.Int("concurrency", 100, "requests in flight at once")
+	kills := fs.Int("kills", 0, "busy workers to kill with SIGKILL, spread over the run (default one per 300 requests)")
+	scalerRestarts := fs.Int("scaler-restarts", 2, "scaler restarts, spread over the run")
+	restart := fs.Bool("restart", true, "stop the whole system half-way, as Ctrl-C does, and start it again on the same data")
+	limit := fs.Duration("max-duration", 15*time.Minute, "give up after this long")
+	maxWorkers := fs.Int("max-workers", scaling.DefaultMax, "fleet cap")
+	visibility := fs.Duration("visibility", 5*time.Second, "request visibility timeout: how soon a killed worker's request is handed out again")
+	data := fs.String("data", "", "data directory (default: a new temporary one, removed afterwards)")
+	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
+	fs.Parse(args)
+	if *images == "" {
+		return errors.New("-images is required")
+	}
+	files, err := workload.ImagesIn(*images)
+	if err != nil {
+		return err
+	}
+	var expected map[string]string
+	if *labels != "" {
+		if expected, err = labelcsv.Read(*labels); err != nil {
+			return err
+		}
+	}
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		*bin = dirOf(exe)
+	}
+	if *data == "" {
+		dir, err := os.MkdirTemp("", "surge-chaos-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*data = dir
+	}
+	ctx, cancel := context.WithTimeout(ctx, *limit)
+	defer cancel()
+	wargs, model, err := workerArgs(ctx, *mcfg, 1)
+	if err != nil {
+		return err
+	}
+	log := logging.Stderr()
+	rep, err := chaos.Run(ctx, chaos.Config{
+		System: localrun.Config{
+			Bin:        *bin,
+			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},
+			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second,
+			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
+		},
+		Images: files, Expected: expected, Requests: *requests, Concurrency: *concurrency,
+		Kills: *kills, Scaler: *scalerRestarts, Restart: *restart,
+		Progress: func(event string) { fmt.Fprintln(os.Stderr, "chaos:", event) },
+	}, log)
+	if err != nil {
+		return err
+	}
+	rep.Print(os.Stdout)
+	if !rep.OK() {
+		return fmt.Errorf("chaos: %d wrong, %d lost, queues left with %d requests and %d responses", rep.Wrong, rep.Lost, rep.End.Requests, rep.End.Responses)
+	}
+	return nil
+}
