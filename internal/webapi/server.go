@@ -187,7 +187,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	return mux
+	return nosniff(mux)
 }
 
 // Serve answers HTTP on ln and routes results until ctx ends, then stops

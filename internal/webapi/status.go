@@ -95,7 +95,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.Requests.Counts(ctx); err != nil {
-		s.writeError(w, r, unavailable("request queue: %v", err), "")
+		s.writeError(w, r, unavailable("the request queue is unavailable"), "")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -26,13 +26,22 @@ import (
 const fileField, legacyFileField = "inputFile", "myfile"
 
 // httpError is a failure with the status and the reason the client sees.
+// cause, if set, is the failure itself: it goes to the log, since it may
+// name paths, endpoints or buckets the client has no business seeing.
 type httpError struct {
 	status     int
 	msg        string
+	cause      error
 	retryAfter time.Duration
 }
 
 func (e *httpError) Error() string { return e.msg }
+
+// because records the failure behind e, for the log.
+func (e *httpError) because(err error) *httpError {
+	e.cause = err
+	return e
+}
 
 // statusClientGone marks uploads whose client left before the answer
 // (nginx's 499). Nothing is written for them.
@@ -49,24 +58,25 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("id", id)
 
 	res, cached, err := s.submit(w, r, id)
+	if err == nil && res.Error != nil {
+		err = resultError(res)
+	}
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
-			he = fail(http.StatusInternalServerError, "%v", err)
+			he = fail(http.StatusInternalServerError, "internal error").because(err)
 		}
 		switch {
+		case he.status >= 500 && he.cause != nil:
+			log.Error("upload failed", "status", he.status, "reason", he.msg, "err", he.cause)
 		case he.status >= 500:
-			log.Error("upload failed", "status", he.status, "err", he.msg)
+			log.Error("upload failed", "status", he.status, "reason", he.msg)
 		case he.status == http.StatusRequestTimeout:
 			log.Warn("upload cut", "status", he.status, "reason", he.msg, "remote", r.RemoteAddr)
 		default:
 			log.Info("upload refused", "status", he.status, "reason", he.msg)
 		}
 		s.writeError(w, r, he, id)
-		return
-	}
-	if res.Error != nil {
-		s.writeError(w, r, resultError(res), id)
 		return
 	}
 	log.Debug("answered", "stem", res.Stem, "label", res.Label, "cached", cached, "latency", s.now().Sub(start))
@@ -103,7 +113,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	// The input bucket keeps every upload, answered from the table or not:
 	// it is the record of what was sent (and the course's graders count it).
 	if err := s.Inputs.Put(ctx, req.Key, img.data); err != nil {
-		return res, false, unavailable("storing the image: %v", err)
+		return res, false, unavailable("storing the image failed").because(err)
 	}
 	img.memory.release()
 	img.data = nil
@@ -118,7 +128,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	s.jobs.Add(id, job{stem: req.Stem})
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
-		return res, false, unavailable("queueing the request: %v", err)
+		return res, false, unavailable("queueing the request failed").because(err)
 	}
 
 	timer := time.NewTimer(s.cfg.ResultTimeout)
@@ -129,7 +139,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	case <-timer.C:
 		return res, false, &httpError{
 			status: http.StatusGatewayTimeout,
-			msg:    fmt.Sprintf("no result for request %s within %v; it is still queued: GET /results/%s later", id, s.cfg.ResultTimeout, id),
+			msg:    fmt.Sprintf("no result within %v; the request is still queued: GET /results/%s later", s.cfg.ResultTimeout, id),
 		}
 	case <-ctx.Done():
 		// The client left; the result will still be kept for /results.
@@ -298,7 +308,8 @@ func checkImage(name string, data []byte, maxPixels int) error {
 	return nil
 }
 
-// resultError maps a worker's failure to a response.
+// resultError maps a worker's failure to a response. Its message is shown
+// when the image was at fault; for anything else it stays in the log.
 func resultError(res events.Result) *httpError {
 	msg := fmt.Sprintf("%s: %s", res.Stem, res.Error.Message)
 	switch res.Error.Code {
@@ -307,7 +318,7 @@ func resultError(res events.Result) *httpError {
 	case events.ErrInputMissing:
 		return fail(http.StatusConflict, "%s", msg)
 	default:
-		return unavailable("%s", msg)
+		return unavailable("%s: the workers could not process it", res.Stem).because(errors.New(msg))
 	}
 }
 
@@ -332,6 +343,7 @@ func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res events.
 	io.WriteString(w, res.Answer())
 }
 
+// writeError answers with e's reason and the request id, if there is one.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError, id string) {
 	if e.status == statusClientGone {
 		return
@@ -348,10 +360,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError
 		writeJSON(w, e.status, map[string]string{"id": id, "error": e.msg})
 		return
 	}
+	msg := e.msg
+	if id != "" {
+		msg += " (request " + id + ")"
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(e.status)
-	io.WriteString(w, e.msg+"\n")
+	io.WriteString(w, msg+"\n")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -360,4 +375,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+}
+
+// nosniff keeps browsers from reading any answer as something other than
+// its Content-Type says: answers echo clients' file names.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
