@@ -170,14 +170,14 @@ const growStep = 16 << 10
 // readImage finds the image in the multipart body and checks it is one.
 // Its bytes are taken from the memory budget as they arrive; the caller
 // releases img.memory once it no longer holds them.
-func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (img image, err error) {
+func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (image, error) {
 	limit := s.cfg.MaxUpload
 	if r.ContentLength > limit+multipartSlack {
-		return img, fail(http.StatusRequestEntityTooLarge, "upload is %d bytes; the limit is %d", r.ContentLength, limit)
+		return image{}, fail(http.StatusRequestEntityTooLarge, "upload is %d bytes; the limit is %d", r.ContentLength, limit)
 	}
 	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "multipart/form-data" || params["boundary"] == "" {
-		return img, fail(http.StatusBadRequest, "no file: send the image as multipart/form-data in field %q (or %q)", fileField, legacyFileField)
+		return image{}, fail(http.StatusBadRequest, "no file: send the image as multipart/form-data in field %q (or %q)", fileField, legacyFileField)
 	}
 	body := s.bodies.read(w, r, limit+multipartSlack)
 	defer body.close()
@@ -188,52 +188,65 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (img image, e
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return img, fail(http.StatusBadRequest, "no file: the form has no %q (or %q) field", fileField, legacyFileField)
+			return image{}, fail(http.StatusBadRequest, "no file: the form has no %q (or %q) field", fileField, legacyFileField)
 		}
 		if err != nil {
-			return img, s.bodyError(r, body, "reading the form", err)
+			return image{}, s.bodyError(r, body, "reading the form", err)
 		}
 		if part.FormName() != fileField && part.FormName() != legacyFileField {
 			// Other fields are skipped, not held.
 			body.allow(limit + multipartSlack)
 			if _, err := io.Copy(io.Discard, part); err != nil {
-				return img, s.bodyError(r, body, "reading the form", err)
+				return image{}, s.bodyError(r, body, "reading the form", err)
 			}
 			body.allow(multipartSlack)
 			continue
 		}
 		name := part.FileName()
 		if strings.TrimSpace(name) == "" {
-			return img, fail(http.StatusBadRequest, "no file: field %q has no file name", part.FormName())
+			return image{}, fail(http.StatusBadRequest, "no file: field %q has no file name", part.FormName())
 		}
-		body.allow(limit + multipartSlack)
-		// A body's length bounds its image, so a small upload claims
-		// little of the budget.
-		claimed := limit
-		if r.ContentLength >= 0 {
-			claimed = min(limit, r.ContentLength)
-		}
-		img = image{name: name, memory: s.budget.claim(claimed)}
-		img.data, err = readPart(r.Context(), part, img.memory, body)
-		if err == nil {
-			img.memory.settle()
-			// The rest is discarded unparsed: only the body's limit applies.
-			body.allow(limit + multipartSlack)
-			err = body.drain()
-		}
-		if err == nil {
-			err = checkImage(name, img.data, s.cfg.MaxPixels)
-		}
-		if err != nil {
-			img.memory.release()
-			var he *httpError
-			if errors.As(err, &he) {
-				return image{}, he
-			}
-			return image{}, s.bodyError(r, body, "reading the image", err)
-		}
-		return img, nil
+		return s.takeImage(r, body, part, name)
 	}
+}
+
+// takeImage reads the image in part, and the rest of the body, then
+// checks the image.
+func (s *Server) takeImage(r *http.Request, body *bodyReader, part io.Reader, name string) (image, error) {
+	limit := s.cfg.MaxUpload
+	body.allow(limit + multipartSlack)
+	// A body's length bounds its image, so a small upload claims little
+	// of the budget.
+	claimed := limit
+	if r.ContentLength >= 0 {
+		claimed = min(limit, r.ContentLength)
+	}
+	memory := s.budget.claim(claimed)
+	kept := false
+	defer func() {
+		// On any failure, a panic included, the bytes go back.
+		if !kept {
+			memory.release()
+		}
+	}()
+	data, err := readPart(r.Context(), part, memory, body)
+	if err == nil {
+		memory.settle()
+		// The rest is discarded unparsed: only the body's limit applies.
+		err = body.drain()
+	}
+	if err == nil {
+		err = checkImage(name, data, s.cfg.MaxPixels)
+	}
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return image{}, he
+	case err != nil:
+		return image{}, s.bodyError(r, body, "reading the image", err)
+	}
+	kept = true
+	return image{name: name, data: data, memory: memory}, nil
 }
 
 // bodyError says why reading the body failed.
