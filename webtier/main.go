@@ -67,6 +67,10 @@ func run() error {
 		Answers: answers, AnswersName: b.ResultsName,
 	}, log)
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
+	if listensEverywhere(ln.Addr()) {
+		// The cloud needs it; a laptop seldom does.
+		log.Info("listening on all interfaces: anyone who can reach this machine can upload; set -host 127.0.0.1 (env HOST) to keep it local")
+	}
 	return srv.Serve(ctx, ln)
 }
 
@@ -83,4 +87,11 @@ func listen(fd int, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("adopting listener fd %d: %w", fd, err)
 	}
 	return ln, nil
+}
+
+// listensEverywhere reports whether addr is a wildcard address: every
+// interface of the machine.
+func listensEverywhere(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsUnspecified()
 }

@@ -56,6 +56,10 @@ func runCmd(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "\nSurge is running at %s (up to %d workers; data and logs in %s).\n"+
 		"Try: curl -F inputFile=@photo.jpg %s/   Status: %s/status   Stop: Ctrl-C\n\n",
 		sys.URL, cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
+	if cfg.Host == "" {
+		fmt.Fprintf(os.Stderr, "The web tier listens on all interfaces: anyone who can reach this machine can upload.\n"+
+			"Set -host 127.0.0.1 (env HOST) to keep it local.\n\n")
+	}
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr, "stopping: draining workers, then the web tier")

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/fleet"
@@ -73,9 +72,16 @@ type Config struct {
 	MaxUpload     int64         // largest accepted image in bytes [10 MB]
 	MaxPixels     int           // largest accepted image in pixels [vision.DefaultMaxPixels]
 	ResultTimeout time.Duration // how long an upload waits for its answer [5m]
-	// UploadMemory caps the bytes of uploads held in memory at once;
-	// further uploads wait for room [256 MB].
+	// UploadMemory caps the bytes of uploads held in memory at once,
+	// from their arrival until they are stored; further bytes wait for
+	// room [256 MB].
 	UploadMemory int64
+	// An upload's body must bring at least BodyMinBytes in every
+	// BodyWindow [16 KB every 10s] and end within BodyTimeout [2m], or it
+	// is cut with 408.
+	BodyWindow   time.Duration
+	BodyMinBytes int64
+	BodyTimeout  time.Duration
 	MaxWorkers   int           // the scaler's cap, for /status [scaling.DefaultMax]
 	ResultsKept  int           // results kept for GET /results/{id} [100000]
 	ResultsTTL   time.Duration // how long they are kept [1h]
@@ -100,6 +106,15 @@ func (c *Config) defaults() {
 		c.UploadMemory = 256 << 20
 	}
 	c.UploadMemory = max(c.UploadMemory, c.MaxUpload+multipartSlack)
+	if c.BodyWindow <= 0 {
+		c.BodyWindow = 10 * time.Second
+	}
+	if c.BodyMinBytes <= 0 {
+		c.BodyMinBytes = 16 << 10
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 2 * time.Minute
+	}
 	if c.MaxWorkers <= 0 {
 		c.MaxWorkers = scaling.DefaultMax
 	}
@@ -115,7 +130,7 @@ func (c *Config) defaults() {
 }
 
 // multipartSlack is room for the multipart framing and small form fields
-// around the file.
+// around the file; more is refused.
 const multipartSlack = 64 << 10
 
 // Server is the web tier.
@@ -125,7 +140,8 @@ type Server struct {
 	log *slog.Logger
 	now func() time.Time
 
-	memory  *semaphore.Weighted
+	budget  *budget
+	bodies  *bodies
 	gate    *keyGate
 	waiters *waiters
 	// jobs remembers every request id this process queued or saw answered,
@@ -153,7 +169,8 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		cfg:      cfg,
 		log:      log,
 		now:      time.Now,
-		memory:   semaphore.NewWeighted(cfg.UploadMemory),
+		budget:   newBudget(cfg.UploadMemory),
+		bodies:   newBodies(pace{window: cfg.BodyWindow, minBytes: cfg.BodyMinBytes, timeout: cfg.BodyTimeout}, time.Now),
 		gate:     newKeyGate(),
 		waiters:  newWaiters(),
 		jobs:     expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
@@ -170,7 +187,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	return mux
+	return nosniff(mux)
 }
 
 // Serve answers HTTP on ln and routes results until ctx ends, then stops

@@ -18,6 +18,21 @@ type Status struct {
 	Fleet         FleetStatus `json:"fleet"`
 	Waiting       int         `json:"waiting"` // uploads holding a connection open
 	ResultsTable  CacheStatus `json:"results_table"`
+
+	Uploads UploadsStatus `json:"uploads"`
+}
+
+// UploadsStatus is the uploads being taken in, and the memory budget they
+// share.
+type UploadsStatus struct {
+	Reading int `json:"reading"` // receiving their body
+	// Slow are reading uploads behind the pace (Config.BodyMinBytes per
+	// BodyWindow): they are cut with 408 unless they catch up.
+	Slow             int   `json:"slow"`
+	WaitingForMemory int   `json:"waiting_for_memory"` // reading uploads waiting for room in the budget
+	MemoryHeld       int64 `json:"memory_held"`        // bytes of uploads held now
+	MemoryPeak       int64 `json:"memory_peak"`        // the most held at once since the start
+	MemoryBudget     int64 `json:"memory_budget"`
 }
 
 // QueueStatus is a queue's approximate counts, or why they are unknown.
@@ -43,6 +58,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var st Status
 	st.Waiting = s.waiters.len()
+	st.Uploads = s.uploadsStatus()
 	st.ResultsTable = s.cache.status()
 	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
 	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
@@ -79,7 +95,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.Requests.Counts(ctx); err != nil {
-		s.writeError(w, r, unavailable("request queue: %v", err), "")
+		s.writeError(w, r, unavailable("the request queue is unavailable"), "")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
