@@ -1,7 +1,6 @@
 package webapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,6 +29,7 @@ type httpError struct {
 	status     int
 	msg        string
 	retryAfter time.Duration
+	code       string // for JSON clients, when the failure has one
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -107,26 +107,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	// Register before sending: a fast worker may answer before Send returns.
 	answer := s.waiters.add(id)
 	defer s.waiters.remove(id)
-	s.jobs.Add(id, job{stem: req.Stem})
+	s.expect(id, req.Stem)
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
 		return res, false, unavailable("queueing the request: %v", err)
 	}
-
-	timer := time.NewTimer(s.cfg.ResultTimeout)
-	defer timer.Stop()
-	select {
-	case res := <-answer:
-		return res, false, nil
-	case <-timer.C:
-		return res, false, &httpError{
-			status: http.StatusGatewayTimeout,
-			msg:    fmt.Sprintf("no result for request %s within %v; it is still queued: GET /results/%s later", id, s.cfg.ResultTimeout, id),
-		}
-	case <-ctx.Done():
-		// The client left; the result will still be kept for /results.
-		return res, false, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
-	}
+	res, err = s.await(ctx, id, answer)
+	return res, false, err
 }
 
 func unavailable(format string, args ...any) *httpError {
@@ -201,14 +188,19 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (string, []by
 // resultError maps a worker's failure to a response.
 func resultError(res events.Result) *httpError {
 	msg := fmt.Sprintf("%s: %s", res.Stem, res.Error.Message)
+	var e *httpError
 	switch res.Error.Code {
 	case events.ErrUndecodable, events.ErrImageTooLarge:
-		return fail(http.StatusUnprocessableEntity, "%s", msg)
+		e = fail(http.StatusUnprocessableEntity, "%s", msg)
 	case events.ErrInputMissing:
-		return fail(http.StatusConflict, "%s", msg)
+		e = fail(http.StatusConflict, "%s", msg)
+	case CodeDeadLettered:
+		e = fail(http.StatusInternalServerError, "%s", msg)
 	default:
-		return unavailable("%s", msg)
+		e = unavailable("%s", msg)
 	}
+	e.code = string(res.Error.Code)
+	return e
 }
 
 func wantsJSON(r *http.Request) bool {
@@ -240,7 +232,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError
 		w.Header().Set("Retry-After", strconv.Itoa(int(e.retryAfter.Seconds())))
 	}
 	if wantsJSON(r) {
-		writeJSON(w, e.status, map[string]string{"id": id, "error": e.msg})
+		body := map[string]string{"id": id, "error": e.msg}
+		if e.code != "" {
+			body["code"] = e.code
+		}
+		writeJSON(w, e.status, body)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
