@@ -62,7 +62,7 @@ func Start(ctx context.Context, bin string, args, env []string, host string, por
 	}
 	p.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	if err := p.waitHealthy(ctx, 30*time.Second); err != nil {
-		p.Stop()
+		p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("web tier did not come up (see %s): %w", logPath, err)
 	}
 	return p, nil
@@ -100,15 +100,15 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 func (p *Process) PeakRSS() int64 { return procfleet.PeakRSS(p.cmd.Process.Pid) }
 
 // Stop asks the web tier to shut down (it answers its open requests
-// first) and waits, killing it after 45 s.
-func (p *Process) Stop() error {
+// first, for up to its drain timeout) and waits, killing it after grace.
+func (p *Process) Stop(grace time.Duration) error {
 	select {
 	case <-p.done:
 	default:
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
-		case <-time.After(45 * time.Second):
+		case <-time.After(grace):
 			p.cmd.Process.Kill()
 			<-p.done
 		}
