@@ -582,18 +582,30 @@ func TestDrainTimeoutAnswersOpenUploads(t *testing.T) {
 // requests still pending, and answers no upload was waiting for; neither
 // answers already given to their uploads nor jobs older than ResultsTTL.
 func TestHandoverAcrossRestart(t *testing.T) {
-	cfg := webapi.Config{ResultTimeout: 300 * time.Millisecond, ResultsTTL: time.Hour}
-	s := newSite(t, cfg)
+	discard := slog.New(slog.DiscardHandler)
+	s := newSite(t, webapi.Config{})
 	eagle, dog := testenv.Darknet(t, "eagle.jpg"), testenv.Darknet(t, "dog.jpg")
-	late := upload(t, s.url, "inputFile", "eagle.jpg", eagle) // no worker yet
-	if late.status != 504 {
-		t.Fatalf("upload with no worker: %d %q", late.status, late.body)
-	}
 	stopWorker := s.worker(t)
 	answered := upload(t, s.url, "inputFile", "dog.jpg", dog)
 	if answered.status != 200 {
 		t.Fatalf("upload with a worker: %d %q", answered.status, answered.body)
 	}
+	stopWorker()
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.srv.Handover(); len(h.Jobs) != 0 {
+		t.Fatalf("handover after every upload got its answer: %+v", h)
+	}
+
+	// Uploads with no worker to answer them give up waiting at once.
+	cfg := webapi.Config{ResultTimeout: 100 * time.Millisecond}
+	s.serve(t, cfg, discard, webapi.Handover{})
+	late := upload(t, s.url, "inputFile", "eagle.jpg", eagle)
+	if late.status != 504 {
+		t.Fatalf("upload with no worker: %d %q", late.status, late.body)
+	}
+	stopWorker = s.worker(t)
 	lateID, answeredID := late.header.Get("X-Request-Id"), answered.header.Get("X-Request-Id")
 	for deadline := time.Now().Add(10 * time.Second); get(t, s.url+"/results/"+lateID).status != 200; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -619,7 +631,7 @@ func TestHandoverAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.serve(t, cfg, slog.New(slog.DiscardHandler), read)
+	s.serve(t, cfg, discard, read)
 	for id, want := range map[string]struct {
 		status int
 		body   string
