@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -42,7 +43,7 @@ func run() error {
 	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
-		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids (env SURGE_DRAIN_TIMEOUT)")
+		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
 	handover := fs.String("handover", envvar.String("SURGE_HANDOVER", ""),
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (env SURGE_HANDOVER; default <data>/webtier-handover.json with the local backend, none with aws)")
 	fs.StringVar(&cfg.Model, "model-name", envvar.String("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
@@ -51,13 +52,14 @@ func run() error {
 
 	bcfg.DeadLetters = true
 	log := logging.Stderr()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	ctx, hurry := stopSignals(log)
 
 	if bcfg.Kind == "" || bcfg.Kind == "local" {
 		// A second web tier on the same queues would take this one's
-		// results, and its clients would time out.
-		lock, err := dirlock.Acquire(bcfg.DataDir, "webtier.lock", "webtier")
+		// results, and its clients would time out. A predecessor whose
+		// supervisor was killed may still be answering its last uploads
+		// (see stopSignals): it gets a moment to hand over and leave.
+		lock, err := dirlock.AcquireWithin(bcfg.DataDir, "webtier.lock", "webtier", 15*time.Second)
 		if err != nil {
 			return err
 		}
@@ -92,6 +94,10 @@ func run() error {
 			log.Info("took over requests from the previous web tier", "requests", n, "from", *handover)
 		}
 	}
+	go func() {
+		<-hurry
+		srv.Hurry()
+	}()
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
 	err = srv.Serve(ctx, ln)
 	if *handover != "" {
@@ -103,6 +109,31 @@ func run() error {
 		}
 	}
 	return err
+}
+
+// stopSignals returns a context that ends at the first SIGTERM, SIGINT or
+// SIGHUP, which starts a drain, and a channel closed at a second signal or
+// at SIGHUP, which cuts the drain short. SIGHUP is what a supervisor that
+// died leaves its web tier (webproc's parent-death signal): the fleet went
+// with it, so waiting would answer nothing.
+func stopSignals(log *slog.Logger) (context.Context, <-chan struct{}) {
+	ctx, stop := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			if ctx.Err() != nil || sig == syscall.SIGHUP {
+				log.Info("stopping at once", "signal", sig.String())
+				close(hurry)
+				stop()
+				return
+			}
+			log.Info("stopping", "signal", sig.String())
+			stop()
+		}
+	}()
+	return ctx, hurry
 }
 
 // listen opens addr, or adopts a socket a supervisor already bound, so

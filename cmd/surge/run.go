@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/surgeml/surge/internal/assets"
@@ -69,7 +71,15 @@ func runCmd(ctx context.Context, args []string) error {
 		sys.URL, cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
 	select {
 	case <-ctx.Done():
-		fmt.Fprintf(os.Stderr, "stopping: no new uploads; the open ones get up to %v to be answered while the workers keep going; then the workers finish what they hold\n", cfg.DrainTimeout)
+		fmt.Fprintf(os.Stderr, "stopping: no new uploads; the open ones get up to %v to be answered while the workers keep going "+
+			"(Ctrl-C again: answer them 503 with their ids now); then the workers finish what they hold\n", cfg.DrainTimeout)
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		go func() {
+			<-again
+			sys.Hurry()
+		}()
 	case <-sys.Done():
 		fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
 	}

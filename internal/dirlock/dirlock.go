@@ -77,6 +77,21 @@ func Acquire(dir, name, command string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// AcquireWithin is Acquire, retried for up to wait while another process
+// holds the lock: for a successor that may start while its predecessor is
+// still on its way out.
+func AcquireWithin(dir, name, command string, wait time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := Acquire(dir, name, command)
+		var inUse *InUseError
+		if !errors.As(err, &inUse) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Release gives the lock up. The file stays: removing it would let a
 // process that opened it just before lock a file no one else can find.
 func (l *Lock) Release() error {

@@ -84,11 +84,17 @@ func TestHolderInAnotherProcess(t *testing.T) {
 	if !errors.As(err, &inUse) || inUse.Holder.PID != child.Process.Pid || inUse.Holder.Command != "holder-child" {
 		t.Fatalf("acquire while the child holds it: %v", err)
 	}
-	child.Process.Kill()
-	child.Wait()
-	l, err := dirlock.Acquire(dir, "x.lock", "me")
+	start := time.Now()
+	if _, err := dirlock.AcquireWithin(dir, "x.lock", "me", 300*time.Millisecond); !errors.As(err, &inUse) || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("acquire within 300ms while the child holds it: %v after %v", err, time.Since(start))
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		child.Process.Kill()
+	}()
+	l, err := dirlock.AcquireWithin(dir, "x.lock", "me", 10*time.Second)
 	if err != nil {
-		t.Fatalf("acquire after the holder was killed: %v", err)
+		t.Fatalf("acquire while the holder is killed: %v", err)
 	}
 	l.Release()
 }

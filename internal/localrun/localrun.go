@@ -156,6 +156,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 // Done is closed if the web tier exits on its own.
 func (s *System) Done() <-chan struct{} { return s.web.Done() }
 
+// Hurry cuts short a Stop's drain, already started or next: the web tier
+// answers the uploads still waiting 503 with their ids at once.
+func (s *System) Hurry() { s.web.Hurry() }
+
 // Stop shuts down in dependency order. The web tier goes first: it takes
 // no new uploads and answers the open ones, for up to the drain timeout,
 // while the scaler and the workers keep going, since they are what answers

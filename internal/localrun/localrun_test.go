@@ -719,3 +719,107 @@ func TestDeadLetteredRequestIsAnsweredAsFailed(t *testing.T) {
 		t.Fatalf("/status: dead letters %+v, request queue %+v", st.DeadLetters, st.RequestQueue)
 	}
 }
+
+// surge run killed with SIGKILL under load: its web tier, left without a
+// fleet, answers every open upload 503 with its id at once instead of
+// holding it; a new surge run on the same data starts while it leaves,
+// and answers every one of those ids.
+func TestRunKilledUnderLoadLosesNoRequest(t *testing.T) {
+	data := t.TempDir()
+	first, url, _ := startRun(t, data, "-max-workers", "2")
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:40]
+	results := uploadAll(url, files)
+	open := waitOpen(t, url, len(files), func() int { return len(results) })
+	first.Process.Kill()
+	first.Wait()
+	t.Logf("killed surge run with %d of %d requests open", open, len(files))
+	stems := map[string]string{}
+	for range files {
+		var o outcome
+		select {
+		case o = <-results:
+		case <-time.After(30 * time.Second):
+			t.Fatal("an upload still waits 30s after its surge run was killed")
+		}
+		switch {
+		case o.err == nil && o.status == 200 && strings.HasPrefix(o.body, events.Stem(o.file)+":"):
+		case o.err == nil && o.status == 503 && o.id != "" && strings.Contains(o.body, "GET /results/"+o.id):
+			stems[o.id] = events.Stem(o.file)
+		default:
+			t.Fatalf("%s: %d %q %v", filepath.Base(o.file), o.status, o.body, o.err)
+		}
+	}
+	if len(stems) == 0 {
+		t.Fatal("every upload was answered before the kill; nothing tested the web tier left alone")
+	}
+	t.Logf("%d answered 503 with their ids", len(stems))
+
+	second, url, stderr := startRun(t, data, "-max-workers", "2")
+	for id, stem := range stems {
+		var status int
+		var body []byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			r, err := http.Get(url + "/results/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(r.Body)
+			r.Body.Close()
+			if status = r.StatusCode; status != http.StatusAccepted {
+				break
+			}
+		}
+		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
+			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
+		}
+	}
+	second.Process.Signal(os.Interrupt)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second surge run: %v\n%s", err, stderr)
+	}
+}
+
+// Hurry (surge run's second Ctrl-C) during a long drain: the web tier
+// process answers its open uploads 503 with their ids at once.
+func TestHurryCutsTheDrainShort(t *testing.T) {
+	ctx := context.Background()
+	sys, err := localrun.Start(ctx, localrun.Config{
+		Bin:          bin,
+		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
+		Host:         "127.0.0.1",
+		MaxWorkers:   1,
+		DrainTimeout: time.Hour,
+		// No real worker ever answers.
+		WorkerArgs: []string{"-ort-lib", testenv.RuntimeLib(t), "-model", filepath.Join(t.TempDir(), "no-such-model.onnx")},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:5]
+	results := uploadAll(sys.URL, files)
+	waitOpen(t, sys.URL, len(files), func() int { return len(results) })
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := sys.Stop(ctx)
+		stopped <- err
+	}()
+	select {
+	case o := <-results:
+		t.Fatalf("answered with an hour of drain left: %d %q %v", o.status, o.body, o.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	sys.Hurry()
+	for range files {
+		select {
+		case o := <-results:
+			if o.err != nil || o.status != 503 || !strings.Contains(o.body, "GET /results/"+o.id) {
+				t.Fatalf("%s when hurried: %d %q %v", filepath.Base(o.file), o.status, o.body, o.err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("an upload still waits 15s after Hurry")
+		}
+	}
+	if err := <-stopped; err == nil {
+		t.Fatal("Stop reported a clean drain")
+	}
+}

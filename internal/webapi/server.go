@@ -156,6 +156,9 @@ type Server struct {
 	// drainOver is closed when a stop's drain timeout has ended and
 	// results are no longer routed: uploads still waiting give up then.
 	drainOver chan struct{}
+	// hurry is done once Hurry is called.
+	hurry   context.Context
+	hurried context.CancelFunc
 }
 
 type job struct {
@@ -176,6 +179,7 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 	if cfg.Model != "" {
 		c.model.Store(&cfg.Model)
 	}
+	hurry, hurried := context.WithCancel(context.Background())
 	return &Server{
 		Backends:  b,
 		cfg:       cfg,
@@ -187,6 +191,8 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		jobs:      expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
 		cache:     c,
 		drainOver: make(chan struct{}),
+		hurry:     hurry,
+		hurried:   hurried,
 	}
 }
 
@@ -240,10 +246,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) drain(srv *http.Server, halt func()) error {
 	s.log.Info("stopping: no new connections; answering the open uploads", "waiting", s.waiters.len(), "drain_timeout", s.cfg.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	stopHurry := context.AfterFunc(s.hurry, cancel)
 	err := srv.Shutdown(ctx)
+	stopHurry()
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		s.log.Info("drained: every open upload answered")
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err == nil {
+			s.log.Info("drained: every open upload answered")
+		}
 		return err
 	}
 	halt()
@@ -256,7 +266,17 @@ func (s *Server) drain(srv *http.Server, halt func()) error {
 		// fetch later.
 		srv.Close()
 	}
-	err = fmt.Errorf("drain timeout %v: %d uploads still waiting were answered 503 with their ids, to fetch their results later", s.cfg.DrainTimeout, left)
+	cut := fmt.Sprintf("drain timeout %v", s.cfg.DrainTimeout)
+	if s.hurry.Err() != nil {
+		cut = "drain cut short"
+	}
+	err = fmt.Errorf("%s: %d uploads still waiting were answered 503 with their ids, to fetch their results later", cut, left)
 	s.log.Warn("stopped before every open upload was answered", "err", err)
 	return err
 }
+
+// Hurry ends a stop's drain now, or makes the next one end at once: the
+// uploads still waiting are answered 503 with their ids without waiting
+// for the drain timeout. For a second Ctrl-C, or a supervisor that died
+// and took the fleet with it.
+func (s *Server) Hurry() { s.hurried() }

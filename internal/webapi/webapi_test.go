@@ -650,3 +650,44 @@ func TestHandoverAcrossRestart(t *testing.T) {
 		t.Fatalf("missing handover file: %+v, %v", h, err)
 	}
 }
+
+// Hurry during a long drain answers the uploads still waiting at once,
+// 503 with their ids, instead of after the drain timeout.
+func TestHurryEndsTheDrain(t *testing.T) {
+	s := newSite(t, webapi.Config{DrainTimeout: time.Hour})
+	replies := make(chan reply, 1)
+	go func() {
+		r, err := tryUpload(s.url, "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+		if err != nil {
+			r.body = err.Error()
+		}
+		replies <- r
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, _ := s.requests.Counts(context.Background()); c.Visible == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("upload never queued")
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	select {
+	case r := <-replies:
+		t.Fatalf("answered before Hurry, with an hour of drain left: %d %q", r.status, r.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	s.srv.Hurry()
+	select {
+	case r := <-replies:
+		if id := r.header.Get("X-Request-Id"); r.status != 503 || !strings.Contains(r.body, "/results/"+id) {
+			t.Fatalf("upload open when hurried: %d %q", r.status, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting 10s after Hurry")
+	}
+	if err := <-stopped; err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("Serve after Hurry: %v", err)
+	}
+}

@@ -49,8 +49,10 @@ func Start(ctx context.Context, bin string, args, env []string, host string, por
 	cmd.ExtraFiles = []*os.File{lnFile}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so a terminal's Ctrl-C reaches only the
-	// parent, which stops things in order; and it goes if the parent dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// parent, which stops things in order. If the parent dies, SIGHUP: the
+	// fleet dies with it, so the web tier answers its open uploads with
+	// their ids at once rather than wait for answers that cannot come.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting the web tier: %w", err)
@@ -98,6 +100,12 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 
 // PeakRSS is the web tier's peak resident memory so far, in bytes.
 func (p *Process) PeakRSS() int64 { return procfleet.PeakRSS(p.cmd.Process.Pid) }
+
+// Hurry cuts a stop's drain short (SIGHUP): the uploads still waiting are
+// answered 503 with their ids at once.
+func (p *Process) Hurry() {
+	p.cmd.Process.Signal(syscall.SIGHUP)
+}
 
 // Stop asks the web tier to shut down (it answers its open requests
 // first, for up to its drain timeout) and waits, killing it after grace.
