@@ -7,15 +7,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/dirlock"
 	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/scaling"
@@ -39,16 +42,32 @@ func run() error {
 	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(envvar.Int("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
 	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
-	fs.DurationVar(&cfg.ShutdownWait, "shutdown-wait", envvar.Duration("SURGE_SHUTDOWN_WAIT", 30*time.Second), "how long shutdown waits for open uploads (env SURGE_SHUTDOWN_WAIT)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
+	handover := fs.String("handover", envvar.String("SURGE_HANDOVER", ""),
+		"file that carries GET /results/{id} across a restart: written on stop, read on start (env SURGE_HANDOVER; default <data>/webtier-handover.json with the local backend, none with aws)")
 	fs.StringVar(&cfg.Model, "model-name", envvar.String("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
 	reuse := fs.Bool("reuse-answers", envvar.Bool("SURGE_REUSE_ANSWERS", true), "answer an upload from the results table when it holds the answer for the same name, bytes and model (env SURGE_REUSE_ANSWERS)")
 	fs.Parse(os.Args[1:])
 
 	bcfg.DeadLetters = true
 	log := logging.Stderr()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	ctx, hurry := stopSignals(log)
 
+	if bcfg.Kind == "" || bcfg.Kind == "local" {
+		// A second web tier on the same queues would take this one's
+		// results, and its clients would time out. A predecessor whose
+		// supervisor was killed may still be answering its last uploads
+		// (see stopSignals): it gets a moment to hand over and leave.
+		lock, err := dirlock.AcquireWithin(bcfg.DataDir, "webtier.lock", "webtier", 15*time.Second)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+		if *handover == "" {
+			*handover = filepath.Join(bcfg.DataDir, "webtier-handover.json")
+		}
+	}
 	b, err := backend.Open(ctx, *bcfg)
 	if err != nil {
 		return err
@@ -66,12 +85,59 @@ func run() error {
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
 		Answers: answers, AnswersName: b.ResultsName,
 	}, log)
+	if *handover != "" {
+		h, err := webapi.ReadHandover(*handover)
+		if err != nil {
+			// Losing it costs clients their /results, not the service.
+			log.Error("taking over from the previous web tier", "err", err)
+		} else if n := srv.TakeOver(h); n > 0 {
+			log.Info("took over requests from the previous web tier", "requests", n, "from", *handover)
+		}
+	}
+	go func() {
+		<-hurry
+		srv.Hurry()
+	}()
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
 	if listensEverywhere(ln.Addr()) {
 		// The cloud needs it; a laptop seldom does.
 		log.Info("listening on all interfaces: anyone who can reach this machine can upload; set -host 127.0.0.1 (env HOST) to keep it local")
 	}
-	return srv.Serve(ctx, ln)
+	err = srv.Serve(ctx, ln)
+	if *handover != "" {
+		h := srv.Handover()
+		if herr := webapi.WriteHandover(*handover, h); herr != nil {
+			log.Error("handing over to the next web tier", "err", herr)
+		} else if len(h.Jobs) > 0 {
+			log.Info("handed over requests to the next web tier", "requests", len(h.Jobs), "to", *handover)
+		}
+	}
+	return err
+}
+
+// stopSignals returns a context that ends at the first SIGTERM, SIGINT or
+// SIGHUP, which starts a drain, and a channel closed at a second signal or
+// at SIGHUP, which cuts the drain short. SIGHUP is what a supervisor that
+// died leaves its web tier (webproc's parent-death signal): the fleet went
+// with it, so waiting would answer nothing.
+func stopSignals(log *slog.Logger) (context.Context, <-chan struct{}) {
+	ctx, stop := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			if ctx.Err() != nil || sig == syscall.SIGHUP {
+				log.Info("stopping at once", "signal", sig.String())
+				close(hurry)
+				stop()
+				return
+			}
+			log.Info("stopping", "signal", sig.String())
+			stop()
+		}
+	}()
+	return ctx, hurry
 }
 
 // listen opens addr, or adopts a socket a supervisor already bound, so

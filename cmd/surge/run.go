@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/surgeml/surge/internal/assets"
@@ -16,6 +18,7 @@ import (
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/internal/webapi"
 )
 
 func runCmd(ctx context.Context, args []string) error {
@@ -28,6 +31,8 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", scaling.DefaultMax), "most worker processes at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids (env SURGE_DRAIN_TIMEOUT)")
 	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
@@ -35,16 +40,24 @@ func runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.Backend = *backendCfg
+	// Before the model is loaded, so that a second run fails at once.
+	lock, err := localrun.LockData(cfg.Backend.DataDir)
+	if err != nil {
+		return err
+	}
+	cfg.Lock = lock
 	log := logging.Stderr()
 	if *bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
+			lock.Release()
 			return err
 		}
 		*bin = filepath.Dir(exe)
 	}
 	args, model, err := workerArgs(ctx, *mcfg, *concurrency)
 	if err != nil {
+		lock.Release()
 		return err
 	}
 	cfg.WorkerArgs, cfg.Bin = args, *bin
@@ -62,7 +75,15 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr, "stopping: draining workers, then the web tier")
+		fmt.Fprintf(os.Stderr, "stopping: no new uploads; the open ones get up to %v to be answered while the workers keep going "+
+			"(Ctrl-C again: answer them 503 with their ids now); then the workers finish what they hold\n", cfg.DrainTimeout)
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		go func() {
+			<-again
+			sys.Hurry()
+		}()
 	case <-sys.Done():
 		fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
 	}

@@ -7,6 +7,7 @@ package localrun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/dirlock"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/scaler"
+	"github.com/surgeml/surge/internal/webapi"
 	"github.com/surgeml/surge/internal/webproc"
 )
 
@@ -34,6 +37,28 @@ type Config struct {
 	WorkerArgs []string
 	// WebArgs are passed to the web tier.
 	WebArgs []string
+	// DrainTimeout bounds how long Stop lets the web tier answer its open
+	// uploads, with the fleet still working [webapi.DefaultDrainTimeout].
+	DrainTimeout time.Duration
+	// Lock is the data directory's lock (LockData), for a caller that
+	// takes it early to fail fast; Start takes it otherwise. Either way
+	// the system owns it: Stop, or a failing Start, releases it.
+	Lock *dirlock.Lock
+}
+
+// lockFile is the data directory's lock of a whole local system. Its web
+// tier holds another, webtier.lock, against a web tier run on its own.
+const lockFile = "surge.lock"
+
+// LockData takes the data directory dir for one local system, or fails at
+// once naming the process that holds it (a *dirlock.InUseError). Two
+// systems on one directory would take each other's results.
+func LockData(dir string) (*dirlock.Lock, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return dirlock.Acquire(abs, lockFile, dirlock.Command())
 }
 
 // System is a running local deployment.
@@ -47,9 +72,16 @@ type System struct {
 	tick     time.Duration
 	changed  func() <-chan struct{}
 	mu       sync.Mutex
+	webLog   string
+	drain    time.Duration
 	stopScal context.CancelFunc
 	scalDone chan struct{}
+	lock     *dirlock.Lock
 }
+
+// webExitMargin is how long past its drain timeout the web tier gets to
+// answer what is left 503, hand over and exit before it is killed.
+const webExitMargin = 15 * time.Second
 
 // Report is what a stopped system leaves behind.
 type Report struct {
@@ -58,9 +90,22 @@ type Report struct {
 }
 
 // Start brings the system up and returns once the web tier answers.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
+	if cfg.Lock == nil {
+		if cfg.Lock, err = LockData(cfg.Backend.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			cfg.Lock.Release()
+		}
+	}()
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = webapi.DefaultDrainTimeout
 	}
 	data, err := filepath.Abs(cfg.Backend.DataDir)
 	if err != nil {
@@ -79,10 +124,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &System{Backends: b}
-	s.web, err = webproc.Start(ctx, cfg.Bin,
-		append(append([]string{}, common...), append([]string{"-max-workers", strconv.Itoa(cfg.MaxWorkers)}, cfg.WebArgs...)...),
-		nil, cfg.Host, cfg.Port, filepath.Join(logs, "webtier.log"))
+	s := &System{Backends: b, webLog: filepath.Join(logs, "webtier.log"), drain: cfg.DrainTimeout, lock: cfg.Lock}
+	webArgs := append(append([]string{}, common...), "-max-workers", strconv.Itoa(cfg.MaxWorkers), "-drain-timeout", cfg.DrainTimeout.String())
+	s.web, err = webproc.Start(ctx, cfg.Bin, append(webArgs, cfg.WebArgs...), nil, cfg.Host, cfg.Port, s.webLog)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -99,7 +143,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*System, error) {
 		Env: []string{"GOMAXPROCS=1"},
 	}, log)
 	if err != nil {
-		s.web.Stop()
+		s.web.Stop(webExitMargin)
 		b.Close()
 		return nil, err
 	}
@@ -143,13 +187,24 @@ func (s *System) RestartScaler(ctx context.Context) {
 // Done is closed if the web tier exits on its own.
 func (s *System) Done() <-chan struct{} { return s.web.Done() }
 
-// Stop shuts down in dependency order: the scaler stops deciding, the
-// workers drain, then the web tier answers what it can and exits.
+// Hurry cuts short a Stop's drain, already started or next: the web tier
+// answers the uploads still waiting 503 with their ids at once.
+func (s *System) Hurry() { s.web.Hurry() }
+
+// Stop shuts down in dependency order. The web tier goes first: it takes
+// no new uploads and answers the open ones, for up to the drain timeout,
+// while the scaler and the workers keep going, since they are what answers
+// them. Then the scaler stops deciding and the workers finish what they
+// hold. Requests still queued stay for the next run on this data. Stop
+// returns an error if the web tier could not answer every open upload.
 func (s *System) Stop(ctx context.Context) (Report, error) {
+	r := Report{WebPeakRSS: s.web.PeakRSS()}
+	webErr := s.web.Stop(s.drain + webExitMargin)
+	if webErr != nil {
+		webErr = fmt.Errorf("%w (see %s)", webErr, s.webLog)
+	}
 	s.stopScaler()
 	s.Fleet.Stop(ctx)
-	r := Report{WebPeakRSS: s.web.PeakRSS()}
-	err := s.web.Stop()
 	r.Workers = s.Fleet.Exits()
-	return r, errors.Join(err, s.Backends.Close())
+	return r, errors.Join(webErr, s.Backends.Close(), s.lock.Release())
 }

@@ -1,10 +1,14 @@
 package localrun_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/internal/dirlock"
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/sqlitetable"
@@ -410,5 +415,411 @@ func TestLockedTableStillAnswers(t *testing.T) {
 	}
 	if n := strings.Count(string(logs), "results table unavailable"); n != 1 {
 		t.Fatalf("web tier logged the outage %d times, want once:\n%s", n, logs)
+	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startRun starts `surge run` on data and returns once it announces its
+// URL.
+func startRun(t *testing.T, data string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "surge"), append([]string{"run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, args...)...)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, rest, ok := strings.Cut(stderr.String(), "Surge is running at "); ok {
+			url, _, _ := strings.Cut(rest, " ")
+			return cmd, url, stderr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no URL announced:\n%s", stderr)
+		}
+	}
+}
+
+// outcome is what one client got for one file.
+type outcome struct {
+	file   string
+	status int
+	body   string
+	id     string
+	retry  string // Retry-After
+	err    error
+}
+
+// uploadAll sends every file at once, each on its own connection, and
+// reports each client's outcome as it ends.
+func uploadAll(url string, files []string) <-chan outcome {
+	out := make(chan outcome, len(files))
+	client := &http.Client{Timeout: 3 * time.Minute}
+	for _, f := range files {
+		go func() {
+			o := outcome{file: f}
+			defer func() { out <- o }()
+			data, err := os.ReadFile(f)
+			if err != nil {
+				o.err = err
+				return
+			}
+			var body bytes.Buffer
+			mw := multipart.NewWriter(&body)
+			fw, _ := mw.CreateFormFile("inputFile", filepath.Base(f))
+			fw.Write(data)
+			mw.Close()
+			resp, err := client.Post(url+"/", mw.FormDataContentType(), &body)
+			if err != nil {
+				o.err = err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			o.status, o.body, o.id, o.retry, o.err = resp.StatusCode, string(b), resp.Header.Get("X-Request-Id"), resp.Header.Get("Retry-After"), err
+		}()
+	}
+	return out
+}
+
+// waitOpen waits until every one of n uploads is either answered or held
+// open by the web tier, and returns how many are open.
+func waitOpen(t *testing.T, url string, n int, answered func() int) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if open := status(t, url).Waiting; open+answered() >= n {
+			return open
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %d uploads never all arrived", n)
+		}
+	}
+}
+
+// Ctrl-C with ~100 requests still queued: no new uploads are taken, the
+// fleet keeps working, every open request is answered, and surge run exits
+// 0 leaving no process behind.
+func TestCtrlCUnderLoadAnswersEveryOpenRequest(t *testing.T) {
+	cmd, url, stderr := startRun(t, t.TempDir(), "-max-workers", "4")
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")
+	results := uploadAll(url, files)
+	var got []outcome
+	open := waitOpen(t, url, len(files), func() int { return len(results) })
+	if open == 0 {
+		t.Fatal("every request was answered before the stop; nothing was left to drain")
+	}
+	pids := descendants(cmd.Process.Pid)
+	cmd.Process.Signal(os.Interrupt)
+	t.Logf("Ctrl-C with %d of %d requests open", open, len(files))
+	for range files {
+		got = append(got, <-results)
+	}
+	for _, o := range got {
+		if o.err != nil || o.status != 200 || !strings.HasPrefix(o.body, events.Stem(o.file)+":") {
+			t.Errorf("%s: %d %q %v", filepath.Base(o.file), o.status, o.body, o.err)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("surge run exited with %v:\n%s", err, stderr)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %d outlived surge run", pid)
+		}
+	}
+}
+
+// A second surge run on a data directory in use fails at once and says
+// who holds it; the first keeps serving.
+func TestSecondRunOnOneDataDirectoryFails(t *testing.T) {
+	data := t.TempDir()
+	first, url, _ := startRun(t, data)
+	second := exec.Command(filepath.Join(bin, "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
+	var stderr lockedBuffer
+	second.Stderr = &stderr
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	select {
+	case err := <-exited:
+		want := fmt.Sprintf("data directory %s is in use by surge run (pid %d, started ", data, first.Process.Pid)
+		if err == nil || !strings.Contains(stderr.String(), want) {
+			t.Fatalf("second surge run: %v, stderr:\n%s\nwant it to fail saying %q", err, stderr.String(), want)
+		}
+	case <-time.After(10 * time.Second):
+		second.Process.Kill()
+		<-exited
+		t.Fatalf("a second surge run on the same data directory kept running:\n%s", stderr.String())
+	}
+	testenv.Workload(t, url, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
+	first.Process.Signal(os.Interrupt)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first surge run: %v", err)
+	}
+}
+
+// Stopped while no worker can answer: when the drain timeout ends, every
+// open upload is answered 503 with its id, Retry-After and where to fetch
+// its result, and the stop says it was not clean. While the system runs
+// its data directory is taken. A system started next on the same data
+// knows every one of those ids at once (202, not 404), and each resolves
+// to its answer.
+func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	config := func(workerArgs ...string) localrun.Config {
+		return localrun.Config{
+			Bin:          bin,
+			Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
+			Host:         "127.0.0.1",
+			MaxWorkers:   2,
+			Tick:         time.Second,
+			ScaleInDelay: time.Second,
+			DrainTimeout: 2 * time.Second,
+			WorkerArgs:   append([]string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path}, workerArgs...),
+		}
+	}
+	broken, err := localrun.Start(ctx, config("-model", filepath.Join(data, "no-such-model.onnx")), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inUse *dirlock.InUseError
+	if _, err := localrun.Start(ctx, config(), slog.New(slog.DiscardHandler)); !errors.As(err, &inUse) || inUse.Holder.PID != os.Getpid() {
+		broken.Stop(ctx)
+		t.Fatalf("a second system on the same data directory: %v", err)
+	}
+
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:40]
+	results := uploadAll(broken.URL, files)
+	if open := waitOpen(t, broken.URL, len(files), func() int { return len(results) }); open != len(files) {
+		t.Fatalf("%d of %d uploads open with no working worker", open, len(files))
+	}
+	if _, err := broken.Stop(ctx); err == nil {
+		t.Error("Stop reported a clean drain although no upload could be answered")
+	} else {
+		t.Logf("stop: %v", err)
+	}
+	stems := map[string]string{}
+	for range files {
+		o := <-results
+		if o.err != nil || o.status != 503 || o.id == "" || o.retry == "" || !strings.Contains(o.body, "GET /results/"+o.id) {
+			t.Fatalf("%s, open at the drain timeout: %d %q (id %q, Retry-After %q) %v", filepath.Base(o.file), o.status, o.body, o.id, o.retry, o.err)
+		}
+		stems[o.id] = events.Stem(o.file)
+	}
+
+	fixed, err := localrun.Start(ctx, config(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := fixed.Stop(ctx); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	}()
+	for id := range stems {
+		if r, err := http.Get(fixed.URL + "/results/" + id); err != nil || r.StatusCode == http.StatusNotFound {
+			t.Fatalf("GET /results/%s right after the restart: %v %v", id, r.Status, err)
+		} else {
+			r.Body.Close()
+		}
+	}
+	for id, stem := range stems {
+		var status int
+		var body []byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			r, err := http.Get(fixed.URL + "/results/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(r.Body)
+			r.Body.Close()
+			if status = r.StatusCode; status != http.StatusAccepted {
+				break
+			}
+		}
+		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
+			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
+		}
+	}
+}
+
+// A request that every delivery fails to finish (a stand-in, in this test
+// process, for a worker that crashes on it each time: it takes each
+// delivery and vanishes) is dead-lettered, and the web tier process
+// answers its waiting upload with the failure at once, keeps it for GET
+// /results/{id}, and counts it in /status.
+func TestDeadLetteredRequestIsAnsweredAsFailed(t *testing.T) {
+	ctx := context.Background()
+	sys, err := localrun.Start(ctx, localrun.Config{
+		Bin:        bin,
+		Backend:    backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: time.Second, MaxReceives: 2},
+		Host:       "127.0.0.1",
+		MaxWorkers: 1,
+		// No real worker ever answers.
+		WorkerArgs: []string{"-ort-lib", testenv.RuntimeLib(t), "-model", filepath.Join(t.TempDir(), "no-such-model.onnx")},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Stop(ctx)
+	results := uploadAll(sys.URL, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")})
+	for delivery := 1; delivery <= 2; delivery++ {
+		msgs, err := sys.Backends.Requests.Receive(ctx, 1, 10*time.Second)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("delivery %d: %d messages, %v", delivery, len(msgs), err)
+		}
+	}
+	var o outcome
+	select {
+	case o = <-results:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the upload of a dead-lettered request still waits 15s after its last delivery")
+	}
+	if o.err != nil || o.status != 500 || !strings.Contains(o.body, "dead_lettered") {
+		t.Fatalf("upload of a dead-lettered request: %d %q %v", o.status, o.body, o.err)
+	}
+	r, err := http.Get(sys.URL + "/results/" + o.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 500 || !strings.Contains(string(body), "dead_lettered") {
+		t.Fatalf("GET /results/%s: %d %q", o.id, r.StatusCode, body)
+	}
+	if st := status(t, sys.URL); st.DeadLetters.Backlog() != 1 || st.RequestQueue.Backlog() != 0 {
+		t.Fatalf("/status: dead letters %+v, request queue %+v", st.DeadLetters, st.RequestQueue)
+	}
+}
+
+// surge run killed with SIGKILL under load: its web tier, left without a
+// fleet, answers every open upload 503 with its id at once instead of
+// holding it; a new surge run on the same data starts while it leaves,
+// and answers every one of those ids.
+func TestRunKilledUnderLoadLosesNoRequest(t *testing.T) {
+	data := t.TempDir()
+	first, url, _ := startRun(t, data, "-max-workers", "2")
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:40]
+	results := uploadAll(url, files)
+	open := waitOpen(t, url, len(files), func() int { return len(results) })
+	first.Process.Kill()
+	first.Wait()
+	t.Logf("killed surge run with %d of %d requests open", open, len(files))
+	stems := map[string]string{}
+	for range files {
+		var o outcome
+		select {
+		case o = <-results:
+		case <-time.After(30 * time.Second):
+			t.Fatal("an upload still waits 30s after its surge run was killed")
+		}
+		switch {
+		case o.err == nil && o.status == 200 && strings.HasPrefix(o.body, events.Stem(o.file)+":"):
+		case o.err == nil && o.status == 503 && o.id != "" && strings.Contains(o.body, "GET /results/"+o.id):
+			stems[o.id] = events.Stem(o.file)
+		default:
+			t.Fatalf("%s: %d %q %v", filepath.Base(o.file), o.status, o.body, o.err)
+		}
+	}
+	if len(stems) == 0 {
+		t.Fatal("every upload was answered before the kill; nothing tested the web tier left alone")
+	}
+	t.Logf("%d answered 503 with their ids", len(stems))
+
+	second, url, stderr := startRun(t, data, "-max-workers", "2")
+	for id, stem := range stems {
+		var status int
+		var body []byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			r, err := http.Get(url + "/results/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(r.Body)
+			r.Body.Close()
+			if status = r.StatusCode; status != http.StatusAccepted {
+				break
+			}
+		}
+		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
+			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
+		}
+	}
+	second.Process.Signal(os.Interrupt)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second surge run: %v\n%s", err, stderr)
+	}
+}
+
+// Hurry (surge run's second Ctrl-C) during a long drain: the web tier
+// process answers its open uploads 503 with their ids at once.
+func TestHurryCutsTheDrainShort(t *testing.T) {
+	ctx := context.Background()
+	sys, err := localrun.Start(ctx, localrun.Config{
+		Bin:          bin,
+		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
+		Host:         "127.0.0.1",
+		MaxWorkers:   1,
+		DrainTimeout: time.Hour,
+		// No real worker ever answers.
+		WorkerArgs: []string{"-ort-lib", testenv.RuntimeLib(t), "-model", filepath.Join(t.TempDir(), "no-such-model.onnx")},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:5]
+	results := uploadAll(sys.URL, files)
+	waitOpen(t, sys.URL, len(files), func() int { return len(results) })
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := sys.Stop(ctx)
+		stopped <- err
+	}()
+	select {
+	case o := <-results:
+		t.Fatalf("answered with an hour of drain left: %d %q %v", o.status, o.body, o.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	sys.Hurry()
+	for range files {
+		select {
+		case o := <-results:
+			if o.err != nil || o.status != 503 || !strings.Contains(o.body, "GET /results/"+o.id) {
+				t.Fatalf("%s when hurried: %d %q %v", filepath.Base(o.file), o.status, o.body, o.err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("an upload still waits 15s after Hurry")
+		}
+	}
+	if err := <-stopped; err == nil {
+		t.Fatal("Stop reported a clean drain")
 	}
 }

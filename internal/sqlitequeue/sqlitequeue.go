@@ -57,13 +57,26 @@ type Queue struct {
 	db          *sql.DB
 	q           *goqite.Queue
 	name        string
-	dlq         string
 	visibility  time.Duration
 	maxReceives int
 	watch       *watcher
+	// redrive moves the source queue's exhausted messages to its
+	// dead-letter queue; a queue and its DeadLetters view share it.
+	redrive *redrive
+}
 
-	mu          sync.Mutex
-	lastRedrive time.Time
+// redrive moves messages that used up their deliveries, and whose last
+// delivery ended, from one queue to its dead-letter queue. SQS moves them
+// when someone receives; here anyone who receives from or counts either
+// queue does, so that a dead letter shows up within seconds even when no
+// worker is left polling the source (the scaler stops counting it, so the
+// fleet may well be at zero).
+type redrive struct {
+	from, to    string
+	maxReceives int
+
+	mu   sync.Mutex
+	last time.Time
 }
 
 // Open opens (creating if needed) the queue stored in dir/<name>.db. Its
@@ -106,10 +119,12 @@ func Open(ctx context.Context, dir, name string, opts Options) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("watching queue %s: %w", name, err)
 	}
-	return newQueue(db, name, name+"-dlq", opts, w), nil
+	q := newQueue(db, name, opts, w)
+	q.redrive = &redrive{from: name, to: name + "-dlq", maxReceives: opts.MaxReceives}
+	return q, nil
 }
 
-func newQueue(db *sql.DB, name, dlq string, opts Options, w *watcher) *Queue {
+func newQueue(db *sql.DB, name string, opts Options, w *watcher) *Queue {
 	return &Queue{
 		db: db,
 		q: goqite.New(goqite.NewOpts{
@@ -119,7 +134,6 @@ func newQueue(db *sql.DB, name, dlq string, opts Options, w *watcher) *Queue {
 			Timeout:    opts.Visibility,
 		}),
 		name:        name,
-		dlq:         dlq,
 		visibility:  opts.Visibility,
 		maxReceives: opts.MaxReceives,
 		watch:       w,
@@ -132,7 +146,9 @@ func newQueue(db *sql.DB, name, dlq string, opts Options, w *watcher) *Queue {
 func (q *Queue) DeadLetters() *Queue {
 	// A dead letter is never redriven further; an effectively unlimited
 	// receive count keeps it receivable for inspection.
-	return newQueue(q.db, q.dlq, "", Options{Visibility: q.visibility, MaxReceives: 1 << 30}, q.watch)
+	dlq := newQueue(q.db, q.redrive.to, Options{Visibility: q.visibility, MaxReceives: 1 << 30}, q.watch)
+	dlq.redrive = q.redrive
+	return dlq
 }
 
 // Changed returns a channel that is closed at the next Send to the queue
@@ -185,7 +201,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]que
 }
 
 func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error) {
-	if err := q.redrive(ctx); err != nil {
+	if err := q.moveDeadLetters(ctx); err != nil {
 		return nil, err
 	}
 	// A read is cheap and takes no lock; only contend for the write lock
@@ -223,26 +239,37 @@ func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error
 	return msgs, nil
 }
 
-// redrive moves messages that used up their deliveries, and whose last
-// delivery timed out, to the dead-letter queue.
-func (q *Queue) redrive(ctx context.Context) error {
-	if q.dlq == "" {
+// moveDeadLetters runs the redrive, at most once per redriveEvery in this
+// process. Looking first keeps the write lock free when there is nothing
+// to move, which is nearly always.
+func (q *Queue) moveDeadLetters(ctx context.Context) error {
+	r := q.redrive
+	if r == nil {
 		return nil
 	}
-	q.mu.Lock()
-	due := time.Since(q.lastRedrive) >= redriveEvery
+	r.mu.Lock()
+	due := time.Since(r.last) >= redriveEvery
 	if due {
-		q.lastRedrive = time.Now()
+		r.last = time.Now()
 	}
-	q.mu.Unlock()
+	r.mu.Unlock()
 	if !due {
 		return nil
 	}
 	now := time.Now().UTC().Format(timeLayout)
-	_, err := q.db.ExecContext(ctx,
-		`update goqite set queue = ?, received = 0, timeout = ? where queue = ? and received >= ? and timeout <= ?`,
-		q.dlq, now, q.name, q.maxReceives, now)
-	return q.wrap("moving dead letters from", err)
+	var exhausted bool
+	err := q.db.QueryRowContext(ctx,
+		`select exists (select 1 from goqite where queue = ? and received >= ? and timeout <= ?)`,
+		r.from, r.maxReceives, now).Scan(&exhausted)
+	if err == nil && exhausted {
+		_, err = q.db.ExecContext(ctx,
+			`update goqite set queue = ?, received = 0, timeout = ? where queue = ? and received >= ? and timeout <= ?`,
+			r.to, now, r.from, r.maxReceives, now)
+	}
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("moving dead letters from queue %s to %s: %w", r.from, r.to, err)
 }
 
 // Extend implements queue.Queue.
@@ -258,6 +285,9 @@ func (q *Queue) Delete(ctx context.Context, receipt string) error {
 // Counts implements queue.Queue. Messages waiting to move to the
 // dead-letter queue count as neither visible nor in flight, as in SQS.
 func (q *Queue) Counts(ctx context.Context) (queue.Counts, error) {
+	if err := q.moveDeadLetters(ctx); err != nil {
+		return queue.Counts{}, err
+	}
 	now := time.Now().UTC().Format(timeLayout)
 	var c queue.Counts
 	err := q.db.QueryRowContext(ctx, `

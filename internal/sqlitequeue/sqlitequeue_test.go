@@ -271,3 +271,65 @@ func BenchmarkWakeUp(b *testing.B) {
 		}
 	}
 }
+
+// A message whose last delivery died with its worker reaches the
+// dead-letter queue as soon as anyone looks at either queue, even when no
+// consumer receives from the source any more: a web tier watching the
+// dead letters (another process, with its own handle) sees it within
+// seconds, and the source no longer counts it.
+func TestDeadLetterSeenWithoutSourceReceivers(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	opts := sqlitequeue.Options{Visibility: 200 * time.Millisecond, MaxReceives: 2}
+	worker := open(t, dir, opts)
+	if err := worker.Send(ctx, []byte("poison")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range opts.MaxReceives {
+		// A worker that dies holding the message: received, never deleted.
+		msgs, err := worker.Receive(ctx, 1, 5*time.Second)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("delivery %d: %d messages, %v", i+1, len(msgs), err)
+		}
+	}
+	worker.Close() // every worker gone
+
+	watcher := open(t, dir, opts)
+	dead := watcher.DeadLetters()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := dead.Counts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Backlog() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead-letter counts %+v 5s after the last delivery timed out", c)
+		}
+	}
+	msgs, err := dead.Receive(ctx, 10, 2*time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "poison" {
+		t.Fatalf("dead letters: %+v, %v", msgs, err)
+	}
+	if err := dead.Delete(ctx, msgs[0].Receipt); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := watcher.Counts(ctx); err != nil || c.Backlog() != 0 {
+		t.Fatalf("source queue still counts the dead letter: %+v, %v", c, err)
+	}
+
+	// A fresh handle on the dead-letter queue alone also moves it.
+	if err := watcher.Send(ctx, []byte("poison-2")); err != nil {
+		t.Fatal(err)
+	}
+	for range opts.MaxReceives {
+		if msgs, err := watcher.Receive(ctx, 1, 5*time.Second); err != nil || len(msgs) != 1 {
+			t.Fatalf("delivery: %d messages, %v", len(msgs), err)
+		}
+	}
+	msgs, err = open(t, dir, opts).DeadLetters().Receive(ctx, 10, 3*time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "poison-2" {
+		t.Fatalf("dead letters through a new handle: %+v, %v", msgs, err)
+	}
+}

@@ -96,29 +96,6 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// tryUpload is upload for other goroutines than the test's: a failure to
-// get an answer is status 0 with the error as body.
-func tryUpload(url, name string, data []byte) reply {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, err := mw.CreateFormFile("inputFile", name)
-	if err != nil {
-		return reply{body: err.Error()}
-	}
-	fw.Write(data)
-	mw.Close()
-	resp, err := http.Post(url+"/", mw.FormDataContentType(), &body)
-	if err != nil {
-		return reply{body: err.Error()}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{body: err.Error()}
-	}
-	return reply{resp.StatusCode, string(b), resp.Header}
-}
-
 // Defect 1: 500 connections that send a body's first bytes and stall do
 // not keep a normal upload from its answer.
 func TestUploadAnsweredWhileBodiesStall(t *testing.T) {
@@ -270,7 +247,13 @@ func TestSameNameUploadsStayInTheBudget(t *testing.T) {
 	for i := range uploads {
 		// Different bytes under one name: padding after the JPEG's end.
 		data := append(append([]byte{}, dog...), bytes.Repeat([]byte{byte(i)}, size-len(dog))...)
-		wg.Go(func() { replies <- tryUpload(s.url, "photo.jpg", data) })
+		wg.Go(func() {
+			r, err := tryUpload(s.url, "photo.jpg", data)
+			if err != nil {
+				r.body = err.Error()
+			}
+			replies <- r
+		})
 	}
 	// No worker yet: one upload holds the name while waiting for its
 	// answer; others hold their bytes at the name's gate, and the rest

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -47,8 +48,11 @@ type Fleet interface {
 	List(ctx context.Context) ([]fleet.Instance, error)
 }
 
-// Counter is a queue seen only through its counts, for /status.
-type Counter interface {
+// DeadLetters is the request queue's dead-letter queue. The web tier
+// counts it for /status and reads it without deleting anything, to learn
+// which requests failed for good.
+type DeadLetters interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
 	Counts(ctx context.Context) (queue.Counts, error)
 }
 
@@ -58,9 +62,10 @@ type Backends struct {
 	Responses Responses
 	Inputs    Inputs
 	Fleet     Fleet
-	// DeadLetters is the request queue's dead-letter queue, shown in
-	// /status so that requests that failed for good are not silent.
-	DeadLetters Counter
+	// DeadLetters, if set, is the request queue's dead-letter queue: a
+	// request found there is answered as failed (CodeDeadLettered), and
+	// /status counts them.
+	DeadLetters DeadLetters
 	// Answers, if set, is the results table, named AnswersName in /status:
 	// repeated uploads are answered from it.
 	Answers     Answers
@@ -85,7 +90,10 @@ type Config struct {
 	MaxWorkers   int           // the scaler's cap, for /status [scaling.DefaultMax]
 	ResultsKept  int           // results kept for GET /results/{id} [100000]
 	ResultsTTL   time.Duration // how long they are kept [1h]
-	ShutdownWait time.Duration // how long shutdown waits for open requests [30s]
+	// DrainTimeout bounds how long a stopping web tier keeps answering
+	// the uploads already open; those still waiting then get 503 with
+	// their ids [DefaultDrainTimeout].
+	DrainTimeout time.Duration
 	// Model is the name the workers' answers carry (assets.ModelName); a
 	// recorded answer from another model is not reused. Empty learns it
 	// from the first answer.
@@ -124,10 +132,21 @@ func (c *Config) defaults() {
 	if c.ResultsTTL <= 0 {
 		c.ResultsTTL = time.Hour
 	}
-	if c.ShutdownWait <= 0 {
-		c.ShutdownWait = 30 * time.Second
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 }
+
+// DefaultDrainTimeout gives a fleet that is up time to clear a burst of
+// the course's size (100 requests take seconds) and one starting from zero
+// time to boot and start on it, while a stop still ends well inside the
+// 120 s that systemd gives the web tier's unit (TimeoutStopSec) before it
+// kills it, with room for the final answers.
+const DefaultDrainTimeout = 60 * time.Second
+
+// finalAnswers is how long, once the drain timeout ends, the uploads still
+// waiting get to write their 503s before their connections are closed.
+const finalAnswers = 5 * time.Second
 
 // multipartSlack is room for the multipart framing and small form fields
 // around the file; more is refused.
@@ -145,15 +164,27 @@ type Server struct {
 	gate    *keyGate
 	waiters *waiters
 	// jobs remembers every request id this process queued or saw answered,
-	// with its result once known, for GET /results/{id}.
-	jobs  *expirable.LRU[string, job]
-	cache *cache
+	// with its result once known, for GET /results/{id}; jobsMu orders
+	// the read-then-write updates of an id's result.
+	jobs   *expirable.LRU[string, job]
+	jobsMu sync.Mutex
+	cache  *cache
+	// drainOver is closed when a stop's drain timeout has ended and
+	// results are no longer routed: uploads still waiting give up then.
+	drainOver chan struct{}
+	// hurry is done once Hurry is called.
+	hurry   context.Context
+	hurried context.CancelFunc
 }
 
 type job struct {
 	stem   string
+	since  time.Time // when the request was queued or first seen
 	result *events.Result
 	cached bool // answered from the results table
+	// unclaimed marks a result that came when no upload was waiting for
+	// it: its client can only learn it from GET /results/{id}.
+	unclaimed bool
 }
 
 // New assembles a web tier.
@@ -164,17 +195,21 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 	if cfg.Model != "" {
 		c.model.Store(&cfg.Model)
 	}
+	hurry, hurried := context.WithCancel(context.Background())
 	return &Server{
-		Backends: b,
-		cfg:      cfg,
-		log:      log,
-		now:      time.Now,
-		budget:   newBudget(cfg.UploadMemory),
-		bodies:   newBodies(pace{window: cfg.BodyWindow, minBytes: cfg.BodyMinBytes, timeout: cfg.BodyTimeout}, time.Now),
-		gate:     newKeyGate(),
-		waiters:  newWaiters(),
-		jobs:     expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
-		cache:    c,
+		Backends:  b,
+		cfg:       cfg,
+		log:       log,
+		now:       time.Now,
+		budget:    newBudget(cfg.UploadMemory),
+		bodies:    newBodies(pace{window: cfg.BodyWindow, minBytes: cfg.BodyMinBytes, timeout: cfg.BodyTimeout}, time.Now),
+		gate:      newKeyGate(),
+		waiters:   newWaiters(),
+		jobs:      expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
+		cache:     c,
+		drainOver: make(chan struct{}),
+		hurry:     hurry,
+		hurried:   hurried,
 	}
 }
 
@@ -190,9 +225,12 @@ func (s *Server) Handler() http.Handler {
 	return nosniff(mux)
 }
 
-// Serve answers HTTP on ln and routes results until ctx ends, then stops
-// taking connections, lets open requests finish (up to ShutdownWait) and
-// returns.
+// Serve answers HTTP on ln and routes results until ctx ends. Then it
+// drains: it takes no new connections, and the uploads already open get
+// their answers for up to DrainTimeout while results are still routed
+// (whoever runs the fleet must keep it working meanwhile). It returns nil
+// if every open request was answered; past the timeout, the uploads still
+// waiting are answered 503 with their ids, and Serve says so.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
@@ -200,32 +238,62 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
-	dispatched := make(chan struct{})
-	go func() {
-		defer close(dispatched)
-		s.dispatch(dispatchCtx)
-	}()
+	routeCtx, stopRouting := context.WithCancel(context.WithoutCancel(ctx))
+	var routing sync.WaitGroup
+	routing.Go(func() { s.dispatch(routeCtx) })
+	routing.Go(func() { s.watchDeadLetters(routeCtx) })
+	halt := func() { stopRouting(); routing.Wait() }
+	defer halt()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	var err error
 	select {
-	case err = <-served:
+	case err := <-served:
+		return err
 	case <-ctx.Done():
-		s.log.Info("shutting down; waiting for open requests", "waiting", s.waiters.len(), "limit", s.cfg.ShutdownWait)
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownWait)
-		err = srv.Shutdown(shutCtx)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%d requests still open after %v", s.waiters.len(), s.cfg.ShutdownWait)
-			srv.Close()
+		return s.drain(srv, halt)
+	}
+}
+
+// drain shuts srv down, giving open requests up to DrainTimeout. If some
+// are still open then, it stops routing results (halt) and only then
+// tells the waiting uploads to fetch their results later: a result that
+// arrives after that stays in the response queue for the next web tier
+// rather than being taken for a client that was just sent away.
+func (s *Server) drain(srv *http.Server, halt func()) error {
+	s.log.Info("stopping: no new connections; answering the open uploads", "waiting", s.waiters.len(), "drain_timeout", s.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	stopHurry := context.AfterFunc(s.hurry, cancel)
+	err := srv.Shutdown(ctx)
+	stopHurry()
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err == nil {
+			s.log.Info("drained: every open upload answered")
 		}
+		return err
 	}
-	stopDispatch()
-	<-dispatched
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	halt()
+	left := s.waiters.len()
+	close(s.drainOver)
+	ctx, cancel = context.WithTimeout(context.Background(), finalAnswers)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		// Uploads still sending their bodies: never queued, nothing to
+		// fetch later.
+		srv.Close()
 	}
+	cut := fmt.Sprintf("drain timeout %v", s.cfg.DrainTimeout)
+	if s.hurry.Err() != nil {
+		cut = "drain cut short"
+	}
+	err = fmt.Errorf("%s: %d uploads still waiting were answered 503 with their ids, to fetch their results later", cut, left)
+	s.log.Warn("stopped before every open upload was answered", "err", err)
 	return err
 }
+
+// Hurry ends a stop's drain now, or makes the next one end at once: the
+// uploads still waiting are answered 503 with their ids without waiting
+// for the drain timeout. For a second Ctrl-C, or a supervisor that died
+// and took the fleet with it.
+func (s *Server) Hurry() { s.hurried() }

@@ -33,6 +33,7 @@ type httpError struct {
 	msg        string
 	cause      error
 	retryAfter time.Duration
+	code       string // for JSON clients, when the failure has one
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -125,26 +126,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	// Register before sending: a fast worker may answer before Send returns.
 	answer := s.waiters.add(id)
 	defer s.waiters.remove(id)
-	s.jobs.Add(id, job{stem: req.Stem})
+	s.expect(id, req.Stem)
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
 		return res, false, unavailable("queueing the request failed").because(err)
 	}
-
-	timer := time.NewTimer(s.cfg.ResultTimeout)
-	defer timer.Stop()
-	select {
-	case res := <-answer:
-		return res, false, nil
-	case <-timer.C:
-		return res, false, &httpError{
-			status: http.StatusGatewayTimeout,
-			msg:    fmt.Sprintf("no result within %v; the request is still queued: GET /results/%s later", s.cfg.ResultTimeout, id),
-		}
-	case <-ctx.Done():
-		// The client left; the result will still be kept for /results.
-		return res, false, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
-	}
+	res, err = s.await(ctx, id, answer)
+	return res, false, err
 }
 
 func unavailable(format string, args ...any) *httpError {
@@ -325,14 +313,19 @@ func checkImage(name string, data []byte, maxPixels int) error {
 // when the image was at fault; for anything else it stays in the log.
 func resultError(res events.Result) *httpError {
 	msg := fmt.Sprintf("%s: %s", res.Stem, res.Error.Message)
+	var e *httpError
 	switch res.Error.Code {
 	case events.ErrUndecodable, events.ErrImageTooLarge:
-		return fail(http.StatusUnprocessableEntity, "%s", msg)
+		e = fail(http.StatusUnprocessableEntity, "%s", msg)
 	case events.ErrInputMissing:
-		return fail(http.StatusConflict, "%s", msg)
+		e = fail(http.StatusConflict, "%s", msg)
+	case CodeDeadLettered:
+		e = fail(http.StatusInternalServerError, "%s", msg)
 	default:
-		return unavailable("%s: the workers could not process it", res.Stem).because(errors.New(msg))
+		e = unavailable("%s: the workers could not process it", res.Stem).because(errors.New(msg))
 	}
+	e.code = string(res.Error.Code)
+	return e
 }
 
 func wantsJSON(r *http.Request) bool {
@@ -370,7 +363,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e *httpError
 		w.Header().Set("Connection", "close")
 	}
 	if wantsJSON(r) {
-		writeJSON(w, e.status, map[string]string{"id": id, "error": e.msg})
+		body := map[string]string{"id": id, "error": e.msg}
+		if e.code != "" {
+			body["code"] = e.code
+		}
+		writeJSON(w, e.status, body)
 		return
 	}
 	msg := e.msg

@@ -39,6 +39,7 @@ type site struct {
 	requests, responses *sqlitequeue.Queue
 	inputs, outputs     *filestore.Store
 	table               *sqlitetable.Table
+	srv                 *webapi.Server
 	stop                func() error
 }
 
@@ -49,13 +50,19 @@ func newSite(t *testing.T, cfg webapi.Config) *site {
 
 func newSiteLogging(t *testing.T, cfg webapi.Config, log *slog.Logger) *site {
 	t.Helper()
+	return newSiteQueue(t, cfg, sqlitequeue.Options{}, log)
+}
+
+// newSiteQueue is a site whose request queue has the given options.
+func newSiteQueue(t *testing.T, cfg webapi.Config, opts sqlitequeue.Options, log *slog.Logger) *site {
+	t.Helper()
 	ctx := context.Background()
 	s := &site{dir: t.TempDir()}
 	var err error
 	if s.table, err = sqlitetable.Open(ctx, s.dir, "x-dynamoDB"); err != nil {
 		t.Fatal(err)
 	}
-	if s.requests, err = sqlitequeue.Open(ctx, s.dir, "req", sqlitequeue.Options{}); err != nil {
+	if s.requests, err = sqlitequeue.Open(ctx, s.dir, "req", opts); err != nil {
 		t.Fatal(err)
 	}
 	if s.responses, err = sqlitequeue.Open(ctx, s.dir, "resp", sqlitequeue.Options{}); err != nil {
@@ -67,27 +74,35 @@ func newSiteLogging(t *testing.T, cfg webapi.Config, log *slog.Logger) *site {
 	if s.outputs, err = filestore.Open(filepath.Join(s.dir, "out")); err != nil {
 		t.Fatal(err)
 	}
-	srv := webapi.New(cfg, webapi.Backends{
+	t.Cleanup(func() { s.requests.Close(); s.responses.Close(); s.table.Close() })
+	s.serve(t, cfg, log, webapi.Handover{})
+	return s
+}
+
+// serve starts a web tier on the site's backends, taking over h.
+func (s *site) serve(t *testing.T, cfg webapi.Config, log *slog.Logger, h webapi.Handover) {
+	t.Helper()
+	s.srv = webapi.New(cfg, webapi.Backends{
 		Requests: s.requests, Responses: s.responses, Inputs: s.inputs,
 		Fleet: procfleet.NewReader(filepath.Join(s.dir, "fleet")), DeadLetters: s.requests.DeadLetters(),
 		Answers: s.table, AnswersName: "x-dynamoDB",
 	}, log)
+	s.srv.TakeOver(h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.url = "http://" + ln.Addr().String()
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, ln) }()
+	go func() { served <- s.srv.Serve(sctx, ln) }()
 	var once sync.Once
 	var serveErr error
 	s.stop = func() error {
 		once.Do(func() { cancel(); serveErr = <-served })
 		return serveErr
 	}
-	t.Cleanup(func() { s.stop(); s.requests.Close(); s.responses.Close(); s.table.Close() })
-	return s
+	t.Cleanup(func() { s.stop() })
 }
 
 // worker starts the app tier with the real model; the returned func stops
@@ -385,5 +400,294 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(s.url, "http://"), time.Second); err == nil {
 		t.Fatal("still accepting connections after shutdown")
+	}
+}
+
+// A request whose worker dies on every delivery ends in the dead-letter
+// queue. The waiting upload is told so at once, not after the result
+// timeout; GET /results/{id} and /status say so too.
+func TestDeadLetteredRequestFailsAtOnce(t *testing.T) {
+	opts := sqlitequeue.Options{Visibility: 300 * time.Millisecond, MaxReceives: 2}
+	s := newSiteQueue(t, webapi.Config{ResultTimeout: 20 * time.Second}, opts, slog.New(slog.DiscardHandler))
+	// A stand-in for a worker process that crashes on this request each
+	// time: it takes every delivery and never answers, extends or deletes
+	// it.
+	crashing, err := sqlitequeue.Open(context.Background(), s.dir, "req", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { crashing.Close() })
+	delivered := make(chan int, 1)
+	go func() {
+		n := 0
+		for n < opts.MaxReceives {
+			msgs, err := crashing.Receive(context.Background(), 1, 5*time.Second)
+			if err != nil {
+				break
+			}
+			n += len(msgs)
+		}
+		delivered <- n
+	}()
+
+	start := time.Now()
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"), "Accept", "application/json")
+	id := r.header.Get("X-Request-Id")
+	var body struct{ ID, Code, Error string }
+	json.Unmarshal([]byte(r.body), &body)
+	if r.status != 500 || body.Code != "dead_lettered" || body.ID != id || !strings.Contains(body.Error, "dead-letter") {
+		t.Fatalf("upload of a request dead-lettered: %d %q after %v, want 500 with code dead_lettered",
+			r.status, r.body, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("dead-lettered upload answered after %v", time.Since(start).Round(time.Millisecond))
+	if n := <-delivered; n != opts.MaxReceives {
+		t.Fatalf("the crashing worker got %d deliveries, want %d", n, opts.MaxReceives)
+	}
+
+	text := get(t, s.url+"/results/"+id)
+	if text.status != 500 || !strings.Contains(text.body, "dead_lettered") || !strings.Contains(text.body, "eagle") {
+		t.Fatalf("GET /results/%s: %d %q", id, text.status, text.body)
+	}
+	js := get(t, s.url+"/results/"+id, "Accept", "application/json")
+	json.Unmarshal([]byte(js.body), &body)
+	if js.status != 500 || body.Code != "dead_lettered" || body.ID != id {
+		t.Fatalf("GET /results/%s as JSON: %d %q", id, js.status, js.body)
+	}
+	var st webapi.Status
+	if err := json.Unmarshal([]byte(get(t, s.url+"/status").body), &st); err != nil || st.DeadLetters.Backlog() != 1 {
+		t.Fatalf("/status dead_letters %+v, %v", st.DeadLetters, err)
+	}
+}
+
+// A request dead-lettered after its upload gave up waiting (504) shows as
+// failed in GET /results/{id} within seconds, where it used to stay
+// "pending" for good.
+func TestDeadLetteredAfterTimeoutShowsInResults(t *testing.T) {
+	opts := sqlitequeue.Options{Visibility: 200 * time.Millisecond, MaxReceives: 1}
+	s := newSiteQueue(t, webapi.Config{ResultTimeout: 100 * time.Millisecond}, opts, slog.New(slog.DiscardHandler))
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	id := r.header.Get("X-Request-Id")
+	if r.status != 504 {
+		t.Fatalf("upload with no worker: %d %q", r.status, r.body)
+	}
+	// The stand-in crashing worker takes the one delivery allowed.
+	if msgs, err := s.requests.Receive(context.Background(), 1, 5*time.Second); err != nil || len(msgs) != 1 {
+		t.Fatalf("receiving the request: %d, %v", len(msgs), err)
+	}
+	var got reply
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = get(t, s.url+"/results/"+id); got.status != 202 {
+			break
+		}
+	}
+	if got.status != 500 || !strings.Contains(got.body, "dead_lettered") {
+		t.Fatalf("GET /results/%s 5s after its last delivery timed out: %d %q", id, got.status, got.body)
+	}
+}
+
+// tryUpload is upload for goroutines: a failed exchange is returned, not
+// fatal.
+func tryUpload(url, name string, data []byte) (reply, error) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, err := mw.CreateFormFile("inputFile", name)
+	if err != nil {
+		return reply{}, err
+	}
+	fw.Write(data)
+	mw.Close()
+	resp, err := http.Post(url+"/", mw.FormDataContentType(), &body)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(b), resp.Header}, err
+}
+
+// Stopping with uploads still waiting when the drain timeout ends: each is
+// answered 503 with its id, Retry-After and where to fetch its result,
+// never cut off; Serve reports the unclean stop. The results, answered
+// later, are left for the next web tier, which knows the ids from the
+// handover (202, not 404) and then answers them.
+func TestDrainTimeoutAnswersOpenUploads(t *testing.T) {
+	cfg := webapi.Config{DrainTimeout: 500 * time.Millisecond}
+	s := newSite(t, cfg)
+	const n = 3
+	replies := make(chan reply, n)
+	for i := range n {
+		go func() {
+			r, err := tryUpload(s.url, fmt.Sprintf("eagle-%d.jpg", i), testenv.Darknet(t, "eagle.jpg"))
+			if err != nil {
+				r.body = err.Error()
+			}
+			replies <- r
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, _ := s.requests.Counts(context.Background()); c.Visible == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("uploads never queued")
+		}
+	}
+	err := s.stop()
+	var ids []string
+	for range n {
+		r := <-replies
+		id := r.header.Get("X-Request-Id")
+		if r.status != 503 || id == "" || !strings.Contains(r.body, "/results/"+id) || r.header.Get("Retry-After") == "" {
+			t.Fatalf("upload open at the end of the drain: %d %q (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+		}
+		ids = append(ids, id)
+	}
+	if err == nil || !strings.Contains(err.Error(), "3 ") {
+		t.Errorf("Serve after a drain that timed out: %v, want an error counting the 3 open requests", err)
+	}
+
+	h := s.srv.Handover()
+	path := filepath.Join(t.TempDir(), "handover.json")
+	if err := webapi.WriteHandover(path, h); err != nil {
+		t.Fatal(err)
+	}
+	s.worker(t)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, _ := s.responses.Counts(context.Background()); c.Visible == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the results did not stay in the response queue")
+		}
+	}
+	read, err := webapi.ReadHandover(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serve(t, cfg, slog.New(slog.DiscardHandler), read)
+	for _, id := range ids {
+		var r reply
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if r = get(t, s.url+"/results/"+id); r.status != 202 {
+				break
+			}
+		}
+		if r.status != 200 || !strings.HasSuffix(r.body, ":bald eagle") {
+			t.Errorf("GET /results/%s from the next web tier: %d %q", id, r.status, r.body)
+		}
+	}
+}
+
+// The handover carries what GET /results/{id} needs across a restart:
+// requests still pending, and answers no upload was waiting for; neither
+// answers already given to their uploads nor jobs older than ResultsTTL.
+func TestHandoverAcrossRestart(t *testing.T) {
+	discard := slog.New(slog.DiscardHandler)
+	s := newSite(t, webapi.Config{})
+	eagle, dog := testenv.Darknet(t, "eagle.jpg"), testenv.Darknet(t, "dog.jpg")
+	stopWorker := s.worker(t)
+	answered := upload(t, s.url, "inputFile", "dog.jpg", dog)
+	if answered.status != 200 {
+		t.Fatalf("upload with a worker: %d %q", answered.status, answered.body)
+	}
+	stopWorker()
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.srv.Handover(); len(h.Jobs) != 0 {
+		t.Fatalf("handover after every upload got its answer: %+v", h)
+	}
+
+	// Uploads with no worker to answer them give up waiting at once.
+	cfg := webapi.Config{ResultTimeout: 100 * time.Millisecond}
+	s.serve(t, cfg, discard, webapi.Handover{})
+	late := upload(t, s.url, "inputFile", "eagle.jpg", eagle)
+	if late.status != 504 {
+		t.Fatalf("upload with no worker: %d %q", late.status, late.body)
+	}
+	stopWorker = s.worker(t)
+	lateID, answeredID := late.header.Get("X-Request-Id"), answered.header.Get("X-Request-Id")
+	for deadline := time.Now().Add(10 * time.Second); get(t, s.url+"/results/"+lateID).status != 200; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the late request was never answered")
+		}
+	}
+	stopWorker()
+	pending := upload(t, s.url, "inputFile", "dog-2.jpg", dog)
+	pendingID := pending.header.Get("X-Request-Id")
+	if pending.status != 504 {
+		t.Fatalf("upload with the worker stopped: %d %q", pending.status, pending.body)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	h := s.srv.Handover()
+	h.Jobs = append(h.Jobs, webapi.HandedJob{ID: "expired", Stem: "old", Since: time.Now().Add(-2 * time.Hour)})
+	path := filepath.Join(t.TempDir(), "handover.json")
+	if err := webapi.WriteHandover(path, h); err != nil {
+		t.Fatal(err)
+	}
+	read, err := webapi.ReadHandover(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serve(t, cfg, discard, read)
+	for id, want := range map[string]struct {
+		status int
+		body   string
+	}{
+		lateID:     {200, "eagle:bald eagle"},
+		pendingID:  {202, "pending\n"},
+		answeredID: {404, ""},
+		"expired":  {404, ""},
+	} {
+		if r := get(t, s.url+"/results/"+id); r.status != want.status || want.body != "" && r.body != want.body {
+			t.Errorf("GET /results/%s after the restart: %d %q, want %d %q", id, r.status, r.body, want.status, want.body)
+		}
+	}
+	// No handover file yet is an empty handover.
+	if h, err := webapi.ReadHandover(filepath.Join(t.TempDir(), "none.json")); err != nil || len(h.Jobs) != 0 {
+		t.Fatalf("missing handover file: %+v, %v", h, err)
+	}
+}
+
+// Hurry during a long drain answers the uploads still waiting at once,
+// 503 with their ids, instead of after the drain timeout.
+func TestHurryEndsTheDrain(t *testing.T) {
+	s := newSite(t, webapi.Config{DrainTimeout: time.Hour})
+	replies := make(chan reply, 1)
+	go func() {
+		r, err := tryUpload(s.url, "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+		if err != nil {
+			r.body = err.Error()
+		}
+		replies <- r
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, _ := s.requests.Counts(context.Background()); c.Visible == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("upload never queued")
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	select {
+	case r := <-replies:
+		t.Fatalf("answered before Hurry, with an hour of drain left: %d %q", r.status, r.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	s.srv.Hurry()
+	select {
+	case r := <-replies:
+		if id := r.header.Get("X-Request-Id"); r.status != 503 || !strings.Contains(r.body, "/results/"+id) {
+			t.Fatalf("upload open when hurried: %d %q", r.status, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting 10s after Hurry")
+	}
+	if err := <-stopped; err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("Serve after Hurry: %v", err)
 	}
 }

@@ -49,8 +49,10 @@ func Start(ctx context.Context, bin string, args, env []string, host string, por
 	cmd.ExtraFiles = []*os.File{lnFile}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so a terminal's Ctrl-C reaches only the
-	// parent, which stops things in order; and it goes if the parent dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// parent, which stops things in order. If the parent dies, SIGHUP: the
+	// fleet dies with it, so the web tier answers its open uploads with
+	// their ids at once rather than wait for answers that cannot come.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting the web tier: %w", err)
@@ -62,7 +64,7 @@ func Start(ctx context.Context, bin string, args, env []string, host string, por
 	}
 	p.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	if err := p.waitHealthy(ctx, 30*time.Second); err != nil {
-		p.Stop()
+		p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("web tier did not come up (see %s): %w", logPath, err)
 	}
 	return p, nil
@@ -99,16 +101,22 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // PeakRSS is the web tier's peak resident memory so far, in bytes.
 func (p *Process) PeakRSS() int64 { return procfleet.PeakRSS(p.cmd.Process.Pid) }
 
+// Hurry cuts a stop's drain short (SIGHUP): the uploads still waiting are
+// answered 503 with their ids at once.
+func (p *Process) Hurry() {
+	p.cmd.Process.Signal(syscall.SIGHUP)
+}
+
 // Stop asks the web tier to shut down (it answers its open requests
-// first) and waits, killing it after 45 s.
-func (p *Process) Stop() error {
+// first, for up to its drain timeout) and waits, killing it after grace.
+func (p *Process) Stop(grace time.Duration) error {
 	select {
 	case <-p.done:
 	default:
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
-		case <-time.After(45 * time.Second):
+		case <-time.After(grace):
 			p.cmd.Process.Kill()
 			<-p.done
 		}

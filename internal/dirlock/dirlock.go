@@ -1,0 +1,109 @@
+// Package dirlock gives a directory to one process at a time: an exclusive
+// flock on a file in it, which also records who holds it, so that the
+// next process can say who is in the way. The kernel drops the lock when
+// its holder exits, however it exits, so a killed process leaves nothing
+// to clean up.
+package dirlock
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Holder is who holds a lock.
+type Holder struct {
+	PID     int       `json:"pid"`
+	Command string    `json:"command"`
+	Started time.Time `json:"started"`
+}
+
+// InUseError is returned when another process holds the lock.
+type InUseError struct {
+	Dir string
+	// Holder is zero if the holder had not written itself down yet.
+	Holder Holder
+}
+
+func (e *InUseError) Error() string {
+	who := "another process"
+	if e.Holder.PID != 0 {
+		who = fmt.Sprintf("%s (pid %d, started %s)", e.Holder.Command, e.Holder.PID, e.Holder.Started.Local().Format(time.DateTime))
+	}
+	return fmt.Sprintf("data directory %s is in use by %s; stop it or use another -data", e.Dir, who)
+}
+
+// Lock is a held lock. Keep it reachable until Release: the garbage
+// collector closes a lost file, and with it the lock.
+type Lock struct{ f *os.File }
+
+// Acquire takes the lock file name in dir (creating both if needed) for
+// this process, recorded as command, or fails at once with an
+// *InUseError. Locks are per open file, so a second Acquire in the same
+// process fails too.
+func Acquire(dir, name, command string) (*Lock, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			inUse := &InUseError{Dir: dir}
+			if data, err := os.ReadFile(path); err == nil {
+				json.Unmarshal(data, &inUse.Holder)
+			}
+			return nil, inUse
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	me, _ := json.Marshal(Holder{PID: os.Getpid(), Command: command, Started: time.Now()})
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt(me, 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recording the holder of %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// AcquireWithin is Acquire, retried for up to wait while another process
+// holds the lock: for a successor that may start while its predecessor is
+// still on its way out.
+func AcquireWithin(dir, name, command string, wait time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := Acquire(dir, name, command)
+		var inUse *InUseError
+		if !errors.As(err, &inUse) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Release gives the lock up. The file stays: removing it would let a
+// process that opened it just before lock a file no one else can find.
+func (l *Lock) Release() error {
+	return l.f.Close()
+}
+
+// Command describes this process for a Holder: its program's name and
+// its subcommand, if any ("surge run").
+func Command() string {
+	words := []string{filepath.Base(os.Args[0])}
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		words = append(words, os.Args[1])
+	}
+	return strings.Join(words, " ")
+}
