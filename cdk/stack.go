@@ -417,7 +417,9 @@ func (s *surge) webTier() {
 	})
 	role.AddToPolicy(statement("QueueRequests", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("CollectAnswers", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.resp.QueueArn()))
-	role.AddToPolicy(statement("CountDeadLetters", []string{"sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.dlq.QueueArn()))
+	// The web tier reads dead letters without deleting them, to answer
+	// their uploads as failed (and count them in /status).
+	role.AddToPolicy(statement("WatchDeadLetters", []string{"sqs:ReceiveMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.dlq.QueueArn()))
 	role.AddToPolicy(statement("StoreUploads", []string{"s3:PutObject"}, s.in.ArnForObjects(jsii.String("*"))))
 	role.AddToPolicy(statement("LookUpAnswers", []string{"dynamodb:GetItem"}, s.table.TableArn()))
 	// DescribeInstances has no resource-level permissions.

@@ -546,6 +546,17 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	t.Logf("%d policy statements checked", statements)
 
+	// The web tier may read dead letters, never delete them.
+	for id, p := range resources(doc, "AWS::IAM::Policy") {
+		b, _ := json.Marshal(p)
+		if !strings.Contains(id, "WebRole") {
+			continue
+		}
+		if !strings.Contains(string(b), `"Sid":"WatchDeadLetters"`) || !strings.Contains(string(b), `"sqs:ReceiveMessage","sqs:GetQueueAttributes","sqs:GetQueueUrl"],"Effect":"Allow","Resource":{"Fn::GetAtt":["RequestDeadLetters`) {
+			t.Errorf("%s: the web tier cannot read the dead-letter queue: %s", id, b)
+		}
+	}
+
 	// The table: the web tier looks answers up, the workers record them,
 	// on the table alone; nobody scans, queries, updates or deletes.
 	table := map[string]any{"Fn::GetAtt": []any{onlyID(t, doc, "AWS::DynamoDB::Table"), "Arn"}}
