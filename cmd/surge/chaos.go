@@ -35,6 +35,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	limit := fs.Duration("max-duration", 15*time.Minute, "give up after this long")
 	maxWorkers := fs.Int("max-workers", scaling.DefaultMax, "fleet cap")
 	visibility := fs.Duration("visibility", 5*time.Second, "request visibility timeout: how soon a killed worker's request is handed out again")
+	drain := fs.Duration("drain-timeout", 2*time.Second, "the web tier's drain at the restart: short, so that some clients get 503 with an id and collect their answers later")
 	data := fs.String("data", "", "data directory (default: a new temporary one, removed afterwards)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
@@ -77,7 +78,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 		System: localrun.Config{
 			Bin:        *bin,
 			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},
-			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second,
+			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain,
 			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
 		},
 		Images: files, Expected: expected, Requests: *requests, Concurrency: *concurrency,

@@ -21,9 +21,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/sqlitetable"
@@ -117,16 +117,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	// Requests refused while the system restarted were never accepted:
-	// their clients send them again, as any client would.
+	// Requests refused while the system restarted, or cut before the web
+	// tier read them (a keep-alive connection closed under a request, as
+	// any stopping server does), were never accepted: their clients send
+	// them again, as any client would. One cut after the web tier stored
+	// it is not re-sent: its client was owed an answer or an id.
 	var refused []int
 	for i, o := range rep.Outcomes {
-		if o.ID == "" && errors.Is(o.Err, syscall.ECONNREFUSED) {
+		if o.ID == "" && o.Status == 0 && o.Err != nil && !r.accepted(ctx, o.File) {
 			refused = append(refused, i)
 		}
 	}
 	if len(refused) > 0 {
-		cfg.Progress(fmt.Sprintf("re-sending %d requests refused during the restart", len(refused)))
+		cfg.Progress(fmt.Sprintf("re-sending %d requests the system never accepted (refused or cut during the restart)", len(refused)))
 		again := make([]string, len(refused))
 		for j, i := range refused {
 			again[j] = files[i]
@@ -248,6 +251,12 @@ func (r *runner) restart(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// accepted reports whether the web tier stored the upload named name.
+func (r *runner) accepted(ctx context.Context, name string) bool {
+	_, err := r.system().Backends.Inputs.Get(ctx, events.ObjectKey(name))
+	return err == nil
 }
 
 // collect turns each outcome into what its client finally learned,

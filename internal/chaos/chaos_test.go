@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
 // The short version of `make chaos`: 400 face requests at 100 concurrent
 // through the real binaries while two busy workers are killed with
 // SIGKILL, the scaler is restarted and the whole system is stopped (as
-// Ctrl-C does) and started again on the same data. Every request is
+// Ctrl-C does, with a short drain) and started again on the same data. Every request is
 // answered correctly, directly or by id, or failed with a reason and its
 // id; none is lost or wrong; the queues end empty.
 func TestShortChaos(t *testing.T) {
@@ -34,7 +34,10 @@ func TestShortChaos(t *testing.T) {
 			Bin:        bin,
 			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: t.TempDir(), Visibility: 3 * time.Second, MaxReceives: 5},
 			MaxWorkers: 19, Tick: time.Second, ScaleInDelay: time.Second,
-			WorkerArgs: []string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path, "-gallery", gallery},
+			// Short, so that some clients are sent away with their ids and
+			// collect their answers from the restarted system.
+			DrainTimeout: 500 * time.Millisecond,
+			WorkerArgs:   []string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path, "-gallery", gallery},
 		},
 		Images:   testenv.Images(t, "datasets", "faces", "face_images_1000"),
 		Expected: testenv.Labels(t, "datasets", "faces", "face_images_1000.csv"),
