@@ -110,6 +110,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 	}()
 	rep, err := workload.Run(ctx, workload.Config{
 		URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute,
+		// Clients wait out the restart rather than race through the
+		// run while nothing listens.
+		Refused:  time.Minute,
 		Progress: func(_, n, _ int) { done.Store(int64(n)) },
 	})
 	stopChaos()

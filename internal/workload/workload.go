@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	// the pass before. Zero sends each file once: a test must see failures
 	// a retry would hide.
 	Retries int
+	// Refused, if set, is how long a request refused at connect (nothing
+	// listening: a server restarting) keeps trying before it fails, as a
+	// patient client would. Nothing was sent, so trying again is safe.
+	Refused time.Duration
 	// Progress, if set, is called after each request of an attempt
 	// (numbered from 1) with that attempt's count of requests.
 	Progress func(attempt, done, total int)
@@ -235,14 +240,20 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		o.Err = fmt.Errorf("building the upload: %w", err)
 		return o
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, &body)
-	if err != nil {
-		o.Err = fmt.Errorf("building the request: %w", err)
-		return o
+	post := func() (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body.Bytes()))
+		if err != nil {
+			return nil, fmt.Errorf("building the request: %w", err)
+		}
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		return client.Do(req)
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
 	start := time.Now()
-	resp, err := client.Do(req)
+	resp, err := post()
+	for err != nil && errors.Is(err, syscall.ECONNREFUSED) && time.Since(start) < cfg.Refused && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		resp, err = post()
+	}
 	if err != nil {
 		o.Err, o.Latency = err, time.Since(start)
 		return o

@@ -2,7 +2,9 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -281,5 +284,38 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(lat[:1], 99); got != time.Millisecond {
 		t.Errorf("p99 of one = %v", got)
+	}
+}
+
+// A client told to wait out a restarting server keeps trying a refused
+// connection until something listens, then gets its answer.
+func TestRunWaitsOutRefusedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connections are refused
+	dir := t.TempDir()
+	file := filepath.Join(dir, "test_00.jpg")
+	os.WriteFile(file, []byte("image"), 0o644)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "test_00:Paul") })}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		srv.Serve(ln)
+	}()
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{URL: "http://" + addr + "/", Files: []string{file}, Expected: map[string]string{"test_00": "Paul"}, Refused: 10 * time.Second})
+	if err != nil || rep.Correct != 1 {
+		t.Fatalf("with Refused set: %+v, %v", rep.Outcomes, err)
+	}
+	rep, err = Run(context.Background(), Config{URL: "http://127.0.0.1:1/", Files: []string{file}})
+	if err != nil || rep.Failed != 1 || !errors.Is(rep.Outcomes[0].Err, syscall.ECONNREFUSED) {
+		t.Fatalf("without Refused: %+v, %v", rep.Outcomes, err)
 	}
 }
