@@ -210,3 +210,39 @@ func TestBadScale(t *testing.T) {
 		}
 	}
 }
+
+// Whatever image/jpeg decodes, Decode decodes to the same pixels at scale
+// 1, and no input makes it panic at any scale or window.
+func FuzzDecode(f *testing.F) {
+	paths, err := filepath.Glob("testdata/*.jpeg")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+		if err != nil || cfg.Width*cfg.Height > 1e6 || cfg.Width == 0 || cfg.Height == 0 {
+			return // too slow to fuzz, or an image with no pixels, which has no window
+		}
+		for _, scale := range []int{2, 4, 8} {
+			Decode(bytes.NewReader(data), scale, image.Rect(cfg.Width/3, cfg.Height/4, cfg.Width, cfg.Height/2+1))
+		}
+		want, err := jpeg.Decode(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		got, err := Decode(bytes.NewReader(data), 1, want.Bounds())
+		if err != nil {
+			t.Fatalf("image/jpeg decodes it, Decode says %v", err)
+		}
+		if g, w := rgba(got), rgba(want); g.Rect != w.Rect || !bytes.Equal(g.Pix, w.Pix) {
+			t.Fatal("pixels differ from image/jpeg's")
+		}
+	})
+}
