@@ -74,9 +74,9 @@ func TestWorkerMemoryBound(t *testing.T) {
 		data        []byte
 	}{
 		{"eagle7000.jpg", "bald eagle", progressive(t, 7000, 7000, testimage.BlockColours(eagle, 875, 875))},
-		{"wide.jpg", "", progressive(t, 64000, 776, testimage.BlockColours(eagle, 8000, 97))},
+		{"wide.jpg", "", progressive(t, 49000, 1016, testimage.BlockColours(eagle, 6125, 127))},
 		{"deep16.png", "", pngOf(t, 7000, 7000, 16, 6)},
-		{"wide16.png", "", pngOf(t, 65535, 762, 16, 2)},
+		{"wide16.png", "", pngOf(t, 49000, 1020, 16, 6)},
 	}
 	for i, u := range uploads {
 		sum := sha256.Sum256(u.data)

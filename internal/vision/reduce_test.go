@@ -62,10 +62,14 @@ func TestDecodeMemoryIsBounded(t *testing.T) {
 		data []byte
 	}{
 		{"progressive JPEG 7000×7000 4:4:4", progressiveJPEG(t, 7000, 7000, gradient)},
-		{"progressive JPEG 64000×776", progressiveJPEG(t, 64000, 776, gradient)},
-		{"progressive JPEG 776×64000", progressiveJPEG(t, 776, 64000, gradient)},
+		// The most a JPEG keeps: not reduced (shorter side under 1024),
+		// the longest window, every coefficient of it, and the whole
+		// image's bits.
+		{"progressive JPEG 49000×1016", progressiveJPEG(t, 49000, 1016, gradient)},
+		{"progressive JPEG 1016×49000", progressiveJPEG(t, 1016, 49000, gradient)},
 		{"PNG 7000×7000 RGBA 16-bit", bigPNG(t, 7000, 7000, 16, 6)},
 		{"PNG 7000×7000 grey 8-bit", bigPNG(t, 7000, 7000, 8, 0)},
+		{"PNG 49000×1020 RGBA 16-bit", bigPNG(t, 49000, 1020, 16, 6)},
 		{"PNG 65535×762 RGB 16-bit", bigPNG(t, 65535, 762, 16, 2)},
 		{"GIF 7000×7000", bigGIF(t, 7000, 7000)},
 		{"BMP 3600×3600 1-bit", bmp1(3600, 3600)},
