@@ -327,3 +327,38 @@ func rgbaOf(img image.Image) *image.RGBA {
 	}
 	return out
 }
+
+// reduce averages f×f squares of the window, the last row and column over
+// the pixels they have.
+func TestReduce(t *testing.T) {
+	// A 5×3 grey ramp: pixel (x, y) is 10x + 100y.
+	img := image.NewGray(image.Rect(0, 0, 5, 3))
+	for y := range 3 {
+		for x := range 5 {
+			img.SetGray(x, y, color.Gray{uint8(10*x + 100*y)})
+		}
+	}
+	for _, c := range []struct {
+		win  image.Rectangle
+		f    int
+		want []uint8 // grey values, row by row
+	}{
+		{image.Rect(0, 0, 5, 3), 1, []uint8{0, 10, 20, 30, 40, 100, 110, 120, 130, 140, 200, 210, 220, 230, 240}},
+		{image.Rect(0, 0, 5, 3), 2, []uint8{55, 75, 90, 205, 225, 240}},
+		{image.Rect(0, 0, 5, 3), 3, []uint8{110, 135}},
+		{image.Rect(1, 1, 4, 3), 2, []uint8{165, 180}},
+		{image.Rect(3, 0, 9, 9), 5, []uint8{135}}, // clipped to the image
+	} {
+		got := reduce(img, c.win, c.f)
+		var grey []uint8
+		for i := 0; i < len(got.Pix); i += 4 {
+			if got.Pix[i] != got.Pix[i+1] || got.Pix[i] != got.Pix[i+2] || got.Pix[i+3] != 255 {
+				t.Fatalf("window %v at 1/%d: pixel %v is not opaque grey", c.win, c.f, got.Pix[i:i+4])
+			}
+			grey = append(grey, got.Pix[i])
+		}
+		if !slices.Equal(grey, c.want) {
+			t.Errorf("window %v at 1/%d: %v, want %v", c.win, c.f, grey, c.want)
+		}
+	}
+}
