@@ -52,7 +52,10 @@ func (p Preprocess) Tensor(img image.Image, dst []float32, s *Scratch) error {
 	if len(dst) != p.TensorLen() {
 		return fmt.Errorf("tensor buffer holds %d floats, need %d", len(dst), p.TensorLen())
 	}
-	sb := img.Bounds()
+	// Only the centred window that Decode keeps of a panorama is read, so
+	// that an image gives the same tensor whether it was decoded whole or
+	// not (and a 65535×1 one does not make a 16-million-pixel resize).
+	sb := window(img.Bounds())
 	sw, sh := sb.Dx(), sb.Dy()
 	if sw <= 0 || sh <= 0 {
 		return fmt.Errorf("image is empty (%d×%d)", sw, sh)
