@@ -219,7 +219,7 @@ func TestEmulateCommandInAnotherRegion(t *testing.T) {
 	data, port := t.TempDir(), testenv.FreePort(t)
 	cmd := exec.Command(filepath.Join(bin, "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
 	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("MOTO_PORT=%d", port), "PORT=0")
-	var out lockedBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -467,24 +467,6 @@ func getJSON(t *testing.T, url string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
 	}
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func stackOutputs(t *testing.T, c *awscfg.Clients, stack string) map[string]string {

@@ -418,31 +418,13 @@ func TestLockedTableStillAnswers(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRun starts `surge run` on data and returns once it announces its
 // URL.
-func startRun(t *testing.T, data string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+func startRun(t *testing.T, data string, args ...string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "surge"), append([]string{"run", "-data", data, "-port", "0", "-host", "127.0.0.1",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, args...)...)
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -560,7 +542,7 @@ func TestSecondRunOnOneDataDirectoryFails(t *testing.T) {
 	first, url, _ := startRun(t, data)
 	second := exec.Command(filepath.Join(bin, "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
-	var stderr lockedBuffer
+	var stderr testenv.Buffer
 	second.Stderr = &stderr
 	if err := second.Start(); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 // 5xx answers give a reason and the request id; the error itself, with the
 // server's paths, goes to the log under that id.
 func TestServerErrorsKeepDetailsInTheLog(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := newSiteLogging(t, webapi.Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	// The input bucket's directory replaced by a file: storing fails with
 	// an error that names a path on this machine.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -149,7 +148,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // With the table gone the web tier answers through the queue, and says
 // so once in its log and in /status.
 func TestTableOutageIsAMiss(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := newSiteLogging(t, webapi.Config{Model: "mobilenetv2-12-int8"}, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.worker(t)
 	s.table.Close()
@@ -192,21 +191,4 @@ func countLines(text string, parts ...string) int {
 		}
 	}
 	return n
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -138,7 +138,7 @@ func TestUploadAnsweredWhileBodiesStall(t *testing.T) {
 // logged with its request id, and the connection closed; a slow body that
 // keeps the pace is answered.
 func TestSlowBodiesAreCut(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cfg := webapi.Config{BodyWindow: 500 * time.Millisecond, BodyMinBytes: 8 << 10, BodyTimeout: 4 * time.Second}
 	s := newSiteLogging(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.worker(t)
