@@ -120,16 +120,11 @@ func progressive(t *testing.T, w, h int, dc func(c, bx, by int) uint8) []byte {
 	return buf.Bytes()
 }
 
-func pngOf(t *testing.T, w, h, depth, colourType int) []byte {
+func pngOf(t testing.TB, w, h, depth, colourType int) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	err := testimage.PNG(&buf, w, h, depth, colourType, func(y int, row []byte) {
-		for i := range row {
-			row[i] = byte(i/7 + y/5)
-		}
-	})
+	data, err := testimage.GradientPNG(w, h, depth, colourType)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return data
 }

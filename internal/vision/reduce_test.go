@@ -39,16 +39,11 @@ func progressiveJPEG(t testing.TB, w, h int, dc func(c, bx, by int) uint8) []byt
 
 func bigPNG(t testing.TB, w, h, depth, colourType int) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	err := testimage.PNG(&buf, w, h, depth, colourType, func(y int, row []byte) {
-		for i := range row {
-			row[i] = byte(i/7 + y/5)
-		}
-	})
+	data, err := testimage.GradientPNG(w, h, depth, colourType)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return data
 }
 
 // A few large images under the pixel limit, each small as a file, each

@@ -141,6 +141,18 @@ func BlockColours(img image.Image, bw, bh int) func(c, bx, by int) uint8 {
 	return func(c, bx, by int) uint8 { return ycc[by*bw+bx][c] }
 }
 
+// GradientPNG is a PNG (see PNG) of a diagonal gradient: detail enough to
+// compress like a photo, made without holding its pixels.
+func GradientPNG(width, height, depth, colourType int) ([]byte, error) {
+	var buf bytes.Buffer
+	err := PNG(&buf, width, height, depth, colourType, func(y int, row []byte) {
+		for i := range row {
+			row[i] = byte(i/7 + y/5)
+		}
+	})
+	return buf.Bytes(), err
+}
+
 // PNG writes a w×h PNG of the given bit depth (8 or 16) and colour type
 // (0 grey, 2 RGB, 4 grey and alpha, 6 RGBA) a row at a time, row y's
 // bytes from row(y, buf): so a test can make a PNG whose pixels would not
