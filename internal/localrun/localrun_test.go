@@ -633,24 +633,7 @@ func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
 			r.Body.Close()
 		}
 	}
-	for id, stem := range stems {
-		var status int
-		var body []byte
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			r, err := http.Get(fixed.URL + "/results/" + id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ = io.ReadAll(r.Body)
-			r.Body.Close()
-			if status = r.StatusCode; status != http.StatusAccepted {
-				break
-			}
-		}
-		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
-			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
-		}
-	}
+	answeredByID(t, fixed.URL, stems)
 }
 
 // A request that every delivery fails to finish (a stand-in, in this test
@@ -737,24 +720,7 @@ func TestRunKilledUnderLoadLosesNoRequest(t *testing.T) {
 	t.Logf("%d answered 503 with their ids", len(stems))
 
 	second, url, stderr := startRun(t, data, "-max-workers", "2")
-	for id, stem := range stems {
-		var status int
-		var body []byte
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			r, err := http.Get(url + "/results/" + id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ = io.ReadAll(r.Body)
-			r.Body.Close()
-			if status = r.StatusCode; status != http.StatusAccepted {
-				break
-			}
-		}
-		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
-			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
-		}
-	}
+	answeredByID(t, url, stems)
 	second.Process.Signal(os.Interrupt)
 	if err := second.Wait(); err != nil {
 		t.Fatalf("second surge run: %v\n%s", err, stderr)
@@ -803,5 +769,29 @@ func TestHurryCutsTheDrainShort(t *testing.T) {
 	}
 	if err := <-stopped; err == nil {
 		t.Fatal("Stop reported a clean drain")
+	}
+}
+
+// answeredByID waits (up to 30 s each) for GET /results/{id} to give each
+// id's answer, by the stem it must start with.
+func answeredByID(t *testing.T, url string, stems map[string]string) {
+	t.Helper()
+	for id, stem := range stems {
+		var status int
+		var body []byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			r, err := http.Get(url + "/results/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(r.Body)
+			r.Body.Close()
+			if status = r.StatusCode; status != http.StatusAccepted {
+				break
+			}
+		}
+		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
+			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
+		}
 	}
 }
