@@ -20,7 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	logstypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -335,12 +337,7 @@ func (p *Proxy) exists(ctx context.Context, m *regionClients, typ, name string) 
 		if err != nil {
 			return false, fmt.Errorf("describing log groups: %w", err)
 		}
-		for _, g := range out.LogGroups {
-			if aws.ToString(g.LogGroupName) == name {
-				return true, nil
-			}
-		}
-		return false, nil
+		return slices.ContainsFunc(out.LogGroups, func(g logstypes.LogGroup) bool { return aws.ToString(g.LogGroupName) == name }), nil
 	case "AWS::IAM::Role":
 		return p.moto.iamRoleExists(ctx, name)
 	case "AWS::Lambda::Function":
@@ -353,11 +350,7 @@ func (p *Proxy) exists(ctx context.Context, m *regionClients, typ, name string) 
 		if err != nil {
 			return false, fmt.Errorf("describing launch templates: %w", err)
 		}
-		for _, lt := range out.LaunchTemplates {
-			if aws.ToString(lt.LaunchTemplateName) == name {
-				return true, nil
-			}
-		}
+		return slices.ContainsFunc(out.LaunchTemplates, func(lt ec2types.LaunchTemplate) bool { return aws.ToString(lt.LaunchTemplateName) == name }), nil
 	}
 	return false, nil
 }
