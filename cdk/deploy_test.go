@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -17,7 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/emulate"
 	"github.com/surgeml/surge/internal/testenv"
 )
@@ -76,7 +76,7 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 	s := synthWith(t, nil)
 	outputs := deploy(t, cloud, s)
 	c := cloud.Clients
-	q, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("surge-req-queue")})
+	q, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: sdk.String("surge-req-queue")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,32 +91,32 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 		if name == "" || strings.HasPrefix(name, "surge-in-bucket") || strings.HasPrefix(name, "surge-out-bucket") {
 			t.Errorf("%s = %q, want a unique name", o, name)
 		}
-		if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)}); err != nil {
+		if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: sdk.String(name)}); err != nil {
 			t.Errorf("bucket %s: %v", name, err)
 		}
 	}
 	if outputs["ResultsTableName"] != "surge-dynamoDB" {
 		t.Errorf("ResultsTableName = %q", outputs["ResultsTableName"])
 	}
-	table, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("surge-dynamoDB")})
+	table, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String("surge-dynamoDB")})
 	if err != nil {
 		t.Fatalf("the results table: %v", err)
 	}
-	if ks := table.Table.KeySchema; len(ks) != 1 || aws.ToString(ks[0].AttributeName) != "name" || ks[0].KeyType != dbtypes.KeyTypeHash {
+	if ks := table.Table.KeySchema; len(ks) != 1 || sdk.ToString(ks[0].AttributeName) != "name" || ks[0].KeyType != dbtypes.KeyTypeHash {
 		t.Errorf("results table key schema %+v, want name alone", ks)
 	}
 	if b := table.Table.BillingModeSummary; b == nil || b.BillingMode != dbtypes.BillingModePayPerRequest {
 		t.Errorf("results table billing %+v, want on demand", b)
 	}
 	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:Name"), Values: []string{"web-instance"}},
+		{Name: sdk.String("tag:Name"), Values: []string{"web-instance"}},
 	}})
 	if err != nil || len(web.Reservations) != 1 {
 		t.Fatalf("web-instance: %v, %v", web, err)
 	}
-	vpc := aws.ToString(web.Reservations[0].Instances[0].VpcId)
+	vpc := sdk.ToString(web.Reservations[0].Instances[0].VpcId)
 	groups, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-		{Name: aws.String("vpc-id"), Values: []string{vpc}}, {Name: aws.String("group-name"), Values: []string{"default"}},
+		{Name: sdk.String("vpc-id"), Values: []string{vpc}}, {Name: sdk.String("group-name"), Values: []string{"default"}},
 	}})
 	if err != nil || len(groups.SecurityGroups) != 1 {
 		t.Fatalf("default security group of %s: %v, %v", vpc, groups, err)
@@ -154,12 +154,12 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	ctx := context.Background()
 	s := synthWith(t, nil)
 	outputs := deploy(t, cloud, s)
-	workers := ec2fleet.New(cloud.Clients.EC2, "surge", "surge-worker")
+	workers := aws.NewFleet(cloud.Clients.EC2, "surge", "surge-worker")
 	if err := workers.Launch(ctx, []string{"app-tier-instance-1", "app-tier-instance-2", "app-tier-instance-3"}); err != nil {
 		t.Fatal(err)
 	}
 	c := cloud.Clients
-	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(outputs["InputBucketName"]), Key: aws.String("x.jpg"), Body: strings.NewReader("x")}); err != nil {
+	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: sdk.String(outputs["InputBucketName"]), Key: sdk.String("x.jpg"), Body: strings.NewReader("x")}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -168,7 +168,7 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	}
 	t.Logf("destroyed in %v", time.Since(start).Round(time.Second))
 	all, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
+		{Name: sdk.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -177,21 +177,21 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 		for _, in := range r.Instances {
 			var tags []string
 			for _, tg := range in.Tags {
-				tags = append(tags, aws.ToString(tg.Key)+"="+aws.ToString(tg.Value))
+				tags = append(tags, sdk.ToString(tg.Key)+"="+sdk.ToString(tg.Value))
 			}
-			t.Errorf("instance %s %v (%s) outlived the stack", aws.ToString(in.InstanceId), tags, in.State.Name)
+			t.Errorf("instance %s %v (%s) outlived the stack", sdk.ToString(in.InstanceId), tags, in.State.Name)
 		}
 	}
-	if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(outputs["InputBucketName"])}); err == nil {
+	if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: sdk.String(outputs["InputBucketName"])}); err == nil {
 		t.Error("the input bucket outlived the stack")
 	}
-	if _, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("surge-req-queue")}); err == nil {
+	if _, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: sdk.String("surge-req-queue")}); err == nil {
 		t.Error("the request queue outlived the stack")
 	}
 	// The table's name is fixed: had it outlived the stack, the next
 	// deployment of the prefix would fail.
 	var gone *dbtypes.ResourceNotFoundException
-	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("surge-dynamoDB")}); !errors.As(err, &gone) {
+	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String("surge-dynamoDB")}); !errors.As(err, &gone) {
 		t.Errorf("the results table outlived the stack: %v", err)
 	}
 	deploy(t, cloud, s)
@@ -203,28 +203,28 @@ func TestDeploysIntoAnExistingVpc(t *testing.T) {
 	cloud := emulatedAccount(t)
 	ctx := context.Background()
 	c := cloud.Clients
-	vpc, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.20.0.0/16")})
+	vpc, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdk.String("10.20.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var subnets []string
 	for i, zone := range []string{"us-east-1c", "us-east-1d"} {
 		sn, err := c.EC2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
-			VpcId: vpc.Vpc.VpcId, AvailabilityZone: aws.String(zone), CidrBlock: aws.String("10.20." + string(rune('1'+i)) + ".0/24"),
+			VpcId: vpc.Vpc.VpcId, AvailabilityZone: sdk.String(zone), CidrBlock: sdk.String("10.20." + string(rune('1'+i)) + ".0/24"),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		subnets = append(subnets, aws.ToString(sn.Subnet.SubnetId))
+		subnets = append(subnets, sdk.ToString(sn.Subnet.SubnetId))
 	}
-	s := synthWith(t, map[string]any{"vpcId": aws.ToString(vpc.Vpc.VpcId), "subnetIds": strings.Join(subnets, ",")})
+	s := synthWith(t, map[string]any{"vpcId": sdk.ToString(vpc.Vpc.VpcId), "subnetIds": strings.Join(subnets, ",")})
 	deploy(t, cloud, s)
-	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:Name"), Values: []string{"web-instance"}}}})
+	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: sdk.String("tag:Name"), Values: []string{"web-instance"}}}})
 	if err != nil || len(web.Reservations) != 1 {
 		t.Fatalf("web-instance: %v, %v", web, err)
 	}
 	in := web.Reservations[0].Instances[0]
-	if aws.ToString(in.SubnetId) != subnets[0] || aws.ToString(in.Placement.AvailabilityZone) != "us-east-1c" {
-		t.Errorf("web instance in %s/%s, want %s/us-east-1c", aws.ToString(in.SubnetId), aws.ToString(in.Placement.AvailabilityZone), subnets[0])
+	if sdk.ToString(in.SubnetId) != subnets[0] || sdk.ToString(in.Placement.AvailabilityZone) != "us-east-1c" {
+		t.Errorf("web instance in %s/%s, want %s/us-east-1c", sdk.ToString(in.SubnetId), sdk.ToString(in.Placement.AvailabilityZone), subnets[0])
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/userdata"
 )
 
@@ -318,7 +318,7 @@ func (s *surge) workers() {
 	// A worker marks its instance ready, which is all it may tag.
 	r.AddToPolicy(statementIf("MarkOwnInstanceReady", []string{"ec2:CreateTags"}, map[string]any{
 		"StringEquals":              s.fleetTag("aws:ResourceTag/"),
-		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{ec2fleet.TagReady}},
+		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{aws.TagReady}},
 	}, s.ec2ARN("instance", "*")))
 
 	modelEnv, files := s.modelAssets()
@@ -407,7 +407,7 @@ func statementIf(sid string, actions []string, conditions map[string]any, resour
 // fleetTag is the condition that a resource or request (by prefix,
 // "aws:ResourceTag/" or "aws:RequestTag/") carries this fleet's tag.
 func (s *surge) fleetTag(prefix string) map[string]any {
-	return map[string]any{prefix + ec2fleet.TagFleet: s.names.Fleet}
+	return map[string]any{prefix + aws.TagFleet: s.names.Fleet}
 }
 
 func (s *surge) webTier() {

@@ -21,7 +21,7 @@ import (
 	"github.com/surgeml/surge/internal/dirlock"
 	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/webapi"
 )
 
@@ -41,7 +41,7 @@ func run() error {
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
 	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(envvar.Int("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
 	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", scaling.DefaultMax), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", events.DefaultMaxWorkers), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
 		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
 	handover := fs.String("handover", envvar.String("SURGE_HANDOVER", ""),

@@ -18,12 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/surgeml/surge/internal/apptier"
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/ec2fleet"
 	"github.com/surgeml/surge/internal/envvar"
-	"github.com/surgeml/surge/internal/instance"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/recognize"
@@ -93,7 +91,7 @@ func run() error {
 		// deadline. Marking retries for about a minute (a new instance's
 		// role can lag), in the background, so work starts now.
 		go func() {
-			if err := ec2fleet.MarkReady(ctx, self.ec2, self.id.ID); err != nil && ctx.Err() == nil {
+			if err := aws.MarkReady(ctx, self.ec2, self.id.ID); err != nil && ctx.Err() == nil {
 				log.Error("could not mark this instance ready; working anyway, but the scaler will replace it after its boot deadline", "id", self.id.ID, "err", err)
 			}
 		}()
@@ -103,7 +101,7 @@ func run() error {
 		// Holding nothing, the instance can go: terminating it here saves
 		// the scaler a decision and works even if the scaler is down.
 		log.Info("terminating this instance", "id", self.id.ID)
-		return ec2fleet.Terminate(context.WithoutCancel(ctx), self.ec2, self.id.ID)
+		return aws.Terminate(context.WithoutCancel(ctx), self.ec2, self.id.ID)
 	}
 	if errors.Is(err, apptier.ErrIdle) {
 		err = nil
@@ -114,16 +112,16 @@ func run() error {
 
 // ec2Self is this worker's EC2 instance.
 type ec2Self struct {
-	id  instance.Identity
+	id  aws.InstanceIdentity
 	ec2 *ec2.Client
 }
 
 func whoAmI(ctx context.Context) (*ec2Self, error) {
-	c, err := awscfg.Load(ctx)
+	c, err := aws.LoadClients(ctx)
 	if err != nil {
 		return nil, err
 	}
-	id, err := instance.Lookup(ctx, c.Config)
+	id, err := aws.LookupInstance(ctx, c.Config)
 	if err != nil {
 		return nil, err
 	}

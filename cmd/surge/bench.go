@@ -20,7 +20,7 @@ import (
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/vision"
 	"github.com/surgeml/surge/internal/webapi"
 	"github.com/surgeml/surge/internal/workload"
@@ -37,7 +37,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	requests := fs.Int("requests", 1000, "requests per throughput run")
 	concurrency := fs.Int("concurrency", 100, "requests in flight in the throughput runs")
 	sequential := fs.Int("sequential", 200, "requests sent one at a time for the latency run")
-	maxWorkers := fs.Int("max-workers", scaling.DefaultMax, "fleet cap")
+	maxWorkers := fs.Int("max-workers", events.DefaultMaxWorkers, "fleet cap")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
 	if *images == "" {

@@ -14,7 +14,7 @@ import (
 	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/workload"
 )
 
@@ -33,7 +33,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	scalerRestarts := fs.Int("scaler-restarts", 2, "scaler restarts, spread over the run")
 	restart := fs.Bool("restart", true, "stop the whole system half-way, as Ctrl-C does, and start it again on the same data")
 	limit := fs.Duration("max-duration", 15*time.Minute, "give up after this long")
-	maxWorkers := fs.Int("max-workers", scaling.DefaultMax, "fleet cap")
+	maxWorkers := fs.Int("max-workers", events.DefaultMaxWorkers, "fleet cap")
 	visibility := fs.Duration("visibility", 5*time.Second, "request visibility timeout: how soon a killed worker's request is handed out again")
 	drain := fs.Duration("drain-timeout", 2*time.Second, "the web tier's drain at the restart: short, so that some clients get 503 with an id and collect their answers later")
 	data := fs.String("data", "", "data directory (default: a new temporary one, removed afterwards)")

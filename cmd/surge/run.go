@@ -17,7 +17,7 @@ import (
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/webapi"
 )
 
@@ -28,7 +28,7 @@ func runCmd(ctx context.Context, args []string) error {
 	mcfg := config.ModelFlags(fs)
 	fs.StringVar(&cfg.Host, "host", envvar.String("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
 	fs.IntVar(&cfg.Port, "port", envvar.Int("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", scaling.DefaultMax), "most worker processes at once (env MAX_WORKERS)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),

@@ -17,16 +17,12 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/blob"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/results"
-	"github.com/surgeml/surge/internal/retry"
 	"github.com/surgeml/surge/internal/vision"
 )
 
 // Requests is the request queue as the worker uses it.
 type Requests interface {
-	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
 	Extend(ctx context.Context, receipt string, d time.Duration) error
 	Delete(ctx context.Context, receipt string) error
 }
@@ -49,7 +45,7 @@ type Outputs interface {
 // Table is the results table, where each answer is recorded under its
 // file name for the web tier to reuse.
 type Table interface {
-	Put(ctx context.Context, it results.Item) error
+	Put(ctx context.Context, it events.Item) error
 }
 
 // Recognizer labels a decoded image. Implementations must allow
@@ -104,7 +100,7 @@ type Worker struct {
 	inputs     Inputs
 	outputs    Outputs
 	table      Table
-	tableOK    *results.Health
+	tableOK    *events.TableHealth
 	recognizer Recognizer
 	log        *slog.Logger
 
@@ -118,7 +114,7 @@ type Worker struct {
 func New(cfg Config, requests Requests, responses Results, inputs Inputs, outputs Outputs, table Table, r Recognizer, log *slog.Logger) *Worker {
 	cfg.defaults()
 	return &Worker{cfg: cfg, requests: requests, results: responses, inputs: inputs, outputs: outputs, table: table,
-		tableOK: results.NewHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
+		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
 }
 
 // Run receives and processes requests until ctx is cancelled, then
@@ -131,7 +127,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		// Wait for a free slot, then ask for as many messages as are free.
 		select {
@@ -209,7 +205,7 @@ func transient(err error) *failure {
 	return &failure{code: events.ErrFailed, err: err}
 }
 
-func (w *Worker) handle(ctx context.Context, m queue.Message) {
+func (w *Worker) handle(ctx context.Context, m events.Message) {
 	start := time.Now()
 	req, err := events.DecodeRequest(m.Body)
 	if err != nil {
@@ -260,7 +256,7 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 		}
 	}()
 	data, err := w.inputs.Get(ctx, req.Key)
-	if errors.Is(err, blob.ErrNotFound) {
+	if errors.Is(err, events.ErrNoObject) {
 		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s is missing", req.Key))
 	}
 	if err != nil {
@@ -295,7 +291,7 @@ func (w *Worker) record(ctx context.Context, req events.Request, res events.Resu
 	if w.table == nil {
 		return ""
 	}
-	err := w.table.Put(ctx, results.Item{
+	err := w.table.Put(ctx, events.Item{
 		Name: req.Name, Stem: req.Stem, Label: res.Label, Score: res.Score,
 		Model: res.Model, SHA256: req.SHA256, Time: time.Now(),
 	})
@@ -321,7 +317,7 @@ func (w *Worker) answer(ctx context.Context, res events.Result) error {
 // shortening its invisibility so the retry comes soon. On the last
 // delivery the client is told instead of being left to time out; the
 // request still goes to the dead-letter queue for inspection.
-func (w *Worker) retryLater(ctx context.Context, m queue.Message, req events.Request, log *slog.Logger, f *failure) {
+func (w *Worker) retryLater(ctx context.Context, m events.Message, req events.Request, log *slog.Logger, f *failure) {
 	if m.ReceiveCount >= w.cfg.MaxReceives {
 		res := events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Worker: w.cfg.Name,
 			Error: &events.Error{Code: events.ErrFailed, Message: fmt.Sprintf("gave up after %d attempts: %v", m.ReceiveCount, f.err)}}

@@ -17,7 +17,6 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/apptier"
 	"github.com/surgeml/surge/internal/filestore"
-	"github.com/surgeml/surge/internal/queue"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/sqlitequeue"
 	"github.com/surgeml/surge/internal/sqlitetable"
@@ -116,7 +115,7 @@ func (r *rig) result(t *testing.T, within time.Duration) events.Result {
 	return res
 }
 
-func (r *rig) counts(t *testing.T, q *sqlitequeue.Queue) queue.Counts {
+func (r *rig) counts(t *testing.T, q *sqlitequeue.Queue) events.Counts {
 	t.Helper()
 	c, err := q.Counts(context.Background())
 	if err != nil {

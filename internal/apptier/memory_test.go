@@ -18,7 +18,6 @@ import (
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/vision"
-	"github.com/surgeml/surge/internal/vision/testimage"
 )
 
 // workerMemoryBound is the README's bound on a worker's resident memory
@@ -73,8 +72,8 @@ func TestWorkerMemoryBound(t *testing.T) {
 		name, label string
 		data        []byte
 	}{
-		{"eagle7000.jpg", "bald eagle", progressive(t, 7000, 7000, testimage.BlockColours(eagle, 875, 875))},
-		{"wide.jpg", "", progressive(t, 49000, 1016, testimage.BlockColours(eagle, 6125, 127))},
+		{"eagle7000.jpg", "bald eagle", progressive(t, 7000, 7000, testenv.BlockColours(eagle, 875, 875))},
+		{"wide.jpg", "", progressive(t, 49000, 1016, testenv.BlockColours(eagle, 6125, 127))},
 		{"deep16.png", "", pngOf(t, 7000, 7000, 16, 6)},
 		{"wide16.png", "", pngOf(t, 49000, 1020, 16, 6)},
 	}
@@ -114,7 +113,7 @@ func TestWorkerMemoryBound(t *testing.T) {
 func progressive(t *testing.T, w, h int, dc func(c, bx, by int) uint8) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := testimage.ProgressiveJPEG(&buf, w, h, dc); err != nil {
+	if err := testenv.ProgressiveJPEG(&buf, w, h, dc); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -122,7 +121,7 @@ func progressive(t *testing.T, w, h int, dc func(c, bx, by int) uint8) []byte {
 
 func pngOf(t testing.TB, w, h, depth, colourType int) []byte {
 	t.Helper()
-	data, err := testimage.GradientPNG(w, h, depth, colourType)
+	data, err := testenv.GradientPNG(w, h, depth, colourType)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/motoserver"
 )
 
@@ -41,9 +41,9 @@ func Main(m *testing.M) {
 }
 
 // Clients are SDK clients for the moto_server Main started.
-func Clients(t testing.TB) *awscfg.Clients {
+func Clients(t testing.TB) *aws.Clients {
 	t.Helper()
-	c, err := awscfg.Load(context.Background())
+	c, err := aws.LoadClients(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +51,14 @@ func Clients(t testing.TB) *awscfg.Clients {
 }
 
 // LaunchTemplate creates a worker launch template called name.
-func LaunchTemplate(t testing.TB, c *awscfg.Clients, name string) {
+func LaunchTemplate(t testing.TB, c *aws.Clients, name string) {
 	t.Helper()
 	_, err := c.EC2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name),
+		LaunchTemplateName: sdk.String(name),
 		LaunchTemplateData: &types.RequestLaunchTemplateData{
-			ImageId:      aws.String("ami-12345678"),
+			ImageId:      sdk.String("ami-12345678"),
 			InstanceType: types.InstanceTypeT3Micro,
-			UserData:     aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
+			UserData:     sdk.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))),
 		},
 	})
 	if err != nil {
@@ -68,12 +68,12 @@ func LaunchTemplate(t testing.TB, c *awscfg.Clients, name string) {
 
 // Function creates a Lambda function called name (moto keeps it; nothing
 // runs it), with a role to satisfy the API.
-func Function(t testing.TB, c *awscfg.Clients, name string) {
+func Function(t testing.TB, c *aws.Clients, name string) {
 	t.Helper()
 	ctx := context.Background()
 	role, err := iam.NewFromConfig(c.Config).CreateRole(ctx, &iam.CreateRoleInput{
-		RoleName:                 aws.String(name + "-role"),
-		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
+		RoleName:                 sdk.String(name + "-role"),
+		AssumeRolePolicyDocument: sdk.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +84,8 @@ func Function(t testing.TB, c *awscfg.Clients, name string) {
 	w.Write([]byte("#!/bin/sh\n"))
 	zw.Close()
 	if _, err := lambda.NewFromConfig(c.Config).CreateFunction(ctx, &lambda.CreateFunctionInput{
-		FunctionName: aws.String(name), Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023,
-		Handler: aws.String("bootstrap"), Code: &lambdatypes.FunctionCode{ZipFile: zipped.Bytes()},
+		FunctionName: sdk.String(name), Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023,
+		Handler: sdk.String("bootstrap"), Code: &lambdatypes.FunctionCode{ZipFile: zipped.Bytes()},
 	}); err != nil {
 		t.Fatal(err)
 	}

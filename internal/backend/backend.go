@@ -10,23 +10,16 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/blob"
-	"github.com/surgeml/surge/internal/dynamotable"
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/filestore"
-	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/procfleet"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/results"
-	"github.com/surgeml/surge/internal/s3store"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/sqlitequeue"
 	"github.com/surgeml/surge/internal/sqlitetable"
-	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // requestHold is how long a received request stays hidden before its
-// worker extends it (see sqsqueue.Queue.HoldReceived).
+// worker extends it (see aws.Queue.HoldReceived).
 const requestHold = 5 * time.Second
 
 // Names are the cloud resource names derived from a prefix.
@@ -81,16 +74,16 @@ type Config struct {
 
 // Backends are a tier's queues and buckets.
 type Backends struct {
-	Requests, Responses queue.Queue
+	Requests, Responses events.Queue
 	// RequestDeadLetters holds requests delivered MaxReceives times.
-	RequestDeadLetters queue.Queue
-	Inputs, Outputs    blob.Store
+	RequestDeadLetters events.Queue
+	Inputs, Outputs    events.Store
 	// Results is the results table, and ResultsName its name.
-	Results     results.Table
+	Results     events.Table
 	ResultsName string
 	// Fleet shows the workers (read-only).
 	Fleet interface {
-		List(ctx context.Context) ([]fleet.Instance, error)
+		List(ctx context.Context) ([]events.Instance, error)
 	}
 	// Changed, when set, returns a channel closed on the next change to the
 	// request queue, so a scaler can react before its next tick.
@@ -170,7 +163,7 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 // openAWS finds the queues, buckets and fleet the CDK stack (or the
 // emulator) made for the prefix, with the SDK's standard configuration.
 func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
-	c, err := awscfg.Load(ctx)
+	c, err := aws.LoadClients(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -185,14 +178,14 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		names.Table = cfg.Table
 	}
 	b := &Backends{
-		Results:     dynamotable.New(c.Dynamo, names.Table),
+		Results:     aws.NewTable(c.Dynamo, names.Table),
 		ResultsName: names.Table,
-		Inputs:      s3store.New(c.S3, names.InputBucket),
-		Outputs:     s3store.New(c.S3, names.OutputBucket),
-		Fleet:       ec2fleet.New(c.EC2, names.Fleet, names.LaunchTemplate),
+		Inputs:      aws.NewBucket(c.S3, names.InputBucket),
+		Outputs:     aws.NewBucket(c.S3, names.OutputBucket),
+		Fleet:       aws.NewFleet(c.EC2, names.Fleet, names.LaunchTemplate),
 	}
 	type opening struct {
-		dst  *queue.Queue
+		dst  *events.Queue
 		name string
 	}
 	queues := []opening{{&b.Requests, names.RequestQueue}, {&b.Responses, names.ResponseQueue}}
@@ -200,7 +193,7 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		queues = append(queues, opening{&b.RequestDeadLetters, names.RequestDeadLetters})
 	}
 	for _, q := range queues {
-		opened, err := sqsqueue.Open(ctx, c.SQS, q.name)
+		opened, err := aws.OpenQueue(ctx, c.SQS, q.name)
 		if err != nil {
 			return nil, err
 		}

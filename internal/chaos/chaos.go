@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/workload"
@@ -206,7 +205,7 @@ func (r *runner) kill(ctx context.Context) {
 		instances, _ := sys.Fleet.List(ctx)
 		var busy []string
 		for _, in := range instances {
-			if in.State == fleet.Running && !in.Idle {
+			if in.State == events.Running && !in.Idle {
 				busy = append(busy, in.Name)
 			}
 		}

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 )
 
 // shipLogs stands in for the CloudWatch agent the boot script configured
@@ -42,7 +42,7 @@ func (in *instance) shipLogs(ctx context.Context) {
 		in.log.Error("CloudWatch agent configuration", "err", err)
 		return
 	}
-	c, err := awscfg.Load(ctx, awscfg.Endpoint(in.m.endpoint, in.m.cfg.Region, in.id)...)
+	c, err := aws.LoadClients(ctx, aws.Endpoint(in.m.endpoint, in.m.cfg.Region, in.id)...)
 	if err != nil {
 		in.log.Error("CloudWatch agent", "err", err)
 		return
@@ -75,7 +75,7 @@ func (in *instance) shipLogs(ctx context.Context) {
 		var events []cwtypes.InputLogEvent
 		now := time.Now().UnixMilli()
 		for _, line := range strings.Split(string(b[:end]), "\n") {
-			events = append(events, cwtypes.InputLogEvent{Message: aws.String(line), Timestamp: aws.Int64(now)})
+			events = append(events, cwtypes.InputLogEvent{Message: sdk.String(line), Timestamp: sdk.Int64(now)})
 		}
 		if !f.created {
 			if _, err := logs.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &f.group, LogStreamName: &f.stream}); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {

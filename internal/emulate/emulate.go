@@ -31,7 +31,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -39,7 +39,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/awsproxy"
 	"github.com/surgeml/surge/internal/cfndeploy"
 	"github.com/surgeml/surge/internal/lambdascaler"
@@ -112,7 +112,7 @@ func (c Config) scaled(d time.Duration) time.Duration {
 type Cloud struct {
 	Moto     *motoserver.Server
 	Endpoint *awsproxy.Proxy
-	Clients  *awscfg.Clients // the emulator's own, through the endpoint
+	Clients  *aws.Clients // the emulator's own, through the endpoint
 	Region   string
 
 	cfg      Config
@@ -172,7 +172,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	}); err != nil {
 		return nil, fmt.Errorf("starting the emulated AWS endpoint: %w", err)
 	}
-	if c.Clients, err = awscfg.Load(ctx, awscfg.Endpoint(c.Endpoint.URL(), cfg.Region, "emulator")...); err != nil {
+	if c.Clients, err = aws.LoadClients(ctx, aws.Endpoint(c.Endpoint.URL(), cfg.Region, "emulator")...); err != nil {
 		return nil, err
 	}
 	c.lambdas.endpoint = c.Endpoint.URL()
@@ -245,8 +245,8 @@ func (c *Cloud) RunningWorkers(ctx context.Context) (int, error) {
 // RunningWorkers counts the running app-tier instances client sees.
 func RunningWorkers(ctx context.Context, client *ec2.Client) (int, error) {
 	out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
-		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
-		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+		{Name: sdk.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
+		{Name: sdk.String("instance-state-name"), Values: []string{"running"}},
 	}})
 	if err != nil {
 		return 0, err

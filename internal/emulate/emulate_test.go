@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -24,11 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/emulate"
-	"github.com/surgeml/surge/internal/s3store"
-	"github.com/surgeml/surge/internal/sqsqueue"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -280,7 +277,7 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 		t.Logf("%s", bytes.TrimSpace(b))
 	}
 
-	c, err := awscfg.Load(context.Background(), awscfg.Endpoint(endpoint, "us-west-2", "grader")...)
+	c, err := aws.LoadClients(context.Background(), aws.Endpoint(endpoint, "us-west-2", "grader")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +304,7 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 
 	ctx := context.Background()
 	for _, name := range []string{"x-req-queue", "x-resp-queue"} {
-		q, err := sqsqueue.Open(ctx, c.SQS, name)
+		q, err := aws.OpenQueue(ctx, c.SQS, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +315,7 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 	}
 	outputs := stackOutputs(t, c, prefix)
 	for _, o := range []string{"InputBucketName", "OutputBucketName"} {
-		keys, err := s3store.New(c.S3, outputs[o]).List(ctx)
+		keys, err := aws.NewBucket(c.S3, outputs[o]).List(ctx)
 		if err != nil || len(keys) != 100 {
 			t.Fatalf("%s %s holds %d objects, want 100 (%v)", o, outputs[o], len(keys), err)
 		}
@@ -326,13 +323,13 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 	// Fault 8: the instances' logs reach CloudWatch Logs, a stream per
 	// instance and log.
 	logs := cloudwatchlogs.NewFromConfig(c.Config)
-	streams, err := logs.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String(outputs["InstanceLogGroup"])})
+	streams, err := logs.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: sdk.String(outputs["InstanceLogGroup"])})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names []string
 	for _, s := range streams.LogStreams {
-		names = append(names, aws.ToString(s.LogStreamName))
+		names = append(names, sdk.ToString(s.LogStreamName))
 	}
 	for _, suffix := range []string{"/webtier", "/worker", "/boot"} {
 		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, suffix) }) {
@@ -345,7 +342,7 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 	}
 
 	// The warm run.
-	in := s3store.New(c.S3, outputs["InputBucketName"])
+	in := aws.NewBucket(c.S3, outputs["InputBucketName"])
 	keys, err := in.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +367,7 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 	}
 
 	// The table deleted under the running system.
-	if _, err := c.Dynamo.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(outputs["ResultsTableName"])}); err != nil {
+	if _, err := c.Dynamo.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: sdk.String(outputs["ResultsTableName"])}); err != nil {
 		t.Fatal(err)
 	}
 	renamed, renamedLabels := renamedFaces(t, files[:12], expected, "again_")
@@ -399,10 +396,10 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 
 // tableItems counts a table's items, as the grader does (Scan, Select
 // COUNT): the tiers themselves may not scan.
-func tableItems(t *testing.T, c *awscfg.Clients, name string) int {
+func tableItems(t *testing.T, c *aws.Clients, name string) int {
 	t.Helper()
 	n := 0
-	p := dynamodb.NewScanPaginator(c.Dynamo, &dynamodb.ScanInput{TableName: aws.String(name), Select: dynamotypes.SelectCount})
+	p := dynamodb.NewScanPaginator(c.Dynamo, &dynamodb.ScanInput{TableName: sdk.String(name), Select: dynamotypes.SelectCount})
 	for p.HasMorePages() {
 		page, err := p.NextPage(context.Background())
 		if err != nil {
@@ -469,7 +466,7 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-func stackOutputs(t *testing.T, c *awscfg.Clients, stack string) map[string]string {
+func stackOutputs(t *testing.T, c *aws.Clients, stack string) map[string]string {
 	t.Helper()
 	out, err := cloudformation.NewFromConfig(c.Config).DescribeStacks(context.Background(), &cloudformation.DescribeStacksInput{StackName: &stack})
 	if err != nil || len(out.Stacks) != 1 {
@@ -477,7 +474,7 @@ func stackOutputs(t *testing.T, c *awscfg.Clients, stack string) map[string]stri
 	}
 	m := map[string]string{}
 	for _, o := range out.Stacks[0].Outputs {
-		m[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+		m[sdk.ToString(o.OutputKey)] = sdk.ToString(o.OutputValue)
 	}
 	return m
 }
@@ -505,14 +502,14 @@ func TestQuotaAndCapacityAreACeiling(t *testing.T) {
 		t.Fatalf("peak %d workers; the quota holds 3 (8 vCPUs, web tier 2, workers 2 each)", peak)
 	}
 	ctx := context.Background()
-	all, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}}}})
+	all, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: sdk.String("tag:Name"), Values: []string{"app-tier-instance-*"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range all.Reservations {
 		for _, in := range r.Instances {
-			if zone := aws.ToString(in.Placement.AvailabilityZone); zone == "us-east-1a" {
-				t.Errorf("%s launched in %s, which has no capacity", aws.ToString(in.InstanceId), zone)
+			if zone := sdk.ToString(in.Placement.AvailabilityZone); zone == "us-east-1a" {
+				t.Errorf("%s launched in %s, which has no capacity", sdk.ToString(in.InstanceId), zone)
 			}
 		}
 	}
@@ -534,8 +531,8 @@ func TestQuotaAndCapacityAreACeiling(t *testing.T) {
 
 func tagOf(in ec2types.Instance, key string) string {
 	for _, tg := range in.Tags {
-		if aws.ToString(tg.Key) == key {
-			return aws.ToString(tg.Value)
+		if sdk.ToString(tg.Key) == key {
+			return sdk.ToString(tg.Value)
 		}
 	}
 	return ""
@@ -586,7 +583,7 @@ func TestFailedBootIsReplaced(t *testing.T) {
 		t.Fatalf("%d of 5 correct", rep.Correct)
 	}
 	out, err := cloud.Clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
+		{Name: sdk.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -594,7 +591,7 @@ func TestFailedBootIsReplaced(t *testing.T) {
 	var states []string
 	for _, r := range out.Reservations {
 		for _, in := range r.Instances {
-			states = append(states, aws.ToString(in.InstanceId)+" "+tagOf(in, "Name")+" "+string(in.State.Name))
+			states = append(states, sdk.ToString(in.InstanceId)+" "+tagOf(in, "Name")+" "+string(in.State.Name))
 		}
 	}
 	if len(states) < 2 {
@@ -646,7 +643,7 @@ func TestLostInstanceLosesNoRequest(t *testing.T) {
 func TestIdleWorkerTerminatesItsOwnInstance(t *testing.T) {
 	cloud, _ := faceCloud(t)
 	ctx := context.Background()
-	if err := ec2fleet.New(cloud.Clients.EC2, "unscaled", prefix+"-worker").Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+	if err := aws.NewFleet(cloud.Clients.EC2, "unscaled", prefix+"-worker").Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

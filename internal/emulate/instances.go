@@ -18,11 +18,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/userdata"
 )
@@ -101,7 +101,7 @@ func (m *machines) follow(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, in := range all {
-		id := aws.ToString(in.InstanceId)
+		id := sdk.ToString(in.InstanceId)
 		state := types.InstanceStateName("")
 		if in.State != nil {
 			state = in.State.Name
@@ -122,7 +122,7 @@ func (m *machines) follow(ctx context.Context) error {
 	}
 	// Instances EC2 no longer lists at all.
 	for id, inst := range m.running {
-		if !slices.ContainsFunc(all, func(in types.Instance) bool { return aws.ToString(in.InstanceId) == id }) {
+		if !slices.ContainsFunc(all, func(in types.Instance) bool { return sdk.ToString(in.InstanceId) == id }) {
 			inst.shutdown(syscall.SIGKILL)
 			delete(m.running, id)
 		}
@@ -132,21 +132,21 @@ func (m *machines) follow(ctx context.Context) error {
 
 func tag(in types.Instance, key string) string {
 	for _, t := range in.Tags {
-		if aws.ToString(t.Key) == key {
-			return aws.ToString(t.Value)
+		if sdk.ToString(t.Key) == key {
+			return sdk.ToString(t.Value)
 		}
 	}
 	return ""
 }
 
 func (m *machines) newInstance(ctx context.Context, in types.Instance) *instance {
-	id := aws.ToString(in.InstanceId)
+	id := sdk.ToString(in.InstanceId)
 	inst := &instance{
-		m: m, id: id, name: tag(in, "Name"), fleet: tag(in, ec2fleet.TagFleet) != "",
+		m: m, id: id, name: tag(in, "Name"), fleet: tag(in, aws.TagFleet) != "",
 		root: filepath.Join(m.dir, id), done: make(chan struct{}),
 	}
 	if in.Placement != nil {
-		inst.zone = aws.ToString(in.Placement.AvailabilityZone)
+		inst.zone = sdk.ToString(in.Placement.AvailabilityZone)
 	}
 	if inst.name == "" {
 		inst.name = id
@@ -243,10 +243,10 @@ func (in *instance) userData(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading user data: %w", err)
 	}
-	if out.UserData == nil || aws.ToString(out.UserData.Value) == "" {
+	if out.UserData == nil || sdk.ToString(out.UserData.Value) == "" {
 		return "", nil
 	}
-	b, err := base64.StdEncoding.DecodeString(aws.ToString(out.UserData.Value))
+	b, err := base64.StdEncoding.DecodeString(sdk.ToString(out.UserData.Value))
 	if err != nil {
 		return "", fmt.Errorf("user data is not base64: %w", err)
 	}
@@ -419,7 +419,7 @@ func (in *instance) powerOff(ctx context.Context) error {
 	behaviour := types.ShutdownBehaviorStop
 	if out, err := in.m.ec2.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
 		InstanceId: &in.id, Attribute: types.InstanceAttributeNameInstanceInitiatedShutdownBehavior,
-	}); err == nil && out.InstanceInitiatedShutdownBehavior != nil && aws.ToString(out.InstanceInitiatedShutdownBehavior.Value) == string(types.ShutdownBehaviorTerminate) {
+	}); err == nil && out.InstanceInitiatedShutdownBehavior != nil && sdk.ToString(out.InstanceInitiatedShutdownBehavior.Value) == string(types.ShutdownBehaviorTerminate) {
 		behaviour = types.ShutdownBehaviorTerminate
 	}
 	in.log.Warn("instance powered itself off", "then", behaviour)

@@ -18,13 +18,13 @@ import (
 	"github.com/aws/aws-lambda-go/cfn"
 	awsevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/google/uuid"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/stackhooks"
@@ -62,7 +62,7 @@ func (f *functions) config(ctx context.Context, function string) (*invocation, e
 	if err != nil {
 		return nil, fmt.Errorf("reading function %s: %w", function, err)
 	}
-	inv := &invocation{name: aws.ToString(out.FunctionName), handler: aws.ToString(out.Handler), env: map[string]string{}}
+	inv := &invocation{name: sdk.ToString(out.FunctionName), handler: sdk.ToString(out.Handler), env: map[string]string{}}
 	if out.Environment != nil {
 		maps.Copy(inv.env, out.Environment.Variables)
 	}
@@ -88,7 +88,7 @@ func (f *functions) output(name string) io.Writer {
 }
 
 func (f *functions) awsOptions(function string) []func(*config.LoadOptions) error {
-	return awscfg.Endpoint(f.endpoint, f.region, "lambda-"+function)
+	return aws.Endpoint(f.endpoint, f.region, "lambda-"+function)
 }
 
 // Invoke runs a function with a payload, asynchronously as CloudFormation
@@ -153,7 +153,7 @@ func (f *functions) syncSchedules(ctx context.Context) error {
 	}
 	want := map[string]func(context.Context){}
 	for _, r := range rules.Rules {
-		m := rateExpr.FindStringSubmatch(aws.ToString(r.ScheduleExpression))
+		m := rateExpr.FindStringSubmatch(sdk.ToString(r.ScheduleExpression))
 		if m == nil || r.State != "ENABLED" {
 			continue
 		}
@@ -167,7 +167,7 @@ func (f *functions) syncSchedules(ctx context.Context) error {
 			return err
 		}
 		for _, t := range targets.Targets {
-			arn, rule := aws.ToString(t.Arn), aws.ToString(r.Arn)
+			arn, rule := sdk.ToString(t.Arn), sdk.ToString(r.Arn)
 			if !strings.Contains(arn, ":function:") {
 				continue
 			}

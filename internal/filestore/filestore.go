@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/blob"
 )
 
 // Store is one bucket directory.
@@ -39,7 +38,7 @@ func (s *Store) path(key string) (string, error) {
 	return filepath.Join(s.dir, key), nil
 }
 
-// Put implements blob.Store.
+// Put implements events.Store.
 func (s *Store) Put(_ context.Context, key string, body []byte) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -62,7 +61,7 @@ func (s *Store) Put(_ context.Context, key string, body []byte) error {
 	return nil
 }
 
-// Get implements blob.Store.
+// Get implements events.Store.
 func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	p, err := s.path(key)
 	if err != nil {
@@ -70,7 +69,7 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	}
 	body, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading %s: %w", p, blob.ErrNotFound)
+		return nil, fmt.Errorf("reading %s: %w", p, events.ErrNoObject)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", p, err)
@@ -78,7 +77,7 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	return body, nil
 }
 
-// Delete implements blob.Store.
+// Delete implements events.Store.
 func (s *Store) Delete(_ context.Context, key string) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -90,7 +89,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// List implements blob.Store. Writes in progress (hidden files) are not
+// List implements events.Store. Writes in progress (hidden files) are not
 // objects yet and are skipped.
 func (s *Store) List(context.Context) ([]string, error) {
 	entries, err := os.ReadDir(s.dir)

@@ -3,13 +3,13 @@ package filestore_test
 import (
 	"testing"
 
-	"github.com/surgeml/surge/internal/blob"
-	"github.com/surgeml/surge/internal/blob/blobtest"
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/filestore"
 )
 
 func TestContract(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) blob.Store {
+	testenv.StoreContract(t, func(t *testing.T) events.Store {
 		s, err := filestore.Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)

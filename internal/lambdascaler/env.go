@@ -13,12 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
-	"github.com/surgeml/surge/internal/awscfg"
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/scaler"
-	"github.com/surgeml/surge/internal/scaling"
-	"github.com/surgeml/surge/internal/sqsqueue"
+	"github.com/surgeml/surge/events"
 )
 
 // FromEnv wires a handler from a function's environment, read through
@@ -42,7 +40,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 		return nil, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set")
 	}
 	env := settings{getenv: getenv}
-	maxWorkers := env.int("SURGE_MAX_WORKERS", scaling.DefaultMax)
+	maxWorkers := env.int("SURGE_MAX_WORKERS", events.DefaultMaxWorkers)
 	scfg := scaler.Config{
 		Max:                maxWorkers,
 		ScaleInDelay:       env.duration("SURGE_SCALE_IN_DELAY", 2*time.Second),
@@ -61,7 +59,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	if maxWorkers < 1 {
 		return nil, fmt.Errorf("SURGE_MAX_WORKERS is %d; it must be at least 1", maxWorkers)
 	}
-	c, err := awscfg.Load(ctx, awsOptions...)
+	c, err := aws.LoadClients(ctx, awsOptions...)
 	if err != nil {
 		return nil, err
 	}
@@ -75,11 +73,11 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	// invocation to the next while Lambda keeps the environment warm. A
 	// cold start begins afresh, so it may announce an episode that was
 	// already going on.
-	var workers scaler.Fleet = ec2fleet.New(c.EC2, fleetName, template, subnets...)
+	var workers scaler.Fleet = aws.NewFleet(c.EC2, fleetName, template, subnets...)
 	if self := getenv("AWS_LAMBDA_FUNCTION_NAME"); self != "" {
 		workers = &stoppable{Fleet: workers, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
 	}
-	s := scaler.New(scfg, sqsqueue.FromURL(c.SQS, queueURL), workers, log)
+	s := scaler.New(scfg, aws.QueueFromURL(c.SQS, queueURL), workers, log)
 	return New(hcfg, s, log.With("fleet", fleetName), out), nil
 }
 

@@ -15,7 +15,7 @@ import (
 
 	awsevents "github.com/aws/aws-lambda-go/events"
 
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/scaler"
 )
 
@@ -83,7 +83,7 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
 		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
 	}
-	ctx = ec2fleet.WithLaunchScope(ctx, LaunchScope(ev))
+	ctx = aws.WithLaunchScope(ctx, LaunchScope(ev))
 	now := h.now()
 	start := ev.Time
 	end := start.Add(h.cfg.Window)

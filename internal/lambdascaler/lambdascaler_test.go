@@ -16,18 +16,16 @@ import (
 	"time"
 
 	awsevents "github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/awstest"
-	"github.com/surgeml/surge/internal/ec2fleet"
-	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/scaler"
-	"github.com/surgeml/surge/internal/sqsqueue"
 )
 
 // The handler runs against moto_server on loopback.
@@ -70,7 +68,7 @@ func onTheSecond(t *testing.T) awsevents.EventBridgeEvent {
 func (r *rig) tokensByName(t *testing.T) map[string][]string {
 	t.Helper()
 	out, err := r.clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{
-		Filters: []types.Filter{{Name: aws.String("tag:" + ec2fleet.TagFleet), Values: []string{r.name}}},
+		Filters: []types.Filter{{Name: sdk.String("tag:" + aws.TagFleet), Values: []string{r.name}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -79,12 +77,12 @@ func (r *rig) tokensByName(t *testing.T) map[string][]string {
 	for _, res := range out.Reservations {
 		all = append(all, res.Instances...)
 	}
-	slices.SortStableFunc(all, func(a, b types.Instance) int { return aws.ToTime(a.LaunchTime).Compare(aws.ToTime(b.LaunchTime)) })
+	slices.SortStableFunc(all, func(a, b types.Instance) int { return sdk.ToTime(a.LaunchTime).Compare(sdk.ToTime(b.LaunchTime)) })
 	tokens := map[string][]string{}
 	for _, in := range all {
 		for _, tag := range in.Tags {
-			if aws.ToString(tag.Key) == "Name" {
-				tokens[aws.ToString(tag.Value)] = append(tokens[aws.ToString(tag.Value)], aws.ToString(in.ClientToken))
+			if sdk.ToString(tag.Key) == "Name" {
+				tokens[sdk.ToString(tag.Value)] = append(tokens[sdk.ToString(tag.Value)], sdk.ToString(in.ClientToken))
 			}
 		}
 	}
@@ -94,9 +92,9 @@ func (r *rig) tokensByName(t *testing.T) map[string][]string {
 var serial atomic.Int32
 
 type rig struct {
-	clients *awscfg.Clients
-	queue   *sqsqueue.Queue
-	fleet   *ec2fleet.Fleet
+	clients *aws.Clients
+	queue   *aws.Queue
+	fleet   *aws.Fleet
 	name    string
 }
 
@@ -106,7 +104,7 @@ func newRig(t *testing.T, backlog int) *rig {
 	c := awstest.Clients(t)
 	name := fmt.Sprintf("lambda-%d", serial.Add(1))
 	awstest.LaunchTemplate(t, c, name+"-worker")
-	q, err := sqsqueue.Create(ctx, c.SQS, sqsqueue.Spec{Name: name + "-req-queue", Visibility: 30 * time.Second})
+	q, err := aws.CreateQueue(ctx, c.SQS, aws.QueueSpec{Name: name + "-req-queue", Visibility: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +113,14 @@ func newRig(t *testing.T, backlog int) *rig {
 			t.Fatal(err)
 		}
 	}
-	return &rig{clients: c, queue: q, fleet: ec2fleet.New(c.EC2, name, name+"-worker"), name: name}
+	return &rig{clients: c, queue: q, fleet: aws.NewFleet(c.EC2, name, name+"-worker"), name: name}
 }
 
 // handler is one Lambda execution environment's handler: its own scaler
 // and its own view of the fleet, as another process would have.
 func (r *rig) handler(window, tick time.Duration, logs, metrics *syncBuffer) *lambdascaler.Handler {
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	s := scaler.New(scaler.Config{Max: 19}, r.queue, ec2fleet.New(r.clients.EC2, r.name, r.name+"-worker"), log)
+	s := scaler.New(scaler.Config{Max: 19}, r.queue, aws.NewFleet(r.clients.EC2, r.name, r.name+"-worker"), log)
 	return lambdascaler.New(lambdascaler.Config{Tick: tick, Window: window, Fleet: r.name}, s, log, metrics)
 }
 
@@ -290,7 +288,7 @@ func TestEventIsTheLaunchScope(t *testing.T) {
 // the fleet launches into moto until it holds limit instances, then EC2's
 // refusal is what Launch returns.
 type fakeQuota struct {
-	*ec2fleet.Fleet
+	*aws.Fleet
 	mu    sync.Mutex
 	limit int
 }
@@ -316,7 +314,7 @@ func (q *fakeQuota) Launch(ctx context.Context, names []string) error {
 	if err := q.Fleet.Launch(ctx, names[:room]); err != nil {
 		return err
 	}
-	return &fleet.CapacityError{Code: "VcpuLimitExceeded", Message: "You have requested more vCPU capacity than your current vCPU limit allows", Launched: names[:room]}
+	return &events.CapacityError{Code: "VcpuLimitExceeded", Message: "You have requested more vCPU capacity than your current vCPU limit allows", Launched: names[:room]}
 }
 
 // episodeLines returns the metric lines that count a launch-ceiling
@@ -338,7 +336,7 @@ func TestLaunchCeilingMetricOncePerEpisode(t *testing.T) {
 	r := newRig(t, 40) // 8 workers wanted
 	var logs, metrics syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	quota := &fakeQuota{Fleet: ec2fleet.New(r.clients.EC2, r.name, r.name+"-worker"), limit: 3}
+	quota := &fakeQuota{Fleet: aws.NewFleet(r.clients.EC2, r.name, r.name+"-worker"), limit: 3}
 	s := scaler.New(scaler.Config{Max: 19, CapacityBackoff: 150 * time.Millisecond, CapacityBackoffMax: 300 * time.Millisecond}, r.queue, quota, log)
 	h := lambdascaler.New(lambdascaler.Config{Tick: 100 * time.Millisecond, Window: time.Second, Fleet: r.name}, s, log, &metrics)
 	ctx := context.Background()
@@ -455,7 +453,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := lambda.NewFromConfig(r.clients.Config).PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
-		FunctionName: &fn, ReservedConcurrentExecutions: aws.Int32(0),
+		FunctionName: &fn, ReservedConcurrentExecutions: sdk.Int32(0),
 	}); err != nil {
 		t.Fatal(err)
 	}

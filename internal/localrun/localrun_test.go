@@ -23,7 +23,6 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/dirlock"
-	"github.com/surgeml/surge/internal/fleet"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/testenv"
@@ -246,7 +245,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			in, _ := sys.Fleet.List(context.Background())
 			for _, i := range in {
-				if i.State == fleet.Running && !i.Idle {
+				if i.State == events.Running && !i.Idle {
 					if sys.Fleet.Kill(i.Name) == nil {
 						killed <- i.Name
 						return

@@ -17,7 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 )
 
 // Server is a running moto_server.
@@ -114,7 +114,7 @@ func (s *Server) Env() []string {
 // Options configure an AWS SDK client for this server without touching
 // the process's environment.
 func (s *Server) Options() []func(*config.LoadOptions) error {
-	return awscfg.Endpoint(s.URL, Region, "moto")
+	return aws.Endpoint(s.URL, Region, "moto")
 }
 
 // Reset forgets every resource.

@@ -23,7 +23,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
-	"github.com/surgeml/surge/internal/fleet"
+	"github.com/surgeml/surge/events"
 )
 
 // Environment variables a launched worker receives.
@@ -32,7 +32,7 @@ const (
 	EnvStatusFile = "SURGE_STATUS_FILE" // where to report (see Reporter)
 )
 
-const snapshotFile = "fleet.json"
+const snapshotFile = "events.json"
 
 // Config describes how to run workers.
 type Config struct {
@@ -61,7 +61,7 @@ type Fleet struct {
 	procs map[string]*proc
 	exits []Exit
 	// published is the fleet as the snapshot file last showed it.
-	published []fleet.Instance
+	published []events.Instance
 	wg        sync.WaitGroup
 }
 
@@ -187,7 +187,7 @@ func (f *Fleet) Kill(name string) error {
 
 // List reports the workers with the state their status files give, and
 // republishes the snapshot if that changed.
-func (f *Fleet) List(context.Context) ([]fleet.Instance, error) {
+func (f *Fleet) List(context.Context) ([]events.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.writeSnapshotLocked(); err != nil {
@@ -196,20 +196,20 @@ func (f *Fleet) List(context.Context) ([]fleet.Instance, error) {
 	return slices.Clone(f.published), nil
 }
 
-func (f *Fleet) listLocked() []fleet.Instance {
-	out := make([]fleet.Instance, 0, len(f.procs))
+func (f *Fleet) listLocked() []events.Instance {
+	out := make([]events.Instance, 0, len(f.procs))
 	for _, p := range f.procs {
 		p.peakRSS = max(p.peakRSS, PeakRSS(p.cmd.Process.Pid))
-		in := fleet.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: fleet.Pending, Launched: p.started}
+		in := events.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: events.Pending, Launched: p.started}
 		if st, err := readStatus(f.statusPath(p.name)); err == nil && st.Ready {
-			in.State, in.Idle, in.Ready = fleet.Running, st.Held == 0, true
+			in.State, in.Idle, in.Ready = events.Running, st.Held == 0, true
 		}
 		if p.draining {
-			in.State = fleet.Draining
+			in.State = events.Draining
 		}
 		out = append(out, in)
 	}
-	slices.SortFunc(out, func(a, b fleet.Instance) int { return fleet.CompareNames(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b events.Instance) int { return events.CompareInstanceNames(a.Name, b.Name) })
 	return out
 }
 
@@ -295,7 +295,7 @@ func (f *Fleet) writeSnapshotLocked() error {
 
 type snapshot struct {
 	Updated   time.Time        `json:"updated"`
-	Instances []fleet.Instance `json:"instances"`
+	Instances []events.Instance `json:"instances"`
 }
 
 // Reader shows the fleet to processes other than the one running it.
@@ -306,10 +306,10 @@ func NewReader(dir string) *Reader { return &Reader{dir: dir} }
 
 // List returns the instances in the latest snapshot that are still alive.
 // No snapshot means no fleet yet.
-func (r *Reader) List(context.Context) ([]fleet.Instance, error) {
+func (r *Reader) List(context.Context) ([]events.Instance, error) {
 	data, err := os.ReadFile(filepath.Join(r.dir, snapshotFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return []fleet.Instance{}, nil
+		return []events.Instance{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading fleet snapshot: %w", err)
@@ -320,7 +320,7 @@ func (r *Reader) List(context.Context) ([]fleet.Instance, error) {
 	}
 	// The snapshot is only as fresh as its writer; a process that died
 	// since (with its supervisor, say) is not part of the fleet.
-	live := []fleet.Instance{}
+	live := []events.Instance{}
 	for _, in := range s.Instances {
 		if pid, err := strconv.Atoi(in.ID); err == nil && syscall.Kill(pid, 0) == nil {
 			live = append(live, in)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/fleet"
+	"github.com/surgeml/surge/events"
 )
 
 // TestMain doubles as a stand-in worker process when the fleet launches
@@ -91,8 +91,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func list(t *testing.T, l interface {
-	List(context.Context) ([]fleet.Instance, error)
-}) []fleet.Instance {
+	List(context.Context) ([]events.Instance, error)
+}) []events.Instance {
 	t.Helper()
 	in, err := l.List(context.Background())
 	if err != nil {
@@ -101,7 +101,7 @@ func list(t *testing.T, l interface {
 	return in
 }
 
-func names(in []fleet.Instance) []string {
+func names(in []events.Instance) []string {
 	var out []string
 	for _, i := range in {
 		out = append(out, i.Name)
@@ -121,7 +121,7 @@ func TestLaunchListDrain(t *testing.T) {
 	}
 	waitFor(t, "all running and idle", func() bool {
 		in := list(t, f)
-		return len(in) == 3 && !slices.ContainsFunc(in, func(i fleet.Instance) bool { return i.State != fleet.Running || !i.Idle })
+		return len(in) == 3 && !slices.ContainsFunc(in, func(i events.Instance) bool { return i.State != events.Running || !i.Idle })
 	})
 	if got := names(list(t, f)); !slices.Equal(got, want) {
 		t.Fatalf("List order %v, want %v", got, want)
@@ -133,7 +133,7 @@ func TestLaunchListDrain(t *testing.T) {
 	}
 	// Other processes see the fleet, and its state, through the snapshot.
 	reader := NewReader(dir)
-	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != fleet.Running || !got[0].Idle || !got[0].Ready || got[0].Launched.IsZero() {
+	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != events.Running || !got[0].Idle || !got[0].Ready || got[0].Launched.IsZero() {
 		t.Fatalf("Reader sees %+v", got)
 	}
 
@@ -144,7 +144,7 @@ func TestLaunchListDrain(t *testing.T) {
 	if err := f.Drain(ctx, []string{"app-tier-instance-2"}); err != nil {
 		t.Fatal(err)
 	}
-	if st := list(t, f)[1].State; st != fleet.Draining {
+	if st := list(t, f)[1].State; st != events.Draining {
 		t.Fatalf("drained instance is %s", st)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -171,7 +171,7 @@ func TestNotReadyUntilReported(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // long enough for a stand-in to report
 	in := list(t, f)
-	if len(in) != 1 || in[0].Ready || in[0].State != fleet.Pending || in[0].Launched.Before(before) || in[0].Launched.After(time.Now()) {
+	if len(in) != 1 || in[0].Ready || in[0].State != events.Pending || in[0].Launched.Before(before) || in[0].Launched.After(time.Now()) {
 		t.Fatalf("a worker that never reported: %+v", in)
 	}
 }
@@ -180,7 +180,7 @@ func TestKillIsNotADrain(t *testing.T) {
 	f, _ := newFleet(t)
 	ctx := context.Background()
 	f.Launch(ctx, []string{"app-tier-instance-1"})
-	waitFor(t, "running", func() bool { in := list(t, f); return len(in) == 1 && in[0].State == fleet.Running })
+	waitFor(t, "running", func() bool { in := list(t, f); return len(in) == 1 && in[0].State == events.Running })
 	if err := f.Kill("app-tier-instance-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestKillIsNotADrain(t *testing.T) {
 func TestStopKillsStragglers(t *testing.T) {
 	f, _ := newFleet(t, "PROCFLEET_IGNORE_TERM=1")
 	f.Launch(context.Background(), []string{"app-tier-instance-1"})
-	waitFor(t, "running", func() bool { in := list(t, f); return len(in) == 1 && in[0].State == fleet.Running })
+	waitFor(t, "running", func() bool { in := list(t, f); return len(in) == 1 && in[0].State == events.Running })
 	start := time.Now()
 	f.Stop(context.Background())
 	if took := time.Since(start); took < 2*time.Second || took > 10*time.Second {
@@ -211,9 +211,9 @@ func TestStopKillsStragglers(t *testing.T) {
 // A snapshot left behind by a dead supervisor shows no dead workers.
 func TestReaderIgnoresDeadProcesses(t *testing.T) {
 	dir := t.TempDir()
-	snap, _ := json.Marshal(snapshot{Instances: []fleet.Instance{
-		{Name: "app-tier-instance-1", ID: "999999999", State: fleet.Running},
-		{Name: "app-tier-instance-2", ID: "1", State: fleet.Running}, // init is alive
+	snap, _ := json.Marshal(snapshot{Instances: []events.Instance{
+		{Name: "app-tier-instance-1", ID: "999999999", State: events.Running},
+		{Name: "app-tier-instance-2", ID: "1", State: events.Running}, // init is alive
 	}})
 	os.WriteFile(filepath.Join(dir, snapshotFile), snap, 0o600)
 	if got := names(list(t, NewReader(dir))); !slices.Equal(got, []string{"app-tier-instance-2"}) {

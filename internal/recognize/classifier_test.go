@@ -13,7 +13,6 @@ import (
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/vision"
-	"github.com/surgeml/surge/internal/vision/testimage"
 )
 
 func classifier(t testing.TB) *recognize.Classifier {
@@ -122,14 +121,14 @@ func TestRotatedPhotoIsClassifiedUpright(t *testing.T) {
 	// Stored turned the other way: applying o makes it upright again.
 	for o, stored := range map[int]int{6: 8, 8: 6, 3: 3} {
 		var buf bytes.Buffer
-		if err := jpeg.Encode(&buf, testimage.Orient(upright, stored), &jpeg.Options{Quality: 95}); err != nil {
+		if err := jpeg.Encode(&buf, testenv.Orient(upright, stored), &jpeg.Options{Quality: 95}); err != nil {
 			t.Fatal(err)
 		}
 		sideways, err := vision.Decode(buf.Bytes(), vision.DefaultMaxPixels)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tagged, err := vision.Decode(testimage.WithOrientation(buf.Bytes(), o, true), vision.DefaultMaxPixels)
+		tagged, err := vision.Decode(testenv.WithOrientation(buf.Bytes(), o, true), vision.DefaultMaxPixels)
 		if err != nil {
 			t.Fatal(err)
 		}

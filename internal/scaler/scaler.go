@@ -16,23 +16,19 @@ import (
 	"log/slog"
 	"slices"
 	"time"
-
-	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/retry"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 )
 
 // Queue is the request queue's counts.
 type Queue interface {
-	Counts(ctx context.Context) (queue.Counts, error)
+	Counts(ctx context.Context) (events.Counts, error)
 }
 
 // Fleet is the set of workers.
 type Fleet interface {
-	List(ctx context.Context) ([]fleet.Instance, error)
+	List(ctx context.Context) ([]events.Instance, error)
 	// Launch starts workers with the given names. A refusal for want of
-	// capacity or quota is a *fleet.CapacityError naming the workers that
+	// capacity or quota is a *events.CapacityError naming the workers that
 	// did launch.
 	Launch(ctx context.Context, names []string) error
 	// Drain tells workers to finish what they hold and leave.
@@ -41,8 +37,8 @@ type Fleet interface {
 
 // Config tunes a scaler.
 type Config struct {
-	Max    int    // fleet cap [scaling.DefaultMax]
-	Prefix string // instance names [fleet.DefaultPrefix]
+	Max    int    // fleet cap [events.DefaultMax]
+	Prefix string // instance names [events.DefaultPrefix]
 	// ScaleInDelay is how long the backlog must call for fewer workers
 	// before any are drained, so a momentarily empty queue between two
 	// requests does not send a worker away. Zero drains at once.
@@ -132,10 +128,10 @@ type sample struct {
 // New returns a scaler.
 func New(cfg Config, q Queue, f Fleet, log *slog.Logger) *Scaler {
 	if cfg.Max == 0 {
-		cfg.Max = scaling.DefaultMax
+		cfg.Max = events.DefaultMaxWorkers
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = fleet.DefaultPrefix
+		cfg.Prefix = events.DefaultPrefix
 	}
 	if cfg.CapacityBackoff <= 0 {
 		cfg.CapacityBackoff = 30 * time.Second
@@ -166,7 +162,7 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 		}
 	}
 	now := s.now()
-	d := Plan(s.cfg, now, counts.Backlog(), s.stabilised(now, scaling.Desired(counts.Backlog(), s.cfg.Max)), instances)
+	d := Plan(s.cfg, now, counts.Backlog(), s.stabilised(now, events.DesiredWorkers(counts.Backlog(), s.cfg.Max)), instances)
 	s.logReplaced(now, d, instances)
 	backingOff := s.episode != nil && now.Before(s.episode.retryAt)
 	if backingOff {
@@ -175,7 +171,7 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 	var errs []error
 	if len(d.Launched) > 0 {
 		err := s.fleet.Launch(ctx, d.Launched)
-		var refused *fleet.CapacityError
+		var refused *events.CapacityError
 		if errors.As(err, &refused) {
 			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(d.Launched), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
 			d.Launched = refused.Launched
@@ -204,7 +200,7 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 // one, holds the new size and doubles the backoff. Only the start is
 // logged above Debug and marked on the decision, so an account at its
 // quota for an hour says so once.
-func (s *Scaler) ceilingHit(now time.Time, d *Decision, refused *fleet.CapacityError, size int) {
+func (s *Scaler) ceilingHit(now time.Time, d *Decision, refused *events.CapacityError, size int) {
 	if e := s.episode; e != nil {
 		e.Code, e.Message, e.Size = refused.Code, refused.Message, size
 		e.backoff = min(2*e.backoff, s.cfg.CapacityBackoffMax)
@@ -240,13 +236,13 @@ func withoutCapacityErrors(err error) error {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		var rest []error
 		for _, e := range joined.Unwrap() {
-			if !errors.Is(e, fleet.ErrNoCapacity) {
+			if !errors.Is(e, events.ErrNoCapacity) {
 				rest = append(rest, e)
 			}
 		}
 		return errors.Join(rest...)
 	}
-	if errors.Is(err, fleet.ErrNoCapacity) {
+	if errors.Is(err, events.ErrNoCapacity) {
 		return nil
 	}
 	return err
@@ -254,7 +250,7 @@ func withoutCapacityErrors(err error) error {
 
 // logReplaced logs each replaced instance once, however many reconciles
 // still see it before its termination shows.
-func (s *Scaler) logReplaced(now time.Time, d Decision, instances []fleet.Instance) {
+func (s *Scaler) logReplaced(now time.Time, d Decision, instances []events.Instance) {
 	seen := map[string]bool{}
 	for _, in := range instances {
 		key := cmp.Or(in.ID, in.Name)
@@ -297,17 +293,17 @@ func (s *Scaler) stabilised(now time.Time, desired int) int {
 // the boot deadline is replaced: terminated even if not idle, since a
 // worker takes no work before it is ready, and counted as draining from
 // then on, so a new name launches in its place as soon as the cap allows.
-func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []fleet.Instance) Decision {
-	desired := scaling.Desired(backlog, cfg.Max)
+func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []events.Instance) Decision {
+	desired := events.DesiredWorkers(backlog, cfg.Max)
 	d := Decision{Backlog: backlog, Desired: desired}
 	used := map[int]bool{}
-	var active []fleet.Instance
+	var active []events.Instance
 	for _, in := range instances {
-		if n, err := fleet.Index(cfg.Prefix, in.Name); err == nil {
+		if n, err := events.InstanceIndex(cfg.Prefix, in.Name); err == nil {
 			used[n] = true
 		}
 		switch {
-		case in.State == fleet.Draining:
+		case in.State == events.Draining:
 			d.Draining++
 		case overdue(cfg, now, in):
 			d.Replaced = append(d.Replaced, in.Name)
@@ -322,7 +318,7 @@ func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []flee
 		room := cfg.Max - len(instances)
 		for n := 1; n <= cfg.Max && len(d.Launched) < min(want, room); n++ {
 			if !used[n] {
-				d.Launched = append(d.Launched, fleet.Name(cfg.Prefix, n))
+				d.Launched = append(d.Launched, events.InstanceName(cfg.Prefix, n))
 			}
 		}
 	}
@@ -331,9 +327,9 @@ func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []flee
 	if excess := len(active) - target; excess > 0 {
 		// Drain idle instances only, highest numbers first, so the
 		// remaining fleet keeps the low names.
-		slices.SortFunc(active, func(a, b fleet.Instance) int {
-			ai, _ := fleet.Index(cfg.Prefix, a.Name)
-			bi, _ := fleet.Index(cfg.Prefix, b.Name)
+		slices.SortFunc(active, func(a, b events.Instance) int {
+			ai, _ := events.InstanceIndex(cfg.Prefix, a.Name)
+			bi, _ := events.InstanceIndex(cfg.Prefix, b.Name)
 			return bi - ai
 		})
 		for _, in := range active {
@@ -350,7 +346,7 @@ func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []flee
 
 // overdue reports whether in has had longer than the boot deadline to
 // become ready. Instances whose launch time is unknown are given forever.
-func overdue(cfg Config, now time.Time, in fleet.Instance) bool {
+func overdue(cfg Config, now time.Time, in events.Instance) bool {
 	return cfg.BootDeadline > 0 && !in.Ready && !in.Launched.IsZero() && now.Sub(in.Launched) > cfg.BootDeadline
 }
 
@@ -380,7 +376,7 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		case <-t.C:
 		case <-woken:
 			t.Stop()
-			retry.Sleep(ctx, minGap)
+			events.Sleep(ctx, minGap)
 		}
 	}
 }

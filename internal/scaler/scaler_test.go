@@ -9,27 +9,25 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/events"
 )
 
-func inst(n int, state fleet.State, idle bool) fleet.Instance {
-	return fleet.Instance{Name: fleet.Name(fleet.DefaultPrefix, n), State: state, Idle: idle, Ready: state != fleet.Pending}
+func inst(n int, state events.State, idle bool) events.Instance {
+	return events.Instance{Name: events.InstanceName(events.DefaultPrefix, n), State: state, Idle: idle, Ready: state != events.Pending}
 }
 
 // t0 is the time plans are made at in the tables.
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 // booting is an instance launched age before t0 that is not ready yet.
-func booting(n int, state fleet.State, age time.Duration) fleet.Instance {
-	return fleet.Instance{Name: fleet.Name(fleet.DefaultPrefix, n), State: state, Launched: t0.Add(-age)}
+func booting(n int, state events.State, age time.Duration) events.Instance {
+	return events.Instance{Name: events.InstanceName(events.DefaultPrefix, n), State: state, Launched: t0.Add(-age)}
 }
 
 func names(ns ...int) []string {
 	var out []string
 	for _, n := range ns {
-		out = append(out, fleet.Name(fleet.DefaultPrefix, n))
+		out = append(out, events.InstanceName(events.DefaultPrefix, n))
 	}
 	return out
 }
@@ -43,69 +41,69 @@ func span(from, to int) []int {
 }
 
 func TestPlan(t *testing.T) {
-	cfg := Config{Max: 19, Prefix: fleet.DefaultPrefix}
-	deadline := Config{Max: 19, Prefix: fleet.DefaultPrefix, BootDeadline: 5 * time.Minute}
-	run := func(n int) fleet.Instance { return inst(n, fleet.Running, true) }
-	busy := func(n int) fleet.Instance { return inst(n, fleet.Running, false) }
+	cfg := Config{Max: 19, Prefix: events.DefaultPrefix}
+	deadline := Config{Max: 19, Prefix: events.DefaultPrefix, BootDeadline: 5 * time.Minute}
+	run := func(n int) events.Instance { return inst(n, events.Running, true) }
+	busy := func(n int) events.Instance { return inst(n, events.Running, false) }
 	for _, c := range []struct {
 		name      string
 		cfg       Config
 		backlog   int
 		floor     int
-		fleet     []fleet.Instance
+		fleet     []events.Instance
 		launch    []string
 		terminate []string
 		replace   []string
 	}{
 		{name: "idle and empty", backlog: 0},
 		{name: "first request", backlog: 1, launch: names(1)},
-		{name: "nine fit one worker", backlog: 9, fleet: []fleet.Instance{busy(1)}},
-		{name: "tenth needs a second", backlog: 10, fleet: []fleet.Instance{busy(1)}, launch: names(2)},
+		{name: "nine fit one worker", backlog: 9, fleet: []events.Instance{busy(1)}},
+		{name: "tenth needs a second", backlog: 10, fleet: []events.Instance{busy(1)}, launch: names(2)},
 		{name: "burst from zero stops at the cap", backlog: 100, launch: names(span(1, 19)...)},
-		{name: "burst fills gaps first", backlog: 20, fleet: []fleet.Instance{busy(1), busy(3)}, launch: names(2, 4)},
-		{name: "pending counts as capacity", backlog: 10, fleet: []fleet.Instance{inst(1, fleet.Pending, false), inst(2, fleet.Pending, false)}},
+		{name: "burst fills gaps first", backlog: 20, fleet: []events.Instance{busy(1), busy(3)}, launch: names(2, 4)},
+		{name: "pending counts as capacity", backlog: 10, fleet: []events.Instance{inst(1, events.Pending, false), inst(2, events.Pending, false)}},
 		{name: "draining counts toward the cap", backlog: 1000,
-			fleet:  append([]fleet.Instance{inst(1, fleet.Draining, true), inst(2, fleet.Draining, true)}, fleetOf(busy, 3, 18)...),
+			fleet:  append([]events.Instance{inst(1, events.Draining, true), inst(2, events.Draining, true)}, fleetOf(busy, 3, 18)...),
 			launch: names(19)},
-		{name: "draining names are not reused", backlog: 10, fleet: []fleet.Instance{inst(1, fleet.Draining, true)}, launch: names(2, 3)},
-		{name: "all idle at zero backlog leave", backlog: 0, fleet: []fleet.Instance{run(1), run(2), run(3)}, terminate: names(3, 2, 1)},
-		{name: "busy workers are never drained", backlog: 0, fleet: []fleet.Instance{run(1), busy(2), run(3)}, terminate: names(3, 1)},
-		{name: "pending workers are not drained", backlog: 0, fleet: []fleet.Instance{inst(1, fleet.Pending, false)}},
-		{name: "the floor holds workers back", backlog: 0, floor: 2, fleet: []fleet.Instance{run(1), run(2), run(3)}, terminate: names(3)},
+		{name: "draining names are not reused", backlog: 10, fleet: []events.Instance{inst(1, events.Draining, true)}, launch: names(2, 3)},
+		{name: "all idle at zero backlog leave", backlog: 0, fleet: []events.Instance{run(1), run(2), run(3)}, terminate: names(3, 2, 1)},
+		{name: "busy workers are never drained", backlog: 0, fleet: []events.Instance{run(1), busy(2), run(3)}, terminate: names(3, 1)},
+		{name: "pending workers are not drained", backlog: 0, fleet: []events.Instance{inst(1, events.Pending, false)}},
+		{name: "the floor holds workers back", backlog: 0, floor: 2, fleet: []events.Instance{run(1), run(2), run(3)}, terminate: names(3)},
 		{name: "shrinking backlog drains the highest", backlog: 12, fleet: fleetOf(run, 1, 5), terminate: names(5, 4, 3)},
-		{name: "a lowered cap drains down to it", cfg: Config{Max: 2, Prefix: fleet.DefaultPrefix}, backlog: 100, fleet: fleetOf(run, 1, 4), terminate: names(4, 3)},
-		{name: "foreign names are ignored for numbering", backlog: 10, fleet: []fleet.Instance{{Name: "web-instance", State: fleet.Running}}, launch: names(1)},
+		{name: "a lowered cap drains down to it", cfg: Config{Max: 2, Prefix: events.DefaultPrefix}, backlog: 100, fleet: fleetOf(run, 1, 4), terminate: names(4, 3)},
+		{name: "foreign names are ignored for numbering", backlog: 10, fleet: []events.Instance{{Name: "web-instance", State: events.Running}}, launch: names(1)},
 
 		// The boot deadline.
 		{name: "booting within the deadline counts as capacity", cfg: deadline, backlog: 10,
-			fleet: []fleet.Instance{busy(1), booting(2, fleet.Running, 4*time.Minute)}},
+			fleet: []events.Instance{busy(1), booting(2, events.Running, 4*time.Minute)}},
 		{name: "exactly at the deadline is not yet overdue", cfg: deadline, backlog: 10,
-			fleet: []fleet.Instance{busy(1), booting(2, fleet.Running, 5*time.Minute)}},
+			fleet: []events.Instance{busy(1), booting(2, events.Running, 5*time.Minute)}},
 		{name: "past the deadline is replaced under a free name", cfg: deadline, backlog: 10,
-			fleet:  []fleet.Instance{busy(1), booting(2, fleet.Running, 5*time.Minute+time.Second)},
+			fleet:  []events.Instance{busy(1), booting(2, events.Running, 5*time.Minute+time.Second)},
 			launch: names(3), replace: names(2)},
 		{name: "pending past the deadline is replaced", cfg: deadline, backlog: 1,
-			fleet:  []fleet.Instance{booting(1, fleet.Pending, time.Hour)},
+			fleet:  []events.Instance{booting(1, events.Pending, time.Hour)},
 			launch: names(2), replace: names(1)},
 		{name: "replaced even when not idle: it never took work", cfg: deadline, backlog: 0,
-			fleet:   []fleet.Instance{func() fleet.Instance { in := booting(1, fleet.Running, time.Hour); in.Idle = false; return in }()},
+			fleet:   []events.Instance{func() events.Instance { in := booting(1, events.Running, time.Hour); in.Idle = false; return in }()},
 			replace: names(1)},
 		{name: "every overdue instance is replaced", cfg: deadline, backlog: 30,
-			fleet:  []fleet.Instance{booting(1, fleet.Running, time.Hour), booting(2, fleet.Pending, time.Hour), busy(3)},
+			fleet:  []events.Instance{booting(1, events.Running, time.Hour), booting(2, events.Pending, time.Hour), busy(3)},
 			launch: names(4, 5, 6, 7, 8), replace: names(1, 2)},
 		{name: "a ready instance is never replaced", cfg: deadline, backlog: 10,
-			fleet: []fleet.Instance{func() fleet.Instance { in := booting(1, fleet.Running, time.Hour); in.Ready = true; return in }()}, launch: names(2)},
-		{name: "no deadline, no replacement", backlog: 1, fleet: []fleet.Instance{booting(1, fleet.Running, 24*time.Hour)}},
+			fleet: []events.Instance{func() events.Instance { in := booting(1, events.Running, time.Hour); in.Ready = true; return in }()}, launch: names(2)},
+		{name: "no deadline, no replacement", backlog: 1, fleet: []events.Instance{booting(1, events.Running, 24*time.Hour)}},
 		{name: "unknown launch time is given forever", cfg: deadline, backlog: 1,
-			fleet: []fleet.Instance{{Name: fleet.Name(fleet.DefaultPrefix, 1), State: fleet.Running}}},
+			fleet: []events.Instance{{Name: events.InstanceName(events.DefaultPrefix, 1), State: events.Running}}},
 		{name: "a draining instance is not replaced again", cfg: deadline, backlog: 1,
-			fleet: []fleet.Instance{booting(1, fleet.Draining, time.Hour)}, launch: names(2)},
-		{name: "the replacement waits for room under the cap", cfg: Config{Max: 2, Prefix: fleet.DefaultPrefix, BootDeadline: time.Minute}, backlog: 100,
-			fleet: []fleet.Instance{busy(1), booting(2, fleet.Running, time.Hour)}, replace: names(2)},
+			fleet: []events.Instance{booting(1, events.Draining, time.Hour)}, launch: names(2)},
+		{name: "the replacement waits for room under the cap", cfg: Config{Max: 2, Prefix: events.DefaultPrefix, BootDeadline: time.Minute}, backlog: 100,
+			fleet: []events.Instance{busy(1), booting(2, events.Running, time.Hour)}, replace: names(2)},
 		{name: "a replaced instance is not also drained for scale-in", cfg: deadline, backlog: 0,
-			fleet: []fleet.Instance{run(1), booting(2, fleet.Running, time.Hour)}, terminate: names(1), replace: names(2)},
+			fleet: []events.Instance{run(1), booting(2, events.Running, time.Hour)}, terminate: names(1), replace: names(2)},
 		{name: "scale-in keeps ready workers over a replaced one", cfg: deadline, backlog: 10,
-			fleet: []fleet.Instance{run(1), run(2), booting(3, fleet.Running, time.Hour)}, replace: names(3)},
+			fleet: []events.Instance{run(1), run(2), booting(3, events.Running, time.Hour)}, replace: names(3)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cc := cfg
@@ -126,8 +124,8 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func fleetOf(make func(int) fleet.Instance, from, to int) []fleet.Instance {
-	var out []fleet.Instance
+func fleetOf(make func(int) events.Instance, from, to int) []events.Instance {
+	var out []events.Instance
 	for n := from; n <= to; n++ {
 		out = append(out, make(n))
 	}
@@ -138,19 +136,19 @@ func fleetOf(make func(int) fleet.Instance, from, to int) []fleet.Instance {
 // every backlog and starting fleet, overdue instances included.
 func TestPlanNeverExceedsCapOrCeiling(t *testing.T) {
 	for max := 1; max <= 20; max++ {
-		cfg := Config{Max: max, Prefix: fleet.DefaultPrefix, BootDeadline: time.Minute}
+		cfg := Config{Max: max, Prefix: events.DefaultPrefix, BootDeadline: time.Minute}
 		for have := 0; have <= max; have++ {
 			for draining := 0; draining <= have; draining++ {
 				for overdue := 0; draining+overdue <= have; overdue += 1 + have/4 {
-					var in []fleet.Instance
+					var in []events.Instance
 					for n := 1; n <= have; n++ {
 						switch {
 						case n <= draining:
-							in = append(in, inst(n, fleet.Draining, true))
+							in = append(in, inst(n, events.Draining, true))
 						case n <= draining+overdue:
-							in = append(in, booting(n, fleet.Running, time.Hour))
+							in = append(in, booting(n, events.Running, time.Hour))
 						default:
-							in = append(in, inst(n, fleet.Running, true))
+							in = append(in, inst(n, events.Running, true))
 						}
 					}
 					for _, backlog := range []int{0, 1, 9, 10, 50, 95, 96, 1000} {
@@ -207,8 +205,8 @@ func TestWithin(t *testing.T) {
 
 type fakeQueue struct{ backlog int }
 
-func (q *fakeQueue) Counts(context.Context) (queue.Counts, error) {
-	return queue.Counts{Visible: q.backlog}, nil
+func (q *fakeQueue) Counts(context.Context) (events.Counts, error) {
+	return events.Counts{Visible: q.backlog}, nil
 }
 
 // fakeFleet is a named fake: it records calls and applies them instantly,
@@ -218,13 +216,13 @@ func (q *fakeQueue) Counts(context.Context) (queue.Counts, error) {
 // quota; with lagging set, drained instances stay listed, as EC2's
 // eventually consistent DescribeInstances may still show them.
 type fakeFleet struct {
-	instances []fleet.Instance
+	instances []events.Instance
 	quota     int
 	lagging   bool
 	launches  [][]string // every Launch call's names
 }
 
-func (f *fakeFleet) List(context.Context) ([]fleet.Instance, error) {
+func (f *fakeFleet) List(context.Context) ([]events.Instance, error) {
 	return slices.Clone(f.instances), nil
 }
 
@@ -233,9 +231,9 @@ func (f *fakeFleet) Launch(_ context.Context, names []string) error {
 	var launched []string
 	for _, n := range names {
 		if f.quota > 0 && len(f.instances) >= f.quota {
-			return &fleet.CapacityError{Code: "VcpuLimitExceeded", Message: "You have requested more vCPU capacity than your current vCPU limit", Launched: launched}
+			return &events.CapacityError{Code: "VcpuLimitExceeded", Message: "You have requested more vCPU capacity than your current vCPU limit", Launched: launched}
 		}
-		f.instances = append(f.instances, fleet.Instance{Name: n, State: fleet.Running, Idle: true, Ready: true})
+		f.instances = append(f.instances, events.Instance{Name: n, State: events.Running, Idle: true, Ready: true})
 		launched = append(launched, n)
 	}
 	return nil
@@ -243,7 +241,7 @@ func (f *fakeFleet) Launch(_ context.Context, names []string) error {
 
 func (f *fakeFleet) Drain(_ context.Context, names []string) error {
 	if !f.lagging {
-		f.instances = slices.DeleteFunc(f.instances, func(in fleet.Instance) bool { return slices.Contains(names, in.Name) })
+		f.instances = slices.DeleteFunc(f.instances, func(in events.Instance) bool { return slices.Contains(names, in.Name) })
 	}
 	return nil
 }
@@ -431,7 +429,7 @@ func TestLaunchCeilingEndsWhenNotNeeded(t *testing.T) {
 // A refusal alongside another failure is still a ceiling, and the other
 // failure is still reported.
 func TestCapacityAmongOtherErrors(t *testing.T) {
-	refused := &fleet.CapacityError{Code: "InsufficientInstanceCapacity"}
+	refused := &events.CapacityError{Code: "InsufficientInstanceCapacity"}
 	other := errors.New("launch template not found")
 	for _, c := range []struct {
 		err  error
@@ -443,7 +441,7 @@ func TestCapacityAmongOtherErrors(t *testing.T) {
 		{nil, nil},
 	} {
 		got := withoutCapacityErrors(c.err)
-		if (got == nil) != (c.rest == nil) || (got != nil && !errors.Is(got, c.rest)) || errors.Is(got, fleet.ErrNoCapacity) {
+		if (got == nil) != (c.rest == nil) || (got != nil && !errors.Is(got, c.rest)) || errors.Is(got, events.ErrNoCapacity) {
 			t.Errorf("withoutCapacityErrors(%v) = %v, want %v", c.err, got, c.rest)
 		}
 	}
@@ -453,7 +451,7 @@ func TestCapacityAmongOtherErrors(t *testing.T) {
 // but logged once.
 func TestReplacementLoggedOnce(t *testing.T) {
 	q := &fakeQueue{backlog: 5}
-	f := &fakeFleet{lagging: true, instances: []fleet.Instance{{Name: fleet.Name(fleet.DefaultPrefix, 1), ID: "i-1", State: fleet.Running, Launched: t0}}}
+	f := &fakeFleet{lagging: true, instances: []events.Instance{{Name: events.InstanceName(events.DefaultPrefix, 1), ID: "i-1", State: events.Running, Launched: t0}}}
 	var logs logLines
 	s := New(Config{Max: 19, BootDeadline: time.Minute}, q, f, logs.logger())
 	now := t0.Add(2 * time.Minute)

@@ -27,7 +27,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"maragu.dev/goqite"
 
-	"github.com/surgeml/surge/internal/queue"
+	"github.com/surgeml/surge/events"
 )
 
 //go:embed schema.sql
@@ -170,8 +170,8 @@ func (q *Queue) Send(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// Receive implements queue.Queue.
-func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error) {
+// Receive implements events.Queue.
+func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("receiving from %s: max must be at least 1", q.name)
 	}
@@ -200,7 +200,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]que
 	}
 }
 
-func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error) {
+func (q *Queue) tryReceive(ctx context.Context, max int) ([]events.Message, error) {
 	if err := q.moveDeadLetters(ctx); err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error
 	if err != nil || !ready {
 		return nil, q.wrap("receiving from", err)
 	}
-	var msgs []queue.Message
+	var msgs []events.Message
 	for len(msgs) < max {
 		m, err := q.q.Receive(ctx)
 		if err != nil && len(msgs) == 0 {
@@ -223,7 +223,7 @@ func (q *Queue) tryReceive(ctx context.Context, max int) ([]queue.Message, error
 		if err != nil || m == nil {
 			break // hand over what is already ours; a lasting error recurs next time
 		}
-		msgs = append(msgs, queue.Message{ID: string(m.ID), Body: m.Body, Receipt: string(m.ID)})
+		msgs = append(msgs, events.Message{ID: string(m.ID), Body: m.Body, Receipt: string(m.ID)})
 	}
 	// Received messages are committed as ours: cancellation from here on
 	// would strand them until their timeout.
@@ -272,24 +272,24 @@ func (q *Queue) moveDeadLetters(ctx context.Context) error {
 	return fmt.Errorf("moving dead letters from queue %s to %s: %w", r.from, r.to, err)
 }
 
-// Extend implements queue.Queue.
+// Extend implements events.Queue.
 func (q *Queue) Extend(ctx context.Context, receipt string, d time.Duration) error {
 	return q.wrap("extending a message in", q.q.Extend(ctx, goqite.ID(receipt), d))
 }
 
-// Delete implements queue.Queue.
+// Delete implements events.Queue.
 func (q *Queue) Delete(ctx context.Context, receipt string) error {
 	return q.wrap("deleting from", q.q.Delete(ctx, goqite.ID(receipt)))
 }
 
-// Counts implements queue.Queue. Messages waiting to move to the
+// Counts implements events.Queue. Messages waiting to move to the
 // dead-letter queue count as neither visible nor in flight, as in SQS.
-func (q *Queue) Counts(ctx context.Context) (queue.Counts, error) {
+func (q *Queue) Counts(ctx context.Context) (events.Counts, error) {
 	if err := q.moveDeadLetters(ctx); err != nil {
-		return queue.Counts{}, err
+		return events.Counts{}, err
 	}
 	now := time.Now().UTC().Format(timeLayout)
-	var c queue.Counts
+	var c events.Counts
 	err := q.db.QueryRowContext(ctx, `
 		select
 			coalesce(sum(timeout <= ? and received < ?), 0),

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/queue/queuetest"
+	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/sqlitequeue"
 )
 
@@ -29,10 +29,10 @@ func open(t *testing.T, dir string, opts sqlitequeue.Options) *sqlitequeue.Queue
 }
 
 func TestContract(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T) queuetest.Setup {
+	testenv.QueueContract(t, func(t *testing.T) testenv.QueueSetup {
 		opts := sqlitequeue.Options{Visibility: time.Second, MaxReceives: 3}
 		q := open(t, t.TempDir(), opts)
-		return queuetest.Setup{Queue: q, DeadLetters: q.DeadLetters(), Visibility: opts.Visibility, MaxReceives: opts.MaxReceives}
+		return testenv.QueueSetup{Queue: q, DeadLetters: q.DeadLetters(), Visibility: opts.Visibility, MaxReceives: opts.MaxReceives}
 	})
 }
 

@@ -14,7 +14,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/surgeml/surge/internal/results"
+	"github.com/surgeml/surge/events"
 )
 
 // Table is one results table.
@@ -23,7 +23,7 @@ type Table struct {
 	path string
 }
 
-var _ results.Table = (*Table)(nil)
+var _ events.Table = (*Table)(nil)
 
 // busyTimeout bounds how long a call waits for another process's write.
 // It is short: a table that stays locked longer is treated as down, and
@@ -64,13 +64,13 @@ func (t *Table) Path() string { return t.path }
 func (t *Table) Close() error { return t.db.Close() }
 
 // Get returns the item for name.
-func (t *Table) Get(ctx context.Context, name string) (results.Item, error) {
-	it := results.Item{Name: name}
+func (t *Table) Get(ctx context.Context, name string) (events.Item, error) {
+	it := events.Item{Name: name}
 	var at string
 	err := t.db.QueryRowContext(ctx, `SELECT stem, label, score, model, sha256, time FROM results WHERE name = ?`, name).
 		Scan(&it.Stem, &it.Label, &it.Score, &it.Model, &it.SHA256, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return it, fmt.Errorf("results table: %q: %w", name, results.ErrNotFound)
+		return it, fmt.Errorf("results table: %q: %w", name, events.ErrNoItem)
 	}
 	if err != nil {
 		return it, fmt.Errorf("results table: reading %q: %w", name, err)
@@ -82,7 +82,7 @@ func (t *Table) Get(ctx context.Context, name string) (results.Item, error) {
 }
 
 // Put records it, replacing any item with its name.
-func (t *Table) Put(ctx context.Context, it results.Item) error {
+func (t *Table) Put(ctx context.Context, it events.Item) error {
 	_, err := t.db.ExecContext(ctx, `INSERT OR REPLACE INTO results (name, stem, label, score, model, sha256, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		it.Name, it.Stem, it.Label, it.Score, it.Model, it.SHA256, it.Time.UTC().Format(time.RFC3339Nano))
 	if err != nil {

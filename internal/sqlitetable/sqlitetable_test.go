@@ -5,8 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/results"
-	"github.com/surgeml/surge/internal/results/resultstest"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/sqlitetable"
 	"github.com/surgeml/surge/internal/testenv"
 )
@@ -22,7 +21,7 @@ func open(t *testing.T, dir string) *sqlitetable.Table {
 }
 
 func TestContract(t *testing.T) {
-	resultstest.Run(t, func(t *testing.T) results.Table { return open(t, t.TempDir()) })
+	testenv.TableContract(t, func(t *testing.T) events.Table { return open(t, t.TempDir()) })
 }
 
 // Two processes' handles on one file see each other's items, as the web
@@ -30,7 +29,7 @@ func TestContract(t *testing.T) {
 func TestSharedFile(t *testing.T) {
 	dir := t.TempDir()
 	a, b := open(t, dir), open(t, dir)
-	it := results.Item{Name: "test_00.jpg", Stem: "test_00", Label: "Paul", Model: "m", SHA256: "x", Time: time.Now()}
+	it := events.Item{Name: "test_00.jpg", Stem: "test_00", Label: "Paul", Model: "m", SHA256: "x", Time: time.Now()}
 	if err := a.Put(context.Background(), it); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +49,7 @@ func TestLockedRefusesWritesPromptly(t *testing.T) {
 	tab := open(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	it := results.Item{Name: "a.jpg", Stem: "a", Label: "A", Model: "m", SHA256: "x", Time: time.Now()}
+	it := events.Item{Name: "a.jpg", Stem: "a", Label: "A", Model: "m", SHA256: "x", Time: time.Now()}
 	if err := tab.Put(ctx, it); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 )
 
 // Hook handles the custom resource's requests.
@@ -45,7 +45,7 @@ type Hook struct {
 }
 
 // New returns a hook acting through c's clients.
-func New(cfg Config, c *awscfg.Clients, log *slog.Logger) *Hook {
+func New(cfg Config, c *aws.Clients, log *slog.Logger) *Hook {
 	cfg.defaults()
 	return &Hook{
 		cfg:    cfg,
@@ -65,7 +65,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	c, err := awscfg.Load(ctx, opts...)
+	c, err := aws.LoadClients(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -23,9 +23,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/surgeml/surge/internal/awscfg"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/awstest"
-	"github.com/surgeml/surge/internal/ec2fleet"
 )
 
 // The hook is tested against moto_server on loopback.
@@ -184,44 +183,44 @@ func TestCreateClosesDefaultSecurityGroup(t *testing.T) {
 // rules AWS gives one: all inbound from the group itself, all outbound to
 // 0.0.0.0/0, and to ::/0 when the VPC has IPv6. moto 5.2.1 makes only the
 // IPv4 outbound rule, so the others are added here.
-func vpcWithAWSDefaultGroup(t *testing.T, c *awscfg.Clients, cidr string) (vpc, group string) {
+func vpcWithAWSDefaultGroup(t *testing.T, c *aws.Clients, cidr string) (vpc, group string) {
 	t.Helper()
 	ctx := t.Context()
-	out, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String(cidr)})
+	out, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdk.String(cidr)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	vpc = aws.ToString(out.Vpc.VpcId)
+	vpc = sdk.ToString(out.Vpc.VpcId)
 	groups, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-		{Name: aws.String("vpc-id"), Values: []string{vpc}},
-		{Name: aws.String("group-name"), Values: []string{"default"}},
+		{Name: sdk.String("vpc-id"), Values: []string{vpc}},
+		{Name: sdk.String("group-name"), Values: []string{"default"}},
 	}})
 	if err != nil || len(groups.SecurityGroups) != 1 {
 		t.Fatalf("default group of %s: %v, %v", vpc, groups, err)
 	}
-	group = aws.ToString(groups.SecurityGroups[0].GroupId)
+	group = sdk.ToString(groups.SecurityGroups[0].GroupId)
 	if in, outRules := rules(t, c, group); len(in) != 0 || len(outRules) != 1 {
 		t.Fatalf("moto's default group has in %v, out %v; expected only 0.0.0.0/0 out (has moto changed?)", in, outRules)
 	}
 	authorizeSelf(t, c, group)
 	if _, err := c.EC2.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: &group, IpPermissions: []ec2types.IpPermission{{
-		IpProtocol: aws.String("-1"), Ipv6Ranges: []ec2types.Ipv6Range{{CidrIpv6: aws.String("::/0")}},
+		IpProtocol: sdk.String("-1"), Ipv6Ranges: []ec2types.Ipv6Range{{CidrIpv6: sdk.String("::/0")}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 	return vpc, group
 }
 
-func authorizeSelf(t *testing.T, c *awscfg.Clients, group string) {
+func authorizeSelf(t *testing.T, c *aws.Clients, group string) {
 	t.Helper()
 	if _, err := c.EC2.AuthorizeSecurityGroupIngress(t.Context(), &ec2.AuthorizeSecurityGroupIngressInput{GroupId: &group, IpPermissions: []ec2types.IpPermission{{
-		IpProtocol: aws.String("-1"), UserIdGroupPairs: []ec2types.UserIdGroupPair{{GroupId: &group}},
+		IpProtocol: sdk.String("-1"), UserIdGroupPairs: []ec2types.UserIdGroupPair{{GroupId: &group}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func rules(t *testing.T, c *awscfg.Clients, group string) (in, out []string) {
+func rules(t *testing.T, c *aws.Clients, group string) (in, out []string) {
 	t.Helper()
 	h := &Hook{ec2: c.EC2}
 	in, out, err := h.groupRules(t.Context(), group)
@@ -243,7 +242,7 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	versioned := bucket(t, c, fleet+"-out", true)
 	putObjects(t, c, versioned, 3)
 	putObjects(t, c, versioned, 3) // a second version of each
-	if _, err := c.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &versioned, Key: aws.String("object-0")}); err != nil {
+	if _, err := c.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &versioned, Key: sdk.String("object-0")}); err != nil {
 		t.Fatal(err) // and a delete marker
 	}
 
@@ -316,7 +315,7 @@ func TestDeleteAnswersFailedBeforeDeadline(t *testing.T) {
 		protected := launch(t, c, fleet, 1, true)
 		t.Cleanup(func() {
 			c.EC2.ModifyInstanceAttribute(context.Background(), &ec2.ModifyInstanceAttributeInput{
-				InstanceId: &protected[0], DisableApiTermination: &ec2types.AttributeBooleanValue{Value: aws.Bool(false)},
+				InstanceId: &protected[0], DisableApiTermination: &ec2types.AttributeBooleanValue{Value: sdk.Bool(false)},
 			})
 			c.EC2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: protected})
 		})
@@ -398,15 +397,15 @@ func TestUnknownRequestType(t *testing.T) {
 
 // launch runs n instances tagged with the fleet ("" for none), with
 // termination protection if protected.
-func launch(t *testing.T, c *awscfg.Clients, fleet string, n int, protected bool) []string {
+func launch(t *testing.T, c *aws.Clients, fleet string, n int, protected bool) []string {
 	t.Helper()
 	in := &ec2.RunInstancesInput{
-		ImageId: aws.String("ami-12345678"), InstanceType: ec2types.InstanceTypeT3Micro,
-		MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)),
+		ImageId: sdk.String("ami-12345678"), InstanceType: ec2types.InstanceTypeT3Micro,
+		MinCount: sdk.Int32(int32(n)), MaxCount: sdk.Int32(int32(n)),
 	}
 	if fleet != "" {
 		in.TagSpecifications = []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
-			{Key: aws.String(ec2fleet.TagFleet), Value: &fleet}, {Key: aws.String("Name"), Value: aws.String("app-tier-instance-1")},
+			{Key: sdk.String(aws.TagFleet), Value: &fleet}, {Key: sdk.String("Name"), Value: sdk.String("app-tier-instance-1")},
 		}}}
 	}
 	out, err := c.EC2.RunInstances(t.Context(), in)
@@ -415,12 +414,12 @@ func launch(t *testing.T, c *awscfg.Clients, fleet string, n int, protected bool
 	}
 	var ids []string
 	for _, i := range out.Instances {
-		ids = append(ids, aws.ToString(i.InstanceId))
+		ids = append(ids, sdk.ToString(i.InstanceId))
 		// moto 5.2.1 ignores RunInstances' DisableApiTermination, not
 		// ModifyInstanceAttribute's.
 		if protected {
 			if _, err := c.EC2.ModifyInstanceAttribute(t.Context(), &ec2.ModifyInstanceAttributeInput{
-				InstanceId: i.InstanceId, DisableApiTermination: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)},
+				InstanceId: i.InstanceId, DisableApiTermination: &ec2types.AttributeBooleanValue{Value: sdk.Bool(true)},
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -429,7 +428,7 @@ func launch(t *testing.T, c *awscfg.Clients, fleet string, n int, protected bool
 	return ids
 }
 
-func allIn(t *testing.T, c *awscfg.Clients, ids []string, state ec2types.InstanceStateName) bool {
+func allIn(t *testing.T, c *aws.Clients, ids []string, state ec2types.InstanceStateName) bool {
 	t.Helper()
 	out, err := c.EC2.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil {
@@ -464,13 +463,13 @@ func waitFor[T any](t *testing.T, done <-chan T, what string, cond func() bool) 
 }
 
 // scalerFunction makes a Lambda function to stand for the scaler.
-func scalerFunction(t *testing.T, c *awscfg.Clients, name string) string {
+func scalerFunction(t *testing.T, c *aws.Clients, name string) string {
 	t.Helper()
 	awstest.Function(t, c, name)
 	return name
 }
 
-func concurrency(t *testing.T, c *awscfg.Clients, function string) *int32 {
+func concurrency(t *testing.T, c *aws.Clients, function string) *int32 {
 	t.Helper()
 	out, err := lambda.NewFromConfig(c.Config).GetFunctionConcurrency(t.Context(), &lambda.GetFunctionConcurrencyInput{FunctionName: &function})
 	if err != nil {
@@ -479,7 +478,7 @@ func concurrency(t *testing.T, c *awscfg.Clients, function string) *int32 {
 	return out.ReservedConcurrentExecutions
 }
 
-func bucket(t *testing.T, c *awscfg.Clients, name string, versioned bool) string {
+func bucket(t *testing.T, c *aws.Clients, name string, versioned bool) string {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := c.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name}); err != nil {
@@ -494,13 +493,13 @@ func bucket(t *testing.T, c *awscfg.Clients, name string, versioned bool) string
 	return name
 }
 
-func putObjects(t *testing.T, c *awscfg.Clients, bucket string, n int) {
+func putObjects(t *testing.T, c *aws.Clients, bucket string, n int) {
 	t.Helper()
 	var g errgroup.Group
 	g.SetLimit(8)
 	for i := range n {
 		g.Go(func() error {
-			_, err := c.S3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(fmt.Sprintf("object-%d", i)), Body: strings.NewReader("x")})
+			_, err := c.S3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: sdk.String(fmt.Sprintf("object-%d", i)), Body: strings.NewReader("x")})
 			return err
 		})
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -19,7 +19,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/surgeml/surge/internal/ec2fleet"
+	"github.com/surgeml/surge/internal/aws"
 )
 
 // teardown is Delete: stop the scaler, end the fleet, empty the buckets,
@@ -75,7 +75,7 @@ func (h *Hook) stopScaler(ctx context.Context, log *slog.Logger) (mayLaunch bool
 	}
 	_, err = h.lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
 		FunctionName:                 &name,
-		ReservedConcurrentExecutions: aws.Int32(0),
+		ReservedConcurrentExecutions: sdk.Int32(0),
 	})
 	var notFound *lambdatypes.ResourceNotFoundException
 	switch {
@@ -116,7 +116,7 @@ func (h *Hook) endFleet(ctx context.Context, log *slog.Logger, quietAt time.Time
 			var ends []string
 			for _, in := range live {
 				if in.State != nil && in.State.Name != ec2types.InstanceStateNameShuttingDown {
-					ends = append(ends, aws.ToString(in.InstanceId))
+					ends = append(ends, sdk.ToString(in.InstanceId))
 				}
 			}
 			if len(ends) > 0 {
@@ -163,7 +163,7 @@ func (h *Hook) leftBehind(live []ec2types.Instance, quietAt time.Time, lastErr e
 			if in.State != nil {
 				state = string(in.State.Name)
 			}
-			ids = append(ids, fmt.Sprintf("%s (%s)", aws.ToString(in.InstanceId), state))
+			ids = append(ids, fmt.Sprintf("%s (%s)", sdk.ToString(in.InstanceId), state))
 		}
 		if len(live) > shown {
 			ids = append(ids, fmt.Sprintf("and %d more", len(live)-shown))
@@ -185,8 +185,8 @@ func (h *Hook) leftBehind(live []ec2types.Instance, quietAt time.Time, lastErr e
 func (h *Hook) fleetInstances(ctx context.Context) ([]ec2types.Instance, error) {
 	var out []ec2types.Instance
 	pages := ec2.NewDescribeInstancesPaginator(h.ec2, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + ec2fleet.TagFleet), Values: []string{h.cfg.Fleet}},
-		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped"}},
+		{Name: sdk.String("tag:" + aws.TagFleet), Values: []string{h.cfg.Fleet}},
+		{Name: sdk.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped"}},
 	}})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -266,7 +266,7 @@ func (h *Hook) emptyBucket(ctx context.Context, log *slog.Logger, bucket string)
 		for batch := range slices.Chunk(objects, deleteBatch) {
 			out, err := h.s3.DeleteObjects(ctx, &s3.DeleteObjectsInput{
 				Bucket: &bucket,
-				Delete: &s3types.Delete{Objects: batch, Quiet: aws.Bool(true)},
+				Delete: &s3types.Delete{Objects: batch, Quiet: sdk.Bool(true)},
 			})
 			if err != nil {
 				return fmt.Errorf("emptying bucket %s (%d deleted): %w", bucket, deleted, err)
@@ -274,7 +274,7 @@ func (h *Hook) emptyBucket(ctx context.Context, log *slog.Logger, bucket string)
 			if len(out.Errors) > 0 {
 				e := out.Errors[0]
 				return fmt.Errorf("emptying bucket %s: %d objects not deleted, such as %s: %s %s",
-					bucket, len(out.Errors), aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
+					bucket, len(out.Errors), sdk.ToString(e.Key), sdk.ToString(e.Code), sdk.ToString(e.Message))
 			}
 			deleted += len(batch)
 		}
@@ -286,7 +286,7 @@ func (h *Hook) emptyBucket(ctx context.Context, log *slog.Logger, bucket string)
 func (h *Hook) firstObjects(ctx context.Context, bucket string, versioned bool) ([]s3types.ObjectIdentifier, error) {
 	var ids []s3types.ObjectIdentifier
 	if versioned {
-		out, err := h.s3.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, MaxKeys: aws.Int32(deleteBatch)})
+		out, err := h.s3.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, MaxKeys: sdk.Int32(deleteBatch)})
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +298,7 @@ func (h *Hook) firstObjects(ctx context.Context, bucket string, versioned bool) 
 		}
 		return ids, nil
 	}
-	out, err := h.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &bucket, MaxKeys: aws.Int32(deleteBatch)})
+	out, err := h.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &bucket, MaxKeys: sdk.Int32(deleteBatch)})
 	if err != nil {
 		return nil, err
 	}

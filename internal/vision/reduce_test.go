@@ -14,7 +14,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/surgeml/surge/internal/vision/testimage"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 // allocated is how many bytes f allocates in all: an upper bound on the
@@ -31,7 +31,7 @@ func allocated(f func()) uint64 {
 func progressiveJPEG(t testing.TB, w, h int, dc func(c, bx, by int) uint8) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := testimage.ProgressiveJPEG(&buf, w, h, dc); err != nil {
+	if err := testenv.ProgressiveJPEG(&buf, w, h, dc); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -39,7 +39,7 @@ func progressiveJPEG(t testing.TB, w, h int, dc func(c, bx, by int) uint8) []byt
 
 func bigPNG(t testing.TB, w, h, depth, colourType int) []byte {
 	t.Helper()
-	data, err := testimage.GradientPNG(w, h, depth, colourType)
+	data, err := testenv.GradientPNG(w, h, depth, colourType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,21 +183,21 @@ func TestOrientation(t *testing.T) {
 		stored []byte
 		tag    func(o int, bigEndian bool) []byte
 	}{
-		{"JPEG", jpg.Bytes(), func(o int, bigEndian bool) []byte { return testimage.WithOrientation(jpg.Bytes(), o, bigEndian) }},
-		{"PNG", pngData.Bytes(), func(o int, _ bool) []byte { return testimage.PNGWithOrientation(pngData.Bytes(), o) }},
-		{"WebP", webp, func(o int, _ bool) []byte { return testimage.WebPWithOrientation(webp, 600, 400, o) }},
+		{"JPEG", jpg.Bytes(), func(o int, bigEndian bool) []byte { return testenv.WithOrientation(jpg.Bytes(), o, bigEndian) }},
+		{"PNG", pngData.Bytes(), func(o int, _ bool) []byte { return testenv.PNGWithOrientation(pngData.Bytes(), o) }},
+		{"WebP", webp, func(o int, _ bool) []byte { return testenv.WebPWithOrientation(webp, 600, 400, o) }},
 	} {
 		stored, err := Decode(c.stored, DefaultMaxPixels)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, o := range testimage.Orientations {
+		for _, o := range testenv.Orientations {
 			for _, bigEndian := range []bool{false, true} {
 				img, err := Decode(c.tag(o, bigEndian), DefaultMaxPixels)
 				if err != nil {
 					t.Fatalf("%s, orientation %d: %v", c.format, o, err)
 				}
-				want := testimage.Orient(stored, o)
+				want := testenv.Orient(stored, o)
 				if got := rgbaOf(img); got.Rect.Size() != want.Rect.Size() || !bytes.Equal(got.Pix, want.Pix) {
 					t.Errorf("%s, orientation %d (big-endian %v): %v image not shown as a viewer shows it", c.format, o, bigEndian, img.Bounds().Size())
 				}
@@ -207,7 +207,7 @@ func TestOrientation(t *testing.T) {
 }
 
 func TestTIFFOrientation(t *testing.T) {
-	le, be := testimage.TIFF(6, false), testimage.TIFF(8, true)
+	le, be := testenv.TIFF(6, false), testenv.TIFF(8, true)
 	edit := func(b []byte, at int, v ...byte) []byte {
 		b = bytes.Clone(b)
 		copy(b[at:], v)
@@ -253,16 +253,16 @@ func FuzzOrientation(f *testing.F) {
 	if err := png.Encode(&pngData, quadrants(16, 16)); err != nil {
 		f.Fatal(err)
 	}
-	for _, o := range testimage.Orientations {
-		f.Add(testimage.WithOrientation(jpg.Bytes(), o, o%2 == 0))
-		f.Add(testimage.PNGWithOrientation(pngData.Bytes(), o))
-		f.Add(testimage.TIFF(o, o%2 == 1))
+	for _, o := range testenv.Orientations {
+		f.Add(testenv.WithOrientation(jpg.Bytes(), o, o%2 == 0))
+		f.Add(testenv.PNGWithOrientation(pngData.Bytes(), o))
+		f.Add(testenv.TIFF(o, o%2 == 1))
 	}
 	webp, err := os.ReadFile("testdata/small-600x400.webp")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(testimage.WebPWithOrientation(webp, 600, 400, 5))
+	f.Add(testenv.WebPWithOrientation(webp, 600, 400, 5))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, format := range []string{"jpeg", "png", "webp"} {
 			if o := orientation(format, data); o < 1 || o > 8 {

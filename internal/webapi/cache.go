@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/results"
 )
 
 // Answers is the results table as the web tier reads it: by name only.
 type Answers interface {
-	Get(ctx context.Context, name string) (results.Item, error)
+	Get(ctx context.Context, name string) (events.Item, error)
 }
 
 // lookupTimeout bounds a table lookup: past it, the upload goes through
@@ -28,7 +27,7 @@ type cache struct {
 	// from their answers, since they are the ones that know.
 	model atomic.Pointer[string]
 
-	lookups, recording *results.Health
+	lookups, recording *events.TableHealth
 	hits, misses       atomic.Int64
 }
 
@@ -38,22 +37,22 @@ type CacheStatus struct {
 	Model     string         `json:"model"`
 	Hits      int64          `json:"hits"`
 	Misses    int64          `json:"misses"`
-	Lookups   results.Status `json:"lookups"`
-	Recording results.Status `json:"recording"` // as the workers' answers report it
+	Lookups   events.TableStatus `json:"lookups"`
+	Recording events.TableStatus `json:"recording"` // as the workers' answers report it
 }
 
 // lookup returns the recorded answer for req, if the table has one for
 // these bytes and this model.
-func (c *cache) lookup(ctx context.Context, req events.Request) (results.Item, bool) {
+func (c *cache) lookup(ctx context.Context, req events.Request) (events.Item, bool) {
 	if c.table == nil {
-		return results.Item{}, false
+		return events.Item{}, false
 	}
 	model := c.model.Load()
 	if model == nil {
 		// Until the first answer or a configured name, a recorded label
 		// may come from a model the workers no longer run.
 		c.misses.Add(1)
-		return results.Item{}, false
+		return events.Item{}, false
 	}
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	it, err := c.table.Get(lctx, req.Name)
@@ -63,7 +62,7 @@ func (c *cache) lookup(ctx context.Context, req events.Request) (results.Item, b
 		if ctx.Err() == nil {
 			c.misses.Add(1)
 		}
-		return results.Item{}, false
+		return events.Item{}, false
 	}
 	c.hits.Add(1)
 	return it, true

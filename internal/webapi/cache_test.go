@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/results"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
 )
@@ -117,7 +117,7 @@ func TestAnotherModelsAnswerIsAMiss(t *testing.T) {
 	s := newSite(t, webapi.Config{Model: "mobilenetv2-12-int8"})
 	eagle := testenv.Darknet(t, "eagle.jpg")
 	sum := sha256.Sum256(eagle)
-	old := results.Item{Name: "eagle.jpg", Stem: "eagle", Label: "osprey", Model: "older-model", SHA256: hex.EncodeToString(sum[:]), Time: time.Now()}
+	old := events.Item{Name: "eagle.jpg", Stem: "eagle", Label: "osprey", Model: "older-model", SHA256: hex.EncodeToString(sum[:]), Time: time.Now()}
 	if err := s.table.Put(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}

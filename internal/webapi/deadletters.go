@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/retry"
 )
 
 // CodeDeadLettered is the error code of a request in the dead-letter
@@ -29,7 +27,7 @@ func (s *Server) watchDeadLetters(ctx context.Context) {
 	if s.DeadLetters == nil {
 		return
 	}
-	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second}
+	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second}
 	for ctx.Err() == nil {
 		msgs, err := s.DeadLetters.Receive(ctx, 10, 20*time.Second)
 		for _, m := range msgs {
@@ -39,7 +37,7 @@ func (s *Server) watchDeadLetters(ctx context.Context) {
 	}
 }
 
-func (s *Server) deadLetter(m queue.Message) {
+func (s *Server) deadLetter(m events.Message) {
 	req, err := events.DecodeRequest(m.Body)
 	if err != nil {
 		// No request id, so no one to tell.

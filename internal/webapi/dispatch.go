@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/retry"
 )
 
 // waiters routes results to the uploads waiting for them, by request id.
@@ -57,7 +55,7 @@ func (w *waiters) len() int {
 // recorded for GET /results/{id}, handed to its waiting upload if there is
 // one, and deleted.
 func (s *Server) dispatch(ctx context.Context) {
-	backoff := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		msgs, err := s.Responses.Receive(ctx, 10, 20*time.Second)
 		s.route(context.WithoutCancel(ctx), msgs)
@@ -66,7 +64,7 @@ func (s *Server) dispatch(ctx context.Context) {
 }
 
 // route records and delivers received results, then deletes them.
-func (s *Server) route(ctx context.Context, msgs []queue.Message) {
+func (s *Server) route(ctx context.Context, msgs []events.Message) {
 	for _, m := range msgs {
 		res, err := events.DecodeResult(m.Body)
 		if err != nil {

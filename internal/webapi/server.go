@@ -18,24 +18,20 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/results"
-	"github.com/surgeml/surge/internal/scaling"
 	"github.com/surgeml/surge/internal/vision"
 )
 
 // Requests is the request queue.
 type Requests interface {
 	Send(ctx context.Context, body []byte) error
-	Counts(ctx context.Context) (queue.Counts, error)
+	Counts(ctx context.Context) (events.Counts, error)
 }
 
 // Responses is the response queue.
 type Responses interface {
-	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
 	Delete(ctx context.Context, receipt string) error
-	Counts(ctx context.Context) (queue.Counts, error)
+	Counts(ctx context.Context) (events.Counts, error)
 }
 
 // Inputs is the input bucket.
@@ -45,15 +41,15 @@ type Inputs interface {
 
 // Fleet lists the workers, for /status.
 type Fleet interface {
-	List(ctx context.Context) ([]fleet.Instance, error)
+	List(ctx context.Context) ([]events.Instance, error)
 }
 
 // DeadLetters is the request queue's dead-letter queue. The web tier
 // counts it for /status and reads it without deleting anything, to learn
 // which requests failed for good.
 type DeadLetters interface {
-	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
-	Counts(ctx context.Context) (queue.Counts, error)
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
+	Counts(ctx context.Context) (events.Counts, error)
 }
 
 // Backends are what the web tier talks to.
@@ -87,7 +83,7 @@ type Config struct {
 	BodyWindow   time.Duration
 	BodyMinBytes int64
 	BodyTimeout  time.Duration
-	MaxWorkers   int           // the scaler's cap, for /status [scaling.DefaultMax]
+	MaxWorkers   int           // the scaler's cap, for /status [events.DefaultMax]
 	ResultsKept  int           // results kept for GET /results/{id} [100000]
 	ResultsTTL   time.Duration // how long they are kept [1h]
 	// DrainTimeout bounds how long a stopping web tier keeps answering
@@ -124,7 +120,7 @@ func (c *Config) defaults() {
 		c.BodyTimeout = 2 * time.Minute
 	}
 	if c.MaxWorkers <= 0 {
-		c.MaxWorkers = scaling.DefaultMax
+		c.MaxWorkers = events.DefaultMaxWorkers
 	}
 	if c.ResultsKept <= 0 {
 		c.ResultsKept = 100_000
@@ -191,7 +187,7 @@ type job struct {
 func New(cfg Config, b Backends, log *slog.Logger) *Server {
 	cfg.defaults()
 	c := &cache{table: b.Answers, name: b.AnswersName,
-		lookups: results.NewHealth(log, "looking answers up"), recording: results.NewHealth(log, "workers recording answers")}
+		lookups: events.NewTableHealth(log, "looking answers up"), recording: events.NewTableHealth(log, "workers recording answers")}
 	if cfg.Model != "" {
 		c.model.Store(&cfg.Model)
 	}

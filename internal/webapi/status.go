@@ -4,10 +4,7 @@ import (
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/surgeml/surge/internal/fleet"
-	"github.com/surgeml/surge/internal/queue"
-	"github.com/surgeml/surge/internal/scaling"
+	"github.com/surgeml/surge/events"
 )
 
 // Status is the body of GET /status.
@@ -37,7 +34,7 @@ type UploadsStatus struct {
 
 // QueueStatus is a queue's approximate counts, or why they are unknown.
 type QueueStatus struct {
-	queue.Counts
+	events.Counts
 	Error string `json:"error,omitempty"`
 }
 
@@ -49,7 +46,7 @@ type FleetStatus struct {
 	Running   int              `json:"running"`
 	Draining  int              `json:"draining"`
 	Max       int              `json:"max"`
-	Instances []fleet.Instance `json:"instances"`
+	Instances []events.Instance `json:"instances"`
 	Error     string           `json:"error,omitempty"`
 }
 
@@ -66,15 +63,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		st.DeadLetters = queueStatus(ctx, s.DeadLetters.Counts)
 	}
 	st.Fleet.Max = s.cfg.MaxWorkers
-	st.Fleet.Desired = scaling.Desired(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
-	st.Fleet.Instances = []fleet.Instance{}
+	st.Fleet.Desired = events.DesiredWorkers(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
+	st.Fleet.Instances = []events.Instance{}
 	if instances, err := s.Fleet.List(ctx); err != nil {
 		st.Fleet.Error = err.Error()
 	} else {
 		st.Fleet.Instances = instances
 		st.Fleet.Running = len(instances)
 		for _, in := range instances {
-			if in.State == fleet.Draining {
+			if in.State == events.Draining {
 				st.Fleet.Draining++
 			}
 		}
@@ -82,7 +79,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func queueStatus(ctx context.Context, counts func(context.Context) (queue.Counts, error)) QueueStatus {
+func queueStatus(ctx context.Context, counts func(context.Context) (events.Counts, error)) QueueStatus {
 	c, err := counts(ctx)
 	if err != nil {
 		return QueueStatus{Error: err.Error()}

@@ -1,0 +1,29 @@
+// Package scaling is the fleet-size policy from PROTOCOL.md, as pure
+// functions shared by the local scaler and the Lambda.
+package events
+
+// DefaultMaxWorkers is the fleet cap when none is configured.
+const DefaultMaxWorkers = 19
+
+// DesiredWorkers returns how many workers a backlog (queued plus in-flight
+// messages) calls for: none for no work, one for up to nine messages, then
+// one more for every further five, never more than max.
+func DesiredWorkers(backlog, max int) int {
+	var n int
+	switch {
+	case backlog <= 0:
+		n = 0
+	case backlog <= 9:
+		n = 1
+	default:
+		n = 1 + (backlog-9+4)/5
+	}
+	return max0(min(n, max))
+}
+
+func max0(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
+}

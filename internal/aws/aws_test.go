@@ -1,0 +1,14 @@
+package aws_test
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/surgeml/surge/internal/awstest"
+)
+
+// Every test here runs against one moto_server per test binary.
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// serial makes resource names unique within the shared server.
+var serial atomic.Int32

@@ -1,0 +1,88 @@
+package aws_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/internal/aws"
+	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/testenv"
+)
+
+// The adapter is tested against moto_server on loopback.
+
+func TestQueueContract(t *testing.T) {
+	testenv.QueueContract(t, func(t *testing.T) testenv.QueueSetup {
+		ctx := context.Background()
+		name := fmt.Sprintf("contract-%d", serial.Add(1))
+		dlq, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: name + "-dlq", Visibility: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: name, Visibility: time.Second, DeadLetter: dlq, MaxReceives: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testenv.QueueSetup{Queue: q, DeadLetters: dlq, Visibility: time.Second, MaxReceives: 3}
+	})
+}
+
+// The request queue refuses messages over 1024 bytes, as PROTOCOL.md asks.
+func TestMaximumMessageSize(t *testing.T) {
+	ctx := context.Background()
+	q, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, []byte(strings.Repeat("x", 1024))); err != nil {
+		t.Fatalf("1024 bytes: %v", err)
+	}
+	if err := q.Send(ctx, []byte(strings.Repeat("x", 1025))); err == nil {
+		t.Fatal("1025 bytes accepted")
+	}
+}
+
+func TestOpenMissingQueue(t *testing.T) {
+	if _, err := aws.OpenQueue(context.Background(), awstest.Clients(t).SQS, "no-such-queue"); err == nil || !strings.Contains(err.Error(), "no-such-queue") {
+		t.Fatalf("Open of a missing queue: %v", err)
+	}
+}
+
+// A long poll its client abandoned still takes a message on the server;
+// held briefly, the message comes back in seconds, not after the queue's
+// visibility timeout.
+func TestAbandonedPollReleasesSoon(t *testing.T) {
+	ctx := context.Background()
+	c := awstest.Clients(t).SQS
+	q, err := aws.CreateQueue(ctx, c, aws.QueueSpec{Name: "held", Visibility: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned, cancel := context.WithCancel(ctx)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		cancel() // the worker stops mid-poll
+	}()
+	q.HoldReceived(time.Second)
+	if _, err := q.Receive(abandoned, 1, 5*time.Second); err == nil {
+		t.Fatal("the cancelled poll returned")
+	}
+	if err := q.Send(ctx, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	// The server's side of the poll takes the message; it is back after
+	// the hold.
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	msgs, err := q.Receive(ctx, 1, 20*time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "late" {
+		t.Fatalf("%v, %v", msgs, err)
+	}
+	t.Logf("back after %v (receive count %d)", time.Since(start).Round(100*time.Millisecond), msgs[0].ReceiveCount)
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("the message took %v to come back", waited)
+	}
+}
