@@ -18,7 +18,7 @@ import (
 
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/dirlock"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/events"
@@ -59,7 +59,7 @@ func run() error {
 		// results, and its clients would time out. A predecessor whose
 		// supervisor was killed may still be answering its last uploads
 		// (see stopSignals): it gets a moment to hand over and leave.
-		lock, err := dirlock.AcquireWithin(bcfg.DataDir, "webtier.lock", "webtier", 15*time.Second)
+		lock, err := embedded.LockDirWithin(bcfg.DataDir, "webtier.lock", "webtier", 15*time.Second)
 		if err != nil {
 			return err
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/recognize"
 )
 
@@ -39,10 +39,10 @@ func run() error {
 	bcfg := config.BackendFlags(fs)
 	mcfg := config.ModelFlags(fs)
 	hostname, _ := os.Hostname()
-	name := fs.String("name", envvar.String(procfleet.EnvInstance, hostname), "instance name reported in results (env "+procfleet.EnvInstance+")")
+	name := fs.String("name", envvar.String(embedded.EnvInstance, hostname), "instance name reported in results (env "+embedded.EnvInstance+")")
 	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
 	wait := fs.Duration("wait", envvar.Duration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
-	statusFile := fs.String("status-file", os.Getenv(procfleet.EnvStatusFile), "report readiness and load here, for a local fleet (env "+procfleet.EnvStatusFile+")")
+	statusFile := fs.String("status-file", os.Getenv(embedded.EnvStatusFile), "report readiness and load here, for a local fleet (env "+embedded.EnvStatusFile+")")
 	idleShutdown := fs.Duration("idle-shutdown", envvar.Duration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
 	fs.Parse(os.Args[1:])
 
@@ -74,7 +74,7 @@ func run() error {
 	}
 	defer b.Close()
 
-	report := procfleet.NewReporter(*statusFile)
+	report := embedded.NewReporter(*statusFile)
 	w := apptier.New(apptier.Config{
 		Name:        *name,
 		Concurrency: *concurrency,
@@ -131,5 +131,5 @@ func whoAmI(ctx context.Context) (*ec2Self, error) {
 func isSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set || os.Getenv(procfleet.EnvInstance) != ""
+	return set || os.Getenv(embedded.EnvInstance) != ""
 }

@@ -16,10 +16,8 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/apptier"
-	"github.com/surgeml/surge/internal/filestore"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/sqlitequeue"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -27,9 +25,9 @@ import (
 // directory, and the real model.
 type rig struct {
 	dir                 string
-	requests, responses *sqlitequeue.Queue
-	inputs, outputs     *filestore.Store
-	table               *sqlitetable.Table
+	requests, responses *embedded.Queue
+	inputs, outputs     *embedded.Bucket
+	table               *embedded.Table
 	recognizer          apptier.Recognizer
 }
 
@@ -38,20 +36,20 @@ func newRig(t *testing.T, visibility time.Duration, maxReceives int) *rig {
 	ctx := context.Background()
 	r := &rig{dir: t.TempDir()}
 	var err error
-	if r.requests, err = sqlitequeue.Open(ctx, r.dir, "req", sqlitequeue.Options{Visibility: visibility, MaxReceives: maxReceives}); err != nil {
+	if r.requests, err = embedded.OpenQueue(ctx, r.dir, "req", embedded.QueueOptions{Visibility: visibility, MaxReceives: maxReceives}); err != nil {
 		t.Fatal(err)
 	}
-	if r.responses, err = sqlitequeue.Open(ctx, r.dir, "resp", sqlitequeue.Options{}); err != nil {
+	if r.responses, err = embedded.OpenQueue(ctx, r.dir, "resp", embedded.QueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.requests.Close(); r.responses.Close() })
-	if r.inputs, err = filestore.Open(filepath.Join(r.dir, "in")); err != nil {
+	if r.inputs, err = embedded.OpenBucket(filepath.Join(r.dir, "in")); err != nil {
 		t.Fatal(err)
 	}
-	if r.outputs, err = filestore.Open(filepath.Join(r.dir, "out")); err != nil {
+	if r.outputs, err = embedded.OpenBucket(filepath.Join(r.dir, "out")); err != nil {
 		t.Fatal(err)
 	}
-	if r.table, err = sqlitetable.Open(ctx, r.dir, "x-dynamoDB"); err != nil {
+	if r.table, err = embedded.OpenTable(ctx, r.dir, "x-dynamoDB"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.table.Close() })
@@ -115,7 +113,7 @@ func (r *rig) result(t *testing.T, within time.Duration) events.Result {
 	return res
 }
 
-func (r *rig) counts(t *testing.T, q *sqlitequeue.Queue) events.Counts {
+func (r *rig) counts(t *testing.T, q *embedded.Queue) events.Counts {
 	t.Helper()
 	c, err := q.Counts(context.Background())
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/vision"
 )
@@ -99,7 +99,7 @@ func TestWorkerMemoryBound(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Responses.Delete(ctx, msgs[0].Receipt)
-		peak := procfleet.PeakRSS(cmd.Process.Pid)
+		peak := embedded.PeakRSS(cmd.Process.Pid)
 		t.Logf("%s (%d KB): %q, error %v; worker peak RSS %.0f MB", u.name, len(u.data)>>10, res.Label, res.Error, float64(peak)/(1<<20))
 		if res.Error != nil || (u.label != "" && res.Label != u.label) {
 			t.Errorf("%s: answered %+v, want label %q", u.name, res, u.label)

@@ -11,11 +11,8 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/filestore"
-	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/sqlitequeue"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 )
 
 // requestHold is how long a received request stays hidden before its
@@ -123,30 +120,30 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 	names := NamesFor(cfg.Prefix)
 	qdir := filepath.Join(cfg.DataDir, "queues")
 	b := &Backends{}
-	req, err := sqlitequeue.Open(ctx, qdir, names.RequestQueue, sqlitequeue.Options{Visibility: cfg.Visibility, MaxReceives: cfg.MaxReceives})
+	req, err := embedded.OpenQueue(ctx, qdir, names.RequestQueue, embedded.QueueOptions{Visibility: cfg.Visibility, MaxReceives: cfg.MaxReceives})
 	if err != nil {
 		return nil, err
 	}
 	b.close = append(b.close, req.Close)
 	// Results are consumed by one web tier and never retried, so the
 	// defaults suit them.
-	resp, err := sqlitequeue.Open(ctx, qdir, names.ResponseQueue, sqlitequeue.Options{})
+	resp, err := embedded.OpenQueue(ctx, qdir, names.ResponseQueue, embedded.QueueOptions{})
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
 	b.close = append(b.close, resp.Close)
-	in, err := filestore.Open(filepath.Join(cfg.DataDir, "buckets", names.InputBucket))
+	in, err := embedded.OpenBucket(filepath.Join(cfg.DataDir, "buckets", names.InputBucket))
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	out, err := filestore.Open(filepath.Join(cfg.DataDir, "buckets", names.OutputBucket))
+	out, err := embedded.OpenBucket(filepath.Join(cfg.DataDir, "buckets", names.OutputBucket))
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	table, err := sqlitetable.Open(ctx, filepath.Join(cfg.DataDir, "tables"), names.Table)
+	table, err := embedded.OpenTable(ctx, filepath.Join(cfg.DataDir, "tables"), names.Table)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -155,7 +152,7 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 	b.Results, b.ResultsName = table, table.Path()
 	b.Requests, b.Responses, b.RequestDeadLetters = req, resp, req.DeadLetters()
 	b.Inputs, b.Outputs = in, out
-	b.Fleet = procfleet.NewReader(FleetDir(cfg.DataDir))
+	b.Fleet = embedded.NewFleetReader(FleetDir(cfg.DataDir))
 	b.Changed = req.Changed
 	return b, nil
 }

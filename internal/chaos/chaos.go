@@ -25,7 +25,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/localrun"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/workload"
 )
 
@@ -365,7 +365,7 @@ func (r *runner) endState(ctx context.Context) EndState {
 	out, err2 := b.Outputs.List(ctx)
 	st.Inputs, st.Outputs = len(in), len(out)
 	var err3 error
-	if t, ok := b.Results.(*sqlitetable.Table); ok {
+	if t, ok := b.Results.(*embedded.Table); ok {
 		st.TableItems, err3 = t.Len(ctx)
 	}
 	st.Err = errors.Join(st.Err, err1, err2, err3)

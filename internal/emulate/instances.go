@@ -23,7 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/userdata"
 )
 
@@ -352,7 +352,7 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 	// file, so tests can see which instance holds a request; the web
 	// tier on the address this machine serves it at.
 	env["GOMAXPROCS"] = "1"
-	env[procfleet.EnvStatusFile] = in.path("/run/surge-emulator/status")
+	env[embedded.EnvStatusFile] = in.path("/run/surge-emulator/status")
 	if strings.HasSuffix(u.exec[0], "/webtier") {
 		port, err := in.m.webPort()
 		if err != nil {
@@ -478,7 +478,7 @@ func (m *machines) busy() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, id := range slices.Sorted(maps.Keys(m.running)) {
-		if procfleet.Holding(m.running[id].path("/run/surge-emulator/status")) {
+		if embedded.Holding(m.running[id].path("/run/surge-emulator/status")) {
 			return id, true
 		}
 	}

@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/dirlock"
-	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/webapi"
 	"github.com/surgeml/surge/internal/webproc"
@@ -43,7 +42,7 @@ type Config struct {
 	// Lock is the data directory's lock (LockData), for a caller that
 	// takes it early to fail fast; Start takes it otherwise. Either way
 	// the system owns it: Stop, or a failing Start, releases it.
-	Lock *dirlock.Lock
+	Lock *embedded.DirLock
 }
 
 // lockFile is the data directory's lock of a whole local system. Its web
@@ -51,20 +50,20 @@ type Config struct {
 const lockFile = "surge.lock"
 
 // LockData takes the data directory dir for one local system, or fails at
-// once naming the process that holds it (a *dirlock.InUseError). Two
+// once naming the process that holds it (a *embedded.InUseError). Two
 // systems on one directory would take each other's results.
-func LockData(dir string) (*dirlock.Lock, error) {
+func LockData(dir string) (*embedded.DirLock, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	return dirlock.Acquire(abs, lockFile, dirlock.Command())
+	return embedded.LockDir(abs, lockFile, embedded.Command())
 }
 
 // System is a running local deployment.
 type System struct {
 	URL      string
-	Fleet    *procfleet.Fleet
+	Fleet    *embedded.Fleet
 	Backends *backend.Backends
 
 	web      *webproc.Process
@@ -76,7 +75,7 @@ type System struct {
 	drain    time.Duration
 	stopScal context.CancelFunc
 	scalDone chan struct{}
-	lock     *dirlock.Lock
+	lock     *embedded.DirLock
 }
 
 // webExitMargin is how long past its drain timeout the web tier gets to
@@ -86,7 +85,7 @@ const webExitMargin = 15 * time.Second
 // Report is what a stopped system leaves behind.
 type Report struct {
 	WebPeakRSS int64 // bytes
-	Workers    []procfleet.Exit
+	Workers    []embedded.Exit
 }
 
 // Start brings the system up and returns once the web tier answers.
@@ -133,7 +132,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	s.URL = s.web.URL
 
-	fl, err := procfleet.New(procfleet.Config{
+	fl, err := embedded.NewFleet(embedded.FleetConfig{
 		Dir:     backend.FleetDir(data),
 		LogDir:  logs,
 		Command: append(append([]string{filepath.Join(cfg.Bin, "worker")}, common...), cfg.WorkerArgs...),

@@ -22,9 +22,8 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
-	"github.com/surgeml/surge/internal/dirlock"
 	"github.com/surgeml/surge/internal/localrun"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
 )
@@ -348,7 +347,7 @@ func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
 		t.Fatalf("cold run: %d of 100 correct", rep.Correct)
 	}
 	afterRun(t, sys, w, files)
-	table := sys.Backends.Results.(*sqlitetable.Table)
+	table := sys.Backends.Results.(*embedded.Table)
 	ctx := context.Background()
 	if n, err := table.Len(ctx); err != nil || n != 100 {
 		t.Fatalf("table holds %d items after the cold run, want 100 (%v)", n, err)
@@ -389,7 +388,7 @@ func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
 // /status.
 func TestLockedTableStillAnswers(t *testing.T) {
 	sys := start(t, 30*time.Second)
-	table := sys.Backends.Results.(*sqlitetable.Table)
+	table := sys.Backends.Results.(*embedded.Table)
 	testenv.LockSQLite(t, table.Path())
 	eagle := testenv.Path(t, "images", "darknet", "eagle.jpg")
 	var sent []string
@@ -591,7 +590,7 @@ func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inUse *dirlock.InUseError
+	var inUse *embedded.InUseError
 	if _, err := localrun.Start(ctx, config(), slog.New(slog.DiscardHandler)); !errors.As(err, &inUse) || inUse.Holder.PID != os.Getpid() {
 		broken.Stop(ctx)
 		t.Fatalf("a second system on the same data directory: %v", err)

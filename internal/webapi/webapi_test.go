@@ -22,11 +22,8 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/apptier"
-	"github.com/surgeml/surge/internal/filestore"
-	"github.com/surgeml/surge/internal/procfleet"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/sqlitequeue"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
 )
@@ -36,9 +33,9 @@ import (
 type site struct {
 	url                 string
 	dir                 string
-	requests, responses *sqlitequeue.Queue
-	inputs, outputs     *filestore.Store
-	table               *sqlitetable.Table
+	requests, responses *embedded.Queue
+	inputs, outputs     *embedded.Bucket
+	table               *embedded.Table
 	srv                 *webapi.Server
 	stop                func() error
 }
@@ -50,28 +47,28 @@ func newSite(t *testing.T, cfg webapi.Config) *site {
 
 func newSiteLogging(t *testing.T, cfg webapi.Config, log *slog.Logger) *site {
 	t.Helper()
-	return newSiteQueue(t, cfg, sqlitequeue.Options{}, log)
+	return newSiteQueue(t, cfg, embedded.QueueOptions{}, log)
 }
 
 // newSiteQueue is a site whose request queue has the given options.
-func newSiteQueue(t *testing.T, cfg webapi.Config, opts sqlitequeue.Options, log *slog.Logger) *site {
+func newSiteQueue(t *testing.T, cfg webapi.Config, opts embedded.QueueOptions, log *slog.Logger) *site {
 	t.Helper()
 	ctx := context.Background()
 	s := &site{dir: t.TempDir()}
 	var err error
-	if s.table, err = sqlitetable.Open(ctx, s.dir, "x-dynamoDB"); err != nil {
+	if s.table, err = embedded.OpenTable(ctx, s.dir, "x-dynamoDB"); err != nil {
 		t.Fatal(err)
 	}
-	if s.requests, err = sqlitequeue.Open(ctx, s.dir, "req", opts); err != nil {
+	if s.requests, err = embedded.OpenQueue(ctx, s.dir, "req", opts); err != nil {
 		t.Fatal(err)
 	}
-	if s.responses, err = sqlitequeue.Open(ctx, s.dir, "resp", sqlitequeue.Options{}); err != nil {
+	if s.responses, err = embedded.OpenQueue(ctx, s.dir, "resp", embedded.QueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if s.inputs, err = filestore.Open(filepath.Join(s.dir, "in")); err != nil {
+	if s.inputs, err = embedded.OpenBucket(filepath.Join(s.dir, "in")); err != nil {
 		t.Fatal(err)
 	}
-	if s.outputs, err = filestore.Open(filepath.Join(s.dir, "out")); err != nil {
+	if s.outputs, err = embedded.OpenBucket(filepath.Join(s.dir, "out")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.requests.Close(); s.responses.Close(); s.table.Close() })
@@ -84,7 +81,7 @@ func (s *site) serve(t *testing.T, cfg webapi.Config, log *slog.Logger, h webapi
 	t.Helper()
 	s.srv = webapi.New(cfg, webapi.Backends{
 		Requests: s.requests, Responses: s.responses, Inputs: s.inputs,
-		Fleet: procfleet.NewReader(filepath.Join(s.dir, "fleet")), DeadLetters: s.requests.DeadLetters(),
+		Fleet: embedded.NewFleetReader(filepath.Join(s.dir, "fleet")), DeadLetters: s.requests.DeadLetters(),
 		Answers: s.table, AnswersName: "x-dynamoDB",
 	}, log)
 	s.srv.TakeOver(h)
@@ -407,12 +404,12 @@ func TestGracefulShutdown(t *testing.T) {
 // queue. The waiting upload is told so at once, not after the result
 // timeout; GET /results/{id} and /status say so too.
 func TestDeadLetteredRequestFailsAtOnce(t *testing.T) {
-	opts := sqlitequeue.Options{Visibility: 300 * time.Millisecond, MaxReceives: 2}
+	opts := embedded.QueueOptions{Visibility: 300 * time.Millisecond, MaxReceives: 2}
 	s := newSiteQueue(t, webapi.Config{ResultTimeout: 20 * time.Second}, opts, slog.New(slog.DiscardHandler))
 	// A stand-in for a worker process that crashes on this request each
 	// time: it takes every delivery and never answers, extends or deletes
 	// it.
-	crashing, err := sqlitequeue.Open(context.Background(), s.dir, "req", opts)
+	crashing, err := embedded.OpenQueue(context.Background(), s.dir, "req", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +460,7 @@ func TestDeadLetteredRequestFailsAtOnce(t *testing.T) {
 // failed in GET /results/{id} within seconds, where it used to stay
 // "pending" for good.
 func TestDeadLetteredAfterTimeoutShowsInResults(t *testing.T) {
-	opts := sqlitequeue.Options{Visibility: 200 * time.Millisecond, MaxReceives: 1}
+	opts := embedded.QueueOptions{Visibility: 200 * time.Millisecond, MaxReceives: 1}
 	s := newSiteQueue(t, webapi.Config{ResultTimeout: 100 * time.Millisecond}, opts, slog.New(slog.DiscardHandler))
 	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
 	id := r.header.Get("X-Request-Id")

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/surgeml/surge/internal/procfleet"
+	"github.com/surgeml/surge/internal/embedded"
 )
 
 // Process is a running web tier.
@@ -99,7 +99,7 @@ func (p *Process) waitHealthy(ctx context.Context, limit time.Duration) error {
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // PeakRSS is the web tier's peak resident memory so far, in bytes.
-func (p *Process) PeakRSS() int64 { return procfleet.PeakRSS(p.cmd.Process.Pid) }
+func (p *Process) PeakRSS() int64 { return embedded.PeakRSS(p.cmd.Process.Pid) }
 
 // Hurry cuts a stop's drain short (SIGHUP): the uploads still waiting are
 // answered 503 with their ids at once.

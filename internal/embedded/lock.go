@@ -3,7 +3,7 @@
 // next process can say who is in the way. The kernel drops the lock when
 // its holder exits, however it exits, so a killed process leaves nothing
 // to clean up.
-package dirlock
+package embedded
 
 import (
 	"encoding/json"
@@ -38,15 +38,15 @@ func (e *InUseError) Error() string {
 	return fmt.Sprintf("data directory %s is in use by %s; stop it or use another -data", e.Dir, who)
 }
 
-// Lock is a held lock. Keep it reachable until Release: the garbage
+// DirLock is a held lock. Keep it reachable until Release: the garbage
 // collector closes a lost file, and with it the lock.
-type Lock struct{ f *os.File }
+type DirLock struct{ f *os.File }
 
-// Acquire takes the lock file name in dir (creating both if needed) for
+// LockDir takes the lock file name in dir (creating both if needed) for
 // this process, recorded as command, or fails at once with an
-// *InUseError. Locks are per open file, so a second Acquire in the same
+// *InUseError. Locks are per open file, so a second LockDir in the same
 // process fails too.
-func Acquire(dir, name, command string) (*Lock, error) {
+func LockDir(dir, name, command string) (*DirLock, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
@@ -74,16 +74,16 @@ func Acquire(dir, name, command string) (*Lock, error) {
 		f.Close()
 		return nil, fmt.Errorf("recording the holder of %s: %w", path, err)
 	}
-	return &Lock{f: f}, nil
+	return &DirLock{f: f}, nil
 }
 
-// AcquireWithin is Acquire, retried for up to wait while another process
+// LockDirWithin is Acquire, retried for up to wait while another process
 // holds the lock: for a successor that may start while its predecessor is
 // still on its way out.
-func AcquireWithin(dir, name, command string, wait time.Duration) (*Lock, error) {
+func LockDirWithin(dir, name, command string, wait time.Duration) (*DirLock, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		l, err := Acquire(dir, name, command)
+		l, err := LockDir(dir, name, command)
 		var inUse *InUseError
 		if !errors.As(err, &inUse) || time.Now().After(deadline) {
 			return l, err
@@ -94,7 +94,7 @@ func AcquireWithin(dir, name, command string, wait time.Duration) (*Lock, error)
 
 // Release gives the lock up. The file stays: removing it would let a
 // process that opened it just before lock a file no one else can find.
-func (l *Lock) Release() error {
+func (l *DirLock) Release() error {
 	return l.f.Close()
 }
 

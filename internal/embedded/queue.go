@@ -9,7 +9,7 @@
 // every Send touches after committing, watched with inotify. Watching the
 // database itself would wake every waiting process on every write of any
 // kind, several times per commit, and before the commit is visible.
-package sqlitequeue
+package embedded
 
 import (
 	"context"
@@ -46,8 +46,8 @@ const pollFallback = 250 * time.Millisecond
 // dead-letter queue; the move is a table scan.
 const redriveEvery = time.Second
 
-// Options configure a queue. Zero values take the defaults in brackets.
-type Options struct {
+// QueueOptions configure a queue. Zero values take the defaults in brackets.
+type QueueOptions struct {
 	Visibility  time.Duration // how long a received message stays hidden [30s]
 	MaxReceives int           // deliveries before a message moves to the dead-letter queue [5]
 }
@@ -79,9 +79,9 @@ type redrive struct {
 	last time.Time
 }
 
-// Open opens (creating if needed) the queue stored in dir/<name>.db. Its
+// OpenQueue opens (creating if needed) the queue stored in dir/<name>.db. Its
 // dead-letter queue, <name>-dlq, lives in the same file; see DeadLetters.
-func Open(ctx context.Context, dir, name string, opts Options) (*Queue, error) {
+func OpenQueue(ctx context.Context, dir, name string, opts QueueOptions) (*Queue, error) {
 	if opts.Visibility == 0 {
 		opts.Visibility = 30 * time.Second
 	}
@@ -124,7 +124,7 @@ func Open(ctx context.Context, dir, name string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-func newQueue(db *sql.DB, name string, opts Options, w *watcher) *Queue {
+func newQueue(db *sql.DB, name string, opts QueueOptions, w *watcher) *Queue {
 	return &Queue{
 		db: db,
 		q: goqite.New(goqite.NewOpts{
@@ -146,7 +146,7 @@ func newQueue(db *sql.DB, name string, opts Options, w *watcher) *Queue {
 func (q *Queue) DeadLetters() *Queue {
 	// A dead letter is never redriven further; an effectively unlimited
 	// receive count keeps it receivable for inspection.
-	dlq := newQueue(q.db, q.redrive.to, Options{Visibility: q.visibility, MaxReceives: 1 << 30}, q.watch)
+	dlq := newQueue(q.db, q.redrive.to, QueueOptions{Visibility: q.visibility, MaxReceives: 1 << 30}, q.watch)
 	dlq.redrive = q.redrive
 	return dlq
 }

@@ -1,4 +1,4 @@
-package dirlock_test
+package embedded_test
 
 import (
 	"errors"
@@ -9,34 +9,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/dirlock"
+	"github.com/surgeml/surge/internal/embedded"
 )
 
-// The child side of TestHolderInAnotherProcess: take the lock, say so,
-// and wait to be killed.
-func TestMain(m *testing.M) {
-	if dir := os.Getenv("DIRLOCK_CHILD_DIR"); dir != "" {
-		l, err := dirlock.Acquire(dir, "x.lock", "holder-child")
-		if err != nil {
-			os.Stderr.WriteString(err.Error())
-			os.Exit(2)
-		}
-		os.WriteFile(filepath.Join(dir, "held"), nil, 0o600)
-		time.Sleep(time.Minute)
-		l.Release()
-		os.Exit(0)
+// lockChild is the child side of TestHolderInAnotherProcess: take the
+// lock, say so, and wait to be killed.
+func lockChild(dir string) {
+	l, err := embedded.LockDir(dir, "x.lock", "holder-child")
+	if err != nil {
+		os.Stderr.WriteString(err.Error())
+		os.Exit(2)
 	}
-	os.Exit(m.Run())
+	os.WriteFile(filepath.Join(dir, "held"), nil, 0o600)
+	time.Sleep(time.Minute)
+	l.Release()
+	os.Exit(0)
 }
 
 func TestSecondAcquireFailsNamingTheHolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	l, err := dirlock.Acquire(dir, "x.lock", "surge run")
+	l, err := embedded.LockDir(dir, "x.lock", "surge run")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = dirlock.Acquire(dir, "x.lock", "surge run")
-	var inUse *dirlock.InUseError
+	_, err = embedded.LockDir(dir, "x.lock", "surge run")
+	var inUse *embedded.InUseError
 	if !errors.As(err, &inUse) || inUse.Holder.PID != os.Getpid() || inUse.Holder.Command != "surge run" ||
 		time.Since(inUse.Holder.Started) > time.Minute {
 		t.Fatalf("second acquire: %v (%+v)", err, inUse)
@@ -46,7 +43,7 @@ func TestSecondAcquireFailsNamingTheHolder(t *testing.T) {
 		t.Fatalf("message %q, want it to start %q", err, want)
 	}
 	// Another lock file in the same directory is another lock.
-	other, err := dirlock.Acquire(dir, "y.lock", "webtier")
+	other, err := embedded.LockDir(dir, "y.lock", "webtier")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +51,7 @@ func TestSecondAcquireFailsNamingTheHolder(t *testing.T) {
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := dirlock.Acquire(dir, "x.lock", "surge run")
+	again, err := embedded.LockDir(dir, "x.lock", "surge run")
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
@@ -79,20 +76,20 @@ func TestHolderInAnotherProcess(t *testing.T) {
 			t.Fatal("the child never took the lock")
 		}
 	}
-	_, err := dirlock.Acquire(dir, "x.lock", "me")
-	var inUse *dirlock.InUseError
+	_, err := embedded.LockDir(dir, "x.lock", "me")
+	var inUse *embedded.InUseError
 	if !errors.As(err, &inUse) || inUse.Holder.PID != child.Process.Pid || inUse.Holder.Command != "holder-child" {
 		t.Fatalf("acquire while the child holds it: %v", err)
 	}
 	start := time.Now()
-	if _, err := dirlock.AcquireWithin(dir, "x.lock", "me", 300*time.Millisecond); !errors.As(err, &inUse) || time.Since(start) < 300*time.Millisecond {
+	if _, err := embedded.LockDirWithin(dir, "x.lock", "me", 300*time.Millisecond); !errors.As(err, &inUse) || time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("acquire within 300ms while the child holds it: %v after %v", err, time.Since(start))
 	}
 	go func() {
 		time.Sleep(200 * time.Millisecond)
 		child.Process.Kill()
 	}()
-	l, err := dirlock.AcquireWithin(dir, "x.lock", "me", 10*time.Second)
+	l, err := embedded.LockDirWithin(dir, "x.lock", "me", 10*time.Second)
 	if err != nil {
 		t.Fatalf("acquire while the holder is killed: %v", err)
 	}

@@ -3,7 +3,7 @@
 // readers (in any process) see whole objects only. Like the embedded queue
 // (synchronous=NORMAL), it survives a killed process, not a power cut:
 // syncing every object would double the web tier's cost per upload.
-package filestore
+package embedded
 
 import (
 	"context"
@@ -18,20 +18,20 @@ import (
 	"github.com/surgeml/surge/events"
 )
 
-// Store is one bucket directory.
-type Store struct {
+// Bucket is one bucket directory.
+type Bucket struct {
 	dir string
 }
 
-// Open returns the bucket kept in dir, creating the directory if needed.
-func Open(dir string) (*Store, error) {
+// OpenBucket returns the bucket kept in dir, creating the directory if needed.
+func OpenBucket(dir string) (*Bucket, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", dir, err)
 	}
-	return &Store{dir: dir}, nil
+	return &Bucket{dir: dir}, nil
 }
 
-func (s *Store) path(key string) (string, error) {
+func (s *Bucket) path(key string) (string, error) {
 	if !events.ValidKey(key) {
 		return "", fmt.Errorf("bucket %s: refusing unsanitised key %q", s.dir, key)
 	}
@@ -39,7 +39,7 @@ func (s *Store) path(key string) (string, error) {
 }
 
 // Put implements events.Store.
-func (s *Store) Put(_ context.Context, key string, body []byte) error {
+func (s *Bucket) Put(_ context.Context, key string, body []byte) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
@@ -62,7 +62,7 @@ func (s *Store) Put(_ context.Context, key string, body []byte) error {
 }
 
 // Get implements events.Store.
-func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Bucket) Get(_ context.Context, key string) ([]byte, error) {
 	p, err := s.path(key)
 	if err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 }
 
 // Delete implements events.Store.
-func (s *Store) Delete(_ context.Context, key string) error {
+func (s *Bucket) Delete(_ context.Context, key string) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 
 // List implements events.Store. Writes in progress (hidden files) are not
 // objects yet and are skipped.
-func (s *Store) List(context.Context) ([]string, error) {
+func (s *Bucket) List(context.Context) ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", s.dir, err)

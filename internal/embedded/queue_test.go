@@ -1,4 +1,4 @@
-package sqlitequeue_test
+package embedded_test
 
 import (
 	"bufio"
@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
-	"github.com/surgeml/surge/internal/sqlitequeue"
 )
 
-func open(t *testing.T, dir string, opts sqlitequeue.Options) *sqlitequeue.Queue {
+func openQueue(t *testing.T, dir string, opts embedded.QueueOptions) *embedded.Queue {
 	t.Helper()
-	q, err := sqlitequeue.Open(context.Background(), dir, "jobs", opts)
+	q, err := embedded.OpenQueue(context.Background(), dir, "jobs", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +28,10 @@ func open(t *testing.T, dir string, opts sqlitequeue.Options) *sqlitequeue.Queue
 	return q
 }
 
-func TestContract(t *testing.T) {
+func TestQueueContract(t *testing.T) {
 	testenv.QueueContract(t, func(t *testing.T) testenv.QueueSetup {
-		opts := sqlitequeue.Options{Visibility: time.Second, MaxReceives: 3}
-		q := open(t, t.TempDir(), opts)
+		opts := embedded.QueueOptions{Visibility: time.Second, MaxReceives: 3}
+		q := openQueue(t, t.TempDir(), opts)
 		return testenv.QueueSetup{Queue: q, DeadLetters: q.DeadLetters(), Visibility: opts.Visibility, MaxReceives: opts.MaxReceives}
 	})
 }
@@ -39,7 +39,7 @@ func TestContract(t *testing.T) {
 func TestSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	q, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	q, err := embedded.OpenQueue(ctx, dir, "jobs", embedded.QueueOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,29 +50,22 @@ func TestSurvivesRestart(t *testing.T) {
 	}
 	q.Close()
 
-	q = open(t, dir, sqlitequeue.Options{})
+	q = openQueue(t, dir, embedded.QueueOptions{})
 	c, err := q.Counts(ctx)
 	if err != nil || c.Visible != 3 {
 		t.Fatalf("after reopening: counts %+v, %v", c, err)
 	}
 }
 
-// The child side of TestConcurrentProcesses: receive, note each delivery,
+// queueChild is the child side of TestConcurrentProcesses: receive, note each delivery,
 // work briefly, delete, until the queue stays empty. With hangAfter > 0 it
 // stops dead holding a batch after that many deliveries, waiting to be killed.
-func TestMain(m *testing.M) {
-	if dir := os.Getenv("SQLITEQUEUE_CHILD_DIR"); dir != "" {
-		hangAfter, _ := strconv.Atoi(os.Getenv("SQLITEQUEUE_CHILD_HANG_AFTER"))
-		os.Exit(child(dir, os.Getenv("SQLITEQUEUE_CHILD_LOG"), hangAfter))
-	}
-	os.Exit(m.Run())
-}
 
 const childVisibility = 2 * time.Second
 
-func child(dir, logPath string, hangAfter int) int {
+func queueChild(dir, logPath string, hangAfter int) int {
 	ctx := context.Background()
-	q, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{Visibility: childVisibility, MaxReceives: 10})
+	q, err := embedded.OpenQueue(ctx, dir, "jobs", embedded.QueueOptions{Visibility: childVisibility, MaxReceives: 10})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -125,7 +118,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	const messages, workers = 400, 4
 	dir := t.TempDir()
 	ctx := context.Background()
-	q := open(t, dir, sqlitequeue.Options{Visibility: childVisibility, MaxReceives: 10})
+	q := openQueue(t, dir, embedded.QueueOptions{Visibility: childVisibility, MaxReceives: 10})
 	for i := range messages {
 		if err := q.Send(ctx, []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
@@ -242,12 +235,12 @@ func TestConcurrentProcesses(t *testing.T) {
 func BenchmarkWakeUp(b *testing.B) {
 	dir := b.TempDir()
 	ctx := context.Background()
-	sender, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	sender, err := embedded.OpenQueue(ctx, dir, "jobs", embedded.QueueOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sender.Close()
-	receiver, err := sqlitequeue.Open(ctx, dir, "jobs", sqlitequeue.Options{})
+	receiver, err := embedded.OpenQueue(ctx, dir, "jobs", embedded.QueueOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -280,8 +273,8 @@ func BenchmarkWakeUp(b *testing.B) {
 func TestDeadLetterSeenWithoutSourceReceivers(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	opts := sqlitequeue.Options{Visibility: 200 * time.Millisecond, MaxReceives: 2}
-	worker := open(t, dir, opts)
+	opts := embedded.QueueOptions{Visibility: 200 * time.Millisecond, MaxReceives: 2}
+	worker := openQueue(t, dir, opts)
 	if err := worker.Send(ctx, []byte("poison")); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +287,7 @@ func TestDeadLetterSeenWithoutSourceReceivers(t *testing.T) {
 	}
 	worker.Close() // every worker gone
 
-	watcher := open(t, dir, opts)
+	watcher := openQueue(t, dir, opts)
 	dead := watcher.DeadLetters()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, err := dead.Counts(ctx)
@@ -328,7 +321,7 @@ func TestDeadLetterSeenWithoutSourceReceivers(t *testing.T) {
 			t.Fatalf("delivery: %d messages, %v", len(msgs), err)
 		}
 	}
-	msgs, err = open(t, dir, opts).DeadLetters().Receive(ctx, 10, 3*time.Second)
+	msgs, err = openQueue(t, dir, opts).DeadLetters().Receive(ctx, 10, 3*time.Second)
 	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "poison-2" {
 		t.Fatalf("dead letters through a new handle: %+v, %v", msgs, err)
 	}

@@ -1,73 +1,22 @@
-package procfleet
+package embedded
 
 import (
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/surgeml/surge/events"
 )
 
-// TestMain doubles as a stand-in worker process when the fleet launches
-// the test binary: it reports through a Reporter like the real worker and
-// obeys SIGTERM, but holds "messages" on command instead of running a
-// model, so fleet behaviour can be checked without one.
-func TestMain(m *testing.M) {
-	if os.Getenv("PROCFLEET_STANDIN") != "" {
-		standIn()
-		return
-	}
-	os.Exit(m.Run())
-}
-
-func standIn() {
-	r := NewReporter(os.Getenv(EnvStatusFile))
-	sigs := make(chan os.Signal, 1)
-	if os.Getenv("PROCFLEET_IGNORE_TERM") != "" {
-		signal.Ignore(syscall.SIGTERM)
-	} else {
-		signal.Notify(sigs, syscall.SIGTERM)
-	}
-	if os.Getenv("PROCFLEET_NEVER_READY") != "" {
-		// A worker that never loads its model, until told to leave.
-		<-sigs
-		os.Exit(0)
-	}
-	r.Ready()
-	hold := filepath.Join(os.Getenv("PROCFLEET_DIR"), os.Getenv(EnvInstance)+".hold")
-	held := 0
-	for {
-		_, err := os.Stat(hold)
-		if want := map[bool]int{true: 1, false: 0}[err == nil]; want != held {
-			held = want
-			r.Held(held)
-		}
-		select {
-		case <-sigs:
-			// Draining: finish the held message first.
-			for held > 0 {
-				if _, err := os.Stat(hold); err != nil {
-					held = 0
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			os.Exit(0)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 func newFleet(t *testing.T, env ...string) (*Fleet, string) {
 	t.Helper()
 	dir := t.TempDir()
-	f, err := New(Config{
+	f, err := NewFleet(FleetConfig{
 		Dir:      dir,
 		LogDir:   filepath.Join(dir, "logs"),
 		Command:  []string{os.Args[0], "-test.run=^$"},
@@ -132,7 +81,7 @@ func TestLaunchListDrain(t *testing.T) {
 		}
 	}
 	// Other processes see the fleet, and its state, through the snapshot.
-	reader := NewReader(dir)
+	reader := NewFleetReader(dir)
 	if got := list(t, reader); !slices.Equal(names(got), want) || got[0].State != events.Running || !got[0].Idle || !got[0].Ready || got[0].Launched.IsZero() {
 		t.Fatalf("Reader sees %+v", got)
 	}
@@ -216,10 +165,10 @@ func TestReaderIgnoresDeadProcesses(t *testing.T) {
 		{Name: "app-tier-instance-2", ID: "1", State: events.Running}, // init is alive
 	}})
 	os.WriteFile(filepath.Join(dir, snapshotFile), snap, 0o600)
-	if got := names(list(t, NewReader(dir))); !slices.Equal(got, []string{"app-tier-instance-2"}) {
+	if got := names(list(t, NewFleetReader(dir))); !slices.Equal(got, []string{"app-tier-instance-2"}) {
 		t.Fatalf("Reader sees %v", got)
 	}
-	if got := list(t, NewReader(t.TempDir())); len(got) != 0 {
+	if got := list(t, NewFleetReader(t.TempDir())); len(got) != 0 {
 		t.Fatalf("no snapshot: %v", got)
 	}
 }

@@ -1,16 +1,16 @@
-package filestore_test
+package embedded_test
 
 import (
 	"testing"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
-	"github.com/surgeml/surge/internal/filestore"
 )
 
-func TestContract(t *testing.T) {
+func TestBucketContract(t *testing.T) {
 	testenv.StoreContract(t, func(t *testing.T) events.Store {
-		s, err := filestore.Open(t.TempDir())
+		s, err := embedded.OpenBucket(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package sqlitetable_test
+package embedded_test
 
 import (
 	"context"
@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/sqlitetable"
+	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
-func open(t *testing.T, dir string) *sqlitetable.Table {
+func openTable(t *testing.T, dir string) *embedded.Table {
 	t.Helper()
-	tab, err := sqlitetable.Open(context.Background(), dir, "x-dynamoDB")
+	tab, err := embedded.OpenTable(context.Background(), dir, "x-dynamoDB")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,15 +20,15 @@ func open(t *testing.T, dir string) *sqlitetable.Table {
 	return tab
 }
 
-func TestContract(t *testing.T) {
-	testenv.TableContract(t, func(t *testing.T) events.Table { return open(t, t.TempDir()) })
+func TestTableContract(t *testing.T) {
+	testenv.TableContract(t, func(t *testing.T) events.Table { return openTable(t, t.TempDir()) })
 }
 
 // Two processes' handles on one file see each other's items, as the web
 // tier sees the workers'.
 func TestSharedFile(t *testing.T) {
 	dir := t.TempDir()
-	a, b := open(t, dir), open(t, dir)
+	a, b := openTable(t, dir), openTable(t, dir)
 	it := events.Item{Name: "test_00.jpg", Stem: "test_00", Label: "Paul", Model: "m", SHA256: "x", Time: time.Now()}
 	if err := a.Put(context.Background(), it); err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestSharedFile(t *testing.T) {
 // and still serves reads.
 func TestLockedRefusesWritesPromptly(t *testing.T) {
 	dir := t.TempDir()
-	tab := open(t, dir)
+	tab := openTable(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	it := events.Item{Name: "a.jpg", Stem: "a", Label: "A", Model: "m", SHA256: "x", Time: time.Now()}

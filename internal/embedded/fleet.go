@@ -3,7 +3,7 @@
 // processes; each worker reports readiness and idleness through a small
 // status file (Reporter); a snapshot file lets other processes, such as
 // the web tier, see the fleet (Reader).
-package procfleet
+package embedded
 
 import (
 	"context"
@@ -34,8 +34,8 @@ const (
 
 const snapshotFile = "events.json"
 
-// Config describes how to run workers.
-type Config struct {
+// FleetConfig describes how to run workers.
+type FleetConfig struct {
 	Dir      string   // state directory: status files and the snapshot
 	LogDir   string   // one log file per worker name
 	Command  []string // the worker's command line
@@ -54,7 +54,7 @@ type Exit struct {
 
 // Fleet is the set of worker processes this process started.
 type Fleet struct {
-	cfg Config
+	cfg FleetConfig
 	log *slog.Logger
 
 	mu    sync.Mutex
@@ -73,8 +73,8 @@ type proc struct {
 	peakRSS  int64
 }
 
-// New prepares a fleet, clearing state left by an earlier run.
-func New(cfg Config, log *slog.Logger) (*Fleet, error) {
+// NewFleet prepares a fleet, clearing state left by an earlier run.
+func NewFleet(cfg FleetConfig, log *slog.Logger) (*Fleet, error) {
 	if len(cfg.Command) == 0 {
 		return nil, errors.New("process fleet: no worker command")
 	}
@@ -294,19 +294,19 @@ func (f *Fleet) writeSnapshotLocked() error {
 }
 
 type snapshot struct {
-	Updated   time.Time        `json:"updated"`
+	Updated   time.Time         `json:"updated"`
 	Instances []events.Instance `json:"instances"`
 }
 
-// Reader shows the fleet to processes other than the one running it.
-type Reader struct{ dir string }
+// FleetReader shows the fleet to processes other than the one running it.
+type FleetReader struct{ dir string }
 
-// NewReader reads the snapshot in dir.
-func NewReader(dir string) *Reader { return &Reader{dir: dir} }
+// NewFleetReader reads the snapshot in dir.
+func NewFleetReader(dir string) *FleetReader { return &FleetReader{dir: dir} }
 
 // List returns the instances in the latest snapshot that are still alive.
 // No snapshot means no fleet yet.
-func (r *Reader) List(context.Context) ([]events.Instance, error) {
+func (r *FleetReader) List(context.Context) ([]events.Instance, error) {
 	data, err := os.ReadFile(filepath.Join(r.dir, snapshotFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return []events.Instance{}, nil

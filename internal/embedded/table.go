@@ -1,7 +1,7 @@
 // Package sqlitetable keeps the results table in an SQLite database file,
 // for the embedded system: the web tier and every worker process open the
 // same file.
-package sqlitetable
+package embedded
 
 import (
 	"context"
@@ -30,8 +30,8 @@ var _ events.Table = (*Table)(nil)
 // answers go through the queue instead.
 const busyTimeout = time.Second
 
-// Open opens (creating if need be) the table in dir/<name>.db.
-func Open(ctx context.Context, dir, name string) (*Table, error) {
+// OpenTable opens (creating if need be) the table in dir/<name>.db.
+func OpenTable(ctx context.Context, dir, name string) (*Table, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results table %s: %w", name, err)
 	}

@@ -1,4 +1,4 @@
-package procfleet
+package embedded
 
 import (
 	"encoding/json"
