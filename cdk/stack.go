@@ -20,8 +20,8 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
-	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/userdata"
 )
@@ -47,7 +47,7 @@ const (
 // prefix, so two deployments in one account and region name nothing alike.
 func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
 	stack := awscdk.NewStack(scope, jsii.String(cfg.Prefix), props)
-	s := &surge{stack: stack, cfg: cfg, names: backend.NamesFor(cfg.Prefix)}
+	s := &surge{stack: stack, cfg: cfg, names: events.NamesFor(cfg.Prefix)}
 
 	s.network()
 	s.queuesAndBuckets()
@@ -66,7 +66,7 @@ func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackPr
 type surge struct {
 	stack awscdk.Stack
 	cfg   Config
-	names backend.Names
+	names events.Names
 
 	vpc            awsec2.IVpc
 	newVpc         awsec2.Vpc // nil for an existing VPC

@@ -74,3 +74,30 @@ func keyRune(r rune) bool {
 	}
 	return strings.ContainsRune("-_.+=@,() ", r)
 }
+
+// Names are the cloud resource names derived from a prefix.
+type Names struct {
+	RequestQueue, RequestDeadLetters, ResponseQueue string
+	InputBucket, OutputBucket                       string
+	LaunchTemplate                                  string // the workers'
+	// Table is the results table: always <prefix>-dynamoDB, since table
+	// names are unique only within an account and region, as the prefix
+	// already makes them.
+	Table string
+	Fleet string // the fleet tag's value
+}
+
+// NamesFor applies the protocol's (docs/protocol.md#names) naming to prefix, and names what it
+// leaves open the same way.
+func NamesFor(prefix string) Names {
+	return Names{
+		RequestQueue:       prefix + "-req-queue",
+		RequestDeadLetters: prefix + "-req-dlq",
+		ResponseQueue:      prefix + "-resp-queue",
+		InputBucket:        prefix + "-in-bucket",
+		OutputBucket:       prefix + "-out-bucket",
+		LaunchTemplate:     prefix + "-worker",
+		Table:              prefix + "-dynamoDB",
+		Fleet:              prefix,
+	}
+}

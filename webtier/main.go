@@ -16,12 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
-	"github.com/surgeml/surge/internal/envvar"
-	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/webapi"
 )
 
@@ -36,22 +33,22 @@ func run() error {
 	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
 	bcfg := config.BackendFlags(fs)
 	var cfg webapi.Config
-	host := fs.String("host", envvar.String("HOST", ""), "address to listen on, empty for all (env HOST)")
-	port := fs.Int("port", envvar.Int("PORT", 8000), "port to listen on (env PORT)")
+	host := fs.String("host", config.EnvString("HOST", ""), "address to listen on, empty for all (env HOST)")
+	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
-	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(envvar.Int("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
-	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", envvar.Duration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("SURGE_MAX_WORKERS", events.DefaultMaxWorkers), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(config.EnvInt("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
+	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", config.EnvDuration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("SURGE_MAX_WORKERS", events.DefaultMaxWorkers), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
 		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
-	handover := fs.String("handover", envvar.String("SURGE_HANDOVER", ""),
+	handover := fs.String("handover", config.EnvString("SURGE_HANDOVER", ""),
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (env SURGE_HANDOVER; default <data>/webtier-handover.json with the local backend, none with aws)")
-	fs.StringVar(&cfg.Model, "model-name", envvar.String("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
-	reuse := fs.Bool("reuse-answers", envvar.Bool("SURGE_REUSE_ANSWERS", true), "answer an upload from the results table when it holds the answer for the same name, bytes and model (env SURGE_REUSE_ANSWERS)")
+	fs.StringVar(&cfg.Model, "model-name", config.EnvString("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
+	reuse := fs.Bool("reuse-answers", config.EnvBool("SURGE_REUSE_ANSWERS", true), "answer an upload from the results table when it holds the answer for the same name, bytes and model (env SURGE_REUSE_ANSWERS)")
 	fs.Parse(os.Args[1:])
 
 	bcfg.DeadLetters = true
-	log := logging.Stderr()
+	log := config.Logger()
 	ctx, hurry := stopSignals(log)
 
 	if bcfg.Kind == "" || bcfg.Kind == "local" {
@@ -68,7 +65,7 @@ func run() error {
 			*handover = filepath.Join(bcfg.DataDir, "webtier-handover.json")
 		}
 	}
-	b, err := backend.Open(ctx, *bcfg)
+	b, err := config.OpenBackends(ctx, *bcfg)
 	if err != nil {
 		return err
 	}

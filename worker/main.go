@@ -19,10 +19,7 @@ import (
 
 	"github.com/surgeml/surge/internal/apptier"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/envvar"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/recognize"
 )
@@ -39,17 +36,17 @@ func run() error {
 	bcfg := config.BackendFlags(fs)
 	mcfg := config.ModelFlags(fs)
 	hostname, _ := os.Hostname()
-	name := fs.String("name", envvar.String(embedded.EnvInstance, hostname), "instance name reported in results (env "+embedded.EnvInstance+")")
-	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
-	wait := fs.Duration("wait", envvar.Duration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
+	name := fs.String("name", config.EnvString(embedded.EnvInstance, hostname), "instance name reported in results (env "+embedded.EnvInstance+")")
+	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
+	wait := fs.Duration("wait", config.EnvDuration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
 	statusFile := fs.String("status-file", os.Getenv(embedded.EnvStatusFile), "report readiness and load here, for a local fleet (env "+embedded.EnvStatusFile+")")
-	idleShutdown := fs.Duration("idle-shutdown", envvar.Duration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
+	idleShutdown := fs.Duration("idle-shutdown", config.EnvDuration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
 	fs.Parse(os.Args[1:])
 
 	// SIGTERM is a drain: stop taking requests, finish the ones held.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log := logging.Stderr()
+	log := config.Logger()
 	var self *ec2Self
 	if bcfg.Kind == "aws" {
 		var err error
@@ -68,7 +65,7 @@ func run() error {
 		return err
 	}
 	defer classifier.Close()
-	b, err := backend.Open(ctx, *bcfg)
+	b, err := config.OpenBackends(ctx, *bcfg)
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/localrun"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/vision"
 	"github.com/surgeml/surge/internal/webapi"
 	"github.com/surgeml/surge/internal/workload"
@@ -43,7 +41,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	if *images == "" {
 		return errors.New("-images is required")
 	}
-	log := logging.Stderr()
+	log := config.Logger()
 	files, err := workload.ImagesIn(*images)
 	if err != nil {
 		return err
@@ -81,7 +79,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	defer os.RemoveAll(data)
 	sys, err := localrun.Start(ctx, localrun.Config{
 		Bin:     *bin,
-		Backend: backend.Config{Kind: "local", Prefix: "bench", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
+		Backend: config.Backend{Kind: "local", Prefix: "bench", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
 		Host:    "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
 		// Long enough that the warm run finds the cold run's fleet still up.
 		ScaleInDelay: 5 * time.Second,
@@ -170,7 +168,7 @@ func directThroughput(ctx context.Context, cfg recognize.Config, files []string,
 	}
 	classifiers := make([]*recognize.Classifier, n)
 	for i := range classifiers {
-		c, _, err := recognize.Load(ctx, cfg, logging.Stderr())
+		c, _, err := recognize.Load(ctx, cfg, config.Logger())
 		if err != nil {
 			return 0, err
 		}
@@ -209,7 +207,7 @@ func directMedian(ctx context.Context, cfg recognize.Config, files []string) (ti
 	if err != nil {
 		return 0, err
 	}
-	c, _, err := recognize.Load(ctx, cfg, logging.Stderr())
+	c, _, err := recognize.Load(ctx, cfg, config.Logger())
 	if err != nil {
 		return 0, err
 	}

@@ -8,13 +8,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/surgeml/surge/internal/backend"
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/chaos"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/localrun"
-	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/workload"
 )
 
@@ -73,11 +71,11 @@ func chaosCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := logging.Stderr()
+	log := config.Logger()
 	rep, err := chaos.Run(ctx, chaos.Config{
 		System: localrun.Config{
 			Bin:        *bin,
-			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},
+			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},
 			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain,
 			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
 		},

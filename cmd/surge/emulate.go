@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/emulate"
-	"github.com/surgeml/surge/internal/envvar"
-	"github.com/surgeml/surge/internal/logging"
 )
 
 // emulateCmd deploys a synthesized Surge stack into emulated AWS on this
@@ -24,13 +23,13 @@ func emulateCmd(ctx context.Context, args []string) error {
 	var cfg emulate.Config
 	assembly := fs.String("assembly", "cdk.out", "the synthesized cloud assembly to deploy (make synth writes cdk.out)")
 	stack := fs.String("stack", "", "its stack to deploy (default: the only one)")
-	fs.StringVar(&cfg.DataDir, "data", envvar.String("SURGE_DATA", ".emulate"), "directory for logs and instance disks (env SURGE_DATA)")
-	fs.StringVar(&cfg.Region, "region", envvar.String("AWS_REGION", "us-east-1"), "the emulated region (env AWS_REGION)")
-	port := fs.Int("endpoint-port", envvar.Int("MOTO_PORT", 5000), "port of the emulated AWS endpoint on 127.0.0.1 (env MOTO_PORT)")
-	fs.StringVar(&cfg.WebHost, "host", envvar.String("HOST", "127.0.0.1"), "address the web tier listens on (env HOST)")
-	fs.IntVar(&cfg.WebPort, "port", envvar.Int("PORT", 8000), "port the web tier listens on; 0 picks one (env PORT)")
+	fs.StringVar(&cfg.DataDir, "data", config.EnvString("SURGE_DATA", ".emulate"), "directory for logs and instance disks (env SURGE_DATA)")
+	fs.StringVar(&cfg.Region, "region", config.EnvString("AWS_REGION", "us-east-1"), "the emulated region (env AWS_REGION)")
+	port := fs.Int("endpoint-port", config.EnvInt("MOTO_PORT", 5000), "port of the emulated AWS endpoint on 127.0.0.1 (env MOTO_PORT)")
+	fs.StringVar(&cfg.WebHost, "host", config.EnvString("HOST", "127.0.0.1"), "address the web tier listens on (env HOST)")
+	fs.IntVar(&cfg.WebPort, "port", config.EnvInt("PORT", 8000), "port the web tier listens on; 0 picks one (env PORT)")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "multiply AWS's delays (launch, boot, shutdown) and boot-script sleeps by this")
-	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", envvar.Int("VCPU_QUOTA", 0), "the account's on-demand vCPU quota; 0 for none (env VCPU_QUOTA)")
+	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", config.EnvInt("VCPU_QUOTA", 0), "the account's on-demand vCPU quota; 0 for none (env VCPU_QUOTA)")
 	noCapacity := fs.String("no-capacity", "", "comma-separated zones that have no capacity for new instances")
 	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
 	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
@@ -39,7 +38,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
 	cfg.Account.NoCapacity = list(*noCapacity)
 	cfg.Account.TakenBucketNames = list(*taken)
-	log := logging.Stderr()
+	log := config.Logger()
 
 	cloud, err := emulate.Start(ctx, cfg, log)
 	if err != nil {

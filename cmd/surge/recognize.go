@@ -10,7 +10,6 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/labelcsv"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/vision"
 )
@@ -28,7 +27,7 @@ func classifyCmd(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("no image files given")
 	}
-	classifier, recognizer, err := recognize.Load(ctx, *mcfg, logging.Stderr())
+	classifier, recognizer, err := recognize.Load(ctx, *mcfg, config.Logger())
 	if err != nil {
 		return err
 	}
@@ -95,7 +94,7 @@ func enrollCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	classifier, _, err := recognize.Load(ctx, *mcfg, logging.Stderr())
+	classifier, _, err := recognize.Load(ctx, *mcfg, config.Logger())
 	if err != nil {
 		return err
 	}
@@ -131,7 +130,7 @@ func fetchCmd(ctx context.Context, args []string) error {
 	mcfg := config.ModelFlags(fs)
 	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
 	fs.Parse(args)
-	log := logging.Stderr()
+	log := config.Logger()
 	lib, err := recognize.ResolveRuntime(ctx, *mcfg, log)
 	if err != nil {
 		return err

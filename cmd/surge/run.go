@@ -11,13 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/envvar"
 	"github.com/surgeml/surge/internal/localrun"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/webapi"
 )
 
@@ -26,14 +24,14 @@ func runCmd(ctx context.Context, args []string) error {
 	var cfg localrun.Config
 	backendCfg := config.BackendFlags(fs)
 	mcfg := config.ModelFlags(fs)
-	fs.StringVar(&cfg.Host, "host", envvar.String("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
-	fs.IntVar(&cfg.Port, "port", envvar.Int("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", envvar.Int("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")
+	fs.StringVar(&cfg.Host, "host", config.EnvString("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
+	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envvar.Duration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids (env SURGE_DRAIN_TIMEOUT)")
-	concurrency := fs.Int("concurrency", envvar.Int("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
+	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	fs.Parse(args)
 	if fs.NArg() > 0 {
@@ -46,7 +44,7 @@ func runCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Lock = lock
-	log := logging.Stderr()
+	log := config.Logger()
 	if *bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -96,7 +94,7 @@ func runCmd(ctx context.Context, args []string) error {
 // worker; the workers get the exact paths, the web tier the name their
 // answers will carry.
 func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (args []string, model string, err error) {
-	log := logging.Stderr()
+	log := config.Logger()
 	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
 	if err != nil {
 		return nil, "", err

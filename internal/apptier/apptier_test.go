@@ -16,8 +16,8 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/apptier"
-	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/testenv"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -19,7 +19,7 @@ import (
 
 func TestTableContract(t *testing.T) {
 	testenv.TableContract(t, func(t *testing.T) events.Table {
-		tab, err := aws.CreateTable(context.Background(), awstest.Clients(t).Dynamo, fmt.Sprintf("contract-%d-dynamoDB", serial.Add(1)))
+		tab, err := aws.CreateTable(context.Background(), moto.Clients(t).Dynamo, fmt.Sprintf("contract-%d-dynamoDB", serial.Add(1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestTableContract(t *testing.T) {
 // an empty table: the tiers fall back to the queue and say so.
 func TestDeletedTableIsAnError(t *testing.T) {
 	ctx := context.Background()
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	tab, err := aws.CreateTable(ctx, c.Dynamo, "deleted-dynamoDB")
 	if err != nil {
 		t.Fatal(err)

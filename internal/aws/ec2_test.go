@@ -13,7 +13,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/scaler"
 )
 
@@ -23,9 +23,9 @@ import (
 // to the test.
 func setup(t *testing.T) (*aws.Clients, *aws.Fleet, string) {
 	t.Helper()
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, c, name+"-worker")
+	moto.LaunchTemplate(t, c, name+"-worker")
 	return c, aws.NewFleet(c.EC2, name, name+"-worker"), name
 }
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 )
 
 // described returns every instance of the fleet moto knows, terminated
@@ -80,9 +80,9 @@ func TestReadyRoundTrip(t *testing.T) {
 // never does. moto does not honour tokens, so what is compared is the
 // token each instance records.
 func TestLaunchScopes(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, c, name+"-worker")
+	moto.LaunchTemplate(t, c, name+"-worker")
 	a, b := aws.NewFleet(c.EC2, name, name+"-worker"), aws.NewFleet(c.EC2, name, name+"-worker")
 	minute1 := aws.WithLaunchScope(context.Background(), "event/1")
 	launch(t, minute1, a, "app-tier-instance-1", "app-tier-instance-2")
@@ -176,9 +176,9 @@ func liveIDs(t *testing.T, f *aws.Fleet) []string {
 // does not show yet is answered with the live instance, not a second one;
 // a later scope launches afresh although EC2 remembers every earlier token.
 func TestReplayedTokens(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, c, name+"-worker")
+	moto.LaunchTemplate(t, c, name+"-worker")
 	mem := &tokenMemory{Client: c.EC2, made: map[string]types.Instance{}}
 	a := aws.NewFleet(mem, name, name+"-worker")
 	const n1 = "app-tier-instance-1"
@@ -366,7 +366,7 @@ func defaultSubnets(t *testing.T, c *ec2.Client) []string {
 func TestCapacityAndQuota(t *testing.T) {
 	p, client := newCapacityProxy(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, awstest.Clients(t), name+"-worker")
+	moto.LaunchTemplate(t, moto.Clients(t), name+"-worker")
 	subnets := defaultSubnets(t, client)
 	sa, sb, sc := subnets[0], subnets[1], subnets[2]
 	f := aws.NewFleet(client, name, name+"-worker", subnets...)
@@ -419,7 +419,7 @@ func TestCapacityAndQuota(t *testing.T) {
 func TestRepeatInScopeAsksTheSameSubnet(t *testing.T) {
 	p, client := newCapacityProxy(t)
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, awstest.Clients(t), name+"-worker")
+	moto.LaunchTemplate(t, moto.Clients(t), name+"-worker")
 	subnets := defaultSubnets(t, client)
 	mem := &tokenMemory{Client: client, made: map[string]types.Instance{}}
 	f := aws.NewFleet(mem, name, name+"-worker", subnets...)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -15,7 +15,7 @@ import (
 
 func TestBucketContract(t *testing.T) {
 	testenv.StoreContract(t, func(t *testing.T) events.Store {
-		s, err := aws.CreateBucket(context.Background(), awstest.Clients(t).S3, fmt.Sprintf("contract-%d", serial.Add(1)))
+		s, err := aws.CreateBucket(context.Background(), moto.Clients(t).S3, fmt.Sprintf("contract-%d", serial.Add(1)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -18,11 +18,11 @@ func TestQueueContract(t *testing.T) {
 	testenv.QueueContract(t, func(t *testing.T) testenv.QueueSetup {
 		ctx := context.Background()
 		name := fmt.Sprintf("contract-%d", serial.Add(1))
-		dlq, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: name + "-dlq", Visibility: time.Second})
+		dlq, err := aws.CreateQueue(ctx, moto.Clients(t).SQS, aws.QueueSpec{Name: name + "-dlq", Visibility: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: name, Visibility: time.Second, DeadLetter: dlq, MaxReceives: 3})
+		q, err := aws.CreateQueue(ctx, moto.Clients(t).SQS, aws.QueueSpec{Name: name, Visibility: time.Second, DeadLetter: dlq, MaxReceives: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func TestQueueContract(t *testing.T) {
 // The request queue refuses messages over 1024 bytes, as PROTOCOL.md asks.
 func TestMaximumMessageSize(t *testing.T) {
 	ctx := context.Background()
-	q, err := aws.CreateQueue(ctx, awstest.Clients(t).SQS, aws.QueueSpec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})
+	q, err := aws.CreateQueue(ctx, moto.Clients(t).SQS, aws.QueueSpec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestMaximumMessageSize(t *testing.T) {
 }
 
 func TestOpenMissingQueue(t *testing.T) {
-	if _, err := aws.OpenQueue(context.Background(), awstest.Clients(t).SQS, "no-such-queue"); err == nil || !strings.Contains(err.Error(), "no-such-queue") {
+	if _, err := aws.OpenQueue(context.Background(), moto.Clients(t).SQS, "no-such-queue"); err == nil || !strings.Contains(err.Error(), "no-such-queue") {
 		t.Fatalf("Open of a missing queue: %v", err)
 	}
 }
@@ -56,7 +56,7 @@ func TestOpenMissingQueue(t *testing.T) {
 // visibility timeout.
 func TestAbandonedPollReleasesSoon(t *testing.T) {
 	ctx := context.Background()
-	c := awstest.Clients(t).SQS
+	c := moto.Clients(t).SQS
 	q, err := aws.CreateQueue(ctx, c, aws.QueueSpec{Name: "held", Visibility: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

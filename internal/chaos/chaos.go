@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/workload"
 )
 

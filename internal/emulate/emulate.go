@@ -40,10 +40,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awsproxy"
 	"github.com/surgeml/surge/internal/cfndeploy"
 	"github.com/surgeml/surge/internal/lambdascaler"
-	"github.com/surgeml/surge/internal/motoserver"
+	"github.com/surgeml/surge/internal/moto"
 )
 
 // Lifecycle is how long an instance takes on AWS to reach each stage, at
@@ -110,8 +109,8 @@ func (c Config) scaled(d time.Duration) time.Duration {
 
 // Cloud is a running emulated AWS account and region.
 type Cloud struct {
-	Moto     *motoserver.Server
-	Endpoint *awsproxy.Proxy
+	Moto     *moto.Server
+	Endpoint *moto.Proxy
 	Clients  *aws.Clients // the emulator's own, through the endpoint
 	Region   string
 
@@ -144,7 +143,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	if err := writeShims(shims); err != nil {
 		return nil, err
 	}
-	if c.Moto, err = motoserver.Start(ctx, filepath.Join(c.logs, "moto.log")); err != nil {
+	if c.Moto, err = moto.StartServer(ctx, filepath.Join(c.logs, "moto.log")); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -158,7 +157,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	if err != nil {
 		return nil, err
 	}
-	if c.Endpoint, err = awsproxy.Start(ctx, awsproxy.Config{
+	if c.Endpoint, err = moto.StartProxy(ctx, moto.ProxyConfig{
 		Upstream:         c.Moto.URL,
 		Listen:           cfg.Endpoint,
 		Log:              slog.New(slog.NewJSONHandler(endpointLog, nil)),

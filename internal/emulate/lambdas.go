@@ -19,14 +19,14 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/google/uuid"
 
 	"github.com/surgeml/surge/internal/aws"
+	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/lambdascaler"
-	"github.com/surgeml/surge/internal/logging"
 	"github.com/surgeml/surge/internal/stackhooks"
 )
 
@@ -87,7 +87,7 @@ func (f *functions) output(name string) io.Writer {
 	return file
 }
 
-func (f *functions) awsOptions(function string) []func(*config.LoadOptions) error {
+func (f *functions) awsOptions(function string) []func(*awsconfig.LoadOptions) error {
 	return aws.Endpoint(f.endpoint, f.region, "lambda-"+function)
 }
 
@@ -113,7 +113,7 @@ func (f *functions) Invoke(ctx context.Context, region, function string, payload
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 		defer cancel()
 		ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: uuid.NewString()})
-		handle := stackhooks.Handler(ctx, mapEnv(inv.env), logging.JSON(out), f.awsOptions(inv.name)...)
+		handle := stackhooks.Handler(ctx, mapEnv(inv.env), config.JSONLogger(out), f.awsOptions(inv.name)...)
 		if _, err := cfn.LambdaWrap(handle)(ctx, ev); err != nil {
 			f.log.Error("stack hooks", "function", inv.name, "err", err)
 		}

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
-	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/logging"
-	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/aws"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/scaler"
 )
 
 // FromEnv wires a handler from a function's environment, read through
@@ -34,7 +34,7 @@ import (
 // SURGE_SCALE_IN_DELAY [2s], SURGE_BOOT_DEADLINE [5m; 0 never replaces],
 // SURGE_CAPACITY_BACKOFF [30s], SURGE_CAPACITY_BACKOFF_MAX [5m]. A
 // malformed value is an error, not a silent default.
-func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, awsOptions ...func(*config.LoadOptions) error) (*Handler, error) {
+func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, awsOptions ...func(*awsconfig.LoadOptions) error) (*Handler, error) {
 	queueURL, template, fleetName := getenv("SURGE_REQUEST_QUEUE_URL"), getenv("SURGE_LAUNCH_TEMPLATE"), getenv("SURGE_FLEET")
 	if queueURL == "" || template == "" || fleetName == "" {
 		return nil, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set")
@@ -67,7 +67,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	if s := getenv("SURGE_SUBNETS"); s != "" {
 		subnets = strings.Split(s, ",")
 	}
-	log := logging.JSON(out)
+	log := config.JSONLogger(out)
 	// One scaler for the life of the execution environment: its state
 	// (scale-in history, a launch-ceiling episode) carries over from one
 	// invocation to the next while Lambda keeps the environment warm. A

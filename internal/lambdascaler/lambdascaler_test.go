@@ -23,13 +23,13 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
 	"github.com/surgeml/surge/internal/lambdascaler"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/scaler"
 )
 
 // The handler runs against moto_server on loopback.
-func TestMain(m *testing.M) { awstest.Main(m) }
+func TestMain(m *testing.M) { moto.Main(m) }
 
 // scheduledEvent is EventBridge's scheduled-event payload as AWS documents
 // it, with the time set to when.
@@ -101,9 +101,9 @@ type rig struct {
 func newRig(t *testing.T, backlog int) *rig {
 	t.Helper()
 	ctx := context.Background()
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	name := fmt.Sprintf("lambda-%d", serial.Add(1))
-	awstest.LaunchTemplate(t, c, name+"-worker")
+	moto.LaunchTemplate(t, c, name+"-worker")
 	q, err := aws.CreateQueue(ctx, c.SQS, aws.QueueSpec{Name: name + "-req-queue", Visibility: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -442,7 +442,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 	r := newRig(t, 5)
 	ctx := context.Background()
 	fn := r.name + "-scaler"
-	awstest.Function(t, r.clients, fn)
+	moto.Function(t, r.clients, fn)
 	env := map[string]string{
 		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
 		"AWS_LAMBDA_FUNCTION_NAME": fn,

@@ -13,10 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/surgeml/surge/events"
 	"log/slog"
 	"slices"
 	"time"
-	"github.com/surgeml/surge/events"
 )
 
 // Queue is the request queue's counts.

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/surgeml/surge/events"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
-	"github.com/surgeml/surge/events"
 )
 
 func inst(n int, state events.State, idle bool) events.Instance {

@@ -24,11 +24,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/awstest"
+	"github.com/surgeml/surge/internal/moto"
 )
 
 // The hook is tested against moto_server on loopback.
-func TestMain(m *testing.M) { awstest.Main(m) }
+func TestMain(m *testing.M) { moto.Main(m) }
 
 var serial atomic.Int32
 
@@ -128,7 +128,7 @@ func checkAnswer(t *testing.T, got map[string]any, ev cfn.Event, status, physica
 }
 
 func TestCreateClosesDefaultSecurityGroup(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	ctx := t.Context()
 	vpc, group := vpcWithAWSDefaultGroup(t, c, "10.0.0.0/16")
 	_, otherGroup := vpcWithAWSDefaultGroup(t, c, "10.1.0.0/16")
@@ -231,7 +231,7 @@ func rules(t *testing.T, c *aws.Clients, group string) (in, out []string) {
 }
 
 func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	ctx := t.Context()
 	fleet := unique("fleet")
 	scaler := scalerFunction(t, c, fleet+"-scaler")
@@ -307,7 +307,7 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 // Delete answers FAILED before the invocation's deadline, saying what is
 // left, rather than never answering.
 func TestDeleteAnswersFailedBeforeDeadline(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	cf := newCloudFormation(t)
 
 	t.Run("instance that will not terminate", func(t *testing.T) {
@@ -366,7 +366,7 @@ func TestDeleteAnswersFailedBeforeDeadline(t *testing.T) {
 // With no scaler to stop (gone already, as in a rollback before it was
 // made), there is no window to wait out; an empty fleet is done at once.
 func TestDeleteWithoutScaler(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	fleet := unique("fleet")
 	h := New(Config{Fleet: fleet, ScalerFunction: fleet + "-never-made", ScalerWindow: time.Hour, Poll: 50 * time.Millisecond}, c, testLog(t))
 	cf := newCloudFormation(t)
@@ -381,7 +381,7 @@ func TestDeleteWithoutScaler(t *testing.T) {
 }
 
 func TestUnknownRequestType(t *testing.T) {
-	c := awstest.Clients(t)
+	c := moto.Clients(t)
 	h := New(Config{Fleet: "surge"}, c, testLog(t))
 	cf := newCloudFormation(t)
 	ev := cf.event("Rollback", "surge-hooks-surge")
@@ -465,7 +465,7 @@ func waitFor[T any](t *testing.T, done <-chan T, what string, cond func() bool) 
 // scalerFunction makes a Lambda function to stand for the scaler.
 func scalerFunction(t *testing.T, c *aws.Clients, name string) string {
 	t.Helper()
-	awstest.Function(t, c, name)
+	moto.Function(t, c, name)
 	return name
 }
 

@@ -33,10 +33,10 @@ type cache struct {
 
 // CacheStatus is the results table's part of GET /status.
 type CacheStatus struct {
-	Table     string         `json:"table"`
-	Model     string         `json:"model"`
-	Hits      int64          `json:"hits"`
-	Misses    int64          `json:"misses"`
+	Table     string             `json:"table"`
+	Model     string             `json:"model"`
+	Hits      int64              `json:"hits"`
+	Misses    int64              `json:"misses"`
 	Lookups   events.TableStatus `json:"lookups"`
 	Recording events.TableStatus `json:"recording"` // as the workers' answers report it
 }

@@ -2,9 +2,9 @@ package webapi
 
 import (
 	"context"
+	"github.com/surgeml/surge/events"
 	"net/http"
 	"time"
-	"github.com/surgeml/surge/events"
 )
 
 // Status is the body of GET /status.
@@ -42,12 +42,12 @@ type QueueStatus struct {
 // for at the current backlog; Running counts every live worker, draining
 // ones included.
 type FleetStatus struct {
-	Desired   int              `json:"desired"`
-	Running   int              `json:"running"`
-	Draining  int              `json:"draining"`
-	Max       int              `json:"max"`
+	Desired   int               `json:"desired"`
+	Running   int               `json:"running"`
+	Draining  int               `json:"draining"`
+	Max       int               `json:"max"`
 	Instances []events.Instance `json:"instances"`
-	Error     string           `json:"error,omitempty"`
+	Error     string            `json:"error,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

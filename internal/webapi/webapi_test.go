@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/apptier"
-	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/webapi"
 )

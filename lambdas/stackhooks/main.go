@@ -13,10 +13,10 @@ import (
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/surgeml/surge/internal/logging"
+	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/stackhooks"
 )
 
 func main() {
-	lambda.Start(cfn.LambdaWrap(stackhooks.Handler(context.Background(), os.Getenv, logging.Stderr())))
+	lambda.Start(cfn.LambdaWrap(stackhooks.Handler(context.Background(), os.Getenv, config.Logger())))
 }

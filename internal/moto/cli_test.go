@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"encoding/json"
@@ -40,7 +40,7 @@ func lookPath(t *testing.T) string {
 // aws CLI (v1, botocore), which must read the proxy's rewritten XML and
 // its errors as it reads AWS's.
 func TestAWSCLIParsesRewrittenAnswers(t *testing.T) {
-	p := start(t, Config{PendingFor: time.Hour, VCPUQuota: 4})
+	p := start(t, ProxyConfig{PendingFor: time.Hour, VCPUQuota: 4})
 	run := func() string {
 		t.Helper()
 		out, err := awsCLI(t, p, "ec2", "run-instances", "--image-id", "ami-12345678", "--instance-type", "t3.small", "--client-token", "cli-1")

@@ -1,7 +1,7 @@
 // Package backend opens the queues and buckets a tier runs on, by the
 // names PROTOCOL.md gives them. It is the one place that knows every
 // implementation; the tiers see only the interfaces they declare.
-package backend
+package config
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/embedded"
 )
 
@@ -19,35 +19,8 @@ import (
 // worker extends it (see aws.Queue.HoldReceived).
 const requestHold = 5 * time.Second
 
-// Names are the cloud resource names derived from a prefix.
-type Names struct {
-	RequestQueue, RequestDeadLetters, ResponseQueue string
-	InputBucket, OutputBucket                       string
-	LaunchTemplate                                  string // the workers'
-	// Table is the results table: always <prefix>-dynamoDB, since table
-	// names are unique only within an account and region, as the prefix
-	// already makes them.
-	Table string
-	Fleet string // the fleet tag's value
-}
-
-// NamesFor applies PROTOCOL.md's naming to prefix, and names what it
-// leaves open the same way.
-func NamesFor(prefix string) Names {
-	return Names{
-		RequestQueue:       prefix + "-req-queue",
-		RequestDeadLetters: prefix + "-req-dlq",
-		ResponseQueue:      prefix + "-resp-queue",
-		InputBucket:        prefix + "-in-bucket",
-		OutputBucket:       prefix + "-out-bucket",
-		LaunchTemplate:     prefix + "-worker",
-		Table:              prefix + "-dynamoDB",
-		Fleet:              prefix,
-	}
-}
-
-// Config selects and configures the backends.
-type Config struct {
+// Backend selects and configures the backends.
+type Backend struct {
 	Kind   string // "local" or "aws"
 	Prefix string
 	// DataDir holds everything of the local backend: queues/, buckets/,
@@ -97,9 +70,9 @@ func (b *Backends) Close() error {
 	return errors.Join(errs...)
 }
 
-// Open opens the configured backends. The results table is opened but not
+// OpenBackends opens the configured backends. The results table is opened but not
 // checked: it is a cache, and the tiers work (and say so) without it.
-func Open(ctx context.Context, cfg Config) (*Backends, error) {
+func OpenBackends(ctx context.Context, cfg Backend) (*Backends, error) {
 	switch cfg.Kind {
 	case "", "local":
 		return openLocal(ctx, cfg)
@@ -113,11 +86,11 @@ func Open(ctx context.Context, cfg Config) (*Backends, error) {
 // FleetDir is where the local fleet keeps its state.
 func FleetDir(dataDir string) string { return filepath.Join(dataDir, "fleet") }
 
-func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
+func openLocal(ctx context.Context, cfg Backend) (*Backends, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("local backend: no data directory")
 	}
-	names := NamesFor(cfg.Prefix)
+	names := events.NamesFor(cfg.Prefix)
 	qdir := filepath.Join(cfg.DataDir, "queues")
 	b := &Backends{}
 	req, err := embedded.OpenQueue(ctx, qdir, names.RequestQueue, embedded.QueueOptions{Visibility: cfg.Visibility, MaxReceives: cfg.MaxReceives})
@@ -159,12 +132,12 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 
 // openAWS finds the queues, buckets and fleet the CDK stack (or the
 // emulator) made for the prefix, with the SDK's standard configuration.
-func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
+func openAWS(ctx context.Context, cfg Backend) (*Backends, error) {
 	c, err := aws.LoadClients(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := NamesFor(cfg.Prefix)
+	names := events.NamesFor(cfg.Prefix)
 	if cfg.InputBucket != "" {
 		names.InputBucket = cfg.InputBucket
 	}

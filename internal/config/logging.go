@@ -1,22 +1,20 @@
 // Package logging makes the structured (JSON) loggers every binary uses.
-package logging
+package config
 
 import (
 	"io"
 	"log/slog"
 	"os"
-
-	"github.com/surgeml/surge/internal/envvar"
 )
 
-// Stderr logs JSON to stderr at the level in $SURGE_LOG_LEVEL.
-func Stderr() *slog.Logger { return JSON(os.Stderr) }
+// Logger logs JSON to stderr at the level in $SURGE_LOG_LEVEL.
+func Logger() *slog.Logger { return JSONLogger(os.Stderr) }
 
-// JSON logs to w at the level in $SURGE_LOG_LEVEL. Durations read "5.4ms"
+// JSONLogger logs to w at the level in $SURGE_LOG_LEVEL. Durations read "5.4ms"
 // rather than nanosecond integers.
-func JSON(w io.Writer) *slog.Logger {
+func JSONLogger(w io.Writer) *slog.Logger {
 	var level slog.Level
-	level.UnmarshalText([]byte(envvar.String("SURGE_LOG_LEVEL", "info")))
+	level.UnmarshalText([]byte(EnvString("SURGE_LOG_LEVEL", "info")))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {

@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"context"

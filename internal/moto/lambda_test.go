@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"archive/zip"
@@ -55,8 +55,8 @@ func createFunction(t *testing.T, c *lambda.Client, name, role string) {
 }
 
 func TestLambdaConcurrencyLimit(t *testing.T) {
-	p := start(t, Config{ConcurrencyLimit: 20})
-	c := lambda.NewFromConfig(sdk(p, "tester"))
+	p := start(t, ProxyConfig{ConcurrencyLimit: 20})
+	c := lambda.NewFromConfig(sdkConfig(p, "tester"))
 	ctx := context.Background()
 	role := createRole(t, "fn-role")
 	createFunction(t, c, "scaler", role)

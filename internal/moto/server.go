@@ -1,6 +1,6 @@
 // Package motoserver runs moto_server, the AWS emulator, on loopback for
 // tests and for `surge emulate`.
-package motoserver
+package moto
 
 import (
 	"context"
@@ -30,9 +30,9 @@ type Server struct {
 // Region is the region everything emulated lives in.
 const Region = "us-east-1"
 
-// Start launches moto_server on a free loopback port and waits until it
+// StartServer launches moto_server on a free loopback port and waits until it
 // answers. Its output goes to logPath (or is discarded when empty).
-func Start(ctx context.Context, logPath string) (*Server, error) {
+func StartServer(ctx context.Context, logPath string) (*Server, error) {
 	python, err := pythonWithMoto()
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func admin(t *testing.T, p *Proxy, method, path string) (int, map[string]any) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	ctx := context.Background()
 
 	status, clock := admin(t, p, http.MethodGet, "/_surge/clock")

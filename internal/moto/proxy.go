@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"bytes"
@@ -19,9 +19,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Config says where the proxy listens, where moto is, and which of AWS's
+// ProxyConfig says where the proxy listens, where moto is, and which of AWS's
 // limits and conditions it shows.
-type Config struct {
+type ProxyConfig struct {
 	Upstream string       // moto_server base URL, e.g. http://127.0.0.1:41234
 	Listen   string       // listen address; "127.0.0.1:0" (the default) picks a port
 	Clock    *Clock       // nil: NewClock()
@@ -57,7 +57,7 @@ type Invoker interface {
 
 // Proxy is a running proxy.
 type Proxy struct {
-	cfg      Config
+	cfg      ProxyConfig
 	clock    *Clock
 	log      *slog.Logger
 	upstream *url.URL
@@ -83,8 +83,8 @@ type Proxy struct {
 	cfn    *cfnState
 }
 
-// Start listens and serves until Close (or until ctx ends).
-func Start(ctx context.Context, cfg Config) (*Proxy, error) {
+// StartProxy listens and serves until Close (or until ctx ends).
+func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 	up, err := url.Parse(cfg.Upstream)
 	if err != nil || up.Scheme == "" || up.Host == "" {
 		return nil, fmt.Errorf("starting AWS proxy: upstream %q is not a base URL", cfg.Upstream)

@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"bytes"
@@ -85,7 +85,7 @@ func (l *testLambda) summary() []string {
 }
 
 func cfnClient(p *Proxy) *cloudformation.Client {
-	return cloudformation.NewFromConfig(sdk(p, "tester"))
+	return cloudformation.NewFromConfig(sdkConfig(p, "tester"))
 }
 
 func createStack(c *cloudformation.Client, name, body string, params ...cfntypes.Parameter) (string, error) {
@@ -149,7 +149,7 @@ const customTemplate = `{"Resources": {` + lambdaResources + `,
 
 func TestCustomResourcesCreateAndDelete(t *testing.T) {
 	lambdas := &testLambda{}
-	p := start(t, Config{Lambdas: lambdas})
+	p := start(t, ProxyConfig{Lambdas: lambdas})
 	c := cfnClient(p)
 	id, err := createStack(c, "cr", customTemplate)
 	if err != nil {
@@ -194,7 +194,7 @@ func TestCustomResourceFailureRollsBack(t *testing.T) {
 		}
 		return "SUCCESS", ""
 	}}
-	p := start(t, Config{Lambdas: lambdas})
+	p := start(t, ProxyConfig{Lambdas: lambdas})
 	c := cfnClient(p)
 	if _, err := createStack(c, "cr", customTemplate); err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func TestCustomResourceFailureRollsBack(t *testing.T) {
 }
 
 func TestCustomResourceTimeout(t *testing.T) {
-	p := start(t, Config{Lambdas: &testLambda{silent: true}, CustomResourceTimeout: 100 * time.Millisecond})
+	p := start(t, ProxyConfig{Lambdas: &testLambda{silent: true}, CustomResourceTimeout: 100 * time.Millisecond})
 	c := cfnClient(p)
 	if _, err := createStack(c, "cr", customTemplate); err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestCustomResourceTimeout(t *testing.T) {
 }
 
 func TestCustomResourceWithoutInvoker(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := cfnClient(p)
 	if _, err := createStack(c, "cr", customTemplate); err != nil {
 		t.Fatal(err)
@@ -259,7 +259,7 @@ func TestCustomResourceWithoutInvoker(t *testing.T) {
 
 func TestDeleteFailsWhileForeignInstanceUsesSecurityGroup(t *testing.T) {
 	lambdas := &testLambda{}
-	p := start(t, Config{Lambdas: lambdas, ShuttingDownFor: time.Minute})
+	p := start(t, ProxyConfig{Lambdas: lambdas, ShuttingDownFor: time.Minute})
 	c := cfnClient(p)
 	e := ec2Client(p)
 	ctx := context.Background()
@@ -323,7 +323,7 @@ func TestDeleteFailsWhileForeignInstanceUsesSecurityGroup(t *testing.T) {
 }
 
 func TestPreflightReservedConcurrency(t *testing.T) {
-	p := start(t, Config{ConcurrencyLimit: 10})
+	p := start(t, ProxyConfig{ConcurrencyLimit: 10})
 	c := cfnClient(p)
 	body := `{"Resources": {` + strings.Replace(lambdaResources, `"Code"`, `"ReservedConcurrentExecutions": 1, "Code"`, 1) + `}}`
 	_, err := createStack(c, "fn", body)
@@ -334,7 +334,7 @@ func TestPreflightReservedConcurrency(t *testing.T) {
 	if _, err := describeStack(t, c, "fn"); err == nil {
 		t.Error("the refused stack exists")
 	}
-	c = cfnClient(start(t, Config{ConcurrencyLimit: 11}))
+	c = cfnClient(start(t, ProxyConfig{ConcurrencyLimit: 11}))
 	if _, err := createStack(c, "fn", body); err != nil {
 		t.Errorf("reserving 1 of 11: %v", err)
 	}
@@ -351,7 +351,7 @@ func TestPreflightReservedConcurrency(t *testing.T) {
 }
 
 func TestPreflightTakenBucketName(t *testing.T) {
-	p := start(t, Config{TakenBucketNames: []string{"surge-in-bucket"}})
+	p := start(t, ProxyConfig{TakenBucketNames: []string{"surge-in-bucket"}})
 	c := cfnClient(p)
 	body := `{"Parameters": {"Prefix": {"Type": "String", "Default": "surge"}},
 		"Resources": {"In": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Fn::Join": ["-", [{"Ref": "Prefix"}, "in-bucket"]]}}}}}`
@@ -365,10 +365,10 @@ func TestPreflightTakenBucketName(t *testing.T) {
 }
 
 func TestPreflightNamesInUse(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := cfnClient(p)
 	ctx := context.Background()
-	q := sqs.NewFromConfig(sdk(p, "tester"))
+	q := sqs.NewFromConfig(sdkConfig(p, "tester"))
 	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("surge-req-queue")}); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func TestPreflightNamesInUse(t *testing.T) {
 }
 
 func TestPreflightInstanceSubnetAZ(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := cfnClient(p)
 	subnets, err := ec2Client(p).DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{
 		Filters: []ec2types.Filter{{Name: aws.String("availability-zone"), Values: []string{"us-east-1b"}}},
@@ -425,7 +425,7 @@ func TestPreflightInstanceSubnetAZ(t *testing.T) {
 }
 
 func TestPreflightReadsTemplateURL(t *testing.T) {
-	p := start(t, Config{TakenBucketNames: []string{"surge-in-bucket"}})
+	p := start(t, ProxyConfig{TakenBucketNames: []string{"surge-in-bucket"}})
 	ctx := context.Background()
 	s := s3Client(p, "tester")
 	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("templates")}); err != nil {

@@ -102,4 +102,4 @@
 //	POST /_surge/ec2?vcpuQuota=8&noCapacity=us-east-1a,us-east-1b   (empty noCapacity clears)
 //	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
 //	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL
-package awsproxy
+package moto

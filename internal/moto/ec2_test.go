@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"context"
@@ -146,7 +146,7 @@ func TestFingerprintIgnoresTokenAndVersion(t *testing.T) {
 }
 
 // ec2Client is an EC2 client through p.
-func ec2Client(p *Proxy) *ec2.Client { return ec2.NewFromConfig(sdk(p, "tester")) }
+func ec2Client(p *Proxy) *ec2.Client { return ec2.NewFromConfig(sdkConfig(p, "tester")) }
 
 func run(t *testing.T, c *ec2.Client, in *ec2.RunInstancesInput) (*ec2.RunInstancesOutput, error) {
 	t.Helper()
@@ -197,7 +197,7 @@ func terminate(t *testing.T, c *ec2.Client, ids ...string) *ec2.TerminateInstanc
 }
 
 func TestClientTokenReplay(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := ec2Client(p)
 	in := func() *ec2.RunInstancesInput {
 		return &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, ClientToken: aws.String("slot-1")}
@@ -249,7 +249,7 @@ func TestClientTokenReplay(t *testing.T) {
 }
 
 func TestConcurrentRepeatsLaunchOnce(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := ec2Client(p)
 	ids := make([]string, 4)
 	var wg sync.WaitGroup
@@ -277,7 +277,7 @@ func TestConcurrentRepeatsLaunchOnce(t *testing.T) {
 }
 
 func TestLifecycleOverlay(t *testing.T) {
-	p := start(t, Config{PendingFor: time.Minute, ShuttingDownFor: time.Minute, TerminatedVisible: time.Hour})
+	p := start(t, ProxyConfig{PendingFor: time.Minute, ShuttingDownFor: time.Minute, TerminatedVisible: time.Hour})
 	c := ec2Client(p)
 	out := mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
 	id := *out.Instances[0].InstanceId
@@ -328,7 +328,7 @@ func TestLifecycleOverlay(t *testing.T) {
 }
 
 func TestVCPUQuota(t *testing.T) {
-	p := start(t, Config{VCPUQuota: 8})
+	p := start(t, ProxyConfig{VCPUQuota: 8})
 	c := ec2Client(p)
 	// t3.small has 2 vCPUs: four fill the quota exactly.
 	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, MinCount: aws.Int32(3), MaxCount: aws.Int32(3)})
@@ -372,7 +372,7 @@ func TestVCPUQuota(t *testing.T) {
 }
 
 func TestCapacityPerAZ(t *testing.T) {
-	p := start(t, Config{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
+	p := start(t, ProxyConfig{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
 	c := ec2Client(p)
 	subnets, err := c.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
 	if err != nil {
@@ -423,7 +423,7 @@ func TestCapacityPerAZ(t *testing.T) {
 }
 
 func TestStateFilterAnswersOnePage(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := ec2Client(p)
 	for range 6 { // moto pages by reservation
 		mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
@@ -456,7 +456,7 @@ func TestStateFilterAnswersOnePage(t *testing.T) {
 // terminate terminates when it powers itself off (moto would take only
 // the request's and leave it stopped).
 func TestShutdownBehaviourFromLaunchTemplate(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	c := ec2Client(p)
 	ctx := context.Background()
 	if _, err := c.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{

@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 )
 
 func s3Client(p *Proxy, caller string) *s3.Client {
-	return s3.NewFromConfig(sdk(p, caller), func(o *s3.Options) { o.UsePathStyle = true })
+	return s3.NewFromConfig(sdkConfig(p, caller), func(o *s3.Options) { o.UsePathStyle = true })
 }
 
 func TestTakenBucketNames(t *testing.T) {
-	p := start(t, Config{TakenBucketNames: []string{"surge-in-bucket"}})
+	p := start(t, ProxyConfig{TakenBucketNames: []string{"surge-in-bucket"}})
 	c := s3Client(p, "tester")
 	ctx := context.Background()
 	_, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("surge-in-bucket")})
@@ -30,7 +30,7 @@ func TestTakenBucketNames(t *testing.T) {
 }
 
 func TestFailDownloads(t *testing.T) {
-	p := start(t, Config{})
+	p := start(t, ProxyConfig{})
 	ctx := context.Background()
 	owner := s3Client(p, "owner")
 	if _, err := owner.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("assets")}); err != nil {

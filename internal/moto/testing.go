@@ -1,6 +1,6 @@
 // Package awstest is the fixture for tests of the AWS code paths: they
 // run against moto_server on loopback.
-package awstest
+package moto
 
 import (
 	"archive/zip"
@@ -20,13 +20,12 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/motoserver"
 )
 
 // Main is a TestMain: it starts moto_server, points the process's AWS
 // SDK at it and runs the tests.
 func Main(m *testing.M) {
-	s, err := motoserver.Start(context.Background(), "")
+	s, err := StartServer(context.Background(), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

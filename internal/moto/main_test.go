@@ -1,4 +1,4 @@
-package awsproxy
+package moto
 
 import (
 	"context"
@@ -11,15 +11,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/smithy-go"
-
-	"github.com/surgeml/surge/internal/motoserver"
 )
 
 // moto is the moto_server of this test binary; each test resets it.
-var moto *motoserver.Server
+var moto *Server
 
 func TestMain(m *testing.M) {
-	s, err := motoserver.Start(context.Background(), "")
+	s, err := StartServer(context.Background(), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -33,13 +31,13 @@ func TestMain(m *testing.M) {
 const region = "us-east-1"
 
 // start resets moto and starts a proxy in front of it with cfg.
-func start(t *testing.T, cfg Config) *Proxy {
+func start(t *testing.T, cfg ProxyConfig) *Proxy {
 	t.Helper()
 	if err := moto.Reset(); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Upstream = moto.URL
-	p, err := Start(context.Background(), cfg)
+	p, err := StartProxy(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +49,9 @@ func start(t *testing.T, cfg Config) *Proxy {
 	return p
 }
 
-// sdk is an SDK configuration that reaches the proxy as caller, without
+// sdkConfig is an SDK configuration that reaches the proxy as caller, without
 // retries, so that errors the SDK would retry (5xx) show at once.
-func sdk(p *Proxy, caller string) aws.Config {
+func sdkConfig(p *Proxy, caller string) aws.Config {
 	return aws.Config{
 		Region:           region,
 		Credentials:      credentials.NewStaticCredentialsProvider(caller, "secret", ""),
