@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/surgeml/surge/internal/glibc"
+	"github.com/surgeml/surge/internal/deploy"
 )
 
 // goBuild is a CDK local bundling step: `go build` of one of the
@@ -56,8 +56,8 @@ func (g *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 	// A cgo binary links against the build host's glibc; one needing a
 	// newer glibc than the instances' would only fail when it starts there.
 	if g.cgo {
-		if err := glibc.Check(filepath.Join(*outputDir, g.binary), glibc.AL2023); err != nil {
-			fmt.Fprintf(os.Stderr, "cdk: %s will not start on Amazon Linux 2023 (glibc %s): %v\n", g.pkg, glibc.AL2023, err)
+		if err := deploy.CheckGlibc(filepath.Join(*outputDir, g.binary), deploy.GlibcAL2023); err != nil {
+			fmt.Fprintf(os.Stderr, "cdk: %s will not start on Amazon Linux 2023 (glibc %s): %v\n", g.pkg, deploy.GlibcAL2023, err)
 			return jsii.Bool(false)
 		}
 	}

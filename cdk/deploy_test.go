@@ -51,7 +51,7 @@ func emulatedAccount(t *testing.T, tune ...func(*emulate.Config)) *emulate.Cloud
 	return cloud
 }
 
-func deploy(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]string {
+func deployStack(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -74,7 +74,7 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 	}
 
 	s := synthWith(t, nil)
-	outputs := deploy(t, cloud, s)
+	outputs := deployStack(t, cloud, s)
 	c := cloud.Clients
 	q, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: sdk.String("surge-req-queue")})
 	if err != nil {
@@ -137,7 +137,7 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 func TestDeploymentsSideBySide(t *testing.T) {
 	cloud := emulatedAccount(t)
 	for _, prefix := range []string{"alpha", "beta"} {
-		deploy(t, cloud, synthWith(t, map[string]any{"prefix": prefix}))
+		deployStack(t, cloud, synthWith(t, map[string]any{"prefix": prefix}))
 	}
 	course := synthWith(t, map[string]any{"courseNames": "true"})
 	if _, err := cloud.Deploy(context.Background(), course.outdir, "surge"); err == nil || !strings.Contains(err.Error(), "surge-in-bucket") {
@@ -153,7 +153,7 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	cloud := emulatedAccount(t)
 	ctx := context.Background()
 	s := synthWith(t, nil)
-	outputs := deploy(t, cloud, s)
+	outputs := deployStack(t, cloud, s)
 	workers := aws.NewFleet(cloud.Clients.EC2, "surge", "surge-worker")
 	if err := workers.Launch(ctx, []string{"app-tier-instance-1", "app-tier-instance-2", "app-tier-instance-3"}); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String("surge-dynamoDB")}); !errors.As(err, &gone) {
 		t.Errorf("the results table outlived the stack: %v", err)
 	}
-	deploy(t, cloud, s)
+	deployStack(t, cloud, s)
 }
 
 // Fault 5: an existing VPC whose subnets are not in the region's first
@@ -218,7 +218,7 @@ func TestDeploysIntoAnExistingVpc(t *testing.T) {
 		subnets = append(subnets, sdk.ToString(sn.Subnet.SubnetId))
 	}
 	s := synthWith(t, map[string]any{"vpcId": sdk.ToString(vpc.Vpc.VpcId), "subnetIds": strings.Join(subnets, ",")})
-	deploy(t, cloud, s)
+	deployStack(t, cloud, s)
 	web, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: sdk.String("tag:Name"), Values: []string{"web-instance"}}}})
 	if err != nil || len(web.Reservations) != 1 {
 		t.Fatalf("web-instance: %v, %v", web, err)

@@ -23,7 +23,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/userdata"
+	"github.com/surgeml/surge/internal/deploy"
 )
 
 // Request visibility timeout: the worker extends it every third while it
@@ -253,10 +253,10 @@ func (s *surge) binaryAsset(id, pkg, name string) asset {
 
 // bootScript renders an instance's user data for svc, fetching assets,
 // and grants role exactly what the boot and the service's logs need.
-func (s *surge) bootScript(role awsiam.Role, svc userdata.Service, assets ...asset) string {
+func (s *surge) bootScript(role awsiam.Role, svc deploy.Service, assets ...asset) string {
 	var objects []*string
 	for _, a := range assets {
-		svc.Files = append(svc.Files, userdata.File{Source: *a.a.S3ObjectUrl(), Path: a.dest, Mode: a.mode})
+		svc.Files = append(svc.Files, deploy.ServiceFile{Source: *a.a.S3ObjectUrl(), Path: a.dest, Mode: a.mode})
 		objects = append(objects, a.a.Bucket().ArnForObjects(a.a.S3ObjectKey()))
 	}
 	svc.Region = *awscdk.Aws_REGION()
@@ -275,7 +275,7 @@ func (s *surge) bootScript(role awsiam.Role, svc userdata.Service, assets ...ass
 			"ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
 		}, jsii.String("*")))
 	}
-	script, err := userdata.Render(svc)
+	script, err := deploy.RenderUserData(svc)
 	if err != nil {
 		panic(err)
 	}
@@ -338,7 +338,7 @@ func (s *surge) workers() {
 	if s.cfg.Gallery != "" {
 		s.modelName = assets.WithGallery(s.modelName)
 	}
-	script := s.bootScript(r, userdata.Service{Name: "worker", Env: env, EndOnFailure: true}, files...)
+	script := s.bootScript(r, deploy.Service{Name: "worker", Env: env, EndOnFailure: true}, files...)
 
 	s.workerSG = awsec2.NewSecurityGroup(s.stack, s.id("WorkerSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
@@ -425,7 +425,7 @@ func (s *surge) webTier() {
 	// DescribeInstances has no resource-level permissions.
 	role.AddToPolicy(statement("ShowFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
 
-	script := s.bootScript(role, userdata.Service{
+	script := s.bootScript(role, deploy.Service{
 		Name: "webtier",
 		Env: s.storageEnv(map[string]string{
 			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "PORT": "8000",

@@ -40,7 +40,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/surgeml/surge/internal/aws"
-	"github.com/surgeml/surge/internal/cfndeploy"
+	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/moto"
 )
@@ -116,7 +116,7 @@ type Cloud struct {
 
 	cfg      Config
 	logs     string
-	deployer *cfndeploy.Deployer
+	deployer *deploy.Deployer
 	machines *machines
 	lambdas  *functions
 	stop     context.CancelFunc
@@ -177,7 +177,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	c.lambdas.endpoint = c.Endpoint.URL()
 	c.lambdas.lambda = lambda.NewFromConfig(c.Clients.Config)
 	c.lambdas.events = eventbridge.NewFromConfig(c.Clients.Config)
-	c.deployer = &cfndeploy.Deployer{
+	c.deployer = &deploy.Deployer{
 		CFN: cloudformation.NewFromConfig(c.Clients.Config), S3: c.Clients.S3, STS: sts.NewFromConfig(c.Clients.Config),
 		Log: log.With("component", "deploy"),
 	}
@@ -205,8 +205,8 @@ func (c *Cloud) logFile(name string) (*os.File, error) {
 
 // Deploy deploys a stack of the cloud assembly at dir (stack "" for the
 // only one), as `cdk deploy` would.
-func (c *Cloud) Deploy(ctx context.Context, dir, stack string) (*cfndeploy.Stack, error) {
-	a, err := cfndeploy.ReadAssembly(dir, stack)
+func (c *Cloud) Deploy(ctx context.Context, dir, stack string) (*deploy.Stack, error) {
+	a, err := deploy.ReadAssembly(dir, stack)
 	if err != nil {
 		return nil, err
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/surgeml/surge/internal/aws"
+	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/embedded"
-	"github.com/surgeml/surge/internal/userdata"
 )
 
 // machines is the instance emulator: for every instance the emulated EC2
@@ -205,14 +205,14 @@ func (in *instance) boot(ctx context.Context) error {
 		in.log.Info("booted; no user data")
 		return nil
 	}
-	bootLog, err := os.OpenFile(in.path(userdata.BootLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	bootLog, err := os.OpenFile(in.path(deploy.BootLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer bootLog.Close()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Env = append(in.baseEnv(),
-		userdata.RootEnv+"="+in.root,
+		deploy.RootEnv+"="+in.root,
 		"SURGE_EMULATOR_RUN="+in.path("/run/surge-emulator"),
 		"SURGE_EMULATOR_SHIMS="+in.m.shims,
 		"SURGE_EMULATOR_TIME_SCALE="+strconv.FormatFloat(in.m.cfg.TimeScale, 'f', -1, 64))

@@ -4,7 +4,7 @@
 // waits for it, printing the stack's events as they come; and it destroys
 // one. The emulator deploys with it into emulated AWS, so the emulated
 // deployment is exactly the synthesized template.
-package cfndeploy
+package deploy
 
 import (
 	"archive/zip"

@@ -9,7 +9,7 @@
 // agent, and runs the service under systemd. A worker instance whose boot
 // or service fails for good powers off, which terminates it (its launch
 // template says so), so a broken instance never holds a place in the fleet.
-package userdata
+package deploy
 
 import (
 	"encoding/json"
@@ -32,7 +32,7 @@ type Service struct {
 	// Env configures it (SURGE_BACKEND, SURGE_PREFIX, SURGE_MODEL...).
 	Env map[string]string
 	// Files are fetched from S3 before the service starts.
-	Files []File
+	Files []ServiceFile
 	// Region is where Files' buckets are.
 	Region string
 	// LogGroup is the CloudWatch Logs group the agent ships the service's
@@ -46,8 +46,8 @@ type Service struct {
 	EndOnFailure bool
 }
 
-// File is an S3 object an instance fetches at boot.
-type File struct {
+// ServiceFile is an S3 object an instance fetches at boot.
+type ServiceFile struct {
 	Source string // s3://bucket/key
 	Path   string // absolute path on the instance
 	Mode   string // octal, as chmod takes it
@@ -76,8 +76,8 @@ const AgentConfig = "/opt/aws/amazon-cloudwatch-agent/etc/surge.json"
 // package installs it.
 const AgentCtl = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 
-// Render returns the boot script.
-func Render(s Service) (string, error) {
+// RenderUserData returns the boot script.
+func RenderUserData(s Service) (string, error) {
 	if !validKey(strings.ToUpper(s.Name)) {
 		return "", fmt.Errorf("service name %q", s.Name)
 	}

@@ -3,7 +3,7 @@
 // ("version `GLIBC_2.36' not found"). Binaries linked against a newer glibc
 // than the instances have fail only when they start there, so a toolchain
 // or build-host upgrade would otherwise go unnoticed until a deploy.
-package glibc
+package deploy
 
 import (
 	"cmp"
@@ -15,57 +15,59 @@ import (
 	"strings"
 )
 
-// AL2023 is the glibc version of Amazon Linux 2023, the instances' system:
-// glibc 2.34 is one of AL2023's core toolchain packages, kept for the
+// GlibcAL2023 is the glibc version of Amazon Linux 2023, the instances' system:
+// glibc 2.34 is one of GlibcAL2023's core toolchain packages, kept for the
 // release's life (https://docs.aws.amazon.com/linux/al2023/ug/core-glibc.html).
-const AL2023 = "2.34"
+const GlibcAL2023 = "2.34"
 
-// Version is a glibc version such as 2.34 or 2.2.5. Missing parts are 0.
-type Version struct{ Major, Minor, Patch int }
+// GlibcVersion is a glibc version such as 2.34 or 2.2.5. Missing parts are 0.
+type GlibcVersion struct{ Major, Minor, Patch int }
 
-// ParseVersion reads "2.34", "2.2.5" or a symbol version name such as
+// ParseGlibcVersion reads "2.34", "2.2.5" or a symbol version name such as
 // "GLIBC_2.34".
-func ParseVersion(s string) (Version, error) {
+func ParseGlibcVersion(s string) (GlibcVersion, error) {
 	parts := strings.Split(strings.TrimPrefix(s, "GLIBC_"), ".")
 	if len(parts) < 2 || len(parts) > 3 {
-		return Version{}, fmt.Errorf("glibc version %q: want major.minor[.patch]", s)
+		return GlibcVersion{}, fmt.Errorf("glibc version %q: want major.minor[.patch]", s)
 	}
 	var n [3]int
 	for i, p := range parts {
 		v, err := strconv.Atoi(p)
 		if err != nil || v < 0 || p != strconv.Itoa(v) {
-			return Version{}, fmt.Errorf("glibc version %q: %q is not a number", s, p)
+			return GlibcVersion{}, fmt.Errorf("glibc version %q: %q is not a number", s, p)
 		}
 		n[i] = v
 	}
-	return Version{n[0], n[1], n[2]}, nil
+	return GlibcVersion{n[0], n[1], n[2]}, nil
 }
 
 // Compare orders versions numerically: 2.4 < 2.34 < 2.34.1.
-func (v Version) Compare(w Version) int {
+func (v GlibcVersion) Compare(w GlibcVersion) int {
 	return cmp.Or(cmp.Compare(v.Major, w.Major), cmp.Compare(v.Minor, w.Minor), cmp.Compare(v.Patch, w.Patch))
 }
 
-func (v Version) String() string {
+func (v GlibcVersion) String() string {
 	if v.Patch != 0 {
 		return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
 	}
 	return fmt.Sprintf("%d.%d", v.Major, v.Minor)
 }
 
-// Symbol is a dynamic symbol a binary imports at a glibc version.
-type Symbol struct {
+// GlibcSymbol is a dynamic symbol a binary imports at a glibc version.
+type GlibcSymbol struct {
 	Name    string
 	Library string // such as libc.so.6
-	Version Version
+	Version GlibcVersion
 }
 
-func (s Symbol) String() string { return fmt.Sprintf("%s@GLIBC_%s (%s)", s.Name, s.Version, s.Library) }
+func (s GlibcSymbol) String() string {
+	return fmt.Sprintf("%s@GLIBC_%s (%s)", s.Name, s.Version, s.Library)
+}
 
-// Needs lists the binary's imported symbols that carry a glibc version,
+// GlibcNeeds lists the binary's imported symbols that carry a glibc version,
 // newest first. A binary without dynamic symbols (statically linked, or
 // built without cgo) needs none.
-func Needs(path string) ([]Symbol, error) {
+func GlibcNeeds(path string) ([]GlibcSymbol, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -78,33 +80,33 @@ func Needs(path string) ([]Symbol, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the dynamic symbols of %s: %w", path, err)
 	}
-	var out []Symbol
+	var out []GlibcSymbol
 	for _, s := range imported {
 		// GLIBC_PRIVATE and other libraries' versions (GLIBCXX_…) are not
 		// glibc release numbers.
 		if !strings.HasPrefix(s.Version, "GLIBC_") {
 			continue
 		}
-		v, err := ParseVersion(s.Version)
+		v, err := ParseGlibcVersion(s.Version)
 		if err != nil {
 			continue
 		}
-		out = append(out, Symbol{Name: s.Name, Library: s.Library, Version: v})
+		out = append(out, GlibcSymbol{Name: s.Name, Library: s.Library, Version: v})
 	}
-	slices.SortStableFunc(out, func(a, b Symbol) int { return cmp.Or(b.Version.Compare(a.Version), cmp.Compare(a.Name, b.Name)) })
+	slices.SortStableFunc(out, func(a, b GlibcSymbol) int { return cmp.Or(b.Version.Compare(a.Version), cmp.Compare(a.Name, b.Name)) })
 	return out, nil
 }
 
-// TooNewError is Check's answer for a binary that needs a newer glibc than
+// GlibcTooNewError is Check's answer for a binary that needs a newer glibc than
 // allowed.
-type TooNewError struct {
+type GlibcTooNewError struct {
 	Binary  string
-	Max     Version  // the newest version allowed
-	Highest Version  // the newest version the binary needs
-	Symbols []Symbol // every symbol needing more than Max, newest first
+	Max     GlibcVersion  // the newest version allowed
+	Highest GlibcVersion  // the newest version the binary needs
+	Symbols []GlibcSymbol // every symbol needing more than Max, newest first
 }
 
-func (e *TooNewError) Error() string {
+func (e *GlibcTooNewError) Error() string {
 	names := make([]string, len(e.Symbols))
 	for i, s := range e.Symbols {
 		names[i] = s.String()
@@ -113,18 +115,18 @@ func (e *TooNewError) Error() string {
 		e.Binary, e.Highest, e.Max, strings.Join(names, ", "))
 }
 
-// Check fails with a *TooNewError when the binary at path imports any
+// CheckGlibc fails with a *TooNewError when the binary at path imports any
 // symbol at a glibc version newer than max (such as AL2023).
-func Check(path, max string) error {
-	limit, err := ParseVersion(max)
+func CheckGlibc(path, max string) error {
+	limit, err := ParseGlibcVersion(max)
 	if err != nil {
 		return err
 	}
-	syms, err := Needs(path)
+	syms, err := GlibcNeeds(path)
 	if err != nil {
 		return err
 	}
-	var over []Symbol
+	var over []GlibcSymbol
 	for _, s := range syms {
 		if s.Version.Compare(limit) > 0 {
 			over = append(over, s)
@@ -133,5 +135,5 @@ func Check(path, max string) error {
 	if len(over) == 0 {
 		return nil
 	}
-	return &TooNewError{Binary: path, Max: limit, Highest: over[0].Version, Symbols: over}
+	return &GlibcTooNewError{Binary: path, Max: limit, Highest: over[0].Version, Symbols: over}
 }

@@ -1,4 +1,4 @@
-package userdata
+package deploy
 
 import (
 	"os"
@@ -17,7 +17,7 @@ func worker() Service {
 			"SURGE_INPUT_BUCKET": "${Token[TOKEN.123]}",
 			"SURGE_MODEL":        "/opt/surge/models/mobilenetv2-12-int8/model.onnx",
 		},
-		Files: []File{
+		Files: []ServiceFile{
 			{Source: "s3://assets/abc.bin", Path: "/opt/surge/bin/worker", Mode: "0755"},
 			{Source: "s3://assets/def.onnx", Path: "/opt/surge/models/mobilenetv2-12-int8/model.onnx", Mode: "0644"},
 		},
@@ -28,7 +28,7 @@ func worker() Service {
 }
 
 func TestRender(t *testing.T) {
-	script, err := Render(worker())
+	script, err := RenderUserData(worker())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestRender(t *testing.T) {
 func TestWebTierStaysUpOnFailure(t *testing.T) {
 	s := worker()
 	s.Name, s.EndOnFailure, s.LogGroup = "webtier", false, ""
-	script, err := Render(s)
+	script, err := RenderUserData(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +91,13 @@ func TestRefusesUnsafeValues(t *testing.T) {
 		"bad name":       func(s *Service) { s.Name = "../x" },
 		"too long for EC2": func(s *Service) {
 			for i := range 200 {
-				s.Files = append(s.Files, File{Source: "s3://assets/" + strings.Repeat("a", 64), Path: "/opt/surge/f" + strconv.Itoa(i), Mode: "0644"})
+				s.Files = append(s.Files, ServiceFile{Source: "s3://assets/" + strings.Repeat("a", 64), Path: "/opt/surge/f" + strconv.Itoa(i), Mode: "0644"})
 			}
 		},
 	} {
 		s := worker()
 		mutate(&s)
-		if _, err := Render(s); err == nil {
+		if _, err := RenderUserData(s); err == nil {
 			t.Errorf("%s: Render accepted it", name)
 		}
 	}
@@ -131,7 +131,7 @@ src="${@: -2:1}"; cp "`+src+`/${src##*/}" "${@: -1}"`)
 			stub("shutdown", `touch "$ROOT/.poweroff"`)
 			stub("useradd", "")
 			stub("dnf", "exit 1")
-			script, err := Render(worker())
+			script, err := RenderUserData(worker())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package glibc_test
+package deploy_test
 
 import (
 	"errors"
@@ -9,28 +9,28 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/surgeml/surge/internal/glibc"
+	"github.com/surgeml/surge/internal/deploy"
 )
 
 func TestParseVersion(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want glibc.Version
+		want deploy.GlibcVersion
 	}{
-		{"2.34", glibc.Version{Major: 2, Minor: 34}},
-		{"GLIBC_2.34", glibc.Version{Major: 2, Minor: 34}},
-		{"GLIBC_2.2.5", glibc.Version{Major: 2, Minor: 2, Patch: 5}},
-		{"2.4", glibc.Version{Major: 2, Minor: 4}},
-		{"2.34.1", glibc.Version{Major: 2, Minor: 34, Patch: 1}},
-		{"3.0", glibc.Version{Major: 3}},
+		{"2.34", deploy.GlibcVersion{Major: 2, Minor: 34}},
+		{"GLIBC_2.34", deploy.GlibcVersion{Major: 2, Minor: 34}},
+		{"GLIBC_2.2.5", deploy.GlibcVersion{Major: 2, Minor: 2, Patch: 5}},
+		{"2.4", deploy.GlibcVersion{Major: 2, Minor: 4}},
+		{"2.34.1", deploy.GlibcVersion{Major: 2, Minor: 34, Patch: 1}},
+		{"3.0", deploy.GlibcVersion{Major: 3}},
 	} {
-		got, err := glibc.ParseVersion(tc.in)
+		got, err := deploy.ParseGlibcVersion(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("ParseVersion(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "2", "GLIBC_PRIVATE", "2.x", "2.34.1.1", "2.-1", "2.+3", "2..3", "GLIBCXX_3.4.29x"} {
-		if v, err := glibc.ParseVersion(bad); err == nil {
+		if v, err := deploy.ParseGlibcVersion(bad); err == nil {
 			t.Errorf("ParseVersion(%q) = %v, want an error", bad, v)
 		}
 	}
@@ -50,14 +50,14 @@ func TestCompare(t *testing.T) {
 		{"2.2.5", "2.3", -1},
 		{"2.35", "2.34.9", 1},
 		{"3.0", "2.99", 1},
-		{"2.36", glibc.AL2023, 1},
-		{"2.17", glibc.AL2023, -1},
+		{"2.36", deploy.GlibcAL2023, 1},
+		{"2.17", deploy.GlibcAL2023, -1},
 	} {
-		a, err := glibc.ParseVersion(tc.a)
+		a, err := deploy.ParseGlibcVersion(tc.a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := glibc.ParseVersion(tc.b)
+		b, err := deploy.ParseGlibcVersion(tc.b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,10 +65,10 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s vs %s = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}
-	if s := (glibc.Version{Major: 2, Minor: 2, Patch: 5}).String(); s != "2.2.5" {
+	if s := (deploy.GlibcVersion{Major: 2, Minor: 2, Patch: 5}).String(); s != "2.2.5" {
 		t.Errorf("String = %q", s)
 	}
-	if s := (glibc.Version{Major: 2, Minor: 34}).String(); s != "2.34" {
+	if s := (deploy.GlibcVersion{Major: 2, Minor: 34}).String(); s != "2.34" {
 		t.Errorf("String = %q", s)
 	}
 }
@@ -86,20 +86,20 @@ func TestRefusesNewerSymbol(t *testing.T) {
 	if out, err := exec.Command("gcc", "-o", bin, src).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}
-	syms, err := glibc.Needs(bin)
+	syms, err := deploy.GlibcNeeds(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(syms) == 0 || syms[0].Name != "arc4random" || syms[0].Version != (glibc.Version{Major: 2, Minor: 36}) || !strings.HasPrefix(syms[0].Library, "libc.so") {
+	if len(syms) == 0 || syms[0].Name != "arc4random" || syms[0].Version != (deploy.GlibcVersion{Major: 2, Minor: 36}) || !strings.HasPrefix(syms[0].Library, "libc.so") {
 		t.Fatalf("Needs = %v, want arc4random@GLIBC_2.36 from libc first", syms)
 	}
 
-	err = glibc.Check(bin, glibc.AL2023)
-	var tooNew *glibc.TooNewError
+	err = deploy.CheckGlibc(bin, deploy.GlibcAL2023)
+	var tooNew *deploy.GlibcTooNewError
 	if !errors.As(err, &tooNew) {
 		t.Fatalf("Check = %v, want a *TooNewError", err)
 	}
-	if tooNew.Highest != (glibc.Version{Major: 2, Minor: 36}) || len(tooNew.Symbols) != 1 || tooNew.Symbols[0].Name != "arc4random" {
+	if tooNew.Highest != (deploy.GlibcVersion{Major: 2, Minor: 36}) || len(tooNew.Symbols) != 1 || tooNew.Symbols[0].Name != "arc4random" {
 		t.Errorf("error %+v", tooNew)
 	}
 	for _, want := range []string{bin, "2.36", "2.34", "arc4random"} {
@@ -108,7 +108,7 @@ func TestRefusesNewerSymbol(t *testing.T) {
 		}
 	}
 	// The same binary is fine where 2.36 is allowed.
-	if err := glibc.Check(bin, "2.36"); err != nil {
+	if err := deploy.CheckGlibc(bin, "2.36"); err != nil {
 		t.Errorf("Check(2.36) = %v", err)
 	}
 }
@@ -125,14 +125,14 @@ func TestWorkerFitsAL2023(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./worker: %v\n%s", err, out)
 	}
-	syms, err := glibc.Needs(bin)
+	syms, err := deploy.GlibcNeeds(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(syms) == 0 {
 		t.Fatal("the worker imports no versioned glibc symbols: not a cgo build?")
 	}
-	if err := glibc.Check(bin, glibc.AL2023); err != nil {
+	if err := deploy.CheckGlibc(bin, deploy.GlibcAL2023); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -149,14 +149,14 @@ func TestStaticBinary(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	if syms, err := glibc.Needs(bin); err != nil || len(syms) != 0 {
+	if syms, err := deploy.GlibcNeeds(bin); err != nil || len(syms) != 0 {
 		t.Fatalf("Needs = %v, %v", syms, err)
 	}
-	if err := glibc.Check(bin, glibc.AL2023); err != nil {
+	if err := deploy.CheckGlibc(bin, deploy.GlibcAL2023); err != nil {
 		t.Fatal(err)
 	}
 	// Not an ELF file at all is an error, not a pass.
-	if err := glibc.Check(filepath.Join(dir, "main.go"), glibc.AL2023); err == nil {
+	if err := deploy.CheckGlibc(filepath.Join(dir, "main.go"), deploy.GlibcAL2023); err == nil {
 		t.Error("Check of a Go source file passed")
 	}
 }
