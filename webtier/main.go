@@ -19,7 +19,7 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
-	"github.com/surgeml/surge/internal/webapi"
+	"github.com/surgeml/surge/internal/frontend"
 )
 
 func main() {
@@ -32,14 +32,14 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
 	bcfg := config.BackendFlags(fs)
-	var cfg webapi.Config
+	var cfg frontend.Config
 	host := fs.String("host", config.EnvString("HOST", ""), "address to listen on, empty for all (env HOST)")
 	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
 	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(config.EnvInt("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
 	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", config.EnvDuration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("SURGE_MAX_WORKERS", events.DefaultMaxWorkers), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", frontend.DefaultDrainTimeout),
 		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
 	handover := fs.String("handover", config.EnvString("SURGE_HANDOVER", ""),
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (env SURGE_HANDOVER; default <data>/webtier-handover.json with the local backend, none with aws)")
@@ -74,16 +74,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	answers := webapi.Answers(b.Results)
+	answers := frontend.Answers(b.Results)
 	if !*reuse {
 		answers = nil
 	}
-	srv := webapi.New(cfg, webapi.Backends{
+	srv := frontend.New(cfg, frontend.Backends{
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
 		Answers: answers, AnswersName: b.ResultsName,
 	}, log)
 	if *handover != "" {
-		h, err := webapi.ReadHandover(*handover)
+		h, err := frontend.ReadHandover(*handover)
 		if err != nil {
 			// Losing it costs clients their /results, not the service.
 			log.Error("taking over from the previous web tier", "err", err)
@@ -103,7 +103,7 @@ func run() error {
 	err = srv.Serve(ctx, ln)
 	if *handover != "" {
 		h := srv.Handover()
-		if herr := webapi.WriteHandover(*handover, h); herr != nil {
+		if herr := frontend.WriteHandover(*handover, h); herr != nil {
 			log.Error("handing over to the next web tier", "err", herr)
 		} else if len(h.Jobs) > 0 {
 			log.Info("handed over requests to the next web tier", "requests", len(h.Jobs), "to", *handover)

@@ -17,10 +17,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
-	"github.com/surgeml/surge/internal/apptier"
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/labeling"
 	"github.com/surgeml/surge/internal/recognize"
 )
 
@@ -72,7 +72,7 @@ func run() error {
 	defer b.Close()
 
 	report := embedded.NewReporter(*statusFile)
-	w := apptier.New(apptier.Config{
+	w := labeling.New(labeling.Config{
 		Name:        *name,
 		Concurrency: *concurrency,
 		Visibility:  bcfg.Visibility,
@@ -94,13 +94,13 @@ func run() error {
 		}()
 	}
 	err = w.Run(ctx)
-	if errors.Is(err, apptier.ErrIdle) && self != nil {
+	if errors.Is(err, labeling.ErrIdle) && self != nil {
 		// Holding nothing, the instance can go: terminating it here saves
 		// the scaler a decision and works even if the scaler is down.
 		log.Info("terminating this instance", "id", self.id.ID)
 		return aws.Terminate(context.WithoutCancel(ctx), self.ec2, self.id.ID)
 	}
-	if errors.Is(err, apptier.ErrIdle) {
+	if errors.Is(err, labeling.ErrIdle) {
 		err = nil
 	}
 	log.Info("worker stopped")

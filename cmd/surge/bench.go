@@ -17,10 +17,10 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/vision"
-	"github.com/surgeml/surge/internal/webapi"
 	"github.com/surgeml/surge/internal/workload"
 )
 
@@ -245,8 +245,8 @@ func readAll(files []string) ([][]byte, error) {
 	return out, nil
 }
 
-func fleetStatus(ctx context.Context, url string) (webapi.Status, error) {
-	var st webapi.Status
+func fleetStatus(ctx context.Context, url string) (frontend.Status, error) {
+	var st frontend.Status
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/status", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/chaos"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/workload"
 )
@@ -46,7 +44,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	}
 	var expected map[string]string
 	if *labels != "" {
-		if expected, err = labelcsv.Read(*labels); err != nil {
+		if expected, err = workload.ReadLabels(*labels); err != nil {
 			return err
 		}
 	}
@@ -72,7 +70,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	log := config.Logger()
-	rep, err := chaos.Run(ctx, chaos.Config{
+	rep, err := localrun.RunChaos(ctx, localrun.ChaosConfig{
 		System: localrun.Config{
 			Bin:        *bin,
 			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},

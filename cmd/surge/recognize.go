@@ -9,9 +9,9 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/vision"
+	"github.com/surgeml/surge/internal/workload"
 )
 
 func classifyCmd(ctx context.Context, args []string) error {
@@ -90,7 +90,7 @@ func enrollCmd(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("-images, -labels and -gallery are required")
 	}
-	want, err := labelcsv.Read(*labels)
+	want, err := workload.ReadLabels(*labels)
 	if err != nil {
 		return err
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/recognize"
-	"github.com/surgeml/surge/internal/webapi"
 )
 
 func runCmd(ctx context.Context, args []string) error {
@@ -29,7 +29,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", webapi.DefaultDrainTimeout),
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", frontend.DefaultDrainTimeout),
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids (env SURGE_DRAIN_TIMEOUT)")
 	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")

@@ -41,8 +41,8 @@ import (
 
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/deploy"
-	"github.com/surgeml/surge/internal/lambdascaler"
 	"github.com/surgeml/surge/internal/moto"
+	"github.com/surgeml/surge/internal/scaler"
 )
 
 // Lifecycle is how long an instance takes on AWS to reach each stage, at
@@ -152,7 +152,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		}
 	}()
 	c.lambdas = &functions{region: cfg.Region, logs: c.logs, log: log.With("component", "lambda"),
-		scalers: map[string]*lambdascaler.Handler{}, outputs: map[string]io.Writer{}, schedule: map[string]context.CancelFunc{}}
+		scalers: map[string]*scaler.Handler{}, outputs: map[string]io.Writer{}, schedule: map[string]context.CancelFunc{}}
 	endpointLog, err := c.logFile("endpoint.log")
 	if err != nil {
 		return nil, err

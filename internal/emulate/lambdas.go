@@ -26,7 +26,7 @@ import (
 
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/config"
-	"github.com/surgeml/surge/internal/lambdascaler"
+	"github.com/surgeml/surge/internal/scaler"
 	"github.com/surgeml/surge/internal/stackhooks"
 )
 
@@ -46,7 +46,7 @@ type functions struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	scalers  map[string]*lambdascaler.Handler // warm scaler handlers by function name
+	scalers  map[string]*scaler.Handler // warm scaler handlers by function name
 	outputs  map[string]io.Writer
 	schedule map[string]context.CancelFunc // running schedules by rule ARN + target
 }
@@ -230,7 +230,7 @@ func (f *functions) scheduled(ctx context.Context, rule, function string, at tim
 	h, ok := f.scalers[inv.name]
 	f.mu.Unlock()
 	if !ok {
-		if h, err = lambdascaler.FromEnv(ctx, mapEnv(inv.env), f.output(inv.name), f.awsOptions(inv.name)...); err != nil {
+		if h, err = scaler.FromEnv(ctx, mapEnv(inv.env), f.output(inv.name), f.awsOptions(inv.name)...); err != nil {
 			f.log.Error("scaler", "function", inv.name, "err", err)
 			return
 		}

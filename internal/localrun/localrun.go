@@ -17,9 +17,8 @@ import (
 
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/scaler"
-	"github.com/surgeml/surge/internal/webapi"
-	"github.com/surgeml/surge/internal/webproc"
 )
 
 // Config describes a local system.
@@ -37,7 +36,7 @@ type Config struct {
 	// WebArgs are passed to the web tier.
 	WebArgs []string
 	// DrainTimeout bounds how long Stop lets the web tier answer its open
-	// uploads, with the fleet still working [webapi.DefaultDrainTimeout].
+	// uploads, with the fleet still working [frontend.DefaultDrainTimeout].
 	DrainTimeout time.Duration
 	// Lock is the data directory's lock (LockData), for a caller that
 	// takes it early to fail fast; Start takes it otherwise. Either way
@@ -66,7 +65,7 @@ type System struct {
 	Fleet    *embedded.Fleet
 	Backends *config.Backends
 
-	web      *webproc.Process
+	web      *WebTier
 	scaler   func() *scaler.Scaler
 	tick     time.Duration
 	changed  func() <-chan struct{}
@@ -104,7 +103,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		cfg.Tick = time.Second
 	}
 	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = webapi.DefaultDrainTimeout
+		cfg.DrainTimeout = frontend.DefaultDrainTimeout
 	}
 	data, err := filepath.Abs(cfg.Backend.DataDir)
 	if err != nil {
@@ -125,7 +124,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	s := &System{Backends: b, webLog: filepath.Join(logs, "webtier.log"), drain: cfg.DrainTimeout, lock: cfg.Lock}
 	webArgs := append(append([]string{}, common...), "-max-workers", strconv.Itoa(cfg.MaxWorkers), "-drain-timeout", cfg.DrainTimeout.String())
-	s.web, err = webproc.Start(ctx, cfg.Bin, append(webArgs, cfg.WebArgs...), nil, cfg.Host, cfg.Port, s.webLog)
+	s.web, err = StartWebTier(ctx, cfg.Bin, append(webArgs, cfg.WebArgs...), nil, cfg.Host, cfg.Port, s.webLog)
 	if err != nil {
 		b.Close()
 		return nil, err

@@ -23,9 +23,9 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/testenv"
-	"github.com/surgeml/surge/internal/webapi"
 )
 
 // bin holds the real binaries, built once for all tests.
@@ -60,14 +60,14 @@ func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localr
 	return sys
 }
 
-func status(t *testing.T, url string) webapi.Status {
+func status(t *testing.T, url string) frontend.Status {
 	t.Helper()
 	resp, err := http.Get(url + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st webapi.Status
+	var st frontend.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

@@ -60,8 +60,8 @@ type Decision struct {
 	Draining int `json:"draining"` // instances leaving, the replaced ones included
 	// Launched are the names launched; after a capacity refusal, only
 	// those that did launch.
-	Launched   []string `json:"launched,omitempty"`
-	Terminated []string `json:"terminated,omitempty"` // drained
+	Launched []string `json:"launched,omitempty"`
+	Drained  []string `json:"drained,omitempty"`
 	// Replaced are instances terminated for not becoming ready within
 	// the boot deadline. They held no work: a worker takes none before
 	// it is ready.
@@ -188,7 +188,7 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 		// binds, and a later refusal is news again.
 		s.ceilingLifted(now, len(instances), "no launch needed")
 	}
-	if drain := append(slices.Clone(d.Replaced), d.Terminated...); len(drain) > 0 {
+	if drain := append(slices.Clone(d.Replaced), d.Drained...); len(drain) > 0 {
 		if err := s.fleet.Drain(ctx, drain); err != nil {
 			errs = append(errs, fmt.Errorf("draining %v: %w", drain, err))
 		}
@@ -333,11 +333,11 @@ func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []even
 			return bi - ai
 		})
 		for _, in := range active {
-			if len(d.Terminated) == excess {
+			if len(d.Drained) == excess {
 				break
 			}
 			if in.Idle {
-				d.Terminated = append(d.Terminated, in.Name)
+				d.Drained = append(d.Drained, in.Name)
 			}
 		}
 	}
@@ -364,9 +364,9 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		switch d, err := s.Reconcile(ctx); {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("reconcile failed", "err", err)
-		case len(d.Launched) > 0 || len(d.Terminated) > 0 || len(d.Replaced) > 0:
+		case len(d.Launched) > 0 || len(d.Drained) > 0 || len(d.Replaced) > 0:
 			s.log.Info("scaled", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
-				"draining", d.Draining, "launched", d.Launched, "terminated", d.Terminated, "replaced", d.Replaced)
+				"draining", d.Draining, "launched", d.Launched, "terminated", d.Drained, "replaced", d.Replaced)
 		}
 		t := time.NewTimer(tick)
 		select {

@@ -111,8 +111,8 @@ func TestPlan(t *testing.T) {
 				cc = c.cfg
 			}
 			d := Plan(cc, t0, c.backlog, c.floor, c.fleet)
-			if !slices.Equal(d.Launched, c.launch) || !slices.Equal(d.Terminated, c.terminate) || !slices.Equal(d.Replaced, c.replace) {
-				t.Errorf("launched %v, terminated %v, replaced %v; want %v, %v, %v", d.Launched, d.Terminated, d.Replaced, c.launch, c.terminate, c.replace)
+			if !slices.Equal(d.Launched, c.launch) || !slices.Equal(d.Drained, c.terminate) || !slices.Equal(d.Replaced, c.replace) {
+				t.Errorf("launched %v, terminated %v, replaced %v; want %v, %v, %v", d.Launched, d.Drained, d.Replaced, c.launch, c.terminate, c.replace)
 			}
 			if d.Running+d.Draining != len(c.fleet) {
 				t.Errorf("running %d + draining %d do not account for %d instances", d.Running, d.Draining, len(c.fleet))

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/assets"
-	"github.com/surgeml/surge/internal/labelcsv"
 	"github.com/surgeml/surge/internal/ort"
 	"github.com/surgeml/surge/internal/workload"
 )
@@ -194,7 +193,7 @@ func Images(t testing.TB, elem ...string) []string {
 // Labels reads a shared Image,Results CSV.
 func Labels(t testing.TB, elem ...string) map[string]string {
 	t.Helper()
-	labels, err := labelcsv.Read(Path(t, elem...))
+	labels, err := workload.ReadLabels(Path(t, elem...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"time"
-
-	"github.com/surgeml/surge/internal/labelcsv"
 )
 
 const commandUsage = `usage: surge workload -images DIR [-labels CSV] [-url URL] [flags]
@@ -126,7 +124,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer, progr
 		Attempted: func(a Attempt) { fmt.Fprintln(stdout, a) },
 	}
 	if o.labels != "" {
-		if cfg.Expected, err = labelcsv.Read(o.labels); err != nil {
+		if cfg.Expected, err = ReadLabels(o.labels); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,7 @@
 // tag), SURGE_MAX_WORKERS, SURGE_SUBNETS (comma-separated), and optionally
 // SURGE_TICK, SURGE_WINDOW, SURGE_SCALE_IN_DELAY, SURGE_BOOT_DEADLINE,
 // SURGE_CAPACITY_BACKOFF and SURGE_CAPACITY_BACKOFF_MAX (see
-// lambdascaler.FromEnv).
+// scaler.FromEnv).
 package main
 
 import (
@@ -14,11 +14,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/surgeml/surge/internal/lambdascaler"
+	"github.com/surgeml/surge/internal/scaler"
 )
 
 func main() {
-	h, err := lambdascaler.FromEnv(context.Background(), os.Getenv, os.Stdout)
+	h, err := scaler.FromEnv(context.Background(), os.Getenv, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scaler:", err)
 		os.Exit(1)

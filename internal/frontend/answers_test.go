@@ -1,0 +1,93 @@
+package frontend_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/frontend"
+	"github.com/surgeml/surge/internal/testenv"
+)
+
+// 5xx answers give a reason and the request id; the error itself, with the
+// server's paths, goes to the log under that id.
+func TestServerErrorsKeepDetailsInTheLog(t *testing.T) {
+	var logs testenv.Buffer
+	s := newSiteLogging(t, frontend.Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	// The input bucket's directory replaced by a file: storing fails with
+	// an error that names a path on this machine.
+	in := filepath.Join(s.dir, "in")
+	if err := os.RemoveAll(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, accept := range []string{"text/plain", "application/json"} {
+		r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"), "Accept", accept)
+		id := r.header.Get("X-Request-Id")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "storing the image") {
+			t.Fatalf("%s: %d %q", accept, r.status, r.body)
+		}
+		if strings.Contains(r.body, s.dir) || !strings.Contains(r.body, id) {
+			t.Errorf("%s: the answer shows a server path or lacks the id %s: %q", accept, id, r.body)
+		}
+		if countLines(logs.String(), "id="+id, s.dir) != 1 {
+			t.Errorf("%s: the error with its path is not logged under id %s:\n%s", accept, id, logs.String())
+		}
+	}
+}
+
+// A worker's failure, fetched later, is shown without the worker's error.
+func TestWorkerFailureHidesItsError(t *testing.T) {
+	s := newSite(t, frontend.Config{ResultTimeout: 300 * time.Millisecond})
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+	id := r.header.Get("X-Request-Id")
+	if r.status != 504 || !strings.Contains(r.body, "/results/"+id) {
+		t.Fatalf("%d %q", r.status, r.body)
+	}
+	const secret = "/srv/secret/in/eagle.jpg"
+	failed, err := events.EncodeResult(events.Result{V: events.Version, ID: id, Stem: "eagle",
+		Error: &events.Error{Code: events.ErrFailed, Message: "gave up after 5 attempts: open " + secret + ": input/output error"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.responses.Send(context.Background(), failed); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the failure is known", func() bool { return get(t, s.url+"/results/"+id).status != 202 })
+	for _, accept := range []string{"text/plain", "application/json"} {
+		f := get(t, s.url+"/results/"+id, "Accept", accept)
+		if f.status != 503 || strings.Contains(f.body, secret) || !strings.Contains(f.body, id) || !strings.Contains(f.body, "eagle") {
+			t.Errorf("%s: %d %q", accept, f.status, f.body)
+		}
+	}
+}
+
+// Answers that echo a client's file name must not be sniffed into HTML.
+func TestAnswersAreNotSniffed(t *testing.T) {
+	s := newSite(t, frontend.Config{})
+	s.worker(t)
+	eagle := testenv.Darknet(t, "eagle.jpg")
+	ok := upload(t, s.url, "inputFile", "<b>eagle.jpg", eagle)
+	for what, r := range map[string]reply{
+		"text answer":    ok,
+		"JSON answer":    upload(t, s.url, "inputFile", "<b>eagle.jpg", eagle, "Accept", "application/json"),
+		"error":          upload(t, s.url, "inputFile", "<b>notes.jpg", []byte("<html>")),
+		"JSON error":     upload(t, s.url, "inputFile", "<b>notes.jpg", []byte("<html>"), "Accept", "application/json"),
+		"fetched answer": get(t, s.url+"/results/"+ok.header.Get("X-Request-Id")),
+		"unknown result": get(t, s.url+"/results/<b>"),
+		"status":         get(t, s.url+"/status"),
+		"health":         get(t, s.url+"/healthz"),
+		"form":           get(t, s.url+"/"),
+	} {
+		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s (%d): X-Content-Type-Options %q", what, r.status, got)
+		}
+	}
+}

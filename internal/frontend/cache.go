@@ -1,0 +1,95 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/surgeml/surge/events"
+)
+
+// Answers is the results table as the web tier reads it: by name only.
+type Answers interface {
+	Get(ctx context.Context, name string) (events.Item, error)
+}
+
+// lookupTimeout bounds a table lookup: past it, the upload goes through
+// the queue as if the table held nothing.
+const lookupTimeout = time.Second
+
+// cache answers repeated uploads from the results table: same name, same
+// bytes, same model. Everything else, a table outage included, is a miss.
+type cache struct {
+	table Answers
+	name  string
+	// model is the recognizer the workers run: configured, then learned
+	// from their answers, since they are the ones that know.
+	model atomic.Pointer[string]
+
+	lookups, recording *events.TableHealth
+	hits, misses       atomic.Int64
+}
+
+// CacheStatus is the results table's part of GET /status.
+type CacheStatus struct {
+	Table     string             `json:"table"`
+	Model     string             `json:"model"`
+	Hits      int64              `json:"hits"`
+	Misses    int64              `json:"misses"`
+	Lookups   events.TableStatus `json:"lookups"`
+	Recording events.TableStatus `json:"recording"` // as the workers' answers report it
+}
+
+// lookup returns the recorded answer for req, if the table has one for
+// these bytes and this model.
+func (c *cache) lookup(ctx context.Context, req events.Request) (events.Item, bool) {
+	if c.table == nil {
+		return events.Item{}, false
+	}
+	model := c.model.Load()
+	if model == nil {
+		// Until the first answer or a configured name, a recorded label
+		// may come from a model the workers no longer run.
+		c.misses.Add(1)
+		return events.Item{}, false
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	it, err := c.table.Get(lctx, req.Name)
+	cancel()
+	c.lookups.Observe(ctx, err)
+	if err != nil || !it.Answers(req.SHA256, *model) {
+		if ctx.Err() == nil {
+			c.misses.Add(1)
+		}
+		return events.Item{}, false
+	}
+	c.hits.Add(1)
+	return it, true
+}
+
+// learn notes a worker's answer: which model answered, and whether it
+// could be recorded.
+func (c *cache) learn(ctx context.Context, res events.Result) {
+	if res.Error != nil || res.Model == "" {
+		return
+	}
+	if cur := c.model.Load(); cur == nil || *cur != res.Model {
+		model := res.Model
+		c.model.Store(&model)
+	}
+	var err error
+	if res.Unrecorded != "" {
+		err = errors.New(res.Unrecorded)
+	}
+	c.recording.Observe(ctx, err)
+}
+
+func (c *cache) status() CacheStatus {
+	st := CacheStatus{Table: c.name, Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Lookups: c.lookups.Status(), Recording: c.recording.Status()}
+	if m := c.model.Load(); m != nil {
+		st.Model = *m
+	}
+	return st
+}

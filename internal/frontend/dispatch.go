@@ -1,0 +1,162 @@
+package frontend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/surgeml/surge/events"
+)
+
+// waiters routes results to the uploads waiting for them, by request id.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]chan events.Result
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string]chan events.Result{}} }
+
+func (w *waiters) add(id string) chan events.Result {
+	ch := make(chan events.Result, 1)
+	w.mu.Lock()
+	w.m[id] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waiters) remove(id string) {
+	w.mu.Lock()
+	delete(w.m, id)
+	w.mu.Unlock()
+}
+
+// deliver hands r to its waiter, if it is still waiting. A redelivered
+// request can be answered twice; the second answer finds no waiter.
+func (w *waiters) deliver(r events.Result) bool {
+	w.mu.Lock()
+	ch, ok := w.m[r.ID]
+	delete(w.m, r.ID)
+	w.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+	return ok
+}
+
+func (w *waiters) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
+// dispatch drains the response queue until ctx ends: every result is
+// recorded for GET /results/{id}, handed to its waiting upload if there is
+// one, and deleted.
+func (s *Server) dispatch(ctx context.Context) {
+	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for ctx.Err() == nil {
+		msgs, err := s.Responses.Receive(ctx, 10, 20*time.Second)
+		s.route(context.WithoutCancel(ctx), msgs)
+		backoff.After(ctx, err, s.log, "receiving results")
+	}
+}
+
+// route records and delivers received results, then deletes them.
+func (s *Server) route(ctx context.Context, msgs []events.Message) {
+	for _, m := range msgs {
+		res, err := events.DecodeResult(m.Body)
+		if err != nil {
+			// Nobody can be answered with it; keeping it would only block
+			// the queue.
+			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
+		} else {
+			s.cache.learn(ctx, res)
+			s.record(res)
+		}
+		if err := s.Responses.Delete(ctx, m.Receipt); err != nil {
+			s.log.Error("deleting result", "id", res.ID, "err", err)
+		}
+	}
+}
+
+// record keeps a worker's result for GET /results/{id} and hands it to
+// the upload waiting for it, if any.
+func (s *Server) record(res events.Result) {
+	kept := s.settle(res)
+	if s.waiters.deliver(res) {
+		return
+	}
+	if kept {
+		s.jobsMu.Lock()
+		if j, ok := s.jobs.Peek(res.ID); ok {
+			j.unclaimed = true
+			s.jobs.Add(res.ID, j)
+		}
+		s.jobsMu.Unlock()
+	}
+	s.log.Info("result for no waiting upload; kept for GET /results", "id", res.ID)
+}
+
+// settle makes res the known outcome of its request unless a better one
+// is known: the first answer from a worker wins (a redelivered request
+// can be answered twice), and any worker's answer replaces the web tier's
+// own dead-letter verdict. It reports whether res was kept.
+func (s *Server) settle(res events.Result) bool {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	j, ok := s.jobs.Peek(res.ID)
+	if ok && j.result != nil && (!deadLettered(*j.result) || deadLettered(res)) {
+		return false
+	}
+	if !ok {
+		j = job{stem: res.Stem, since: s.now()}
+	}
+	j.result = &res
+	s.jobs.Add(res.ID, j)
+	return true
+}
+
+// expect notes a request just queued, for GET /results/{id}.
+func (s *Server) expect(id, stem string) {
+	s.jobs.Add(id, job{stem: stem, since: s.now()})
+}
+
+// await waits for the answer to the queued request id.
+func (s *Server) await(ctx context.Context, id string, answer <-chan events.Result) (events.Result, error) {
+	timer := time.NewTimer(s.cfg.ResultTimeout)
+	defer timer.Stop()
+	select {
+	case res := <-answer:
+		return res, nil
+	case <-timer.C:
+		return events.Result{}, &httpError{
+			status: http.StatusGatewayTimeout,
+			msg:    fmt.Sprintf("no result within %v; the request is still queued: GET /results/%s later", s.cfg.ResultTimeout, id),
+		}
+	case <-ctx.Done():
+		// The client left; the result will still be kept for /results.
+		return events.Result{}, fail(statusClientGone, "client went away: %v", context.Cause(ctx))
+	case <-s.drainOver:
+		// Results stopped being routed before the drain ended, so one
+		// routed to this upload is already here.
+		select {
+		case res := <-answer:
+			return res, nil
+		default:
+		}
+		e := fail(http.StatusServiceUnavailable, "the request is queued but this server is stopping before its answer came: GET /results/%s later", id)
+		e.retryAfter, e.code = stoppingRetryAfter, codeStopping
+		return events.Result{}, e
+	}
+}
+
+// stoppingRetryAfter is a guess at how soon a stopped web tier is back:
+// systemd restarts it within seconds; a person restarting surge run takes
+// longer, and a client that comes back early only asks again.
+const stoppingRetryAfter = 10 * time.Second
+
+// codeStopping marks the 503 of an upload still waiting when a stop's
+// drain timeout ends.
+const codeStopping = "stopping"

@@ -1,0 +1,295 @@
+// Package webapi is the web tier: it takes image uploads over HTTP, stores
+// them in the input bucket, queues a request for the workers and holds the
+// client's connection until the matching result comes back on the response
+// queue. The success body is exactly "<stem>:<label>", as the course's
+// clients expect.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/vision"
+)
+
+// Requests is the request queue.
+type Requests interface {
+	Send(ctx context.Context, body []byte) error
+	Counts(ctx context.Context) (events.Counts, error)
+}
+
+// Responses is the response queue.
+type Responses interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
+	Delete(ctx context.Context, receipt string) error
+	Counts(ctx context.Context) (events.Counts, error)
+}
+
+// Inputs is the input bucket.
+type Inputs interface {
+	Put(ctx context.Context, key string, body []byte) error
+}
+
+// Fleet lists the workers, for /status.
+type Fleet interface {
+	List(ctx context.Context) ([]events.Instance, error)
+}
+
+// DeadLetters is the request queue's dead-letter queue. The web tier
+// counts it for /status and reads it without deleting anything, to learn
+// which requests failed for good.
+type DeadLetters interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
+	Counts(ctx context.Context) (events.Counts, error)
+}
+
+// Backends are what the web tier talks to.
+type Backends struct {
+	Requests  Requests
+	Responses Responses
+	Inputs    Inputs
+	Fleet     Fleet
+	// DeadLetters, if set, is the request queue's dead-letter queue: a
+	// request found there is answered as failed (CodeDeadLettered), and
+	// /status counts them.
+	DeadLetters DeadLetters
+	// Answers, if set, is the results table, named AnswersName in /status:
+	// repeated uploads are answered from it.
+	Answers     Answers
+	AnswersName string
+}
+
+// Config tunes the web tier. Zero values take the defaults in brackets.
+type Config struct {
+	MaxUpload     int64         // largest accepted image in bytes [10 MB]
+	MaxPixels     int           // largest accepted image in pixels [vision.DefaultMaxPixels]
+	ResultTimeout time.Duration // how long an upload waits for its answer [5m]
+	// UploadMemory caps the bytes of uploads held in memory at once,
+	// from their arrival until they are stored; further bytes wait for
+	// room [256 MB].
+	UploadMemory int64
+	// An upload's body must bring at least BodyMinBytes in every
+	// BodyWindow [16 KB every 10s] and end within BodyTimeout [2m], or it
+	// is cut with 408.
+	BodyWindow   time.Duration
+	BodyMinBytes int64
+	BodyTimeout  time.Duration
+	MaxWorkers   int           // the scaler's cap, for /status [events.DefaultMax]
+	ResultsKept  int           // results kept for GET /results/{id} [100000]
+	ResultsTTL   time.Duration // how long they are kept [1h]
+	// DrainTimeout bounds how long a stopping web tier keeps answering
+	// the uploads already open; those still waiting then get 503 with
+	// their ids [DefaultDrainTimeout].
+	DrainTimeout time.Duration
+	// Model is the name the workers' answers carry (assets.ModelName); a
+	// recorded answer from another model is not reused. Empty learns it
+	// from the first answer.
+	Model string
+}
+
+func (c *Config) defaults() {
+	if c.MaxUpload <= 0 {
+		c.MaxUpload = 10 << 20
+	}
+	if c.MaxPixels <= 0 {
+		c.MaxPixels = vision.DefaultMaxPixels
+	}
+	if c.ResultTimeout <= 0 {
+		c.ResultTimeout = 5 * time.Minute
+	}
+	if c.UploadMemory <= 0 {
+		c.UploadMemory = 256 << 20
+	}
+	c.UploadMemory = max(c.UploadMemory, c.MaxUpload+multipartSlack)
+	if c.BodyWindow <= 0 {
+		c.BodyWindow = 10 * time.Second
+	}
+	if c.BodyMinBytes <= 0 {
+		c.BodyMinBytes = 16 << 10
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 2 * time.Minute
+	}
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = events.DefaultMaxWorkers
+	}
+	if c.ResultsKept <= 0 {
+		c.ResultsKept = 100_000
+	}
+	if c.ResultsTTL <= 0 {
+		c.ResultsTTL = time.Hour
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+}
+
+// DefaultDrainTimeout gives a fleet that is up time to clear a burst of
+// the course's size (100 requests take seconds) and one starting from zero
+// time to boot and start on it, while a stop still ends well inside the
+// 120 s that systemd gives the web tier's unit (TimeoutStopSec) before it
+// kills it, with room for the final answers.
+const DefaultDrainTimeout = 60 * time.Second
+
+// finalAnswers is how long, once the drain timeout ends, the uploads still
+// waiting get to write their 503s before their connections are closed.
+const finalAnswers = 5 * time.Second
+
+// multipartSlack is room for the multipart framing and small form fields
+// around the file; more is refused.
+const multipartSlack = 64 << 10
+
+// Server is the web tier.
+type Server struct {
+	Backends
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	budget  *budget
+	bodies  *bodies
+	gate    *keyGate
+	waiters *waiters
+	// jobs remembers every request id this process queued or saw answered,
+	// with its result once known, for GET /results/{id}; jobsMu orders
+	// the read-then-write updates of an id's result.
+	jobs   *expirable.LRU[string, job]
+	jobsMu sync.Mutex
+	cache  *cache
+	// drainOver is closed when a stop's drain timeout has ended and
+	// results are no longer routed: uploads still waiting give up then.
+	drainOver chan struct{}
+	// hurry is done once Hurry is called.
+	hurry   context.Context
+	hurried context.CancelFunc
+}
+
+type job struct {
+	stem   string
+	since  time.Time // when the request was queued or first seen
+	result *events.Result
+	cached bool // answered from the results table
+	// unclaimed marks a result that came when no upload was waiting for
+	// it: its client can only learn it from GET /results/{id}.
+	unclaimed bool
+}
+
+// New assembles a web tier.
+func New(cfg Config, b Backends, log *slog.Logger) *Server {
+	cfg.defaults()
+	c := &cache{table: b.Answers, name: b.AnswersName,
+		lookups: events.NewTableHealth(log, "looking answers up"), recording: events.NewTableHealth(log, "workers recording answers")}
+	if cfg.Model != "" {
+		c.model.Store(&cfg.Model)
+	}
+	hurry, hurried := context.WithCancel(context.Background())
+	return &Server{
+		Backends:  b,
+		cfg:       cfg,
+		log:       log,
+		now:       time.Now,
+		budget:    newBudget(cfg.UploadMemory),
+		bodies:    newBodies(pace{window: cfg.BodyWindow, minBytes: cfg.BodyMinBytes, timeout: cfg.BodyTimeout}, time.Now),
+		gate:      newKeyGate(),
+		waiters:   newWaiters(),
+		jobs:      expirable.NewLRU[string, job](cfg.ResultsKept, nil, cfg.ResultsTTL),
+		cache:     c,
+		drainOver: make(chan struct{}),
+		hurry:     hurry,
+		hurried:   hurried,
+	}
+}
+
+// Handler routes the web tier's endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// Older clients post to other paths, such as /upload.php.
+	mux.HandleFunc("POST /", s.upload)
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /results/{id}", s.result)
+	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return nosniff(mux)
+}
+
+// Serve answers HTTP on ln and routes results until ctx ends. Then it
+// drains: it takes no new connections, and the uploads already open get
+// their answers for up to DrainTimeout while results are still routed
+// (whoever runs the fleet must keep it working meanwhile). It returns nil
+// if every open request was answered; past the timeout, the uploads still
+// waiting are answered 503 with their ids, and Serve says so.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	routeCtx, stopRouting := context.WithCancel(context.WithoutCancel(ctx))
+	var routing sync.WaitGroup
+	routing.Go(func() { s.dispatch(routeCtx) })
+	routing.Go(func() { s.watchDeadLetters(routeCtx) })
+	halt := func() { stopRouting(); routing.Wait() }
+	defer halt()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+		return s.drain(srv, halt)
+	}
+}
+
+// drain shuts srv down, giving open requests up to DrainTimeout. If some
+// are still open then, it stops routing results (halt) and only then
+// tells the waiting uploads to fetch their results later: a result that
+// arrives after that stays in the response queue for the next web tier
+// rather than being taken for a client that was just sent away.
+func (s *Server) drain(srv *http.Server, halt func()) error {
+	s.log.Info("stopping: no new connections; answering the open uploads", "waiting", s.waiters.len(), "drain_timeout", s.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	stopHurry := context.AfterFunc(s.hurry, cancel)
+	err := srv.Shutdown(ctx)
+	stopHurry()
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err == nil {
+			s.log.Info("drained: every open upload answered")
+		}
+		return err
+	}
+	halt()
+	left := s.waiters.len()
+	close(s.drainOver)
+	ctx, cancel = context.WithTimeout(context.Background(), finalAnswers)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		// Uploads still sending their bodies: never queued, nothing to
+		// fetch later.
+		srv.Close()
+	}
+	cut := fmt.Sprintf("drain timeout %v", s.cfg.DrainTimeout)
+	if s.hurry.Err() != nil {
+		cut = "drain cut short"
+	}
+	err = fmt.Errorf("%s: %d uploads still waiting were answered 503 with their ids, to fetch their results later", cut, left)
+	s.log.Warn("stopped before every open upload was answered", "err", err)
+	return err
+}
+
+// Hurry ends a stop's drain now, or makes the next one end at once: the
+// uploads still waiting are answered 503 with their ids without waiting
+// for the drain timeout. For a second Ctrl-C, or a supervisor that died
+// and took the fleet with it.
+func (s *Server) Hurry() { s.hurried() }

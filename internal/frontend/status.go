@@ -1,0 +1,125 @@
+package frontend
+
+import (
+	"context"
+	"github.com/surgeml/surge/events"
+	"net/http"
+	"time"
+)
+
+// Status is the body of GET /status.
+type Status struct {
+	RequestQueue  QueueStatus `json:"request_queue"`
+	DeadLetters   QueueStatus `json:"dead_letters"` // requests that failed for good
+	ResponseQueue QueueStatus `json:"response_queue"`
+	Fleet         FleetStatus `json:"fleet"`
+	Waiting       int         `json:"waiting"` // uploads holding a connection open
+	ResultsTable  CacheStatus `json:"results_table"`
+
+	Uploads UploadsStatus `json:"uploads"`
+}
+
+// UploadsStatus is the uploads being taken in, and the memory budget they
+// share.
+type UploadsStatus struct {
+	Reading int `json:"reading"` // receiving their body
+	// Slow are reading uploads behind the pace (Config.BodyMinBytes per
+	// BodyWindow): they are cut with 408 unless they catch up.
+	Slow             int   `json:"slow"`
+	WaitingForMemory int   `json:"waiting_for_memory"` // reading uploads waiting for room in the budget
+	MemoryHeld       int64 `json:"memory_held"`        // bytes of uploads held now
+	MemoryPeak       int64 `json:"memory_peak"`        // the most held at once since the start
+	MemoryBudget     int64 `json:"memory_budget"`
+}
+
+// QueueStatus is a queue's approximate counts, or why they are unknown.
+type QueueStatus struct {
+	events.Counts
+	Error string `json:"error,omitempty"`
+}
+
+// FleetStatus is the worker fleet: Desired is what the scaling policy asks
+// for at the current backlog; Running counts every live worker, draining
+// ones included.
+type FleetStatus struct {
+	Desired   int               `json:"desired"`
+	Running   int               `json:"running"`
+	Draining  int               `json:"draining"`
+	Max       int               `json:"max"`
+	Instances []events.Instance `json:"instances"`
+	Error     string            `json:"error,omitempty"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var st Status
+	st.Waiting = s.waiters.len()
+	st.Uploads = s.uploadsStatus()
+	st.ResultsTable = s.cache.status()
+	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
+	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
+	if s.DeadLetters != nil {
+		st.DeadLetters = queueStatus(ctx, s.DeadLetters.Counts)
+	}
+	st.Fleet.Max = s.cfg.MaxWorkers
+	st.Fleet.Desired = events.DesiredWorkers(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
+	st.Fleet.Instances = []events.Instance{}
+	if instances, err := s.Fleet.List(ctx); err != nil {
+		st.Fleet.Error = err.Error()
+	} else {
+		st.Fleet.Instances = instances
+		st.Fleet.Running = len(instances)
+		for _, in := range instances {
+			if in.State == events.Draining {
+				st.Fleet.Draining++
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func queueStatus(ctx context.Context, counts func(context.Context) (events.Counts, error)) QueueStatus {
+	c, err := counts(ctx)
+	if err != nil {
+		return QueueStatus{Error: err.Error()}
+	}
+	return QueueStatus{Counts: c}
+}
+
+// healthz reports whether uploads can be queued right now.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.Requests.Counts(ctx); err != nil {
+		s.writeError(w, r, unavailable("the request queue is unavailable"), "")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// result answers GET /results/{id}: the answer once known, 202 while the
+// request is still being worked on, 404 for ids this web tier never saw.
+func (s *Server) result(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	w.Header().Set("X-Request-Id", id)
+	j, ok := s.jobs.Get(id)
+	switch {
+	case !ok:
+		s.writeError(w, r, fail(http.StatusNotFound, "no request %s (results are kept for %v)", id, s.cfg.ResultsTTL), id)
+	case j.result == nil:
+		w.Header().Set("Retry-After", "1")
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "stem": j.stem, "state": "pending"})
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte("pending\n"))
+	case j.result.Error != nil:
+		s.writeError(w, r, resultError(*j.result), id)
+	default:
+		s.writeResult(w, r, *j.result, j.cached)
+	}
+}

@@ -1,0 +1,366 @@
+// Package apptier is the worker: it takes recognition requests off the
+// request queue, labels the stored image, records the label in the output
+// bucket, answers on the response queue and only then deletes the request.
+// A failure that retrying could fix leaves the request for redelivery; one
+// that it could not (an undecodable image) is answered with an error.
+package labeling
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/vision"
+)
+
+// Requests is the request queue as the worker uses it.
+type Requests interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
+	Extend(ctx context.Context, receipt string, d time.Duration) error
+	Delete(ctx context.Context, receipt string) error
+}
+
+// Responses is the response queue.
+type Responses interface {
+	Send(ctx context.Context, body []byte) error
+}
+
+// Inputs is the input bucket.
+type Inputs interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// Outputs is the output bucket.
+type Outputs interface {
+	Put(ctx context.Context, key string, body []byte) error
+}
+
+// Table is the results table, where each answer is recorded under its
+// file name for the web tier to reuse.
+type Table interface {
+	Put(ctx context.Context, it events.Item) error
+}
+
+// Recognizer labels a decoded image. Implementations must allow
+// concurrent calls.
+type Recognizer interface {
+	Name() string
+	Recognize(img image.Image) (label string, score float64, err error)
+}
+
+// Config tunes a worker. Zero values take the defaults in brackets.
+type Config struct {
+	Name        string        // instance name reported in results
+	Concurrency int           // messages held and processed at once [1]
+	Visibility  time.Duration // the request queue's visibility timeout [30s]
+	Wait        time.Duration // long-poll wait [20s]
+	MaxReceives int           // deliveries before the queue dead-letters a request [5]
+	MaxPixels   int           // largest image decoded [vision.DefaultMaxPixels]
+	// Held, if set, is told how many messages the worker holds whenever
+	// that changes, so a scaler can tell idle workers from busy ones.
+	Held func(n int)
+	// IdleExit, if set, ends Run with ErrIdle once the worker has held
+	// nothing for this long, so that an instance can shut itself down.
+	IdleExit time.Duration
+}
+
+// ErrIdle ends a Run that had no work for Config.IdleExit.
+var ErrIdle = errors.New("worker idle")
+
+func (c *Config) defaults() {
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.Visibility <= 0 {
+		c.Visibility = 30 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 20 * time.Second
+	}
+	if c.MaxReceives < 1 {
+		c.MaxReceives = 5
+	}
+	if c.MaxPixels <= 0 {
+		c.MaxPixels = vision.DefaultMaxPixels
+	}
+}
+
+// Worker processes requests until its context ends.
+type Worker struct {
+	cfg        Config
+	requests   Requests
+	results    Responses
+	inputs     Inputs
+	outputs    Outputs
+	table      Table
+	tableOK    *events.TableHealth
+	recognizer Recognizer
+	log        *slog.Logger
+
+	mu        sync.Mutex
+	held      int
+	idleSince time.Time
+}
+
+// New assembles a worker. table may be nil: answers then go only to the
+// output bucket and the response queue.
+func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outputs Outputs, table Table, r Recognizer, log *slog.Logger) *Worker {
+	cfg.defaults()
+	return &Worker{cfg: cfg, requests: requests, results: responses, inputs: inputs, outputs: outputs, table: table,
+		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
+}
+
+// Run receives and processes requests until ctx is cancelled, then
+// finishes the requests it holds and returns. Receive errors are retried
+// with backoff; they do not end the run.
+func (w *Worker) Run(ctx context.Context) error {
+	// Requests already received are finished even after ctx ends: dropping
+	// them would only delay their answers by a visibility timeout.
+	work := context.WithoutCancel(ctx)
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for ctx.Err() == nil {
+		// Wait for a free slot, then ask for as many messages as are free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		free := 1
+		for len(slots) < cap(slots) {
+			slots <- struct{}{}
+			free++
+		}
+		wait, idle := w.pollWait()
+		if idle {
+			for range free {
+				<-slots
+			}
+			w.log.Info("no work; leaving", "idle_for", w.cfg.IdleExit)
+			return ErrIdle
+		}
+		msgs, err := w.requests.Receive(ctx, free, wait)
+		for range free - len(msgs) {
+			<-slots
+		}
+		for _, m := range msgs {
+			w.adjustHeld(1)
+			wg.Go(func() {
+				defer func() { <-slots }()
+				defer w.adjustHeld(-1)
+				w.handle(work, m)
+			})
+		}
+		backoff.After(ctx, err, w.log, "receiving requests")
+	}
+	return nil
+}
+
+// pollWait is how long the next long poll may wait, and whether the
+// worker has been idle long enough to leave.
+func (w *Worker) pollWait() (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cfg.IdleExit <= 0 || w.held > 0 {
+		return w.cfg.Wait, false
+	}
+	left := w.cfg.IdleExit - time.Since(w.idleSince)
+	return min(w.cfg.Wait, left), left <= 0
+}
+
+func (w *Worker) adjustHeld(d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held += d
+	if w.held == 0 {
+		w.idleSince = time.Now()
+	}
+	if w.cfg.Held != nil {
+		w.cfg.Held(w.held)
+	}
+}
+
+// failure is a problem with one request. Permanent ones are answered with
+// their code; the others leave the request for redelivery.
+type failure struct {
+	code      events.ErrorCode
+	permanent bool
+	err       error
+}
+
+func permanent(code events.ErrorCode, err error) *failure {
+	return &failure{code: code, permanent: true, err: err}
+}
+
+func transient(err error) *failure {
+	return &failure{code: events.ErrFailed, err: err}
+}
+
+func (w *Worker) handle(ctx context.Context, m events.Message) {
+	start := time.Now()
+	req, err := events.DecodeRequest(m.Body)
+	if err != nil {
+		// Without a valid request there is no one to answer; the queue
+		// moves the message to its dead-letter queue after MaxReceives.
+		w.log.Error("unreadable request; leaving it for the dead-letter queue", "message", m.ID, "receives", m.ReceiveCount, "err", err)
+		return
+	}
+	log := w.log.With("id", req.ID, "key", req.Key, "receive", m.ReceiveCount)
+
+	stop := w.keepHidden(ctx, m.Receipt, log)
+	res, f := w.process(ctx, req)
+	stop()
+
+	res.Elapsed = events.Millis(time.Since(start))
+	switch {
+	case f == nil:
+		if err := w.answer(ctx, res); err != nil {
+			w.retryLater(ctx, m, req, log, transient(err))
+			return
+		}
+		log.Info("recognised", "label", res.Label, "score", res.Score, "elapsed", time.Duration(res.Elapsed))
+	case f.permanent:
+		res.Error = &events.Error{Code: f.code, Message: f.err.Error()}
+		if err := w.answer(ctx, res); err != nil {
+			w.retryLater(ctx, m, req, log, transient(err))
+			return
+		}
+		log.Warn("request failed", "code", f.code, "err", f.err)
+	default:
+		w.retryLater(ctx, m, req, log, f)
+		return
+	}
+	if err := w.requests.Delete(ctx, m.Receipt); err != nil {
+		// The request comes back and is answered again with the same
+		// label: wasteful, not wrong.
+		log.Error("deleting answered request", "err", err)
+	}
+}
+
+func (w *Worker) process(ctx context.Context, req events.Request) (res events.Result, f *failure) {
+	res = events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Model: w.recognizer.Name(), Worker: w.cfg.Name}
+	defer func() {
+		// A panic while labelling one image must not take the worker and
+		// every other held request down with it.
+		if p := recover(); p != nil {
+			f = permanent(events.ErrFailed, fmt.Errorf("internal error: %v", p))
+		}
+	}()
+	data, err := w.inputs.Get(ctx, req.Key)
+	if errors.Is(err, events.ErrNoObject) {
+		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s is missing", req.Key))
+	}
+	if err != nil {
+		return res, transient(fmt.Errorf("reading input: %w", err))
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != req.SHA256 {
+		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s was replaced by a different upload", req.Key))
+	}
+	img, err := vision.Decode(data, w.cfg.MaxPixels)
+	switch {
+	case errors.Is(err, vision.ErrTooLarge):
+		return res, permanent(events.ErrImageTooLarge, err)
+	case err != nil:
+		return res, permanent(events.ErrUndecodable, err)
+	}
+	label, score, err := w.recognizer.Recognize(img)
+	if err != nil {
+		return res, transient(fmt.Errorf("recognising: %w", err))
+	}
+	res.Label, res.Score = label, score
+	if err := w.outputs.Put(ctx, events.ObjectKey(req.Stem), []byte(label)); err != nil {
+		return res, transient(fmt.Errorf("writing output: %w", err))
+	}
+	res.Unrecorded = w.record(ctx, req, res)
+	return res, nil
+}
+
+// record puts the answer in the results table. The table is a cache of
+// answers, so when it is down the answer still goes out, saying why it
+// was not recorded, and the outage is logged once.
+func (w *Worker) record(ctx context.Context, req events.Request, res events.Result) (unrecorded string) {
+	if w.table == nil {
+		return ""
+	}
+	err := w.table.Put(ctx, events.Item{
+		Name: req.Name, Stem: req.Stem, Label: res.Label, Score: res.Score,
+		Model: res.Model, SHA256: req.SHA256, Time: time.Now(),
+	})
+	w.tableOK.Observe(ctx, err)
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func (w *Worker) answer(ctx context.Context, res events.Result) error {
+	body, err := events.EncodeResult(res)
+	if err != nil {
+		return err
+	}
+	if err := w.results.Send(ctx, body); err != nil {
+		return fmt.Errorf("sending result: %w", err)
+	}
+	return nil
+}
+
+// retryLater leaves a request whose failure may pass for another delivery,
+// shortening its invisibility so the retry comes soon. On the last
+// delivery the client is told instead of being left to time out; the
+// request still goes to the dead-letter queue for inspection.
+func (w *Worker) retryLater(ctx context.Context, m events.Message, req events.Request, log *slog.Logger, f *failure) {
+	if m.ReceiveCount >= w.cfg.MaxReceives {
+		res := events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Worker: w.cfg.Name,
+			Error: &events.Error{Code: events.ErrFailed, Message: fmt.Sprintf("gave up after %d attempts: %v", m.ReceiveCount, f.err)}}
+		if err := w.answer(ctx, res); err != nil {
+			log.Error("reporting final failure", "err", err)
+		}
+		// Visible again at once, the queue moves it to the dead-letter
+		// queue on its next receive rather than after a timeout.
+		if err := w.requests.Extend(ctx, m.Receipt, 0); err != nil {
+			log.Error("releasing failed request", "err", err)
+		}
+		log.Error("request failed on its last delivery; leaving it for the dead-letter queue", "err", f.err)
+		return
+	}
+	retry := min(time.Duration(1<<min(m.ReceiveCount, 5))*time.Second, w.cfg.Visibility)
+	if err := w.requests.Extend(ctx, m.Receipt, retry); err != nil {
+		log.Error("scheduling retry", "err", err)
+	}
+	log.Warn("request failed; will be redelivered", "err", f.err, "retry_in", retry)
+}
+
+// keepHidden extends the message's invisibility while it is being worked
+// on, so a slow image is not handed to a second worker: at once (a queue
+// may hand messages out hidden only briefly, see
+// sqsqueue.Queue.HoldReceived), then every third of the visibility
+// timeout.
+func (w *Worker) keepHidden(ctx context.Context, receipt string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.Visibility / 3)
+		defer t.Stop()
+		for {
+			if err := w.requests.Extend(ctx, receipt, w.cfg.Visibility); err != nil && ctx.Err() == nil {
+				log.Warn("extending visibility", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -1,0 +1,129 @@
+package labeling_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/testenv"
+	"github.com/surgeml/surge/internal/vision"
+)
+
+// workerMemoryBound is the README's bound on a worker's resident memory
+// while it holds one upload at the size and pixel limits.
+const workerMemoryBound = 200 << 20
+
+// The real worker binary, given uploads under the pixel limit that are
+// small as files but huge as pixels, answers each and stays within its
+// memory bound (issue 10, defect 4: a 287 KB progressive 7000×7000 JPEG
+// took a worker to 811 MB).
+func TestWorkerMemoryBound(t *testing.T) {
+	bin, err := testenv.BuildBinaries("./worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := config.OpenBackends(ctx, config.Backend{Kind: "local", Prefix: "surge", DataDir: dir, Visibility: 30 * time.Second, MaxReceives: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	logPath := filepath.Join(dir, "worker.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(filepath.Join(bin, "worker"), "-backend", "local", "-data", dir, "-prefix", "surge",
+		"-name", "app-tier-instance-1", "-wait", "1s",
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"), "-cache", testenv.Cache(t))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("worker log:\n%s", out)
+		}
+	})
+
+	eagle, err := vision.Decode(testenv.Darknet(t, "eagle.jpg"), vision.DefaultMaxPixels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploads := []struct {
+		name, label string
+		data        []byte
+	}{
+		{"eagle7000.jpg", "bald eagle", progressive(t, 7000, 7000, testenv.BlockColours(eagle, 875, 875))},
+		{"wide.jpg", "", progressive(t, 49000, 1016, testenv.BlockColours(eagle, 6125, 127))},
+		{"deep16.png", "", pngOf(t, 7000, 7000, 16, 6)},
+		{"wide16.png", "", pngOf(t, 49000, 1020, 16, 6)},
+	}
+	for i, u := range uploads {
+		sum := sha256.Sum256(u.data)
+		req := events.NewRequest(fmt.Sprintf("id-%d", i), u.name, hex.EncodeToString(sum[:]), time.Now())
+		if err := b.Inputs.Put(ctx, req.Key, u.data); err != nil {
+			t.Fatal(err)
+		}
+		body, err := events.EncodeRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Requests.Send(ctx, body); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := b.Responses.Receive(ctx, 1, 60*time.Second)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("%s: no answer within 60 s (%v)", u.name, err)
+		}
+		res, err := events.DecodeResult(msgs[0].Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Responses.Delete(ctx, msgs[0].Receipt)
+		peak := embedded.PeakRSS(cmd.Process.Pid)
+		t.Logf("%s (%d KB): %q, error %v; worker peak RSS %.0f MB", u.name, len(u.data)>>10, res.Label, res.Error, float64(peak)/(1<<20))
+		if res.Error != nil || (u.label != "" && res.Label != u.label) {
+			t.Errorf("%s: answered %+v, want label %q", u.name, res, u.label)
+		}
+		if peak <= 0 || peak > workerMemoryBound {
+			t.Errorf("after %s the worker's peak RSS is %.0f MB, over the bound of %d MB", u.name, float64(peak)/(1<<20), workerMemoryBound>>20)
+		}
+	}
+}
+
+func progressive(t *testing.T, w, h int, dc func(c, bx, by int) uint8) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := testenv.ProgressiveJPEG(&buf, w, h, dc); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func pngOf(t testing.TB, w, h, depth, colourType int) []byte {
+	t.Helper()
+	data, err := testenv.GradientPNG(w, h, depth, colourType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

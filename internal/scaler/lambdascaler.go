@@ -1,0 +1,181 @@
+// Package lambdascaler is the scheduled scaler on AWS Lambda. EventBridge
+// invokes it once a minute; each invocation reconciles the fleet every few
+// seconds for most of that minute, so the fleet reacts in seconds, and
+// stops before the next invocation begins.
+package scaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	awsevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/surgeml/surge/internal/aws"
+)
+
+// LambdaConfig tunes the reconcile loop. Zero values take the defaults in
+// brackets.
+type LambdaConfig struct {
+	Tick   time.Duration // between reconciles [5s]
+	Window time.Duration // how long one invocation reconciles [55s]; keep it below the schedule's period
+	Margin time.Duration // stop this long before the Lambda deadline [3s]
+	Fleet  string        // names the fleet in metrics
+}
+
+func (c *LambdaConfig) defaults() {
+	if c.Tick <= 0 {
+		c.Tick = 5 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = 55 * time.Second
+	}
+	if c.Margin <= 0 {
+		c.Margin = 3 * time.Second
+	}
+}
+
+// Reconciler makes one scaling decision; *Scaler is one.
+type Reconciler interface {
+	Reconcile(ctx context.Context) (Decision, error)
+}
+
+// Handler handles EventBridge scheduled events.
+type Handler struct {
+	cfg     LambdaConfig
+	scaler  Reconciler
+	log     *slog.Logger
+	metrics io.Writer
+	now     func() time.Time
+}
+
+// NewHandler returns a handler. Decisions are logged to log; embedded-metric
+// lines go to metrics (stdout in Lambda, where CloudWatch picks them up).
+func NewHandler(cfg LambdaConfig, s Reconciler, log *slog.Logger, metrics io.Writer) *Handler {
+	cfg.defaults()
+	return &Handler{cfg: cfg, scaler: s, log: log, metrics: metrics, now: time.Now}
+}
+
+// Summary is what one invocation did.
+type Summary struct {
+	Reconciles int      `json:"reconciles"`
+	Failures   int      `json:"failures"`
+	Launched   []string `json:"launched"`
+	Terminated []string `json:"terminated"`
+	Replaced   []string `json:"replaced"`
+}
+
+// Handle reconciles at once, then at the event's scheduled time plus each
+// multiple of Tick, until the window or the invocation's deadline ends. Ticks are
+// aligned to the scheduled time, so a duplicate delivery of the same event
+// decides at the same moments, on the same state, and makes the same
+// launches; their EC2 client tokens coincide because the launch scope is
+// the event's id and time, which a duplicate shares and no other minute's
+// event does. An event older than the window, such as a late retry, gets
+// a single reconcile.
+func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Summary, error) {
+	var sum Summary
+	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
+		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
+	}
+	ctx = aws.WithLaunchScope(ctx, LaunchScope(ev))
+	now := h.now()
+	start := ev.Time
+	end := start.Add(h.cfg.Window)
+	if start.IsZero() || now.Sub(start) > h.cfg.Window || start.After(now.Add(h.cfg.Window)) {
+		start, end = now, now
+	}
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-h.cfg.Margin).Before(end) {
+		end = dl.Add(-h.cfg.Margin)
+	}
+	h.tick(ctx, &sum)
+	for next := start.Add(h.cfg.Tick); next.Before(end); next = next.Add(h.cfg.Tick) {
+		wait := next.Sub(h.now())
+		if wait < 0 {
+			continue // passed while an earlier reconcile ran
+		}
+		select {
+		case <-ctx.Done():
+			return sum, summarise(sum)
+		case <-time.After(wait):
+		}
+		h.tick(ctx, &sum)
+	}
+	return sum, summarise(sum)
+}
+
+// LaunchScope is the launch scope of the decisions made for a scheduled
+// event: its id and its scheduled time.
+func LaunchScope(ev awsevents.EventBridgeEvent) string {
+	return "event/" + ev.ID + "/" + ev.Time.UTC().Format(time.RFC3339)
+}
+
+func summarise(sum Summary) error {
+	if sum.Reconciles > 0 && sum.Failures == sum.Reconciles {
+		return errors.New("every reconcile failed")
+	}
+	return nil
+}
+
+func (h *Handler) tick(ctx context.Context, sum *Summary) {
+	sum.Reconciles++
+	d, err := h.scaler.Reconcile(ctx)
+	sum.Launched = append(sum.Launched, d.Launched...)
+	sum.Terminated = append(sum.Terminated, d.Drained...)
+	sum.Replaced = append(sum.Replaced, d.Replaced...)
+	if err != nil {
+		sum.Failures++
+		h.log.Error("reconcile failed", "err", err, "launched", d.Launched, "replaced", d.Replaced)
+		if d.CeilingStarted != nil {
+			// The episode began in a reconcile that also failed otherwise:
+			// it is still the one tick that counts it.
+			h.emit(d, false)
+		}
+		return
+	}
+	h.log.Info("decision", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
+		"draining", d.Draining, "launched", d.Launched, "terminated", d.Drained,
+		"replaced", d.Replaced, "held", len(d.Held))
+	h.emit(d, true)
+}
+
+// emit writes one CloudWatch embedded-metric-format line: the fleet's
+// sizes (when sizes is set), and on the tick a launch-ceiling episode
+// starts, LaunchCeilingEpisodes = 1, by fleet and by fleet and error code,
+// so an alarm on the fleet's sum fires once per episode, not per tick.
+func (h *Handler) emit(d Decision, sizes bool) {
+	var directives []any
+	line := map[string]any{"Fleet": h.cfg.Fleet}
+	if sizes {
+		directives = append(directives, map[string]any{
+			"Namespace":  "Surge",
+			"Dimensions": [][]string{{"Fleet"}},
+			"Metrics": []any{
+				map[string]string{"Name": "Backlog", "Unit": "Count"},
+				map[string]string{"Name": "DesiredWorkers", "Unit": "Count"},
+				map[string]string{"Name": "RunningWorkers", "Unit": "Count"},
+			},
+		})
+		line["Backlog"] = d.Backlog
+		line["DesiredWorkers"] = d.Desired
+		line["RunningWorkers"] = d.Running + d.Draining
+	}
+	if c := d.CeilingStarted; c != nil {
+		directives = append(directives, map[string]any{
+			"Namespace":  "Surge",
+			"Dimensions": [][]string{{"Fleet"}, {"Fleet", "Code"}},
+			"Metrics":    []any{map[string]string{"Name": "LaunchCeilingEpisodes", "Unit": "Count"}},
+		})
+		line["LaunchCeilingEpisodes"] = 1
+		line["Code"] = c.Code
+		line["CeilingMessage"] = c.Message
+		line["CeilingSize"] = c.Size
+	}
+	line["_aws"] = map[string]any{"Timestamp": h.now().UnixMilli(), "CloudWatchMetrics": directives}
+	b, _ := json.Marshal(line)
+	fmt.Fprintf(h.metrics, "%s\n", b)
+}
