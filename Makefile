@@ -6,7 +6,8 @@ SHARED      ?= $(abspath ../shared)
 # A directory of model folders; ../shared/models on a machine that has it.
 MODELS      ?= $(if $(wildcard $(SHARED)/models),$(SHARED)/models,)
 PORT        ?= 8000
-MAX_WORKERS ?= 19
+# The fleet cap; the binaries default to the protocol's when it is not given.
+MAX_WORKERS ?=
 DATA        ?= .data
 BIN         := bin
 # The deployment's resource name prefix (make synth, make emulate).
@@ -44,7 +45,7 @@ ort: build
 	$(BIN)/surge fetch -runtime-only
 
 run: build ort
-	$(BIN)/surge run -data $(DATA) -port $(PORT) -max-workers $(MAX_WORKERS) $(if $(GALLERY),-gallery $(GALLERY))
+	$(BIN)/surge run -data $(DATA) -port $(PORT) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(if $(GALLERY),-gallery $(GALLERY))
 
 # The AWS deployment on emulated AWS: the stack synthesized as for cdk
 # deploy, deployed into moto_server behind an endpoint with AWS's
@@ -69,7 +70,7 @@ test: ort synth
 	$(GO) test -timeout 15m ./...
 
 bench: build ort
-	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 -max-workers $(MAX_WORKERS)
+	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))
 
 # The face workload while workers are killed with SIGKILL, the scaler
 # restarted and the whole system restarted once on the same data; exits
@@ -79,7 +80,7 @@ FACES     = $(SHARED)/datasets/faces
 chaos: build ort
 	$(BIN)/surge enroll -images $(FACES)/face_images_100 -labels $(FACES)/face_images_100.csv -gallery $(SURGE_CACHE)/faces.gallery
 	$(BIN)/surge chaos -images $(FACES)/face_images_1000 -labels $(FACES)/face_images_1000.csv -gallery $(SURGE_CACHE)/faces.gallery \
-		-requests $(REQUESTS) -max-workers $(MAX_WORKERS) $(CHAOS_ARGS)
+		-requests $(REQUESTS) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(CHAOS_ARGS)
 
 classify: build ort
 	@test -n "$(FILES)" || { echo 'usage: make classify FILES="a.jpg b.jpg" [GALLERY=faces.gallery]'; exit 2; }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
 )
 
@@ -26,7 +27,7 @@ type Config struct {
 	// CourseLimit is the most workers the course's grader accepts; 0
 	// without a course.
 	CourseLimit        int
-	MaxWorkers         int      // fleet cap [19; the course's limit with a course]
+	MaxWorkers         int      // fleet cap [events.DefaultMaxWorkers; the course's limit with a course]
 	WorkerInstanceType string   // [t3.small]
 	WebInstanceType    string   // [t3.small]
 	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
@@ -37,7 +38,7 @@ type Config struct {
 	ModelSHA256        string   // ...with its digest
 	Gallery            string   // optional gallery file: recognise faces
 	RuntimeLib         string   // local ONNX Runtime library for linux/amd64
-	// CourseNames names the buckets exactly as PROTOCOL.md does
+	// CourseNames names the buckets exactly as docs/protocol.md does
 	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
 	// look for them; bucket names are global, so by default CloudFormation
 	// makes unique ones. [false; true with a course]
@@ -171,22 +172,18 @@ func configFromContext(node interface {
 	return cfg, errors.Join(errs...)
 }
 
-// defaultMaxWorkers is the fleet cap without a course: the older
-// rubrics' 19 (PROTOCOL.md).
-const defaultMaxWorkers = 19
-
 // course is what a course's grader expects of a deployment, and so what
 // the `course` context changes the defaults to.
 type course struct {
 	limit      int  // the most workers the grader accepts; 0: none
-	exactNames bool // it finds the buckets by PROTOCOL.md's exact names
+	exactNames bool // it finds the buckets by docs/protocol.md's exact names
 }
 
 func (c course) maxWorkers() int {
 	if c.limit > 0 {
 		return c.limit
 	}
-	return defaultMaxWorkers
+	return events.DefaultMaxWorkers
 }
 
 // courseFor is the course a `course` context value names; empty names
@@ -197,8 +194,8 @@ func courseFor(name string) (course, error) {
 		return course{}, nil
 	case "2026":
 		// Its grader fails a fleet above 15 and looks the buckets up by
-		// name (PROTOCOL.md, "The newest rubric").
-		return course{limit: 15, exactNames: true}, nil
+		// name (docs/protocol.md, "The newest rubric").
+		return course{limit: events.Course2026MaxWorkers, exactNames: true}, nil
 	}
 	return course{}, fmt.Errorf("course %q: valid values are 2026 (the course's 2026 grader) or empty (none)", name)
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
@@ -26,10 +27,10 @@ import (
 	"github.com/surgeml/surge/internal/deploy"
 )
 
-// Request visibility timeout: the worker extends it every third while it
-// works, so it only bounds how soon a lost worker's request comes back;
-// classification takes well under a second.
-const requestVisibility = 30
+// requestVisibility is the protocol's, in whole seconds for SQS. The worker
+// extends it every third while it works, so it only bounds how soon a lost
+// worker's request comes back.
+var requestVisibility = int(events.RequestVisibility / time.Second)
 
 // scalerWindow is how long one scaler invocation reconciles; the stack's
 // hook waits this long, plus a margin, after stopping the scaler before it
@@ -130,9 +131,9 @@ func (s *surge) queuesAndBuckets() {
 	})
 	s.req = awssqs.NewQueue(s.stack, s.id("RequestQueue"), &awssqs.QueueProps{
 		QueueName:           jsii.String(s.names.RequestQueue),
-		MaxMessageSizeBytes: jsii.Number(1024),
+		MaxMessageSizeBytes: jsii.Number(events.MaxRequestBytes),
 		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(requestVisibility)),
-		DeadLetterQueue:     &awssqs.DeadLetterQueue{Queue: s.dlq, MaxReceiveCount: jsii.Number(5)},
+		DeadLetterQueue:     &awssqs.DeadLetterQueue{Queue: s.dlq, MaxReceiveCount: jsii.Number(events.MaxReceives)},
 		Encryption:          awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:          jsii.Bool(true),
 	})

@@ -1,4 +1,10 @@
-// Package events holds the messages the tiers exchange through the queues.
+// Package events is Surge's vocabulary, the one package every other one
+// speaks (docs/architecture.md): the messages the tiers exchange, the
+// queues, buckets, fleet and results table they exchange them through (as
+// interfaces the adapters implement), the scaling policy, the resource
+// names a prefix gives and the protocol's defaults (protocol.go). It does
+// no I/O.
+//
 // Every message carries a version so that a worker and a web tier from
 // different releases refuse each other's messages loudly instead of
 // misreading them.

@@ -1,6 +1,7 @@
-// Package fleet is the vocabulary shared by the worker fleet backends
+// Vocabulary shared by the worker fleet backends
 // (local processes, EC2 instances), the scaler that sizes them and the web
 // tier that reports on them.
+
 package events
 
 import (

@@ -1,7 +1,8 @@
-// Package queue is the vocabulary shared by every message queue backend
+// Vocabulary shared by every message queue backend
 // (the embedded SQLite one, SQS) and by the code that uses them. Consumers
 // declare the few methods they need; Queue is the whole contract that
 // queuetest checks every backend against.
+
 package events
 
 import (

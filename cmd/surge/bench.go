@@ -79,7 +79,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	defer os.RemoveAll(data)
 	sys, err := localrun.Start(ctx, localrun.Config{
 		Bin:     *bin,
-		Backend: config.Backend{Kind: "local", Prefix: "bench", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
+		Backend: config.Backend{Kind: "local", Prefix: "bench", DataDir: data, Visibility: events.RequestVisibility, MaxReceives: events.MaxReceives},
 		Host:    "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
 		// Long enough that the warm run finds the cold run's fleet still up.
 		ScaleInDelay: 5 * time.Second,

@@ -73,7 +73,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	rep, err := localrun.RunChaos(ctx, localrun.ChaosConfig{
 		System: localrun.Config{
 			Bin:        *bin,
-			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: 5},
+			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: events.MaxReceives},
 			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain,
 			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
 		},

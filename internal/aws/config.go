@@ -1,7 +1,8 @@
-// Package awscfg loads the AWS SDK configuration every AWS adapter uses:
+// This file loads the AWS SDK configuration every AWS adapter uses:
 // the standard credential chain and region, and the SDK's own endpoint
 // override (AWS_ENDPOINT_URL), which points everything at an emulator such
 // as moto_server.
+
 package aws
 
 import (

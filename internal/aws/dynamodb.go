@@ -1,5 +1,6 @@
-// Package dynamotable keeps the results table in DynamoDB: the table the
+// This file keeps the results table in DynamoDB: the table the
 // stack names <prefix>-dynamoDB, keyed by file name.
+
 package aws
 
 import (

@@ -1,8 +1,9 @@
-// Package ec2fleet runs the worker fleet as EC2 instances launched from a
+// This file runs the worker fleet as EC2 instances launched from a
 // launch template. Instances carry a Name tag (app-tier-instance-<n>) and a
 // fleet tag naming the deployment, which is how they are found and what
 // the IAM policies key on; a worker adds a readiness tag to its own
 // instance once it takes work.
+
 package aws
 
 import (

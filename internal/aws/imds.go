@@ -1,6 +1,7 @@
-// Package instance tells an EC2 worker who it is, from the instance
+// This file tells an EC2 worker who it is, from the instance
 // metadata service, version 2 only (session tokens; the launch template
 // requires them).
+
 package aws
 
 import (

@@ -1,4 +1,5 @@
-// Package s3store is the object store on Amazon S3.
+// Object store on Amazon S3.
+
 package aws
 
 import (

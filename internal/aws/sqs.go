@@ -1,4 +1,5 @@
-// Package sqsqueue is the queue on Amazon SQS.
+// Queue on Amazon SQS.
+
 package aws
 
 import (

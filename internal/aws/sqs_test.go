@@ -30,7 +30,7 @@ func TestQueueContract(t *testing.T) {
 	})
 }
 
-// The request queue refuses messages over 1024 bytes, as PROTOCOL.md asks.
+// The request queue refuses messages over 1024 bytes, as docs/protocol.md asks.
 func TestMaximumMessageSize(t *testing.T) {
 	ctx := context.Background()
 	q, err := aws.CreateQueue(ctx, moto.Clients(t).SQS, aws.QueueSpec{Name: "small", Visibility: time.Second, MaxMessageSize: 1024})

@@ -1,6 +1,7 @@
-// Package backend opens the queues and buckets a tier runs on, by the
-// names PROTOCOL.md gives them. It is the one place that knows every
+// This file opens the queues and buckets a tier runs on, by the
+// names docs/protocol.md gives them. It is the one place that knows every
 // implementation; the tiers see only the interfaces they declare.
+
 package config
 
 import (
@@ -31,7 +32,7 @@ type Backend struct {
 	Visibility  time.Duration
 	MaxReceives int
 	// InputBucket and OutputBucket name the AWS buckets when they are not
-	// PROTOCOL.md's <prefix>-in-bucket and <prefix>-out-bucket: a
+	// docs/protocol.md's <prefix>-in-bucket and <prefix>-out-bucket: a
 	// deployment makes globally unique names unless told otherwise.
 	InputBucket, OutputBucket string
 	// Table names the results table when it is not <prefix>-dynamoDB.

@@ -1,5 +1,6 @@
-// Package config registers the command-line flags the binaries share.
+// This file registers the command-line flags the binaries share.
 // Every flag defaults to an environment variable (see envvar).
+
 package config
 
 import (
@@ -7,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/recognize"
 )
@@ -22,8 +23,8 @@ func BackendFlags(fs *flag.FlagSet) *Backend {
 	fs.StringVar(&c.OutputBucket, "output-bucket", EnvString("SURGE_OUTPUT_BUCKET", ""), "aws backend: output bucket, if not <prefix>-out-bucket (env SURGE_OUTPUT_BUCKET)")
 	fs.StringVar(&c.Table, "table", EnvString("SURGE_TABLE", ""), "aws backend: results table, if not <prefix>-dynamoDB (env SURGE_TABLE)")
 	fs.StringVar(&c.DataDir, "data", EnvString("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
-	fs.DurationVar(&c.Visibility, "visibility", EnvDuration("SURGE_VISIBILITY", 30*time.Second), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
-	fs.IntVar(&c.MaxReceives, "max-receives", EnvInt("SURGE_MAX_RECEIVES", 5), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")
+	fs.DurationVar(&c.Visibility, "visibility", EnvDuration("SURGE_VISIBILITY", events.RequestVisibility), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
+	fs.IntVar(&c.MaxReceives, "max-receives", EnvInt("SURGE_MAX_RECEIVES", events.MaxReceives), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")
 	return c
 }
 

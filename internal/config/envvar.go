@@ -1,6 +1,7 @@
-// Package envvar reads settings from the environment with defaults, so
+// This file reads settings from the environment with defaults, so
 // that every binary is configured the same way by flags on a laptop and by
 // the environment in user data, systemd units and Lambda.
+
 package config
 
 import (

@@ -1,4 +1,5 @@
-// Package logging makes the structured (JSON) loggers every binary uses.
+// This file makes the structured (JSON) loggers every binary uses.
+
 package config
 
 import (

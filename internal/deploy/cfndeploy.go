@@ -1,9 +1,10 @@
-// Package cfndeploy deploys a CDK cloud assembly (cdk.out) the way `cdk
+// This file deploys a CDK cloud assembly (cdk.out) the way `cdk
 // deploy` does, without the CDK CLI: it publishes the stack's file assets
 // to the bootstrap bucket, uploads the template, creates the stack and
 // waits for it, printing the stack's events as they come; and it destroys
 // one. The emulator deploys with it into emulated AWS, so the emulated
 // deployment is exactly the synthesized template.
+
 package deploy
 
 import (

@@ -1,8 +1,9 @@
-// Package glibc finds which GNU C library versions an ELF binary needs, so
+// This file finds which GNU C library versions an ELF binary needs, so
 // the build can refuse a binary that would not start on its target system
 // ("version `GLIBC_2.36' not found"). Binaries linked against a newer glibc
 // than the instances have fail only when they start there, so a toolchain
 // or build-host upgrade would otherwise go unnoticed until a deploy.
+
 package deploy
 
 import (

@@ -1,4 +1,4 @@
-// Package userdata writes the boot script of a Surge instance: the worker
+// This file writes the boot script of a Surge instance: the worker
 // in the launch template, the web tier on its instance. The CDK stack
 // renders it; the emulator runs the very same script, so what boots in
 // emulation is what boots on EC2.
@@ -9,6 +9,7 @@
 // agent, and runs the service under systemd. A worker instance whose boot
 // or service fails for good powers off, which terminates it (its launch
 // template says so), so a broken instance never holds a place in the fleet.
+
 package deploy
 
 import (

@@ -1,8 +1,9 @@
-// Package filestore keeps a bucket in a local directory, one file per key.
+// This file keeps a bucket in a local directory, one file per key.
 // Writes go to a hidden temporary file that is renamed over the key, so
 // readers (in any process) see whole objects only. Like the embedded queue
 // (synchronous=NORMAL), it survives a killed process, not a power cut:
 // syncing every object would double the web tier's cost per upload.
+
 package embedded
 
 import (

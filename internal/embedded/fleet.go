@@ -1,8 +1,9 @@
-// Package procfleet runs the worker fleet as local processes, the
+// This file runs the worker fleet as local processes, the
 // one-machine stand-in for EC2 instances. The Fleet launches and drains
 // processes; each worker reports readiness and idleness through a small
 // status file (Reporter); a snapshot file lets other processes, such as
 // the web tier, see the fleet (Reader).
+
 package embedded
 
 import (

@@ -1,8 +1,9 @@
-// Package dirlock gives a directory to one process at a time: an exclusive
+// This file gives a directory to one process at a time: an exclusive
 // flock on a file in it, which also records who holds it, so that the
 // next process can say who is in the way. The kernel drops the lock when
 // its holder exits, however it exits, so a killed process leaves nothing
 // to clean up.
+
 package embedded
 
 import (

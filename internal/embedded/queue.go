@@ -1,4 +1,4 @@
-// Package sqlitequeue is the embedded queue: goqite's SQLite table with SQS
+// Embedded queue: goqite's SQLite table with SQS
 // semantics added on top (batch long polling that wakes when another
 // process sends, receive counts, a dead-letter queue, approximate counts).
 // One database file holds a queue and its dead-letter queue, so moving a
@@ -9,6 +9,7 @@
 // every Send touches after committing, watched with inotify. Watching the
 // database itself would wake every waiting process on every write of any
 // kind, several times per commit, and before the commit is visible.
+
 package embedded
 
 import (
@@ -83,10 +84,10 @@ type redrive struct {
 // dead-letter queue, <name>-dlq, lives in the same file; see DeadLetters.
 func OpenQueue(ctx context.Context, dir, name string, opts QueueOptions) (*Queue, error) {
 	if opts.Visibility == 0 {
-		opts.Visibility = 30 * time.Second
+		opts.Visibility = events.RequestVisibility
 	}
 	if opts.MaxReceives == 0 {
-		opts.MaxReceives = 5
+		opts.MaxReceives = events.MaxReceives
 	}
 	if opts.Visibility < 0 || opts.MaxReceives < 0 {
 		return nil, fmt.Errorf("opening queue %s: negative visibility or receive limit", name)

@@ -1,6 +1,7 @@
-// Package sqlitetable keeps the results table in an SQLite database file,
+// This file keeps the results table in an SQLite database file,
 // for the embedded system: the web tier and every worker process open the
 // same file.
+
 package embedded
 
 import (

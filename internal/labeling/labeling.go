@@ -79,7 +79,7 @@ func (c *Config) defaults() {
 		c.Concurrency = 1
 	}
 	if c.Visibility <= 0 {
-		c.Visibility = 30 * time.Second
+		c.Visibility = events.RequestVisibility
 	}
 	if c.Wait <= 0 {
 		c.Wait = 20 * time.Second

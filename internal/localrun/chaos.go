@@ -1,9 +1,10 @@
-// Package chaos measures the claim "nothing lost, nothing misrouted": it
+// This file measures the claim "nothing lost, nothing misrouted": it
 // runs the face workload against the whole local system while killing
 // workers with SIGKILL, restarting the scaler and restarting the whole
 // system once on the same data, then collects every answer (directly, or
 // by id from GET /results/{id} when a connection was cut) and tallies
 // what each client finally learned.
+
 package localrun
 
 import (

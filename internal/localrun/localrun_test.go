@@ -116,7 +116,7 @@ func (w *fleetWatch) peak() int {
 	return peak
 }
 
-// afterRun checks what PROTOCOL.md's graders check once the answers are
+// afterRun checks what docs/protocol.md's graders check once the answers are
 // in: the fleet back at zero within 5 s, both queues empty, one object per
 // distinct file name in each bucket.
 func afterRun(t *testing.T, sys *localrun.System, w *fleetWatch, sent []string) {

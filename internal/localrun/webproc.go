@@ -1,6 +1,7 @@
-// Package webproc runs the web tier binary as a child process, on a
+// This file runs the web tier binary as a child process, on a
 // socket the parent binds first: a port in use is reported at once, and
 // port 0 needs no guessing.
+
 package localrun
 
 import (

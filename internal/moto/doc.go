@@ -1,4 +1,7 @@
-// Package awsproxy is an HTTP reverse proxy in front of moto_server that
+// Package moto runs moto_server, the AWS emulator, on loopback (server.go)
+// for the tests (testing.go) and for `surge emulate`, behind a proxy.
+//
+// The proxy is an HTTP reverse proxy in front of moto_server that
 // adds the AWS behaviours moto hides, so that every process of the
 // emulated deployment (the scaler and the web tier and workers through the
 // Go SDK, the instances' boot scripts through the aws CLI, any boto3

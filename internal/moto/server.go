@@ -1,5 +1,6 @@
-// Package motoserver runs moto_server, the AWS emulator, on loopback for
+// This file runs moto_server, the AWS emulator, on loopback for
 // tests and for `surge emulate`.
+
 package moto
 
 import (

@@ -1,5 +1,6 @@
-// Package awstest is the fixture for tests of the AWS code paths: they
+// Fixture for tests of the AWS code paths: they
 // run against moto_server on loopback.
+
 package moto
 
 import (

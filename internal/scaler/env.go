@@ -28,7 +28,7 @@ import (
 // Required: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET.
 // AWS_LAMBDA_FUNCTION_NAME, which Lambda sets, makes the scaler check
 // before each launch that it has not been stopped (see stoppable).
-// Optional, [default]: SURGE_MAX_WORKERS [19], SURGE_SUBNETS
+// Optional, [default]: SURGE_MAX_WORKERS [events.DefaultMaxWorkers], SURGE_SUBNETS
 // (comma-separated), SURGE_TICK [5s], SURGE_WINDOW [55s],
 // SURGE_SCALE_IN_DELAY [2s], SURGE_BOOT_DEADLINE [5m; 0 never replaces],
 // SURGE_CAPACITY_BACKOFF [30s], SURGE_CAPACITY_BACKOFF_MAX [5m]. A

@@ -1,7 +1,8 @@
-// Package lambdascaler is the scheduled scaler on AWS Lambda. EventBridge
+// Scheduled scaler on AWS Lambda. EventBridge
 // invokes it once a minute; each invocation reconciles the fleet every few
 // seconds for most of that minute, so the fleet reacts in seconds, and
 // stops before the next invocation begins.
+
 package scaler
 
 import (

@@ -1,4 +1,6 @@
-// Package scaler sizes the worker fleet to the request backlog. Each
+// Package scaler sizes the worker fleet to the request backlog, as a loop
+// in the local system and as the scheduled Lambda on AWS
+// (lambdascaler.go, wired from its environment by FromEnv in env.go). Each
 // reconcile reads the queue, asks the policy for a size and launches or
 // drains workers to reach it. Scale-out is immediate; scale-in waits until
 // the backlog has called for fewer workers for a short window, and only

@@ -1,4 +1,5 @@
-// Package blobtest is the contract every object store backend must meet.
+// Contract every object store backend must meet.
+
 package testenv
 
 import (

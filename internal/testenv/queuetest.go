@@ -1,5 +1,6 @@
-// Package queuetest is the contract every queue backend must meet. Backends
+// Contract every queue backend must meet. Backends
 // run it from their own tests against a real instance of the service.
+
 package testenv
 
 import (

@@ -1,5 +1,6 @@
-// Package resultstest is the contract every results table backend must
+// Contract every results table backend must
 // meet.
+
 package testenv
 
 import (

@@ -1,4 +1,7 @@
-// Package testenv locates what the tests need outside the repository: the
+// Package testenv holds what tests share: the contract suites every queue,
+// bucket and results table backend runs (queuetest.go, blobtest.go,
+// resultstest.go), images no encoder here writes (testimage.go), and what
+// the tests need outside the repository: the
 // shared datasets and model (../shared, or $SURGE_SHARED) and the ONNX
 // Runtime library (resolved as the product resolves it). A missing piece
 // fails the test with instructions; it never skips.

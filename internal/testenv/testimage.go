@@ -1,6 +1,7 @@
-// Package testimage makes the images tests need and no encoder here
+// This file makes the images tests need and no encoder here
 // writes: progressive JPEGs of any size, large PNGs written a row at a
 // time, and photos tagged with an EXIF orientation.
+
 package testenv
 
 import (

@@ -15,7 +15,7 @@ import (
 )
 
 // The course's 2026 grader reads the generator's summary with exactly these
-// patterns (copied from its contract, PROTOCOL.md and the issue).
+// patterns (copied from its contract, docs/protocol.md and the issue).
 var graderPatterns = map[string]*regexp.Regexp{
 	"requests":      regexp.MustCompile(`Total number of requests: (\d+)`),
 	"completed":     regexp.MustCompile(`Total number of requests completed successfully: (\d+)`),

@@ -1,5 +1,6 @@
-// Package labelcsv reads the course's expected-answer files: a header
+// This file reads the course's expected-answer files: a header
 // "Image,Results", then one row per image stem and its label.
+
 package workload
 
 import (

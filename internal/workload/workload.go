@@ -1,7 +1,8 @@
 // Package workload is the load generator: it uploads a folder of images
 // to a web tier, many at once, retries the failures as the course's newest
 // generator does, checks every answer against the expected labels and
-// reports the course's totals, then latency percentiles and throughput.
+// reports the course's totals, then latency percentiles and throughput. It
+// reads the course's expected-label files (labels.go).
 package workload
 
 import (

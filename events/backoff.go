@@ -1,5 +1,6 @@
-// Package retry paces loops that must keep going through failures, such
+// This file paces loops that must keep going through failures, such
 // as a worker or dispatcher polling a queue that is briefly unavailable.
+
 package events
 
 import (

@@ -1,6 +1,7 @@
-// Package blob is the vocabulary shared by the object store backends (the
+// Vocabulary shared by the object store backends (the
 // local filesystem, S3) and their users. Keys are always sanitised object
 // keys (events.ObjectKey); backends refuse anything else.
+
 package events
 
 import (

@@ -1,9 +1,7 @@
-// Package scaling is the fleet-size policy from PROTOCOL.md, as pure
+// Fleet-size policy from docs/protocol.md, as pure
 // functions shared by the local scaler and the Lambda.
-package events
 
-// DefaultMaxWorkers is the fleet cap when none is configured.
-const DefaultMaxWorkers = 19
+package events
 
 // DesiredWorkers returns how many workers a backlog (queued plus in-flight
 // messages) calls for: none for no work, one for up to nine messages, then

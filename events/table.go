@@ -1,8 +1,9 @@
-// Package results is the vocabulary of the results table: one item per
+// Vocabulary of the results table: one item per
 // uploaded file name, holding the answer a worker gave for it, which the
 // web tier reuses when the same name comes back with the same bytes. The
 // table lives in DynamoDB on AWS (dynamotable) and in SQLite in the
 // embedded system (sqlitetable); resultstest checks both.
+
 package events
 
 import (

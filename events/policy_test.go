@@ -41,7 +41,7 @@ func TestDesired(t *testing.T) {
 	}
 }
 
-// The closed form must agree with the rule as PROTOCOL.md states it:
+// The closed form must agree with the rule as docs/protocol.md states it:
 // 1 + ⌈(b − 9) / 5⌉ beyond nine, at every backlog up to well past the cap.
 func TestDesiredMatchesProtocolFormula(t *testing.T) {
 	for b := 10; b <= 2000; b++ {
