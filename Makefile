@@ -34,7 +34,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate synth test bench chaos classify enroll workload clean
+.PHONY: build ort run emulate synth check test bench chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -65,8 +65,17 @@ synth: ort
 	$(GO) run ./cdk -c prefix=$(PREFIX) $(COURSE_ARGS) $(CDK_ARGS)
 	cfn-lint --ignore-checks W3005 -- cdk.out/$(PREFIX).template.json
 
-test: ort synth
+# Source checks, first because they are quick: formatting, a tidy go.mod,
+# go vet and staticcheck (pinned in go.mod as a tool).
+GOFILES = $(shell find . -name '*.go' -not -path './.*' -not -path '*/node_modules/*' -not -path './cdk.out/*')
+check:
+	@unformatted="$$(gofmt -l $(GOFILES))"; if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files are not formatted (run gofmt -w):"; echo "$$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy (run go mod tidy)"; exit 1; }
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+test: check ort synth
 	$(GO) test -timeout 15m ./...
 
 bench: build ort

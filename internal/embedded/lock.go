@@ -68,7 +68,8 @@ func LockDir(dir, name, command string) (*DirLock, error) {
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
 	me, _ := json.Marshal(Holder{PID: os.Getpid(), Command: command, Started: time.Now()})
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(me, 0)
 	}
 	if err != nil {

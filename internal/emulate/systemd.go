@@ -27,7 +27,7 @@ type unit struct {
 	dirs               []string // CacheDirectory, LogsDirectory, under /var/cache and /var/log
 	output             string   // StandardOutput/StandardError=append:<path>
 	restart            string   // no, on-failure, always
-	restartSec         time.Duration
+	restartDelay       time.Duration
 	startLimitInterval time.Duration
 	startLimitBurst    int
 	onFailure          []string
@@ -40,7 +40,7 @@ var ignoredUnitKeys = []string{
 }
 
 func parseUnit(name, text string) (*unit, error) {
-	u := &unit{name: name, restart: "no", restartSec: 100 * time.Millisecond, startLimitInterval: 10 * time.Second, startLimitBurst: 5}
+	u := &unit{name: name, restart: "no", restartDelay: 100 * time.Millisecond, startLimitInterval: 10 * time.Second, startLimitBurst: 5}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -72,7 +72,7 @@ func parseUnit(name, text string) (*unit, error) {
 		case "Restart":
 			u.restart = v
 		case "RestartSec":
-			u.restartSec, err = unitDuration(v)
+			u.restartDelay, err = unitDuration(v)
 		case "StartLimitIntervalSec":
 			u.startLimitInterval, err = unitDuration(v)
 		case "StartLimitBurst":
@@ -149,7 +149,7 @@ func (s *service) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.u.restartSec):
+		case <-time.After(s.u.restartDelay):
 		}
 	}
 }

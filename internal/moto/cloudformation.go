@@ -451,6 +451,7 @@ func (p *Proxy) createCustomResources(ctx context.Context, st *stackRecord) {
 			err = p.tellMoto(ctx, st, id, reply)
 		}
 		if err == nil && reply.Status != "SUCCESS" {
+			//lint:ignore ST1005 CloudFormation's own wording, which users search for
 			err = fmt.Errorf("Received response status [%s] from custom resource. Message returned: %s (RequestId: %s)",
 				reply.Status, reply.Reason, reply.RequestId)
 		}
@@ -600,6 +601,7 @@ func (p *Proxy) runCustom(ctx context.Context, st *stackRecord, logicalID, reque
 	case reply := <-replies:
 		return reply, nil
 	case <-timeout.C:
+		//lint:ignore ST1005 CloudFormation's own wording, which users search for
 		return cfnReply{}, fmt.Errorf("CloudFormation did not receive a response from your Custom Resource. Please check your logs for requestId [%s].", requestID)
 	case <-ctx.Done():
 		return cfnReply{}, ctx.Err()
@@ -760,6 +762,7 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 			return
 		}
 		if err == nil && reply.Status != "SUCCESS" {
+			//lint:ignore ST1005 CloudFormation's own wording, which users search for
 			err = fmt.Errorf("Received response status [%s] from custom resource. Message returned: %s (RequestId: %s)",
 				reply.Status, reply.Reason, reply.RequestId)
 		}

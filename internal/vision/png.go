@@ -174,7 +174,7 @@ func (p *pngInfo) pixel(row []byte, x int) color.RGBA64 {
 		return p.palette[row[x/perByte]>>(8-p.depth*(x%perByte+1))&(1<<p.depth-1)]
 	case 0:
 		v := sample(x)
-		if p.transparent != nil && len(p.transparent) >= 2 && v == keyValue(p.transparent[0:2], p.depth) {
+		if len(p.transparent) >= 2 && v == keyValue(p.transparent[0:2], p.depth) {
 			return color.RGBA64{}
 		}
 		return color.RGBA64{v, v, v, 0xffff}
