@@ -24,6 +24,8 @@ type Bucket struct {
 	bucket string
 }
 
+var _ events.Store = (*Bucket)(nil)
+
 // NewBucket uses bucket through client.
 func NewBucket(client *s3.Client, bucket string) *Bucket {
 	return &Bucket{client: client, bucket: bucket}

@@ -32,6 +32,8 @@ type Queue struct {
 	hold   time.Duration // see HoldReceived
 }
 
+var _ events.Queue = (*Queue)(nil)
+
 // HoldReceived makes messages this queue receives stay hidden for d (whole
 // seconds) rather than the queue's visibility timeout, unless their
 // receiver extends them, as the worker does at once. A long poll whose

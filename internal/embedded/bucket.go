@@ -24,6 +24,8 @@ type Bucket struct {
 	dir string
 }
 
+var _ events.Store = (*Bucket)(nil)
+
 // OpenBucket returns the bucket kept in dir, creating the directory if needed.
 func OpenBucket(dir string) (*Bucket, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {

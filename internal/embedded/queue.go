@@ -66,6 +66,8 @@ type Queue struct {
 	redrive *redrive
 }
 
+var _ events.Queue = (*Queue)(nil)
+
 // redrive moves messages that used up their deliveries, and whose last
 // delivery ended, from one queue to its dead-letter queue. SQS moves them
 // when someone receives; here anyone who receives from or counts either
