@@ -74,13 +74,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	answers := frontend.Answers(b.Results)
+	answers := frontend.Answers(b.Table)
 	if !*reuse {
 		answers = nil
 	}
 	srv := frontend.New(cfg, frontend.Backends{
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
-		Answers: answers, AnswersName: b.ResultsName,
+		Answers: answers, AnswersName: b.TableName,
 	}, log)
 	if *handover != "" {
 		h, err := frontend.ReadHandover(*handover)

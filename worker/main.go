@@ -80,7 +80,7 @@ func run() error {
 		MaxReceives: bcfg.MaxReceives,
 		Held:        report.Held,
 		IdleExit:    *idleShutdown,
-	}, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Results, recognizer, log)
+	}, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
 	report.Ready()
 	log.Info("worker ready", "model", recognizer.Name(), "concurrency", *concurrency, "startup", time.Since(start))
 	if self != nil {

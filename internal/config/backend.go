@@ -49,9 +49,9 @@ type Backends struct {
 	// RequestDeadLetters holds requests delivered MaxReceives times.
 	RequestDeadLetters events.Queue
 	Inputs, Outputs    events.Store
-	// Results is the results table, and ResultsName its name.
-	Results     events.Table
-	ResultsName string
+	// Table is the results table, and TableName its name.
+	Table     events.Table
+	TableName string
 	// Fleet shows the workers (read-only).
 	Fleet interface {
 		List(ctx context.Context) ([]events.Instance, error)
@@ -123,7 +123,7 @@ func openLocal(ctx context.Context, cfg Backend) (*Backends, error) {
 		return nil, err
 	}
 	b.close = append(b.close, table.Close)
-	b.Results, b.ResultsName = table, table.Path()
+	b.Table, b.TableName = table, table.Path()
 	b.Requests, b.Responses, b.RequestDeadLetters = req, resp, req.DeadLetters()
 	b.Inputs, b.Outputs = in, out
 	b.Fleet = embedded.NewFleetReader(FleetDir(cfg.DataDir))
@@ -149,11 +149,11 @@ func openAWS(ctx context.Context, cfg Backend) (*Backends, error) {
 		names.Table = cfg.Table
 	}
 	b := &Backends{
-		Results:     aws.NewTable(c.Dynamo, names.Table),
-		ResultsName: names.Table,
-		Inputs:      aws.NewBucket(c.S3, names.InputBucket),
-		Outputs:     aws.NewBucket(c.S3, names.OutputBucket),
-		Fleet:       aws.NewFleet(c.EC2, names.Fleet, names.LaunchTemplate),
+		Table:     aws.NewTable(c.Dynamo, names.Table),
+		TableName: names.Table,
+		Inputs:    aws.NewBucket(c.S3, names.InputBucket),
+		Outputs:   aws.NewBucket(c.S3, names.OutputBucket),
+		Fleet:     aws.NewFleet(c.EC2, names.Fleet, names.LaunchTemplate),
 	}
 	type opening struct {
 		dst  *events.Queue

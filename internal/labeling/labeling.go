@@ -96,7 +96,7 @@ func (c *Config) defaults() {
 type Worker struct {
 	cfg        Config
 	requests   Requests
-	results    Responses
+	responses    Responses
 	inputs     Inputs
 	outputs    Outputs
 	table      Table
@@ -113,7 +113,7 @@ type Worker struct {
 // output bucket and the response queue.
 func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outputs Outputs, table Table, r Recognizer, log *slog.Logger) *Worker {
 	cfg.defaults()
-	return &Worker{cfg: cfg, requests: requests, results: responses, inputs: inputs, outputs: outputs, table: table,
+	return &Worker{cfg: cfg, requests: requests, responses: responses, inputs: inputs, outputs: outputs, table: table,
 		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
 }
 
@@ -307,7 +307,7 @@ func (w *Worker) answer(ctx context.Context, res events.Result) error {
 	if err != nil {
 		return err
 	}
-	if err := w.results.Send(ctx, body); err != nil {
+	if err := w.responses.Send(ctx, body); err != nil {
 		return fmt.Errorf("sending result: %w", err)
 	}
 	return nil

@@ -365,7 +365,7 @@ func (r *runner) endState(ctx context.Context) EndState {
 	out, err2 := b.Outputs.List(ctx)
 	st.Inputs, st.Outputs = len(in), len(out)
 	var err3 error
-	if t, ok := b.Results.(*embedded.Table); ok {
+	if t, ok := b.Table.(*embedded.Table); ok {
 		st.TableItems, err3 = t.Len(ctx)
 	}
 	st.Err = errors.Join(st.Err, err1, err2, err3)

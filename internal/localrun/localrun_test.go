@@ -347,7 +347,7 @@ func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
 		t.Fatalf("cold run: %d of 100 correct", rep.Correct)
 	}
 	afterRun(t, sys, w, files)
-	table := sys.Backends.Results.(*embedded.Table)
+	table := sys.Backends.Table.(*embedded.Table)
 	ctx := context.Background()
 	if n, err := table.Len(ctx); err != nil || n != 100 {
 		t.Fatalf("table holds %d items after the cold run, want 100 (%v)", n, err)
@@ -388,7 +388,7 @@ func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
 // /status.
 func TestLockedTableStillAnswers(t *testing.T) {
 	sys := start(t, 30*time.Second)
-	table := sys.Backends.Results.(*embedded.Table)
+	table := sys.Backends.Table.(*embedded.Table)
 	testenv.LockSQLite(t, table.Path())
 	eagle := testenv.Path(t, "images", "darknet", "eagle.jpg")
 	var sent []string
