@@ -96,7 +96,7 @@ func (c *Config) defaults() {
 type Worker struct {
 	cfg        Config
 	requests   Requests
-	responses    Responses
+	responses  Responses
 	inputs     Inputs
 	outputs    Outputs
 	table      Table
