@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
@@ -31,7 +32,7 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
-	bcfg := config.BackendFlags(fs)
+	bcfg := backend.Flags(fs)
 	var cfg frontend.Config
 	host := fs.String("host", config.EnvString("HOST", ""), "address to listen on, empty for all (env HOST)")
 	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
@@ -65,7 +66,7 @@ func run() error {
 			*handover = filepath.Join(bcfg.DataDir, "webtier-handover.json")
 		}
 	}
-	b, err := config.OpenBackends(ctx, *bcfg)
+	b, err := backend.Open(ctx, *bcfg)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/surgeml/surge/internal/aws"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/labeling"
@@ -33,8 +34,8 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
-	bcfg := config.BackendFlags(fs)
-	mcfg := config.ModelFlags(fs)
+	bcfg := backend.Flags(fs)
+	mcfg := recognize.Flags(fs)
 	hostname, _ := os.Hostname()
 	name := fs.String("name", config.EnvString(embedded.EnvInstance, hostname), "instance name reported in results (env "+embedded.EnvInstance+")")
 	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
@@ -65,7 +66,7 @@ func run() error {
 		return err
 	}
 	defer classifier.Close()
-	b, err := config.OpenBackends(ctx, *bcfg)
+	b, err := backend.Open(ctx, *bcfg)
 	if err != nil {
 		return err
 	}

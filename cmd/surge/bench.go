@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
@@ -30,7 +31,7 @@ import (
 // and the peak memory of the web tier and the workers.
 func benchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	mcfg := config.ModelFlags(fs)
+	mcfg := recognize.Flags(fs)
 	images := fs.String("images", "", "folder of images to send (e.g. ../shared/datasets/faces/face_images_1000)")
 	requests := fs.Int("requests", 1000, "requests per throughput run")
 	concurrency := fs.Int("concurrency", 100, "requests in flight in the throughput runs")
@@ -79,7 +80,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	defer os.RemoveAll(data)
 	sys, err := localrun.Start(ctx, localrun.Config{
 		Bin:     *bin,
-		Backend: config.Backend{Kind: "local", Prefix: "bench", DataDir: data, Visibility: events.RequestVisibility, MaxReceives: events.MaxReceives},
+		Backend: backend.Config{Kind: "local", Prefix: "bench", DataDir: data, Visibility: events.RequestVisibility, MaxReceives: events.MaxReceives},
 		Host:    "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
 		// Long enough that the warm run finds the cold run's fleet still up.
 		ScaleInDelay: 5 * time.Second,

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/workload"
 )
 
@@ -20,7 +22,7 @@ import (
 // answer was wrong or any request lost.
 func chaosCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chaos", flag.ExitOnError)
-	mcfg := config.ModelFlags(fs)
+	mcfg := recognize.Flags(fs)
 	images := fs.String("images", "", "folder of images to send, cycled through (e.g. ../shared/datasets/faces/face_images_1000)")
 	labels := fs.String("labels", "", "Image,Results CSV of those images")
 	requests := fs.Int("requests", 3000, "requests to send, each under its own name")
@@ -73,7 +75,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	rep, err := localrun.RunChaos(ctx, localrun.ChaosConfig{
 		System: localrun.Config{
 			Bin:        *bin,
-			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: events.MaxReceives},
+			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: events.MaxReceives},
 			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain,
 			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
 		},

@@ -16,7 +16,7 @@ import (
 
 func classifyCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("classify", flag.ExitOnError)
-	mcfg := config.ModelFlags(fs)
+	mcfg := recognize.Flags(fs)
 	top := fs.Int("top", 1, "print the k best classes with their probabilities")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: surge classify [flags] image...")
@@ -79,7 +79,7 @@ func classifyFile(c *recognize.Classifier, r recognize.Recognizer, path string, 
 
 func enrollCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("enroll", flag.ExitOnError)
-	mcfg := config.ModelFlags(fs)
+	mcfg := recognize.Flags(fs)
 	images := fs.String("images", "", "folder of images to enroll")
 	labels := fs.String("labels", "", "Image,Results CSV naming each image's label")
 	threshold := fs.Float64("threshold", recognize.DefaultThreshold, "lowest cosine similarity that counts as a match")
@@ -127,7 +127,7 @@ func distinct(g *recognize.Gallery) int {
 
 func fetchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
-	mcfg := config.ModelFlags(fs)
+	mcfg := recognize.Flags(fs)
 	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
 	fs.Parse(args)
 	log := config.Logger()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
@@ -22,8 +23,8 @@ import (
 func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var cfg localrun.Config
-	backendCfg := config.BackendFlags(fs)
-	mcfg := config.ModelFlags(fs)
+	backendCfg := backend.Flags(fs)
+	mcfg := recognize.Flags(fs)
 	fs.StringVar(&cfg.Host, "host", config.EnvString("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
 	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")

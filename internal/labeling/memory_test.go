@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/vision"
@@ -36,7 +36,7 @@ func TestWorkerMemoryBound(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(bin) })
 	ctx := context.Background()
 	dir := t.TempDir()
-	b, err := config.OpenBackends(ctx, config.Backend{Kind: "local", Prefix: "surge", DataDir: dir, Visibility: 30 * time.Second, MaxReceives: 5})
+	b, err := backend.Open(ctx, backend.Config{Kind: "local", Prefix: "surge", DataDir: dir, Visibility: 30 * time.Second, MaxReceives: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

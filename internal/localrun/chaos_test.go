@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/testenv"
 )
@@ -27,7 +27,7 @@ func TestShortChaos(t *testing.T) {
 	rep, err := localrun.RunChaos(context.Background(), localrun.ChaosConfig{
 		System: localrun.Config{
 			Bin:        bin,
-			Backend:    config.Backend{Kind: "local", Prefix: "chaos", DataDir: t.TempDir(), Visibility: 3 * time.Second, MaxReceives: 5},
+			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: t.TempDir(), Visibility: 3 * time.Second, MaxReceives: 5},
 			MaxWorkers: 19, Tick: time.Second, ScaleInDelay: time.Second,
 			// Short, so that some clients are sent away with their ids and
 			// collect their answers from the restarted system.

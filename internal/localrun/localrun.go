@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/scaler"
@@ -25,7 +25,7 @@ import (
 // Config describes a local system.
 type Config struct {
 	Bin     string         // directory holding the webtier and worker binaries
-	Backend config.Backend // local backend; DataDir holds everything
+	Backend backend.Config // local backend; DataDir holds everything
 	Host    string         // web tier listen host, empty for all interfaces
 	Port    int            // web tier port; 0 picks a free one
 	// MaxWorkers caps the fleet.
@@ -64,7 +64,7 @@ func LockData(dir string) (*embedded.DirLock, error) {
 type System struct {
 	URL      string
 	Fleet    *embedded.Fleet
-	Backends *config.Backends
+	Backends *backend.Backends
 
 	web      *WebTier
 	scaler   func() *scaler.Scaler
@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		"-backend", "local", "-data", data, "-prefix", cfg.Backend.Prefix,
 		"-visibility", cfg.Backend.Visibility.String(), "-max-receives", strconv.Itoa(cfg.Backend.MaxReceives),
 	}
-	b, err := config.OpenBackends(ctx, cfg.Backend)
+	b, err := backend.Open(ctx, cfg.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	s.URL = s.web.URL
 
 	fl, err := embedded.NewFleet(embedded.FleetConfig{
-		Dir:     config.FleetDir(data),
+		Dir:     backend.FleetDir(data),
 		LogDir:  logs,
 		Command: append(append([]string{filepath.Join(cfg.Bin, "worker")}, common...), cfg.WorkerArgs...),
 		// Up to MaxWorkers processes share this machine's few cores, each

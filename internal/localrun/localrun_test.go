@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
@@ -42,7 +42,7 @@ func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localr
 	args := append([]string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path}, workerArgs...)
 	sys, err := localrun.Start(context.Background(), localrun.Config{
 		Bin:          bin,
-		Backend:      config.Backend{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: visibility, MaxReceives: 5},
+		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: visibility, MaxReceives: 5},
 		Host:         "127.0.0.1",
 		MaxWorkers:   maxWorkers,
 		Tick:         time.Second,
@@ -577,7 +577,7 @@ func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
 	config := func(workerArgs ...string) localrun.Config {
 		return localrun.Config{
 			Bin:          bin,
-			Backend:      config.Backend{Kind: "local", Prefix: "e2e", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
+			Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
 			Host:         "127.0.0.1",
 			MaxWorkers:   2,
 			Tick:         time.Second,
@@ -643,7 +643,7 @@ func TestDeadLetteredRequestIsAnsweredAsFailed(t *testing.T) {
 	ctx := context.Background()
 	sys, err := localrun.Start(ctx, localrun.Config{
 		Bin:        bin,
-		Backend:    config.Backend{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: time.Second, MaxReceives: 2},
+		Backend:    backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: time.Second, MaxReceives: 2},
 		Host:       "127.0.0.1",
 		MaxWorkers: 1,
 		// No real worker ever answers.
@@ -731,7 +731,7 @@ func TestHurryCutsTheDrainShort(t *testing.T) {
 	ctx := context.Background()
 	sys, err := localrun.Start(ctx, localrun.Config{
 		Bin:          bin,
-		Backend:      config.Backend{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
+		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
 		Host:         "127.0.0.1",
 		MaxWorkers:   1,
 		DrainTimeout: time.Hour,

@@ -1,15 +1,18 @@
-// This file opens the queues and buckets a tier runs on, by the
-// names docs/protocol.md gives them. It is the one place that knows every
+// Package backend opens the queues, buckets, results table and fleet a
+// tier runs on, embedded or on AWS, by the names docs/protocol.md gives
+// them, and registers the flags that choose them. It is the one place that knows every
 // implementation; the tiers see only the interfaces they declare.
-
-package config
+package backend
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/surgeml/surge/internal/config"
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
@@ -20,8 +23,8 @@ import (
 // worker extends it (see aws.Queue.HoldReceived).
 const requestHold = 5 * time.Second
 
-// Backend selects and configures the backends.
-type Backend struct {
+// Config selects and configures the backends.
+type Config struct {
 	Kind   string // "local" or "aws"
 	Prefix string
 	// DataDir holds everything of the local backend: queues/, buckets/,
@@ -71,9 +74,9 @@ func (b *Backends) Close() error {
 	return errors.Join(errs...)
 }
 
-// OpenBackends opens the configured backends. The results table is opened but not
+// Open opens the configured backends. The results table is opened but not
 // checked: it is a cache, and the tiers work (and say so) without it.
-func OpenBackends(ctx context.Context, cfg Backend) (*Backends, error) {
+func Open(ctx context.Context, cfg Config) (*Backends, error) {
 	switch cfg.Kind {
 	case "", "local":
 		return openLocal(ctx, cfg)
@@ -87,7 +90,7 @@ func OpenBackends(ctx context.Context, cfg Backend) (*Backends, error) {
 // FleetDir is where the local fleet keeps its state.
 func FleetDir(dataDir string) string { return filepath.Join(dataDir, "fleet") }
 
-func openLocal(ctx context.Context, cfg Backend) (*Backends, error) {
+func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("local backend: no data directory")
 	}
@@ -133,7 +136,7 @@ func openLocal(ctx context.Context, cfg Backend) (*Backends, error) {
 
 // openAWS finds the queues, buckets and fleet the CDK stack (or the
 // emulator) made for the prefix, with the SDK's standard configuration.
-func openAWS(ctx context.Context, cfg Backend) (*Backends, error) {
+func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 	c, err := aws.LoadClients(ctx)
 	if err != nil {
 		return nil, err
@@ -177,4 +180,18 @@ func openAWS(ctx context.Context, cfg Backend) (*Backends, error) {
 		*q.dst = opened
 	}
 	return b, nil
+}
+
+// Flags registers the backend selection flags.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	fs.StringVar(&c.Kind, "backend", config.EnvString("SURGE_BACKEND", "local"), "queues and buckets to use: local (embedded) or aws (env SURGE_BACKEND)")
+	fs.StringVar(&c.Prefix, "prefix", config.EnvString("SURGE_PREFIX", "surge"), "name prefix of queues and buckets (env SURGE_PREFIX)")
+	fs.StringVar(&c.InputBucket, "input-bucket", config.EnvString("SURGE_INPUT_BUCKET", ""), "aws backend: input bucket, if not <prefix>-in-bucket (env SURGE_INPUT_BUCKET)")
+	fs.StringVar(&c.OutputBucket, "output-bucket", config.EnvString("SURGE_OUTPUT_BUCKET", ""), "aws backend: output bucket, if not <prefix>-out-bucket (env SURGE_OUTPUT_BUCKET)")
+	fs.StringVar(&c.Table, "table", config.EnvString("SURGE_TABLE", ""), "aws backend: results table, if not <prefix>-dynamoDB (env SURGE_TABLE)")
+	fs.StringVar(&c.DataDir, "data", config.EnvString("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
+	fs.DurationVar(&c.Visibility, "visibility", config.EnvDuration("SURGE_VISIBILITY", events.RequestVisibility), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
+	fs.IntVar(&c.MaxReceives, "max-receives", config.EnvInt("SURGE_MAX_RECEIVES", events.MaxReceives), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")
+	return c
 }
