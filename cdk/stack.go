@@ -429,7 +429,7 @@ func (s *surge) webTier() {
 	script := s.bootScript(role, deploy.Service{
 		Name: "webtier",
 		Env: s.storageEnv(map[string]string{
-			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "PORT": "8000",
+			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "SURGE_PORT": "8000",
 			// A cached answer counts only if the workers' model gave it.
 			"SURGE_MODEL_NAME": s.modelName,
 		}),

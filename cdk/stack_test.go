@@ -302,7 +302,7 @@ func TestWebTier(t *testing.T) {
 	})
 	script := userData(t, doc, "AWS::EC2::Instance")
 	for _, want := range []string{"/opt/surge/bin/webtier 0755", "SURGE_INPUT_BUCKET=", `SURGE_TABLE=",{"Ref":"ResultsTable`,
-		`SURGE_MODEL_NAME=mobilenetv2-12-int8\n`, "SURGE_MAX_WORKERS=15\\n", "Restart=always", "{instance_id}/webtier"} {
+		`SURGE_MODEL_NAME=mobilenetv2-12-int8\n`, "SURGE_MAX_WORKERS=15\\n", "SURGE_PORT=8000\\n", "Restart=always", "{instance_id}/webtier"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("web tier user data lacks %q", want)
 		}

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
@@ -24,29 +23,25 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:], os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "webtier:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(args []string, getenv func(string) string) error {
 	fs := flag.NewFlagSet("webtier", flag.ExitOnError)
 	bcfg := backend.Flags(fs)
-	var cfg frontend.Config
-	host := fs.String("host", config.EnvString("HOST", ""), "address to listen on, empty for all (env HOST)")
-	port := fs.Int("port", config.EnvInt("PORT", 8000), "port to listen on (env PORT)")
+	cfg := frontend.Flags(fs)
+	host := fs.String("host", "", "address to listen on, empty for all")
+	port := fs.Int("port", 8000, "port to listen on")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
-	fs.Int64Var(&cfg.MaxUpload, "max-upload", int64(config.EnvInt("SURGE_MAX_UPLOAD", 10<<20)), "largest image accepted, bytes (env SURGE_MAX_UPLOAD)")
-	fs.DurationVar(&cfg.ResultTimeout, "result-timeout", config.EnvDuration("SURGE_RESULT_TIMEOUT", 5*time.Minute), "how long an upload waits for its result before 504 (env SURGE_RESULT_TIMEOUT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("SURGE_MAX_WORKERS", events.DefaultMaxWorkers), "the fleet's cap, shown in /status (env SURGE_MAX_WORKERS)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", frontend.DefaultDrainTimeout),
-		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once (env SURGE_DRAIN_TIMEOUT)")
-	handover := fs.String("handover", config.EnvString("SURGE_HANDOVER", ""),
-		"file that carries GET /results/{id} across a restart: written on stop, read on start (env SURGE_HANDOVER; default <data>/webtier-handover.json with the local backend, none with aws)")
-	fs.StringVar(&cfg.Model, "model-name", config.EnvString("SURGE_MODEL_NAME", ""), "the model the workers run, as their answers name it; answers recorded by another are not reused (env SURGE_MODEL_NAME; empty learns it from the first answer)")
-	reuse := fs.Bool("reuse-answers", config.EnvBool("SURGE_REUSE_ANSWERS", true), "answer an upload from the results table when it holds the answer for the same name, bytes and model (env SURGE_REUSE_ANSWERS)")
-	fs.Parse(os.Args[1:])
+	handover := fs.String("handover", "",
+		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend, none with aws)")
+	reuse := fs.Bool("reuse-answers", true, "answer an upload from the results table when it holds the answer for the same name, bytes and model")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return err
+	}
 
 	bcfg.DeadLetters = true
 	log := config.Logger()
@@ -79,7 +74,7 @@ func run() error {
 	if !*reuse {
 		answers = nil
 	}
-	srv := frontend.New(cfg, frontend.Backends{
+	srv := frontend.New(*cfg, frontend.Backends{
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
 		Answers: answers, AnswersName: b.TableName,
 	}, log)
@@ -99,7 +94,7 @@ func run() error {
 	log.Info("web tier listening", "addr", ln.Addr().String(), "backend", bcfg.Kind)
 	if listensEverywhere(ln.Addr()) {
 		// The cloud needs it; a laptop seldom does.
-		log.Info("listening on all interfaces: anyone who can reach this machine can upload; set -host 127.0.0.1 (env HOST) to keep it local")
+		log.Info("listening on all interfaces: anyone who can reach this machine can upload; set -host 127.0.0.1 (SURGE_HOST) to keep it local")
 	}
 	err = srv.Serve(ctx, ln)
 	if *handover != "" {

@@ -26,23 +26,21 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:], os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(args []string, getenv func(string) string) error {
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
 	bcfg := backend.Flags(fs)
 	mcfg := recognize.Flags(fs)
-	hostname, _ := os.Hostname()
-	name := fs.String("name", config.EnvString(embedded.EnvInstance, hostname), "instance name reported in results (env "+embedded.EnvInstance+")")
-	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests processed at once (env SURGE_CONCURRENCY)")
-	wait := fs.Duration("wait", config.EnvDuration("SURGE_WAIT", 20*time.Second), "long-poll wait (env SURGE_WAIT)")
-	statusFile := fs.String("status-file", os.Getenv(embedded.EnvStatusFile), "report readiness and load here, for a local fleet (env "+embedded.EnvStatusFile+")")
-	idleShutdown := fs.Duration("idle-shutdown", config.EnvDuration("SURGE_IDLE_SHUTDOWN", 0), "leave after this long without work; on EC2, terminate this instance (env SURGE_IDLE_SHUTDOWN; 0 never)")
-	fs.Parse(os.Args[1:])
+	lcfg := labeling.Flags(fs)
+	statusFile := fs.String("status-file", "", "report readiness and load here, for a local fleet")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return err
+	}
 
 	// SIGTERM is a drain: stop taking requests, finish the ones held.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -54,11 +52,14 @@ func run() error {
 		if self, err = whoAmI(ctx); err != nil {
 			return err
 		}
-		if !isSet(fs, "name") {
-			*name = self.id.Name
+		if lcfg.Name == "" {
+			lcfg.Name = self.id.Name
 		}
 	}
-	log = log.With("instance", *name)
+	if lcfg.Name == "" {
+		lcfg.Name, _ = os.Hostname()
+	}
+	log = log.With("instance", lcfg.Name)
 
 	start := time.Now()
 	classifier, recognizer, err := recognize.Load(ctx, *mcfg, log)
@@ -73,17 +74,10 @@ func run() error {
 	defer b.Close()
 
 	report := embedded.NewReporter(*statusFile)
-	w := labeling.New(labeling.Config{
-		Name:        *name,
-		Concurrency: *concurrency,
-		Visibility:  bcfg.Visibility,
-		Wait:        *wait,
-		MaxReceives: bcfg.MaxReceives,
-		Held:        report.Held,
-		IdleExit:    *idleShutdown,
-	}, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
+	lcfg.Visibility, lcfg.MaxReceives, lcfg.Held = bcfg.Visibility, bcfg.MaxReceives, report.Held
+	w := labeling.New(*lcfg, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
 	report.Ready()
-	log.Info("worker ready", "model", recognizer.Name(), "concurrency", *concurrency, "startup", time.Since(start))
+	log.Info("worker ready", "model", recognizer.Name(), "concurrency", lcfg.Concurrency, "startup", time.Since(start))
 	if self != nil {
 		// The scaler replaces an instance not marked ready within its boot
 		// deadline. Marking retries for about a minute (a new instance's
@@ -124,10 +118,4 @@ func whoAmI(ctx context.Context) (*ec2Self, error) {
 		return nil, err
 	}
 	return &ec2Self{id: id, ec2: c.EC2}, nil
-}
-
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set || os.Getenv(embedded.EnvInstance) != ""
 }

@@ -38,7 +38,9 @@ func benchCmd(ctx context.Context, args []string) error {
 	sequential := fs.Int("sequential", 200, "requests sent one at a time for the latency run")
 	maxWorkers := fs.Int("max-workers", events.DefaultMaxWorkers, "fleet cap")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if *images == "" {
 		return errors.New("-images is required")
 	}

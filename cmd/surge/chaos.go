@@ -36,7 +36,9 @@ func chaosCmd(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain-timeout", 2*time.Second, "the web tier's drain at the restart: short, so that some clients get 503 with an id and collect their answers later")
 	data := fs.String("data", "", "data directory (default: a new temporary one, removed afterwards)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if *images == "" {
 		return errors.New("-images is required")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -23,18 +24,20 @@ func emulateCmd(ctx context.Context, args []string) error {
 	var cfg emulate.Config
 	assembly := fs.String("assembly", "cdk.out", "the synthesized cloud assembly to deploy (make synth writes cdk.out)")
 	stack := fs.String("stack", "", "its stack to deploy (default: the only one)")
-	fs.StringVar(&cfg.DataDir, "data", config.EnvString("SURGE_DATA", ".emulate"), "directory for logs and instance disks (env SURGE_DATA)")
-	fs.StringVar(&cfg.Region, "region", config.EnvString("AWS_REGION", "us-east-1"), "the emulated region (env AWS_REGION)")
-	port := fs.Int("endpoint-port", config.EnvInt("MOTO_PORT", 5000), "port of the emulated AWS endpoint on 127.0.0.1 (env MOTO_PORT)")
-	fs.StringVar(&cfg.WebHost, "host", config.EnvString("HOST", "127.0.0.1"), "address the web tier listens on (env HOST)")
-	fs.IntVar(&cfg.WebPort, "port", config.EnvInt("PORT", 8000), "port the web tier listens on; 0 picks one (env PORT)")
+	fs.StringVar(&cfg.DataDir, "data", ".emulate", "directory for logs and instance disks")
+	fs.StringVar(&cfg.Region, "region", cmp.Or(os.Getenv("AWS_REGION"), "us-east-1"), "the emulated region ($AWS_REGION when set)")
+	port := fs.Int("endpoint-port", 5000, "port of the emulated AWS endpoint on 127.0.0.1")
+	fs.StringVar(&cfg.WebHost, "host", "127.0.0.1", "address the web tier listens on")
+	fs.IntVar(&cfg.WebPort, "port", 8000, "port the web tier listens on; 0 picks one")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "multiply AWS's delays (launch, boot, shutdown) and boot-script sleeps by this")
-	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", config.EnvInt("VCPU_QUOTA", 0), "the account's on-demand vCPU quota; 0 for none (env VCPU_QUOTA)")
+	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", 0, "the account's on-demand vCPU quota; 0 for none")
 	noCapacity := fs.String("no-capacity", "", "comma-separated zones that have no capacity for new instances")
 	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
 	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
 	fs.IntVar(&cfg.FailBoots, "fail-boots", 0, "make the downloads of the first N worker instances fail for good")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
 	cfg.Account.NoCapacity = list(*noCapacity)
 	cfg.Account.TakenBucketNames = list(*taken)

@@ -22,7 +22,9 @@ func classifyCmd(ctx context.Context, args []string) error {
 		fmt.Fprintln(fs.Output(), "usage: surge classify [flags] image...")
 		fs.PrintDefaults()
 	}
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errors.New("no image files given")
@@ -83,7 +85,9 @@ func enrollCmd(ctx context.Context, args []string) error {
 	images := fs.String("images", "", "folder of images to enroll")
 	labels := fs.String("labels", "", "Image,Results CSV naming each image's label")
 	threshold := fs.Float64("threshold", recognize.DefaultThreshold, "lowest cosine similarity that counts as a match")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	out := mcfg.Gallery
 	mcfg.Gallery = ""
 	if *images == "" || *labels == "" || out == "" {
@@ -129,7 +133,9 @@ func fetchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
 	mcfg := recognize.Flags(fs)
 	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	log := config.Logger()
 	lib, err := recognize.ResolveRuntime(ctx, *mcfg, log)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
-	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/frontend"
@@ -25,16 +24,18 @@ func runCmd(ctx context.Context, args []string) error {
 	var cfg localrun.Config
 	backendCfg := backend.Flags(fs)
 	mcfg := recognize.Flags(fs)
-	fs.StringVar(&cfg.Host, "host", config.EnvString("HOST", ""), "web tier listen host, empty for all interfaces (env HOST)")
-	fs.IntVar(&cfg.Port, "port", config.EnvInt("PORT", 8000), "web tier port (env PORT)")
-	fs.IntVar(&cfg.MaxWorkers, "max-workers", config.EnvInt("MAX_WORKERS", events.DefaultMaxWorkers), "most worker processes at once (env MAX_WORKERS)")
+	fs.StringVar(&cfg.Host, "host", "", "web tier listen host, empty for all interfaces")
+	fs.IntVar(&cfg.Port, "port", 8000, "web tier port")
+	fs.IntVar(&cfg.MaxWorkers, "max-workers", events.DefaultMaxWorkers, "most worker processes at once")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", config.EnvDuration("SURGE_DRAIN_TIMEOUT", frontend.DefaultDrainTimeout),
-		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids (env SURGE_DRAIN_TIMEOUT)")
-	concurrency := fs.Int("concurrency", config.EnvInt("SURGE_CONCURRENCY", 1), "requests each worker processes at once (env SURGE_CONCURRENCY)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,
+		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids")
+	concurrency := fs.Int("concurrency", 1, "requests each worker processes at once")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
-	fs.Parse(args)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -70,7 +71,7 @@ func runCmd(ctx context.Context, args []string) error {
 		sys.URL, cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
 	if cfg.Host == "" {
 		fmt.Fprintf(os.Stderr, "The web tier listens on all interfaces: anyone who can reach this machine can upload.\n"+
-			"Set -host 127.0.0.1 (env HOST) to keep it local.\n\n")
+			"Set -host 127.0.0.1 (SURGE_HOST) to keep it local.\n\n")
 	}
 	select {
 	case <-ctx.Done():
@@ -90,36 +91,24 @@ func runCmd(ctx context.Context, args []string) error {
 	return err
 }
 
-// workerArgs finds the runtime and model once, up front, and loads them,
-// so a missing or broken file is reported here rather than by every
-// worker; the workers get the exact paths, the web tier the name their
-// answers will carry.
+// workerArgs finds the runtime and model once, up front, and loads them
+// as the workers will, so a missing or broken file is reported here
+// rather than by every worker; the workers get the exact paths, the web
+// tier the name their answers will carry.
 func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (args []string, model string, err error) {
 	log := config.Logger()
-	lib, err := recognize.ResolveRuntime(ctx, cfg, log)
+	files, err := recognize.Resolve(ctx, cfg, log)
 	if err != nil {
 		return nil, "", err
 	}
-	mcfg := cfg.Model
-	mcfg.Cache, mcfg.Log = cfg.Cache, log
-	m, err := assets.ResolveModel(ctx, mcfg)
-	if err != nil {
-		return nil, "", err
-	}
-	cfg.RuntimeLib, cfg.Model = lib, assets.ModelConfig{Spec: m.Path}
-	if cfg.Gallery != "" {
-		if cfg.Gallery, err = filepath.Abs(cfg.Gallery); err != nil {
-			return nil, "", err
-		}
-	}
-	classifier, _, err := recognize.Load(ctx, cfg, log)
+	// Loaded from the paths the workers get, the model has the name
+	// theirs will have (one fetched by URL is named by its cache folder).
+	wcfg := files.Config(cfg.Threads)
+	classifier, _, err := recognize.Load(ctx, wcfg, log)
 	if err != nil {
 		return nil, "", err
 	}
 	model = classifier.Name()
 	classifier.Close()
-	return []string{
-		"-ort-lib", lib, "-model", m.Path, "-gallery", cfg.Gallery,
-		"-threads", strconv.Itoa(cfg.Threads), "-concurrency", strconv.Itoa(concurrency),
-	}, model, nil
+	return append(wcfg.Args(), "-concurrency", strconv.Itoa(concurrency)), model, nil
 }

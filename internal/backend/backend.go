@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/surgeml/surge/internal/config"
-
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/embedded"
@@ -182,16 +180,17 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 	return b, nil
 }
 
-// Flags registers the backend selection flags.
+// Flags registers the flags that choose and name the backends, and
+// returns the Config they fill. DeadLetters is the tier's to decide.
 func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
-	fs.StringVar(&c.Kind, "backend", config.EnvString("SURGE_BACKEND", "local"), "queues and buckets to use: local (embedded) or aws (env SURGE_BACKEND)")
-	fs.StringVar(&c.Prefix, "prefix", config.EnvString("SURGE_PREFIX", "surge"), "name prefix of queues and buckets (env SURGE_PREFIX)")
-	fs.StringVar(&c.InputBucket, "input-bucket", config.EnvString("SURGE_INPUT_BUCKET", ""), "aws backend: input bucket, if not <prefix>-in-bucket (env SURGE_INPUT_BUCKET)")
-	fs.StringVar(&c.OutputBucket, "output-bucket", config.EnvString("SURGE_OUTPUT_BUCKET", ""), "aws backend: output bucket, if not <prefix>-out-bucket (env SURGE_OUTPUT_BUCKET)")
-	fs.StringVar(&c.Table, "table", config.EnvString("SURGE_TABLE", ""), "aws backend: results table, if not <prefix>-dynamoDB (env SURGE_TABLE)")
-	fs.StringVar(&c.DataDir, "data", config.EnvString("SURGE_DATA", ".data"), "local backend: directory for queues, buckets and fleet state (env SURGE_DATA)")
-	fs.DurationVar(&c.Visibility, "visibility", config.EnvDuration("SURGE_VISIBILITY", events.RequestVisibility), "local backend: request visibility timeout (env SURGE_VISIBILITY)")
-	fs.IntVar(&c.MaxReceives, "max-receives", config.EnvInt("SURGE_MAX_RECEIVES", events.MaxReceives), "local backend: deliveries before a request is dead-lettered (env SURGE_MAX_RECEIVES)")
+	fs.StringVar(&c.Kind, "backend", "local", "queues and buckets to use: local (embedded) or aws")
+	fs.StringVar(&c.Prefix, "prefix", "surge", "name prefix of queues and buckets")
+	fs.StringVar(&c.InputBucket, "input-bucket", "", "aws backend: input bucket, if not <prefix>-in-bucket")
+	fs.StringVar(&c.OutputBucket, "output-bucket", "", "aws backend: output bucket, if not <prefix>-out-bucket")
+	fs.StringVar(&c.Table, "table", "", "aws backend: results table, if not <prefix>-dynamoDB")
+	fs.StringVar(&c.DataDir, "data", ".data", "local backend: directory for queues, buckets and fleet state")
+	fs.DurationVar(&c.Visibility, "visibility", events.RequestVisibility, "local backend: request visibility timeout")
+	fs.IntVar(&c.MaxReceives, "max-receives", events.MaxReceives, "local backend: deliveries before a request is dead-lettered")
 	return c
 }

@@ -27,9 +27,10 @@ import (
 	"github.com/surgeml/surge/events"
 )
 
-// Environment variables a launched worker receives.
+// Environment variables a launched worker receives: those of its flags
+// -name and -status-file (see config.Parse).
 const (
-	EnvInstance   = "SURGE_INSTANCE"    // its name, app-tier-instance-<n>
+	EnvInstance   = "SURGE_NAME"        // its name, app-tier-instance-<n>
 	EnvStatusFile = "SURGE_STATUS_FILE" // where to report (see Reporter)
 )
 

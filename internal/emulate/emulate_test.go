@@ -215,7 +215,7 @@ func TestEmulateCommandInAnotherRegion(t *testing.T) {
 	dir := synthesized(t)
 	data, port := t.TempDir(), testenv.FreePort(t)
 	cmd := exec.Command(filepath.Join(bin, "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
-	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("MOTO_PORT=%d", port), "PORT=0")
+	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("SURGE_ENDPOINT_PORT=%d", port), "SURGE_PORT=0")
 	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -358,9 +358,9 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		env["HOST"], env["PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
+		env["SURGE_HOST"], env["SURGE_PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
 		in.m.mu.Lock()
-		in.m.webURL = "http://" + hostForURL(env["HOST"]) + ":" + env["PORT"] + "/"
+		in.m.webURL = "http://" + hostForURL(env["SURGE_HOST"]) + ":" + env["SURGE_PORT"] + "/"
 		in.m.mu.Unlock()
 	}
 	out := in.baseEnv()

@@ -1,4 +1,4 @@
-// Package webapi is the web tier: it takes image uploads over HTTP, stores
+// Package frontend is the web tier: it takes image uploads over HTTP, stores
 // them in the input bucket, queues a request for the workers and holds the
 // client's connection until the matching result comes back on the response
 // queue. The success body is exactly "<stem>:<label>", as the course's
@@ -98,13 +98,13 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.MaxUpload <= 0 {
-		c.MaxUpload = 10 << 20
+		c.MaxUpload = defaultMaxUpload
 	}
 	if c.MaxPixels <= 0 {
 		c.MaxPixels = vision.DefaultMaxPixels
 	}
 	if c.ResultTimeout <= 0 {
-		c.ResultTimeout = 5 * time.Minute
+		c.ResultTimeout = defaultResultTimeout
 	}
 	if c.UploadMemory <= 0 {
 		c.UploadMemory = 256 << 20

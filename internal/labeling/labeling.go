@@ -82,10 +82,10 @@ func (c *Config) defaults() {
 		c.Visibility = events.RequestVisibility
 	}
 	if c.Wait <= 0 {
-		c.Wait = 20 * time.Second
+		c.Wait = defaultWait
 	}
 	if c.MaxReceives < 1 {
-		c.MaxReceives = 5
+		c.MaxReceives = events.MaxReceives
 	}
 	if c.MaxPixels <= 0 {
 		c.MaxPixels = vision.DefaultMaxPixels

@@ -2,22 +2,68 @@ package recognize
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/surgeml/surge/internal/assets"
-	"github.com/surgeml/surge/internal/config"
 )
 
-// Flags registers the flags that choose and find the recognition
-// model and the ONNX Runtime library.
+// Flags registers the flags that choose and find the model, the gallery
+// and the ONNX Runtime library, and threads, and returns the Config they
+// fill.
 func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
-	fs.StringVar(&c.Model.Spec, "model", config.EnvString("SURGE_MODEL", assets.DefaultModel), "model name, folder, .onnx file, or http(s) URL of a .tar.gz (env SURGE_MODEL)")
-	fs.Var(config.NewPathList(&c.Model.Mirrors, "SURGE_MODELS"), "models", "colon-separated directories of model folders (env SURGE_MODELS)")
-	fs.StringVar(&c.Model.SHA256, "model-sha256", config.EnvString("SURGE_MODEL_SHA256", ""), "SHA-256 of a model URL's archive or of a model path's .onnx (env SURGE_MODEL_SHA256)")
-	fs.StringVar(&c.Gallery, "gallery", config.EnvString("SURGE_GALLERY", ""), "recognise by nearest neighbour in this gallery file instead of classifying (env SURGE_GALLERY)")
-	fs.StringVar(&c.RuntimeLib, "ort-lib", config.EnvString("SURGE_ORT_LIB", ""), "path of libonnxruntime.so (env SURGE_ORT_LIB)")
-	fs.Var(config.NewPathList(&c.RuntimeMirrors, "SURGE_ORT_MIRRORS"), "ort-mirrors", "colon-separated directories laid out like the cache (env SURGE_ORT_MIRRORS)")
-	fs.StringVar(&c.Cache, "cache", config.EnvString("SURGE_CACHE", config.DefaultCache()), "download cache (env SURGE_CACHE)")
-	fs.IntVar(&c.Threads, "threads", config.EnvInt("SURGE_THREADS", 1), "intra-op threads per inference (env SURGE_THREADS)")
+	fs.StringVar(&c.Model.Spec, "model", assets.DefaultModel, "model name, folder, .onnx file, or http(s) URL of a .tar.gz")
+	fs.Var(pathList{&c.Model.Mirrors}, "models", "colon-separated directories of model folders")
+	fs.StringVar(&c.Model.SHA256, "model-sha256", "", "SHA-256 of a model URL's archive or of a model path's .onnx")
+	fs.StringVar(&c.Gallery, "gallery", "", "recognise by nearest neighbour in this gallery file instead of classifying")
+	fs.StringVar(&c.RuntimeLib, "ort-lib", "", "path of libonnxruntime.so")
+	fs.Var(pathList{&c.RuntimeMirrors}, "ort-mirrors", "colon-separated directories laid out like the cache")
+	fs.StringVar(&c.Cache, "cache", defaultCache(), "download cache")
+	fs.IntVar(&c.Threads, "threads", 1, "intra-op threads per inference")
 	return c
+}
+
+// Args are the flags of Flags that give another process c, every one of
+// them, so that its environment cannot change what it loads.
+func (c Config) Args() []string {
+	return []string{
+		"-model", c.Model.Spec,
+		"-models", pathList{&c.Model.Mirrors}.String(),
+		"-model-sha256", c.Model.SHA256,
+		"-gallery", c.Gallery,
+		"-ort-lib", c.RuntimeLib,
+		"-ort-mirrors", pathList{&c.RuntimeMirrors}.String(),
+		"-cache", c.Cache,
+		"-threads", strconv.Itoa(c.Threads),
+	}
+}
+
+// pathList is a colon-separated list of directories, like $PATH.
+type pathList struct{ dst *[]string }
+
+func (l pathList) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ":")
+}
+
+func (l pathList) Set(s string) error {
+	*l.dst = nil
+	for _, p := range strings.Split(s, ":") {
+		if p != "" {
+			*l.dst = append(*l.dst, p)
+		}
+	}
+	return nil
+}
+
+func defaultCache() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "surge")
+	}
+	return ".cache"
 }

@@ -1,0 +1,21 @@
+package labeling
+
+import (
+	"flag"
+	"time"
+)
+
+// defaultWait is SQS's longest long poll.
+const defaultWait = 20 * time.Second
+
+// Flags registers the flags that set a worker's name, concurrency, wait
+// and idle exit, and returns the Config they fill. Visibility and
+// MaxReceives are the request queue's, set with it.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	fs.StringVar(&c.Name, "name", "", "instance name reported in results (default: on EC2 the instance's Name tag, else the host name)")
+	fs.IntVar(&c.Concurrency, "concurrency", 1, "requests processed at once")
+	fs.DurationVar(&c.Wait, "wait", defaultWait, "long-poll wait")
+	fs.DurationVar(&c.IdleExit, "idle-shutdown", 0, "leave after this long without work; on EC2, terminate this instance (0: never)")
+	return c
+}
