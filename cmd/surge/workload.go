@@ -10,7 +10,7 @@ import (
 )
 
 func workloadCmd(ctx context.Context, args []string) error {
-	err := workload.Command(ctx, args, os.Stdout, os.Stderr, progress)
+	err := workload.Command(ctx, args, os.Getenv, os.Stdout, os.Stderr, progress)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/surgeml/surge/internal/config"
 )
 
 const commandUsage = `usage: surge workload -images DIR [-labels CSV] [-url URL] [flags]
@@ -37,8 +39,9 @@ type options struct {
 }
 
 // parseArgs reads Surge's flags and the course generator's, which name the
-// same things: a flag given under both names must agree.
-func parseArgs(args []string, stderr io.Writer) (options, error) {
+// same things: a flag given under both names must agree. Each may also be
+// given as its variable, through getenv (see config.Parse).
+func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("workload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -57,7 +60,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.field, "field", "inputFile", "multipart field name (older clients use myfile)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-request timeout (default 10m)")
 	fs.IntVar(&o.retries, "retries", 1, "passes re-sending the requests that failed, after the first (0: none)")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(fs, args, getenv); err != nil {
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
@@ -100,12 +103,13 @@ func oneOf(name, value, alias, aliasValue string) (string, error) {
 	return aliasValue, nil
 }
 
-// Command is `surge workload`: it runs args' workload, writes the course
-// generator's lines and Surge's figures to stdout, and returns an error
-// when a request failed or was answered wrongly. progress, if set, makes a
-// progress display for one attempt; it may return nil.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer, progress func(what string) func(done, total int)) error {
-	o, err := parseArgs(args, stderr)
+// Command is `surge workload`: it runs the workload of args and of the
+// variables getenv reads (nil: none), writes the course generator's lines
+// and Surge's figures to stdout, and returns an error when a request
+// failed or was answered wrongly. progress, if set, makes a progress
+// display for one attempt; it may return nil.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, progress func(what string) func(done, total int)) error {
+	o, err := parseArgs(args, getenv, stderr)
 	if err != nil {
 		return err
 	}

@@ -119,7 +119,7 @@ func TestCommandOutputReadsAsTheGraderReadsIt(t *testing.T) {
 			})
 			var stdout, stderr strings.Builder
 			var b bars
-			err := Command(context.Background(), append([]string{"-url", url}, c.args...), &stdout, &stderr, b.progress)
+			err := Command(context.Background(), append([]string{"-url", url}, c.args...), nil, &stdout, &stderr, b.progress)
 			if err == nil {
 				t.Error("a run with a wrong answer succeeded")
 			}
@@ -190,7 +190,7 @@ func TestCommandSucceedsWhenAllCorrect(t *testing.T) {
 		"test_01.jpg": failingFirst("test_01:Emily"),
 	})
 	var stdout strings.Builder
-	if err := Command(context.Background(), []string{"-url", url, "--image_folder=" + dir, "--prediction_file=" + labels}, &stdout, io.Discard, nil); err != nil {
+	if err := Command(context.Background(), []string{"-url", url, "--image_folder=" + dir, "--prediction_file=" + labels}, nil, &stdout, io.Discard, nil); err != nil {
 		t.Fatalf("%v\n%s", err, stdout.String())
 	}
 	got := graded(t, stdout.String())
@@ -205,7 +205,7 @@ func TestCommandWithoutLabels(t *testing.T) {
 	dir, _ := images(t, "test_00.jpg", "test_01.jpg")
 	url, _, _ := answering(t, map[string]reply{"test_00.jpg": text("test_00:Paul"), "test_01.jpg": text("test_01:Emily")})
 	var stdout strings.Builder
-	if err := Command(context.Background(), []string{"-url", url, "-images", dir}, &stdout, io.Discard, nil); err != nil {
+	if err := Command(context.Background(), []string{"-url", url, "-images", dir}, nil, &stdout, io.Discard, nil); err != nil {
 		t.Fatalf("%v\n%s", err, stdout.String())
 	}
 	out := stdout.String()
@@ -226,7 +226,7 @@ func TestCommandWithoutLabels(t *testing.T) {
 func TestCommandRefusesMoreRequestsThanImages(t *testing.T) {
 	dir, _ := images(t, "a.jpg", "b.jpg")
 	var stdout strings.Builder
-	err := Command(context.Background(), []string{"-url", "http://127.0.0.1:1/", "--num_request=3", "--image_folder=" + dir}, &stdout, io.Discard, nil)
+	err := Command(context.Background(), []string{"-url", "http://127.0.0.1:1/", "--num_request=3", "--image_folder=" + dir}, nil, &stdout, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "--num_request=3") || !strings.Contains(err.Error(), "only 2 images") || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("error %v, want one naming 3 requests and the folder's 2 images", err)
 	}
@@ -284,7 +284,7 @@ func TestParseArgs(t *testing.T) {
 		{name: "unknown flag", args: []string{"--num_requests=5"}, err: "not defined"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := parseArgs(c.args, io.Discard)
+			got, err := parseArgs(c.args, nil, io.Discard)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one containing %q", err, c.err)
@@ -305,7 +305,7 @@ func TestParseArgs(t *testing.T) {
 // error of the workload's.
 func TestUsage(t *testing.T) {
 	var stderr strings.Builder
-	_, err := parseArgs([]string{"-h"}, &stderr)
+	_, err := parseArgs([]string{"-h"}, nil, &stderr)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h gave %v", err)
 	}
