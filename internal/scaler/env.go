@@ -1,12 +1,11 @@
 package scaler
 
 import (
-	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,46 +24,20 @@ import (
 // both go to out, as they both go to the function's log stream on
 // Lambda; the log level is the process's $SURGE_LOG_LEVEL.
 //
-// Required: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET.
+// The settings follow the binaries' scheme (config.Parse), with no
+// command line: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and
+// SURGE_FLEET are required; settingsFrom has the rest and their defaults.
 // AWS_LAMBDA_FUNCTION_NAME, which Lambda sets, makes the scaler check
-// before each launch that it has not been stopped (see stoppable).
-// Optional, [default]: SURGE_MAX_WORKERS [events.DefaultMaxWorkers], SURGE_SUBNETS
-// (comma-separated), SURGE_TICK [5s], SURGE_WINDOW [55s],
-// SURGE_SCALE_IN_DELAY [2s], SURGE_BOOT_DEADLINE [5m; 0 never replaces],
-// SURGE_CAPACITY_BACKOFF [30s], SURGE_CAPACITY_BACKOFF_MAX [5m]. A
-// malformed value is an error, not a silent default.
+// before each launch that it has not been stopped (see stoppable). A
+// malformed value is an error naming its variable, not a silent default.
 func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, awsOptions ...func(*awsconfig.LoadOptions) error) (*Handler, error) {
-	queueURL, template, fleetName := getenv("SURGE_REQUEST_QUEUE_URL"), getenv("SURGE_LAUNCH_TEMPLATE"), getenv("SURGE_FLEET")
-	if queueURL == "" || template == "" || fleetName == "" {
-		return nil, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set")
-	}
-	env := settings{getenv: getenv}
-	maxWorkers := env.int("SURGE_MAX_WORKERS", events.DefaultMaxWorkers)
-	scfg := Config{
-		Max:                maxWorkers,
-		ScaleInDelay:       env.duration("SURGE_SCALE_IN_DELAY", 2*time.Second),
-		BootDeadline:       env.duration("SURGE_BOOT_DEADLINE", 5*time.Minute),
-		CapacityBackoff:    env.duration("SURGE_CAPACITY_BACKOFF", 30*time.Second),
-		CapacityBackoffMax: env.duration("SURGE_CAPACITY_BACKOFF_MAX", 5*time.Minute),
-	}
-	hcfg := LambdaConfig{
-		Tick:   env.duration("SURGE_TICK", 5*time.Second),
-		Window: env.duration("SURGE_WINDOW", 55*time.Second),
-		Fleet:  fleetName,
-	}
-	if env.err != nil {
-		return nil, env.err
-	}
-	if maxWorkers < 1 {
-		return nil, fmt.Errorf("SURGE_MAX_WORKERS is %d; it must be at least 1", maxWorkers)
+	set, err := settingsFrom(getenv)
+	if err != nil {
+		return nil, err
 	}
 	c, err := aws.LoadClients(ctx, awsOptions...)
 	if err != nil {
 		return nil, err
-	}
-	var subnets []string
-	if s := getenv("SURGE_SUBNETS"); s != "" {
-		subnets = strings.Split(s, ",")
 	}
 	log := config.JSONLogger(out)
 	// One scaler for the life of the execution environment: its state
@@ -72,42 +45,58 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	// invocation to the next while Lambda keeps the environment warm. A
 	// cold start begins afresh, so it may announce an episode that was
 	// already going on.
-	var workers Fleet = aws.NewFleet(c.EC2, fleetName, template, subnets...)
+	var workers Fleet = aws.NewFleet(c.EC2, set.lambda.Fleet, set.template, set.subnets...)
 	if self := getenv("AWS_LAMBDA_FUNCTION_NAME"); self != "" {
 		workers = &stoppable{Fleet: workers, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
 	}
-	s := New(scfg, aws.QueueFromURL(c.SQS, queueURL), workers, log)
-	return NewHandler(hcfg, s, log.With("fleet", fleetName), out), nil
+	s := New(set.scaler, aws.QueueFromURL(c.SQS, set.queueURL), workers, log)
+	return NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out), nil
 }
 
-// settings reads typed values, keeping the first malformed one's error.
+// settings are a scaler function's, from its environment.
 type settings struct {
-	getenv func(string) string
-	err    error
+	queueURL, template string
+	subnets            []string
+	scaler             Config
+	lambda             LambdaConfig
 }
 
-func (s *settings) int(key string, def int) int {
-	v := s.getenv(key)
-	if v == "" {
-		return def
+// settingsFrom reads the variables of a flag set that no command line
+// fills: each flag -x-y is SURGE_X_Y.
+func settingsFrom(getenv func(string) string) (settings, error) {
+	var s settings
+	fs := flag.NewFlagSet("scaler", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&s.queueURL, "request-queue-url", "", "the request queue, whose backlog sizes the fleet")
+	fs.StringVar(&s.template, "launch-template", "", "the workers' launch template")
+	fs.StringVar(&s.lambda.Fleet, "fleet", "", "the fleet's tag value")
+	subnets := fs.String("subnets", "", "comma-separated subnets to launch into")
+	fs.IntVar(&s.scaler.Max, "max-workers", events.DefaultMaxWorkers, "the fleet cap")
+	fs.DurationVar(&s.lambda.Tick, "tick", 5*time.Second, "how often one invocation sizes the fleet")
+	fs.DurationVar(&s.lambda.Window, "window", 55*time.Second, "how long one invocation runs")
+	fs.DurationVar(&s.scaler.ScaleInDelay, "scale-in-delay", 2*time.Second, "how long the backlog must call for fewer workers before any are drained")
+	fs.DurationVar(&s.scaler.BootDeadline, "boot-deadline", 5*time.Minute, "replace an instance not ready this long after launch (0: never)")
+	fs.DurationVar(&s.scaler.CapacityBackoff, "capacity-backoff", 30*time.Second, "first wait after a capacity error")
+	fs.DurationVar(&s.scaler.CapacityBackoffMax, "capacity-backoff-max", 5*time.Minute, "longest wait after capacity errors")
+	if err := config.Parse(fs, nil, getenv); err != nil {
+		return settings{}, err
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		s.err = cmp.Or(s.err, fmt.Errorf("%s=%q is not a whole number", key, v))
-		return def
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if d, ok := g.Get().(time.Duration); ok && d < 0 {
+				errs = append(errs, fmt.Errorf("%s=%q: a duration must not be negative", config.EnvName(f.Name), f.Value))
+			}
+		}
+	})
+	if s.queueURL == "" || s.template == "" || s.lambda.Fleet == "" {
+		errs = append(errs, errors.New("SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and SURGE_FLEET must be set"))
 	}
-	return n
-}
-
-func (s *settings) duration(key string, def time.Duration) time.Duration {
-	v := s.getenv(key)
-	if v == "" {
-		return def
+	if s.scaler.Max < 1 {
+		errs = append(errs, fmt.Errorf("SURGE_MAX_WORKERS=%d: the cap must be at least 1", s.scaler.Max))
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		s.err = cmp.Or(s.err, fmt.Errorf("%s=%q is not a duration such as 30s or 5m", key, v))
-		return def
+	if *subnets != "" {
+		s.subnets = strings.Split(*subnets, ",")
 	}
-	return d
+	return s, errors.Join(errs...)
 }
