@@ -429,20 +429,20 @@ func (s *surge) webTier() {
 	script := s.bootScript(role, deploy.Service{
 		Name: "webtier",
 		Env: s.storageEnv(map[string]string{
-			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "SURGE_PORT": "8000",
+			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "SURGE_PORT": strconv.Itoa(events.WebPort),
 			// A cached answer counts only if the workers' model gave it.
 			"SURGE_MODEL_NAME": s.modelName,
 		}),
 	}, s.binaryAsset("WebBinary", "./webtier", "webtier"))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
-		Description:      jsii.String("Surge web tier: port 8000 from the allowed clients only"),
+		Description:      jsii.String(fmt.Sprintf("Surge web tier: port %d from the allowed clients only", events.WebPort)),
 		AllowAllOutbound: jsii.Bool(true),
 	})
 	if s.cfg.AllowedCIDR != "" {
-		sg.AddIngressRule(awsec2.Peer_Ipv4(jsii.String(s.cfg.AllowedCIDR)), awsec2.Port_Tcp(jsii.Number(8000)), jsii.String("Surge clients"), nil)
+		sg.AddIngressRule(awsec2.Peer_Ipv4(jsii.String(s.cfg.AllowedCIDR)), awsec2.Port_Tcp(jsii.Number(events.WebPort)), jsii.String("Surge clients"), nil)
 	} else {
-		awscdk.Annotations_Of(sg).AddWarningV2(jsii.String("surge:closed"), jsii.String("no allowedCidr: port 8000 is closed to everyone; deploy with -c allowedCidr=<your address>/32"))
+		awscdk.Annotations_Of(sg).AddWarningV2(jsii.String("surge:closed"), jsii.String(fmt.Sprintf("no allowedCidr: port %d is closed to everyone; deploy with -c allowedCidr=<your address>/32", events.WebPort)))
 	}
 	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), &awsec2.InstanceProps{
 		Vpc:                       s.vpc,
@@ -613,7 +613,7 @@ func (s *surge) outputs() {
 	out := func(id string, value *string, desc string) {
 		awscdk.NewCfnOutput(s.stack, s.id(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(desc)})
 	}
-	out("WebUrl", jsii.String("http://"+*s.web.InstancePublicDnsName()+":8000/"), "POST images here")
+	out("WebUrl", jsii.String("http://"+*s.web.InstancePublicDnsName()+":"+strconv.Itoa(events.WebPort)+"/"), "POST images here")
 	out("WebInstanceId", s.web.InstanceId(), "the web tier's instance (aws ssm start-session --target <id>)")
 	out("RequestQueueName", s.req.QueueName(), "request queue")
 	out("ResponseQueueName", s.resp.QueueName(), "response queue")

@@ -5,6 +5,9 @@ import "time"
 // The protocol's defaults (docs/protocol.md), defined here once: the CDK
 // stack, the embedded backends, the scaler and the tiers all read them.
 const (
+	// WebPort is where the web tier takes uploads.
+	WebPort = 8000
+
 	// DefaultMaxWorkers is the fleet cap when none is configured, the
 	// course rubrics' 19.
 	DefaultMaxWorkers = 19

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
@@ -34,7 +35,7 @@ func run(args []string, getenv func(string) string) error {
 	bcfg := backend.Flags(fs)
 	cfg := frontend.Flags(fs)
 	host := fs.String("host", "", "address to listen on, empty for all")
-	port := fs.Int("port", 8000, "port to listen on")
+	port := fs.Int("port", events.WebPort, "port to listen on")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
 	handover := fs.String("handover", "",
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend, none with aws)")

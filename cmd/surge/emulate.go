@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/emulate"
 )
@@ -28,7 +29,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Region, "region", cmp.Or(os.Getenv("AWS_REGION"), "us-east-1"), "the emulated region ($AWS_REGION when set)")
 	port := fs.Int("endpoint-port", 5000, "port of the emulated AWS endpoint on 127.0.0.1")
 	fs.StringVar(&cfg.WebHost, "host", "127.0.0.1", "address the web tier listens on")
-	fs.IntVar(&cfg.WebPort, "port", 8000, "port the web tier listens on; 0 picks one")
+	fs.IntVar(&cfg.WebPort, "port", events.WebPort, "port the web tier listens on; 0 picks one")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "multiply AWS's delays (launch, boot, shutdown) and boot-script sleeps by this")
 	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", 0, "the account's on-demand vCPU quota; 0 for none")
 	noCapacity := fs.String("no-capacity", "", "comma-separated zones that have no capacity for new instances")

@@ -25,7 +25,7 @@ func runCmd(ctx context.Context, args []string) error {
 	backendCfg := backend.Flags(fs)
 	mcfg := recognize.Flags(fs)
 	fs.StringVar(&cfg.Host, "host", "", "web tier listen host, empty for all interfaces")
-	fs.IntVar(&cfg.Port, "port", 8000, "web tier port")
+	fs.IntVar(&cfg.Port, "port", events.WebPort, "web tier port")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", events.DefaultMaxWorkers, "most worker processes at once")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
 )
 
@@ -49,7 +50,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (opt
 		fs.PrintDefaults()
 	}
 	var o options
-	fs.StringVar(&o.url, "url", "http://127.0.0.1:8000/", "web tier URL; wins over --ip_addr")
+	fs.StringVar(&o.url, "url", fmt.Sprintf("http://127.0.0.1:%d/", events.WebPort), "web tier URL; wins over --ip_addr")
 	ip := fs.String("ip_addr", "", "the course's flag: the web tier's address, posted to as http://IP:8000/")
 	images := fs.String("images", "", "folder of images to upload, one request each")
 	imageFolder := fs.String("image_folder", "", "the course's name for -images")
