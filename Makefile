@@ -1,5 +1,5 @@
 # Surge: `make run` starts the whole system locally, `make test` runs every
-# test. See README.md.
+# test, `make test-short` the fast tier. See README.md.
 
 GO          ?= go
 SHARED      ?= $(abspath ../shared)
@@ -34,7 +34,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate synth check test bench chaos classify enroll workload clean
+.PHONY: build ort run emulate synth check test test-short bench chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -77,6 +77,11 @@ check:
 
 test: check ort synth
 	$(GO) test -timeout 15m ./...
+
+# The fast tier: pure and single-process tests, with the fakes named as
+# such; no moto, model, ../shared, built binaries or node (docs/testing.md).
+test-short:
+	$(GO) test -short ./...
 
 bench: build ort
 	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))

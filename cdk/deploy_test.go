@@ -30,6 +30,7 @@ import (
 
 func emulatedAccount(t *testing.T, tune ...func(*emulate.Config)) *emulate.Cloud {
 	t.Helper()
+	testenv.SkipShort(t, "moto_server and the CDK's jsii runtime (node)")
 	cfg := emulate.Config{
 		DataDir:   t.TempDir(),
 		TimeScale: 0.02,

@@ -51,6 +51,7 @@ func synth(t *testing.T) (*assertions.Template, map[string]any, string) {
 // value removes synth's key.
 func synthWith(t *testing.T, extra map[string]any) *synthesis {
 	t.Helper()
+	testenv.SkipShort(t, "the CDK's jsii runtime (node)")
 	ctx := map[string]any{
 		"allowedCidr": "203.0.113.7/32",
 		"maxWorkers":  "15",
@@ -631,8 +632,51 @@ func TestArmInstanceType(t *testing.T) {
 	}
 }
 
+// contextNode is what configFromContext reads ctx through: a CDK app's
+// node, as in `cdk synth`; under -short, which starts no jsii runtime
+// (node), a fakeContext.
+func contextNode(ctx map[string]any) interface{ TryGetContext(*string) any } {
+	if testing.Short() {
+		return fakeContext(ctx)
+	}
+	return awscdk.NewApp(&awscdk.AppProps{Context: &ctx}).Node()
+}
+
+// fakeContext stands in for a CDK app's node in the fast tier: the
+// context it was given, by key.
+type fakeContext map[string]any
+
+func (c fakeContext) TryGetContext(key *string) any { return c[*key] }
+
+// runtimeFiles are the model folder and ONNX Runtime library a context
+// names: the real ones, or under -short empty stand-ins, which is all
+// configFromContext looks at (it checks that they are there).
+func runtimeFiles(t *testing.T) (modelDir, ortLib string) {
+	t.Helper()
+	if !testing.Short() {
+		return testenv.Path(t, "models", "mobilenetv2-12-int8"), testenv.RuntimeLib(t)
+	}
+	dir := t.TempDir()
+	modelDir, ortLib = filepath.Join(dir, "model"), filepath.Join(dir, "libonnxruntime.so.1")
+	if err := os.Mkdir(modelDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(modelDir, "model.onnx"), filepath.Join(modelDir, "labels.txt"), ortLib} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return modelDir, ortLib
+}
+
 func TestContextValidation(t *testing.T) {
 	repo := testenv.Root(t)
+	modelDir, ortLib := runtimeFiles(t)
+	// Each case below is refused for its own mistake: without it the
+	// context is accepted.
+	if _, err := configFromContext(contextNode(map[string]any{"modelDir": modelDir, "ortLib": ortLib}), repo); err != nil {
+		t.Fatalf("the context the cases start from is refused: %v", err)
+	}
 	for name, ctx := range map[string]map[string]any{
 		"bad cidr":             {"allowedCidr": "everyone"},
 		"bad prefix":           {"prefix": "Surge_Prod"},
@@ -649,9 +693,11 @@ func TestContextValidation(t *testing.T) {
 		"unknown course":       {"course": "2025"},
 		"backups not boolean":  {"pointInTimeRecovery": "on"},
 	} {
-		ctx["ortLib"] = testenv.RuntimeLib(t)
-		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
-		if _, err := configFromContext(app.Node(), repo); err == nil {
+		ctx["ortLib"] = ortLib
+		if _, ok := ctx["modelDir"]; !ok {
+			ctx["modelDir"] = modelDir
+		}
+		if _, err := configFromContext(contextNode(ctx), repo); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -661,6 +707,7 @@ func TestContextValidation(t *testing.T) {
 // explicitly wins.
 func TestCourseDefaults(t *testing.T) {
 	repo := testenv.Root(t)
+	modelDir, ortLib := runtimeFiles(t)
 	for name, tc := range map[string]struct {
 		ctx         map[string]any
 		maxWorkers  int
@@ -676,10 +723,9 @@ func TestCourseDefaults(t *testing.T) {
 		"2026, smaller cap":            {map[string]any{"course": "2026", "maxWorkers": "4"}, 4, true, 15},
 		"2026, unique bucket names":    {map[string]any{"course": "2026", "courseNames": "false"}, 15, false, 15},
 	} {
-		tc.ctx["ortLib"] = testenv.RuntimeLib(t)
-		tc.ctx["modelDir"] = testenv.Path(t, "models", "mobilenetv2-12-int8")
-		app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.ctx})
-		cfg, err := configFromContext(app.Node(), repo)
+		tc.ctx["ortLib"] = ortLib
+		tc.ctx["modelDir"] = modelDir
+		cfg, err := configFromContext(contextNode(tc.ctx), repo)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -689,8 +735,7 @@ func TestCourseDefaults(t *testing.T) {
 				name, cfg.MaxWorkers, cfg.CourseNames, cfg.CourseLimit, tc.maxWorkers, tc.courseNames, tc.limit)
 		}
 	}
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{"course": "2025", "ortLib": testenv.RuntimeLib(t)}})
-	if _, err := configFromContext(app.Node(), repo); err == nil || !strings.Contains(err.Error(), "valid values are 2026") {
+	if _, err := configFromContext(contextNode(map[string]any{"course": "2025", "modelDir": modelDir, "ortLib": ortLib}), repo); err == nil || !strings.Contains(err.Error(), "valid values are 2026") {
 		t.Errorf("an unknown course is refused without naming the valid ones: %v", err)
 	}
 }

@@ -115,6 +115,7 @@ func queueChild(dir, logPath string, hangAfter int) int {
 // every message is processed, and no message is held by two processes
 // inside its visibility timeout.
 func TestConcurrentProcesses(t *testing.T) {
+	testenv.SkipShort(t, "processes waiting out a kill -9 and a visibility timeout (5 s)")
 	const messages, workers = 400, 4
 	dir := t.TempDir()
 	ctx := context.Background()

@@ -29,9 +29,14 @@ import (
 	"github.com/surgeml/surge/internal/testenv"
 )
 
-var bin string
+// built holds the real binaries, built once for all tests.
+var built string
 
-func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
+func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &built) }
+
+// bin is where the binaries are; under -short none are built, and the
+// test skips.
+func bin(t testing.TB) string { return testenv.Built(t, built) }
 
 const (
 	prefix = "x"
@@ -52,8 +57,11 @@ var assembly struct {
 
 func synthesized(t *testing.T) string {
 	t.Helper()
+	// Skipping inside once.Do would leave the stack unsynthesized for
+	// every later test, failing them.
+	commands := bin(t)
 	assembly.once.Do(func() {
-		gallery := testenv.EnrollFaces(t, bin)
+		gallery := testenv.EnrollFaces(t, commands)
 		keep, err := os.MkdirTemp("", "surge-gallery-")
 		if err != nil {
 			t.Fatal(err)
@@ -214,7 +222,7 @@ func waitForZero(t *testing.T, running func(context.Context) (int, error), withi
 func TestEmulateCommandInAnotherRegion(t *testing.T) {
 	dir := synthesized(t)
 	data, port := t.TempDir(), testenv.FreePort(t)
-	cmd := exec.Command(filepath.Join(bin, "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
+	cmd := exec.Command(filepath.Join(bin(t), "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
 	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("SURGE_ENDPOINT_PORT=%d", port), "SURGE_PORT=0")
 	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -29,7 +29,7 @@ func TestServerErrorsKeepDetailsInTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, accept := range []string{"text/plain", "application/json"} {
-		r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"), "Accept", accept)
+		r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg"), "Accept", accept)
 		id := r.header.Get("X-Request-Id")
 		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "storing the image") {
 			t.Fatalf("%s: %d %q", accept, r.status, r.body)
@@ -46,7 +46,7 @@ func TestServerErrorsKeepDetailsInTheLog(t *testing.T) {
 // A worker's failure, fetched later, is shown without the worker's error.
 func TestWorkerFailureHidesItsError(t *testing.T) {
 	s := newSite(t, frontend.Config{ResultTimeout: 300 * time.Millisecond})
-	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Photo(t, "eagle.jpg"))
 	id := r.header.Get("X-Request-Id")
 	if r.status != 504 || !strings.Contains(r.body, "/results/"+id) {
 		t.Fatalf("%d %q", r.status, r.body)
@@ -73,7 +73,7 @@ func TestWorkerFailureHidesItsError(t *testing.T) {
 func TestAnswersAreNotSniffed(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
-	eagle := testenv.Darknet(t, "eagle.jpg")
+	eagle := testenv.Photo(t, "eagle.jpg")
 	ok := upload(t, s.url, "inputFile", "<b>eagle.jpg", eagle)
 	for what, r := range map[string]reply{
 		"text answer":    ok,

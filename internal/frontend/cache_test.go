@@ -60,7 +60,7 @@ func (s *site) status(t *testing.T) frontend.Status {
 func TestRepeatedUploadIsAnsweredFromTheTable(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	stopWorker := s.worker(t)
-	eagle := testenv.Darknet(t, "eagle.jpg")
+	eagle := testenv.Photo(t, "eagle.jpg")
 	first, _ := uploadJSON(t, s.url, "eagle.jpg", eagle)
 	if first.Cached || first.Label != "bald eagle" {
 		t.Fatalf("first upload: %+v", first)
@@ -96,8 +96,8 @@ func TestRepeatedUploadIsAnsweredFromTheTable(t *testing.T) {
 func TestChangedBytesUnderAnOldName(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
-	before, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Darknet(t, "eagle.jpg"))
-	after, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Darknet(t, "dog.jpg"))
+	before, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Photo(t, "eagle.jpg"))
+	after, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Photo(t, "dog.jpg"))
 	t.Logf("pet.jpg first: %s (cached %v); with new bytes: %s (cached %v)", before.Label, before.Cached, after.Label, after.Cached)
 	if before.Label != "bald eagle" || after.Label != "Alaskan Malamute" || after.Cached {
 		t.Fatalf("answers %+v then %+v", before, after)
@@ -106,7 +106,7 @@ func TestChangedBytesUnderAnOldName(t *testing.T) {
 	if err != nil || it.Label != "Alaskan Malamute" {
 		t.Fatalf("table item after the change: %+v, %v", it, err)
 	}
-	if again, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Darknet(t, "dog.jpg")); !again.Cached || again.Label != "Alaskan Malamute" {
+	if again, _ := uploadJSON(t, s.url, "pet.jpg", testenv.Photo(t, "dog.jpg")); !again.Cached || again.Label != "Alaskan Malamute" {
 		t.Fatalf("third upload: %+v", again)
 	}
 }
@@ -114,8 +114,8 @@ func TestChangedBytesUnderAnOldName(t *testing.T) {
 // An answer recorded by another model is not reused: the upload goes to
 // the workers, and their answer replaces the item.
 func TestAnotherModelsAnswerIsAMiss(t *testing.T) {
-	s := newSite(t, frontend.Config{Model: "mobilenetv2-12-int8"})
-	eagle := testenv.Darknet(t, "eagle.jpg")
+	s := newSite(t, frontend.Config{Model: testenv.ModelName()})
+	eagle := testenv.Photo(t, "eagle.jpg")
 	sum := sha256.Sum256(eagle)
 	old := events.Item{Name: "eagle.jpg", Stem: "eagle", Label: "osprey", Model: "older-model", SHA256: hex.EncodeToString(sum[:]), Time: time.Now()}
 	if err := s.table.Put(context.Background(), old); err != nil {
@@ -131,7 +131,7 @@ func TestAnotherModelsAnswerIsAMiss(t *testing.T) {
 	if st := s.status(t).ResultsTable; st.Hits != 0 || st.Misses != 1 {
 		t.Fatalf("results_table %+v", st)
 	}
-	if it, err := s.table.Get(context.Background(), "eagle.jpg"); err != nil || it.Model != "mobilenetv2-12-int8" || it.Label != "bald eagle" {
+	if it, err := s.table.Get(context.Background(), "eagle.jpg"); err != nil || it.Model != testenv.ModelName() || it.Label != "bald eagle" {
 		t.Fatalf("item after the fresh answer: %+v, %v", it, err)
 	}
 }
@@ -149,11 +149,11 @@ func waitFor(t *testing.T, cond func() bool) {
 // so once in its log and in /status.
 func TestTableOutageIsAMiss(t *testing.T) {
 	var logs testenv.Buffer
-	s := newSiteLogging(t, frontend.Config{Model: "mobilenetv2-12-int8"}, slog.New(slog.NewTextHandler(&logs, nil)))
+	s := newSiteLogging(t, frontend.Config{Model: testenv.ModelName()}, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.worker(t)
 	s.table.Close()
 	for _, name := range []string{"a.jpg", "b.jpg", "a.jpg"} {
-		if r := upload(t, s.url, "inputFile", name, testenv.Darknet(t, "eagle.jpg")); r.status != 200 || !strings.HasSuffix(r.body, ":bald eagle") {
+		if r := upload(t, s.url, "inputFile", name, testenv.Photo(t, "eagle.jpg")); r.status != 200 || !strings.HasSuffix(r.body, ":bald eagle") {
 			t.Fatalf("%s with the table down: %d %q", name, r.status, r.body)
 		}
 	}
@@ -173,7 +173,7 @@ func TestUploadOnAnyPath(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
 	for _, path := range []string{"/upload.php", "/api/v1/classify"} {
-		if r := upload(t, s.url+path, "myfile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg")); r.status != 200 || r.body != "eagle:bald eagle" {
+		if r := upload(t, s.url+path, "myfile", "eagle.jpg", testenv.Photo(t, "eagle.jpg")); r.status != 200 || r.body != "eagle:bald eagle" {
 			t.Errorf("POST %s: %d %q", path, r.status, r.body)
 		}
 	}

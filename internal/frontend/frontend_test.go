@@ -29,7 +29,7 @@ import (
 )
 
 // site is a web tier on a real socket over the embedded backends, with an
-// optional in-process worker running the real model.
+// optional in-process worker running the real model (a fake under -short).
 type site struct {
 	url                 string
 	dir                 string
@@ -50,9 +50,11 @@ func newSiteLogging(t *testing.T, cfg frontend.Config, log *slog.Logger) *site {
 	return newSiteQueue(t, cfg, embedded.QueueOptions{}, log)
 }
 
-// newSiteQueue is a site whose request queue has the given options.
+// newSiteQueue is a site whose request queue has the given options. Under
+// -short the test runs in parallel with the others (testenv.Parallel).
 func newSiteQueue(t *testing.T, cfg frontend.Config, opts embedded.QueueOptions, log *slog.Logger) *site {
 	t.Helper()
+	testenv.Parallel(t)
 	ctx := context.Background()
 	s := &site{dir: t.TempDir()}
 	var err error
@@ -102,20 +104,26 @@ func (s *site) serve(t *testing.T, cfg frontend.Config, log *slog.Logger, h fron
 	t.Cleanup(func() { s.stop() })
 }
 
-// worker starts the app tier with the real model; the returned func stops
-// it.
+// worker starts the app tier with the real model, or under -short with
+// the FakeRecognizer that labels testenv.Photo's stand-ins; the returned
+// func stops it.
 func (s *site) worker(t *testing.T) func() {
 	t.Helper()
-	c, err := recognize.NewClassifier(testenv.Runtime(t), testenv.Model(t), 1)
-	if err != nil {
-		t.Fatal(err)
+	var r labeling.Recognizer = testenv.FakeRecognizer{}
+	release := func() {}
+	if !testing.Short() {
+		c, err := recognize.NewClassifier(testenv.Runtime(t), testenv.Model(t), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, release = c, func() { c.Close() }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := labeling.New(labeling.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, s.table, c, slog.New(slog.DiscardHandler))
+	w := labeling.New(labeling.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, s.table, r, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done; c.Close() }) }
+	stop := func() { once.Do(func() { cancel(); <-done; release() }) }
 	t.Cleanup(stop)
 	return stop
 }
@@ -182,7 +190,7 @@ func TestAnswersInTheCourseFormat(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
 	for _, field := range []string{"inputFile", "myfile"} {
-		r := upload(t, s.url, field, "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+		r := upload(t, s.url, field, "eagle.jpg", testenv.Photo(t, "eagle.jpg"))
 		// Byte-exact: no trailing newline, text/plain.
 		if r.status != 200 || r.body != "eagle:bald eagle" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
 			t.Errorf("%s: %d %q (%s)", field, r.status, r.body, r.header.Get("Content-Type"))
@@ -193,7 +201,7 @@ func TestAnswersInTheCourseFormat(t *testing.T) {
 	}
 	// The image is in the input bucket under its name, the label in the
 	// output bucket under its stem.
-	if in, err := s.inputs.Get(context.Background(), "eagle.jpg"); err != nil || !bytes.Equal(in, testenv.Darknet(t, "eagle.jpg")) {
+	if in, err := s.inputs.Get(context.Background(), "eagle.jpg"); err != nil || !bytes.Equal(in, testenv.Photo(t, "eagle.jpg")) {
 		t.Errorf("input bucket: %d bytes, %v", len(in), err)
 	}
 	if out, err := s.outputs.Get(context.Background(), "eagle"); err != nil || string(out) != "bald eagle" {
@@ -204,7 +212,7 @@ func TestAnswersInTheCourseFormat(t *testing.T) {
 func TestJSONOnRequest(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
-	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"), "Accept", "application/json")
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg"), "Accept", "application/json")
 	var res struct {
 		ID, Stem, Label, Model string
 		Score                  float64
@@ -231,7 +239,7 @@ func pixelBomb(t *testing.T, w, h uint32) []byte {
 func TestBadInput(t *testing.T) {
 	s := newSite(t, frontend.Config{MaxUpload: 200 << 10})
 	s.worker(t)
-	dog := testenv.Darknet(t, "dog.jpg")
+	dog := testenv.Photo(t, "dog.jpg")
 	for _, c := range []struct {
 		name   string
 		send   func() reply
@@ -244,7 +252,7 @@ func TestBadInput(t *testing.T) {
 		{"no file name", func() reply { return upload(t, s.url, "inputFile", "", dog) }, 400, "no file name"},
 		{"text", func() reply { return upload(t, s.url, "inputFile", "notes.jpg", []byte("just words")) }, 400, "not an image"},
 		{"html", func() reply { return upload(t, s.url, "inputFile", "x.jpg", []byte("<html></html>")) }, 400, "not an image"},
-		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", testenv.Darknet(t, "kite.jpg")) }, 413, "limit"},
+		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", testenv.Photo(t, "kite.jpg")) }, 413, "limit"},
 		{"pixel bomb", func() reply { return upload(t, s.url, "inputFile", "bomb.png", pixelBomb(t, 100000, 100000)) }, 413, "too many pixels"},
 		{"truncated", func() reply { return upload(t, s.url, "inputFile", "cut.jpg", dog[:len(dog)/2]) }, 422, "corrupt"},
 		{"name too long to queue", func() reply {
@@ -265,7 +273,7 @@ func TestBadInput(t *testing.T) {
 func TestOddFileNames(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
-	eagle := testenv.Darknet(t, "eagle.jpg")
+	eagle := testenv.Photo(t, "eagle.jpg")
 	for name, want := range map[string]struct{ answer, key string }{
 		"../../etc/passwd.jpg":   {"passwd:bald eagle", "passwd.jpg"},
 		`C:\photos\bird.JPEG`:    {"bird:bald eagle", "bird.JPEG"},
@@ -298,7 +306,7 @@ func TestSameNameDifferentImages(t *testing.T) {
 	errs := make(chan string, 40)
 	for i := range 20 {
 		src := []string{"dog.jpg", "eagle.jpg"}[i%2]
-		data := testenv.Darknet(t, src)
+		data := testenv.Photo(t, src)
 		wg.Go(func() {
 			if r := upload(t, s.url, "inputFile", "photo.jpg", data); r.status != 200 || r.body != want[src] {
 				errs <- fmt.Sprintf("%s as photo.jpg: %d %q", src, r.status, r.body)
@@ -315,7 +323,7 @@ func TestSameNameDifferentImages(t *testing.T) {
 func TestQueueDownIs503(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	s.requests.Close()
-	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg"))
 	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "queue") {
 		t.Fatalf("%d %q (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
 	}
@@ -328,7 +336,7 @@ func TestQueueDownIs503(t *testing.T) {
 // fetched once a worker comes.
 func TestTimeoutThenFetch(t *testing.T) {
 	s := newSite(t, frontend.Config{ResultTimeout: 500 * time.Millisecond})
-	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Photo(t, "eagle.jpg"))
 	id := r.header.Get("X-Request-Id")
 	if r.status != 504 || id == "" || !strings.Contains(r.body, "/results/"+id) {
 		t.Fatalf("%d %q", r.status, r.body)
@@ -376,7 +384,7 @@ func TestStatusAndHealth(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	s := newSite(t, frontend.Config{})
 	answered := make(chan reply, 1)
-	go func() { answered <- upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg")) }()
+	go func() { answered <- upload(t, s.url, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg")) }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if c, _ := s.requests.Counts(context.Background()); c.Visible == 1 {
 			break
@@ -428,7 +436,7 @@ func TestDeadLetteredRequestFailsAtOnce(t *testing.T) {
 	}()
 
 	start := time.Now()
-	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Darknet(t, "eagle.jpg"), "Accept", "application/json")
+	r := upload(t, s.url, "inputFile", "eagle.jpg", testenv.Photo(t, "eagle.jpg"), "Accept", "application/json")
 	id := r.header.Get("X-Request-Id")
 	var body struct{ ID, Code, Error string }
 	json.Unmarshal([]byte(r.body), &body)
@@ -462,7 +470,7 @@ func TestDeadLetteredRequestFailsAtOnce(t *testing.T) {
 func TestDeadLetteredAfterTimeoutShowsInResults(t *testing.T) {
 	opts := embedded.QueueOptions{Visibility: 200 * time.Millisecond, MaxReceives: 1}
 	s := newSiteQueue(t, frontend.Config{ResultTimeout: 100 * time.Millisecond}, opts, slog.New(slog.DiscardHandler))
-	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	r := upload(t, s.url, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg"))
 	id := r.header.Get("X-Request-Id")
 	if r.status != 504 {
 		t.Fatalf("upload with no worker: %d %q", r.status, r.body)
@@ -514,7 +522,7 @@ func TestDrainTimeoutAnswersOpenUploads(t *testing.T) {
 	replies := make(chan reply, n)
 	for i := range n {
 		go func() {
-			r, err := tryUpload(s.url, fmt.Sprintf("eagle-%d.jpg", i), testenv.Darknet(t, "eagle.jpg"))
+			r, err := tryUpload(s.url, fmt.Sprintf("eagle-%d.jpg", i), testenv.Photo(t, "eagle.jpg"))
 			if err != nil {
 				r.body = err.Error()
 			}
@@ -581,7 +589,7 @@ func TestDrainTimeoutAnswersOpenUploads(t *testing.T) {
 func TestHandoverAcrossRestart(t *testing.T) {
 	discard := slog.New(slog.DiscardHandler)
 	s := newSite(t, frontend.Config{})
-	eagle, dog := testenv.Darknet(t, "eagle.jpg"), testenv.Darknet(t, "dog.jpg")
+	eagle, dog := testenv.Photo(t, "eagle.jpg"), testenv.Photo(t, "dog.jpg")
 	stopWorker := s.worker(t)
 	answered := upload(t, s.url, "inputFile", "dog.jpg", dog)
 	if answered.status != 200 {
@@ -654,7 +662,7 @@ func TestHurryEndsTheDrain(t *testing.T) {
 	s := newSite(t, frontend.Config{DrainTimeout: time.Hour})
 	replies := make(chan reply, 1)
 	go func() {
-		r, err := tryUpload(s.url, "eagle.jpg", testenv.Darknet(t, "eagle.jpg"))
+		r, err := tryUpload(s.url, "eagle.jpg", testenv.Photo(t, "eagle.jpg"))
 		if err != nil {
 			r.body = err.Error()
 		}

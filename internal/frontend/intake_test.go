@@ -103,7 +103,7 @@ func TestUploadAnsweredWhileBodiesStall(t *testing.T) {
 	ensureFiles(t, 2*stalled+200) // both ends of each connection are in this process
 	s := newSite(t, frontend.Config{})
 	s.worker(t)
-	eagle := testenv.Darknet(t, "eagle.jpg")
+	eagle := testenv.Photo(t, "eagle.jpg")
 	// The first inference of a session is slower than the rest; it is not
 	// what this test measures.
 	if r := upload(t, s.url, "inputFile", "warm.jpg", eagle); r.status != 200 {
@@ -142,7 +142,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 	cfg := frontend.Config{BodyWindow: 500 * time.Millisecond, BodyMinBytes: 8 << 10, BodyTimeout: 4 * time.Second}
 	s := newSiteLogging(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.worker(t)
-	dog := testenv.Darknet(t, "dog.jpg")
+	dog := testenv.Photo(t, "dog.jpg")
 	contentType, body := form(t, "inputFile", "dog.jpg", dog)
 	big := make([]byte, 9<<20)
 
@@ -219,7 +219,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 // them are behind the pace.
 func TestStatusShowsSlowUploads(t *testing.T) {
 	s := newSite(t, frontend.Config{BodyWindow: 2 * time.Second, BodyMinBytes: 8 << 10})
-	contentType, body := form(t, "inputFile", "dog.jpg", testenv.Darknet(t, "dog.jpg"))
+	contentType, body := form(t, "inputFile", "dog.jpg", testenv.Photo(t, "dog.jpg"))
 	conn := dial(t, s.url)
 	io.WriteString(conn, head(contentType, len(body)))
 	conn.Write(body[:2048])
@@ -241,7 +241,7 @@ func TestStatusShowsSlowUploads(t *testing.T) {
 func TestSameNameUploadsStayInTheBudget(t *testing.T) {
 	const budget, size, uploads = 700 << 10, 250 << 10, 6
 	s := newSite(t, frontend.Config{MaxUpload: 256 << 10, UploadMemory: budget})
-	dog := testenv.Darknet(t, "dog.jpg")
+	dog := testenv.Photo(t, "dog.jpg")
 	var wg sync.WaitGroup
 	replies := make(chan reply, uploads)
 	for i := range uploads {

@@ -29,11 +29,7 @@ const workerMemoryBound = 200 << 20
 // memory bound (issue 10, defect 4: a 287 KB progressive 7000×7000 JPEG
 // took a worker to 811 MB).
 func TestWorkerMemoryBound(t *testing.T) {
-	bin, err := testenv.BuildBinaries("./worker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(bin) })
+	bin := testenv.BuildBinaries(t, "./worker")
 	ctx := context.Background()
 	dir := t.TempDir()
 	b, err := backend.Open(ctx, backend.Config{Kind: "local", Prefix: "surge", DataDir: dir, Visibility: 30 * time.Second, MaxReceives: 5})

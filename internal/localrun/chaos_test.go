@@ -19,14 +19,11 @@ import (
 // answered correctly, directly or by id, or failed with a reason and its
 // id; none is lost or wrong; the queues end empty.
 func TestShortChaos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole system")
-	}
-	gallery := testenv.EnrollFaces(t, bin)
+	gallery := testenv.EnrollFaces(t, bin(t))
 	var events bytes.Buffer
 	rep, err := localrun.RunChaos(context.Background(), localrun.ChaosConfig{
 		System: localrun.Config{
-			Bin:        bin,
+			Bin:        bin(t),
 			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: t.TempDir(), Visibility: 3 * time.Second, MaxReceives: 5},
 			MaxWorkers: 19, Tick: time.Second, ScaleInDelay: time.Second,
 			// Short, so that some clients are sent away with their ids and

@@ -28,10 +28,14 @@ import (
 	"github.com/surgeml/surge/internal/testenv"
 )
 
-// bin holds the real binaries, built once for all tests.
-var bin string
+// built holds the real binaries, built once for all tests.
+var built string
 
-func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &bin) }
+func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &built) }
+
+// bin is where the binaries are; under -short none are built, and the
+// test skips.
+func bin(t testing.TB) string { return testenv.Built(t, built) }
 
 const maxWorkers = 19
 
@@ -41,7 +45,7 @@ func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localr
 	t.Helper()
 	args := append([]string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path}, workerArgs...)
 	sys, err := localrun.Start(context.Background(), localrun.Config{
-		Bin:          bin,
+		Bin:          bin(t),
 		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: visibility, MaxReceives: 5},
 		Host:         "127.0.0.1",
 		MaxWorkers:   maxWorkers,
@@ -171,7 +175,7 @@ func afterRun(t *testing.T, sys *localrun.System, w *fleetWatch, sent []string) 
 // answers all 1000 of the 1000-face set at 100 concurrent requests, and the
 // fleet grows from 0, stays under the cap and returns to 0.
 func TestFaces1000InGalleryMode(t *testing.T) {
-	gallery := testenv.EnrollFaces(t, bin)
+	gallery := testenv.EnrollFaces(t, bin(t))
 	sys := start(t, 30*time.Second, "-gallery", gallery)
 	w := watch(t, sys.URL)
 	time.Sleep(300 * time.Millisecond) // a sample of the idle fleet first
@@ -190,7 +194,7 @@ func TestFaces1000InGalleryMode(t *testing.T) {
 // classify command prints for the same file.
 func TestClassificationMatchesClassifyCommand(t *testing.T) {
 	sent := testenv.Images(t, "datasets", "imagenet-100", "images")
-	classify := exec.Command(filepath.Join(bin, "surge"), append([]string{"classify",
+	classify := exec.Command(filepath.Join(bin(t), "surge"), append([]string{"classify",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, sent...)...)
 	classify.Stderr = os.Stderr
 	out, err := classify.Output()
@@ -274,7 +278,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 // stops every process it started.
 func TestRunCommandStopsCleanly(t *testing.T) {
 	data := t.TempDir()
-	cmd := exec.Command(filepath.Join(bin, "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+	cmd := exec.Command(filepath.Join(bin(t), "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -338,7 +342,7 @@ func descendants(pid int) []int {
 // at 0, the same 100 uploads are all answered from the results table: the
 // fleet stays at 0, and the table still holds one item per file name.
 func TestWarmRunIsAnsweredFromTheTable(t *testing.T) {
-	gallery := testenv.EnrollFaces(t, bin)
+	gallery := testenv.EnrollFaces(t, bin(t))
 	sys := start(t, 30*time.Second, "-gallery", gallery)
 	files, expected := testenv.Images(t, "datasets", "faces", "face_images_100"), testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 	w := watch(t, sys.URL)
@@ -420,7 +424,7 @@ func TestLockedTableStillAnswers(t *testing.T) {
 // URL.
 func startRun(t *testing.T, data string, args ...string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "surge"), append([]string{"run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+	cmd := exec.Command(filepath.Join(bin(t), "surge"), append([]string{"run", "-data", data, "-port", "0", "-host", "127.0.0.1",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models")}, args...)...)
 	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
@@ -538,7 +542,7 @@ func TestCtrlCUnderLoadAnswersEveryOpenRequest(t *testing.T) {
 func TestSecondRunOnOneDataDirectoryFails(t *testing.T) {
 	data := t.TempDir()
 	first, url, _ := startRun(t, data)
-	second := exec.Command(filepath.Join(bin, "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
+	second := exec.Command(filepath.Join(bin(t), "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
 		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
 	var stderr testenv.Buffer
 	second.Stderr = &stderr
@@ -576,7 +580,7 @@ func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
 	data := t.TempDir()
 	config := func(workerArgs ...string) localrun.Config {
 		return localrun.Config{
-			Bin:          bin,
+			Bin:          bin(t),
 			Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: data, Visibility: 30 * time.Second, MaxReceives: 5},
 			Host:         "127.0.0.1",
 			MaxWorkers:   2,
@@ -642,7 +646,7 @@ func TestDrainTimeoutThenRestartResolvesEveryID(t *testing.T) {
 func TestDeadLetteredRequestIsAnsweredAsFailed(t *testing.T) {
 	ctx := context.Background()
 	sys, err := localrun.Start(ctx, localrun.Config{
-		Bin:        bin,
+		Bin:        bin(t),
 		Backend:    backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: time.Second, MaxReceives: 2},
 		Host:       "127.0.0.1",
 		MaxWorkers: 1,
@@ -730,7 +734,7 @@ func TestRunKilledUnderLoadLosesNoRequest(t *testing.T) {
 func TestHurryCutsTheDrainShort(t *testing.T) {
 	ctx := context.Background()
 	sys, err := localrun.Start(ctx, localrun.Config{
-		Bin:          bin,
+		Bin:          bin(t),
 		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
 		Host:         "127.0.0.1",
 		MaxWorkers:   1,

@@ -1,5 +1,6 @@
 // Fixture for tests of the AWS code paths: they
-// run against moto_server on loopback.
+// run against moto_server on loopback. The fast tier (go test -short)
+// starts no moto_server and skips them.
 
 package moto
 
@@ -8,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -24,25 +26,55 @@ import (
 )
 
 // Main is a TestMain: it starts moto_server, points the process's AWS
-// SDK at it and runs the tests.
+// SDK at it and runs the tests. Under -short it starts nothing and runs
+// the tests, those needing moto_server skipping in Clients.
 func Main(m *testing.M) {
+	if short() {
+		// A call that slips past Clients is refused on loopback instead
+		// of going to AWS.
+		setEnv(&Server{URL: "http://127.0.0.1:1"})
+		os.Exit(m.Run())
+	}
 	s, err := StartServer(context.Background(), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v)
-	}
+	setEnv(s)
 	code := m.Run()
 	s.Stop()
 	os.Exit(code)
 }
 
-// Clients are SDK clients for the moto_server Main started.
+// setEnv points the process's AWS SDK at s.
+func setEnv(s *Server) {
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+}
+
+// short reports whether the test binary runs the fast tier (-short).
+// Unlike testing.Short it may be called in a TestMain, before m.Run has
+// parsed the flags: it parses them.
+func short() bool {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	return testing.Short()
+}
+
+// skipShort is the fast tier's message for a test that needs
+// moto_server.
+const skipShort = "needs moto_server; run make test"
+
+// Clients are SDK clients for the moto_server Main started. Under -short
+// there is none, and the test skips.
 func Clients(t testing.TB) *aws.Clients {
 	t.Helper()
+	if testing.Short() {
+		t.Skip(skipShort)
+	}
 	c, err := aws.LoadClients(context.Background())
 	if err != nil {
 		t.Fatal(err)

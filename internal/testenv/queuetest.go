@@ -23,16 +23,28 @@ type QueueSetup struct {
 }
 
 // QueueContract checks SQS semantics. open must return a new, empty queue each call.
+// The cases wait out timeouts rather than compute, each on its own queue,
+// so they run side by side: the suite takes as long as its longest case.
 func QueueContract(t *testing.T, open func(t *testing.T) QueueSetup) {
-	t.Run("SendReceiveDelete", func(t *testing.T) { sendReceiveDelete(t, open(t)) })
-	t.Run("InvisibleWhileInFlight", func(t *testing.T) { invisibleWhileInFlight(t, open(t)) })
-	t.Run("RedeliveryAfterTimeout", func(t *testing.T) { redelivery(t, open(t)) })
-	t.Run("ExtendKeepsHidden", func(t *testing.T) { extend(t, open(t)) })
-	t.Run("LongPollWakesOnSend", func(t *testing.T) { longPoll(t, open(t)) })
-	t.Run("LongPollEndsEmpty", func(t *testing.T) { longPollEmpty(t, open(t)) })
-	t.Run("CancelStopsWaiting", func(t *testing.T) { cancel(t, open(t)) })
-	t.Run("Batch", func(t *testing.T) { batch(t, open(t)) })
-	t.Run("DeadLetterAfterMaxReceives", func(t *testing.T) { deadLetter(t, open(t)) })
+	for _, c := range []struct {
+		name  string
+		check func(*testing.T, QueueSetup)
+	}{
+		{"SendReceiveDelete", sendReceiveDelete},
+		{"InvisibleWhileInFlight", invisibleWhileInFlight},
+		{"RedeliveryAfterTimeout", redelivery},
+		{"ExtendKeepsHidden", extend},
+		{"LongPollWakesOnSend", longPoll},
+		{"LongPollEndsEmpty", longPollEmpty},
+		{"CancelStopsWaiting", cancel},
+		{"Batch", batch},
+		{"DeadLetterAfterMaxReceives", deadLetter},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.check(t, open(t))
+		})
+	}
 }
 
 func ctx(t *testing.T) context.Context {

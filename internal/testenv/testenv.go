@@ -4,12 +4,20 @@
 // the tests need outside the repository: the
 // shared datasets and model (../shared, or $SURGE_SHARED) and the ONNX
 // Runtime library (resolved as the product resolves it). A missing piece
-// fails the test with instructions; it never skips.
+// fails the test with instructions.
+//
+// The fast tier (go test -short) has none of those pieces: the helpers
+// that hand them out (Shared and what reads it, RuntimeLib, Runtime,
+// Model, BuildBinaries, Built, Synth) skip the test instead, saying what it
+// needs, and MainWithBinaries builds nothing. Where a test needs a slow
+// part only incidentally, the fast tier's fakes stand in for it
+// (fake.go).
 package testenv
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -55,9 +63,28 @@ func root() (string, error) {
 	}
 }
 
+// SkipShort skips the test in the fast tier (-short), which lacks what it
+// needs ("moto_server", "node").
+func SkipShort(t testing.TB, needs string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s; run make test", needs)
+	}
+}
+
+// short is testing.Short for a TestMain, where m.Run has not parsed the
+// flags yet.
+func short() bool {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	return testing.Short()
+}
+
 // Shared is the read-only shared directory with models and datasets.
 func Shared(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "../shared (models and datasets)")
 	dir := os.Getenv("SURGE_SHARED")
 	if dir == "" {
 		dir = filepath.Join(Root(t), "..", "shared")
@@ -85,6 +112,7 @@ func Cache(t testing.TB) string {
 // RuntimeLib resolves the ONNX Runtime library without downloading.
 func RuntimeLib(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "the ONNX Runtime library")
 	src, err := assets.RuntimeSource()
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +140,7 @@ func Runtime(t testing.TB) *ort.Runtime {
 // Model resolves the default model from the shared models directory.
 func Model(t testing.TB) assets.Model {
 	t.Helper()
+	SkipShort(t, "the model")
 	m, err := assets.ResolveModel(context.Background(), assets.ModelConfig{
 		Mirrors: []string{Path(t, "models")},
 	})
@@ -121,10 +150,22 @@ func Model(t testing.TB) assets.Model {
 	return m
 }
 
-// BuildBinaries compiles the repository's commands into a new temporary
-// directory and returns it; the caller removes it. It is for TestMain,
-// which has no *testing.T.
-func BuildBinaries(pkgs ...string) (string, error) {
+// BuildBinaries compiles the repository's commands (./worker...) into a
+// temporary directory, removed when the test ends, and returns it.
+func BuildBinaries(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	SkipShort(t, "the built commands")
+	dir, err := build(pkgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// build compiles the repository's commands into a new temporary
+// directory and returns it; the caller removes it.
+func build(pkgs ...string) (string, error) {
 	root, err := root()
 	if err != nil {
 		return "", err
@@ -154,9 +195,13 @@ func Darknet(t testing.TB, name string) []byte {
 
 // MainWithBinaries is a TestMain for end-to-end tests: it builds the
 // surge, webtier and worker commands into *bin, runs the tests and removes
-// them.
+// them. Under -short it builds nothing and leaves *bin empty; the tests
+// reach it through Built, which skips them.
 func MainWithBinaries(m *testing.M, bin *string) {
-	dir, err := BuildBinaries("./cmd/surge", "./webtier", "./worker")
+	if short() {
+		os.Exit(m.Run())
+	}
+	dir, err := build("./cmd/surge", "./webtier", "./worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -167,10 +212,22 @@ func MainWithBinaries(m *testing.M, bin *string) {
 	os.Exit(code)
 }
 
+// Built is bin, the directory MainWithBinaries built the commands into.
+// Under -short nothing was built, and the test skips.
+func Built(t testing.TB, bin string) string {
+	t.Helper()
+	SkipShort(t, "the built commands")
+	if bin == "" {
+		t.Fatal("no commands built: the test binary's TestMain must be testenv.MainWithBinaries")
+	}
+	return bin
+}
+
 // EnrollFaces runs `surge enroll` from bin on the 100-face set and
 // returns the gallery file.
 func EnrollFaces(t testing.TB, bin string) string {
 	t.Helper()
+	bin = Built(t, bin)
 	gallery := filepath.Join(t.TempDir(), "faces.gallery")
 	enroll := exec.Command(filepath.Join(bin, "surge"), "enroll",
 		"-ort-lib", RuntimeLib(t), "-models", Path(t, "models"),
@@ -227,6 +284,7 @@ func Workload(t testing.TB, url string, files []string, expected map[string]stri
 // assembly's directory; it is removed when the test ends.
 func Synth(t testing.TB, context map[string]string) string {
 	t.Helper()
+	SkipShort(t, "the CDK's jsii runtime (node)")
 	root := Root(t)
 	if _, ok := context["modelDir"]; !ok {
 		context["modelDir"] = Path(t, "models", "mobilenetv2-12-int8")

@@ -54,33 +54,41 @@ func TestDecodeMemoryIsBounded(t *testing.T) {
 	gradient := func(c, bx, by int) uint8 { return uint8(bx/7 + by/3 + 60*c) }
 	for _, c := range []struct {
 		name string
-		data []byte
+		data func() []byte
+		// Slow cases (seconds to make and decode) are left out under
+		// -short, which keeps the largest of each format and path.
+		slow bool
 	}{
-		{"progressive JPEG 7000×7000 4:4:4", progressiveJPEG(t, 7000, 7000, gradient)},
+		{"progressive JPEG 7000×7000 4:4:4", func() []byte { return progressiveJPEG(t, 7000, 7000, gradient) }, false},
 		// The most a JPEG keeps: not reduced (shorter side under 1024),
 		// the longest window, every coefficient of it, and the whole
 		// image's bits.
-		{"progressive JPEG 49000×1016", progressiveJPEG(t, 49000, 1016, gradient)},
-		{"progressive JPEG 1016×49000", progressiveJPEG(t, 1016, 49000, gradient)},
-		{"PNG 7000×7000 RGBA 16-bit", bigPNG(t, 7000, 7000, 16, 6)},
-		{"PNG 7000×7000 grey 8-bit", bigPNG(t, 7000, 7000, 8, 0)},
-		{"PNG 49000×1020 RGBA 16-bit", bigPNG(t, 49000, 1020, 16, 6)},
-		{"PNG 65535×762 RGB 16-bit", bigPNG(t, 65535, 762, 16, 2)},
-		{"GIF 7000×7000", bigGIF(t, 7000, 7000)},
-		{"BMP 3600×3600 1-bit", bmp1(3600, 3600)},
-		{"WebP 5600×5600 lossy", readFile(t, "testdata/lossy-5600x5600.webp")},
-		{"WebP 2896×2896 lossless", readFile(t, "testdata/lossless-2896x2896.webp")},
-		{"WebP 2896×2896 with alpha", readFile(t, "testdata/alpha-2896x2896.webp")},
+		{"progressive JPEG 49000×1016", func() []byte { return progressiveJPEG(t, 49000, 1016, gradient) }, false},
+		{"progressive JPEG 1016×49000", func() []byte { return progressiveJPEG(t, 1016, 49000, gradient) }, false},
+		{"PNG 7000×7000 RGBA 16-bit", func() []byte { return bigPNG(t, 7000, 7000, 16, 6) }, true},
+		{"PNG 7000×7000 grey 8-bit", func() []byte { return bigPNG(t, 7000, 7000, 8, 0) }, false},
+		{"PNG 49000×1020 RGBA 16-bit", func() []byte { return bigPNG(t, 49000, 1020, 16, 6) }, false},
+		{"PNG 65535×762 RGB 16-bit", func() []byte { return bigPNG(t, 65535, 762, 16, 2) }, true},
+		{"GIF 7000×7000", func() []byte { return bigGIF(t, 7000, 7000) }, false},
+		{"BMP 3600×3600 1-bit", func() []byte { return bmp1(3600, 3600) }, false},
+		{"WebP 5600×5600 lossy", func() []byte { return readFile(t, "testdata/lossy-5600x5600.webp") }, false},
+		{"WebP 2896×2896 lossless", func() []byte { return readFile(t, "testdata/lossless-2896x2896.webp") }, false},
+		{"WebP 2896×2896 with alpha", func() []byte { return readFile(t, "testdata/alpha-2896x2896.webp") }, false},
 	} {
+		if c.slow && testing.Short() {
+			t.Logf("%s: slow, left to the full tier", c.name)
+			continue
+		}
+		data := c.data()
 		var img image.Image
 		var err error
-		n := allocated(func() { img, err = Decode(c.data, DefaultMaxPixels) })
+		n := allocated(func() { img, err = Decode(data, DefaultMaxPixels) })
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
 		b := img.Bounds()
-		t.Logf("%s (%d KB): %v, %.1f MB allocated", c.name, len(c.data)>>10, b.Size(), float64(n)/(1<<20))
+		t.Logf("%s (%d KB): %v, %.1f MB allocated", c.name, len(data)>>10, b.Size(), float64(n)/(1<<20))
 		if n > MaxDecodeMemory {
 			t.Errorf("%s: decoding allocated %.0f MB, over the bound of %d MB", c.name, float64(n)/(1<<20), MaxDecodeMemory>>20)
 		}
