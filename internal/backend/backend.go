@@ -42,6 +42,9 @@ type Config struct {
 	// web tier counts it); workers have no business with it, and on AWS
 	// no permission to find it.
 	DeadLetters bool
+	// Latency delays every queue, bucket and table call by a cloud's round
+	// trip (zero: none), for measuring with AWS's timings on a fast backend.
+	Latency Latency
 }
 
 // Backends are a tier's queues and buckets.
@@ -75,14 +78,21 @@ func (b *Backends) Close() error {
 // Open opens the configured backends. The results table is opened but not
 // checked: it is a cache, and the tiers work (and say so) without it.
 func Open(ctx context.Context, cfg Config) (*Backends, error) {
+	var b *Backends
+	var err error
 	switch cfg.Kind {
 	case "", "local":
-		return openLocal(ctx, cfg)
+		b, err = openLocal(ctx, cfg)
 	case "aws":
-		return openAWS(ctx, cfg)
+		b, err = openAWS(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("unknown backend %q (want local or aws)", cfg.Kind)
 	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.Latency.apply(b)
+	return b, nil
 }
 
 // FleetDir is where the local fleet keeps its state.
@@ -192,5 +202,6 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.DataDir, "data", ".data", "local backend: directory for queues, buckets and fleet state")
 	fs.DurationVar(&c.Visibility, "visibility", events.RequestVisibility, "local backend: request visibility timeout")
 	fs.IntVar(&c.MaxReceives, "max-receives", events.MaxReceives, "local backend: deliveries before a request is dead-lettered")
+	fs.Var(&c.Latency, "latency", `added round trip per call, for benchmarks: "sqs=20ms,s3=25ms,dynamodb=8ms,jitter=0.25", "aws" for AWS's typical figures, or "none"`)
 	return c
 }

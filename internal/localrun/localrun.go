@@ -118,6 +118,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	common := []string{
 		"-backend", "local", "-data", data, "-prefix", cfg.Backend.Prefix,
 		"-visibility", cfg.Backend.Visibility.String(), "-max-receives", strconv.Itoa(cfg.Backend.MaxReceives),
+		"-latency", cfg.Backend.Latency.String(),
 	}
 	b, err := backend.Open(ctx, cfg.Backend)
 	if err != nil {
