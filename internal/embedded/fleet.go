@@ -43,6 +43,11 @@ type FleetConfig struct {
 	Command  []string // the worker's command line
 	Env      []string // extra environment, KEY=value
 	StopWait time.Duration
+	// LaunchDelay is how long a launched worker is a booting instance
+	// before its process starts: on EC2, the pending state, the OS boot
+	// and the user data's downloads. The worker's own start (loading the
+	// model) comes after it. Zero starts the process at once.
+	LaunchDelay time.Duration
 }
 
 // Exit records a worker that has ended.
@@ -68,11 +73,25 @@ type Fleet struct {
 }
 
 type proc struct {
-	name     string
+	name string
+	// cmd is nil while the instance boots (FleetConfig.LaunchDelay);
+	// closing abort ends the boot.
 	cmd      *exec.Cmd
+	abort    chan struct{}
 	started  time.Time
 	draining bool
 	peakRSS  int64
+}
+
+func (p *proc) booting() bool { return p.cmd == nil }
+
+// abortBoot ends a boot once, however many times it is asked.
+func (p *proc) abortBoot() {
+	select {
+	case <-p.abort:
+	default:
+		close(p.abort)
+	}
 }
 
 // NewFleet prepares a fleet, clearing state left by an earlier run.
@@ -111,6 +130,60 @@ func (f *Fleet) launch(name string) error {
 	if _, ok := f.procs[name]; ok {
 		return fmt.Errorf("worker %s is already running", name)
 	}
+	p := &proc{name: name, started: time.Now()}
+	if f.cfg.LaunchDelay <= 0 {
+		if err := f.startLocked(p); err != nil {
+			return err
+		}
+		return f.writeSnapshotLocked()
+	}
+	p.abort = make(chan struct{})
+	f.procs[name] = p
+	f.log.Info("worker instance booting", "instance", name, "for", f.cfg.LaunchDelay)
+	f.wg.Go(func() { f.boot(p) })
+	return f.writeSnapshotLocked()
+}
+
+// boot waits out the instance's launch, then starts its worker unless it
+// was drained or killed meanwhile.
+func (f *Fleet) boot(p *proc) {
+	t := time.NewTimer(f.cfg.LaunchDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.abort:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-p.abort:
+		f.endBootLocked(p)
+		return
+	default:
+	}
+	if err := f.startLocked(p); err != nil {
+		f.log.Error("worker instance booted but its worker did not start", "instance", p.name, "err", err)
+		f.endBootLocked(p)
+		return
+	}
+	if err := f.writeSnapshotLocked(); err != nil {
+		f.log.Error("writing fleet snapshot", "err", err)
+	}
+}
+
+// endBootLocked records an instance that ended before its worker ran.
+func (f *Fleet) endBootLocked(p *proc) {
+	delete(f.procs, p.name)
+	f.exits = append(f.exits, Exit{Name: p.name, Drained: p.draining})
+	f.log.Info("worker instance ended while booting", "instance", p.name, "drained", p.draining)
+	if err := f.writeSnapshotLocked(); err != nil {
+		f.log.Error("writing fleet snapshot", "err", err)
+	}
+}
+
+// startLocked starts p's worker process and registers it.
+func (f *Fleet) startLocked(p *proc) error {
+	name := p.name
 	logFile, err := os.OpenFile(filepath.Join(f.cfg.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("launching %s: %w", name, err)
@@ -128,7 +201,7 @@ func (f *Fleet) launch(name string) error {
 		logFile.Close()
 		return fmt.Errorf("launching %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, started: time.Now()}
+	p.cmd = cmd
 	f.procs[name] = p
 	f.log.Info("worker launched", "instance", name, "pid", cmd.Process.Pid)
 	f.wg.Go(func() {
@@ -136,7 +209,7 @@ func (f *Fleet) launch(name string) error {
 		logFile.Close()
 		f.reap(p, err)
 	})
-	return f.writeSnapshotLocked()
+	return nil
 }
 
 func (f *Fleet) reap(p *proc, waitErr error) {
@@ -166,6 +239,11 @@ func (f *Fleet) Drain(ctx context.Context, names []string) error {
 		if !ok {
 			continue // already gone
 		}
+		if p.booting() {
+			p.draining = true
+			p.abortBoot()
+			continue
+		}
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			errs = append(errs, fmt.Errorf("draining %s: %w", name, err))
 			continue
@@ -180,9 +258,15 @@ func (f *Fleet) Drain(ctx context.Context, names []string) error {
 func (f *Fleet) Kill(name string) error {
 	f.mu.Lock()
 	p, ok := f.procs[name]
+	if ok && p.booting() {
+		p.abortBoot()
+	}
 	f.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no worker %s", name)
+	}
+	if p.booting() {
+		return nil
 	}
 	return p.cmd.Process.Kill()
 }
@@ -201,6 +285,16 @@ func (f *Fleet) List(context.Context) ([]events.Instance, error) {
 func (f *Fleet) listLocked() []events.Instance {
 	out := make([]events.Instance, 0, len(f.procs))
 	for _, p := range f.procs {
+		if p.booting() {
+			// No process yet, hence no pid: readers keep it while the
+			// snapshot's writer lives (FleetReader.List).
+			in := events.Instance{Name: p.name, State: events.Pending, Launched: p.started}
+			if p.draining {
+				in.State = events.Draining
+			}
+			out = append(out, in)
+			continue
+		}
 		p.peakRSS = max(p.peakRSS, PeakRSS(p.cmd.Process.Pid))
 		in := events.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: events.Pending, Launched: p.started}
 		if st, err := readStatus(f.statusPath(p.name)); err == nil && st.Ready {
@@ -243,6 +337,9 @@ func (f *Fleet) Stop(ctx context.Context) {
 	}
 	f.mu.Lock()
 	for _, p := range f.procs {
+		if p.booting() {
+			continue // its boot was aborted by the drain and ends on its own
+		}
 		f.log.Warn("worker did not drain in time; killing it", "instance", p.name)
 		p.cmd.Process.Kill()
 	}
@@ -284,7 +381,7 @@ func (f *Fleet) writeSnapshotLocked() error {
 	if f.published != nil && slices.Equal(instances, f.published) {
 		return nil
 	}
-	data, err := json.Marshal(snapshot{Updated: time.Now().UTC(), Instances: instances})
+	data, err := json.Marshal(snapshot{Updated: time.Now().UTC(), Writer: os.Getpid(), Instances: instances})
 	if err != nil {
 		return err
 	}
@@ -296,7 +393,10 @@ func (f *Fleet) writeSnapshotLocked() error {
 }
 
 type snapshot struct {
-	Updated   time.Time         `json:"updated"`
+	Updated time.Time `json:"updated"`
+	// Writer is the pid of the process running the fleet: it vouches for
+	// instances still booting, which have no process of their own.
+	Writer    int               `json:"writer"`
 	Instances []events.Instance `json:"instances"`
 }
 
@@ -324,7 +424,11 @@ func (r *FleetReader) List(context.Context) ([]events.Instance, error) {
 	// since (with its supervisor, say) is not part of the fleet.
 	live := []events.Instance{}
 	for _, in := range s.Instances {
-		if pid, err := strconv.Atoi(in.ID); err == nil && syscall.Kill(pid, 0) == nil {
+		pid, err := strconv.Atoi(in.ID)
+		if in.ID == "" {
+			pid, err = s.Writer, nil
+		}
+		if err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
 			live = append(live, in)
 		}
 	}
