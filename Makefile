@@ -34,7 +34,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate synth check test test-short bench chaos classify enroll workload clean
+.PHONY: build ort run emulate synth check test test-short bench bench-cloud chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -85,6 +85,10 @@ test-short:
 
 bench: build ort
 	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))
+
+bench-cloud: build ort
+	$(BIN)/surge bench-cloud -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) \
+		$(if $(TIME_SCALE),-time-scale $(TIME_SCALE)) $(if $(LATENCY),-latency $(LATENCY))
 
 # The face workload while workers are killed with SIGKILL, the scaler
 # restarted and the whole system restarted once on the same data; exits

@@ -103,12 +103,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	watch := watchFleet(ctx, sys.URL)
 
 	run := func(what string, files []string, concurrency int) (workload.Report, error) {
-		fmt.Fprintf(os.Stderr, "bench: %s: %d requests, %d at a time\n", what, len(files), concurrency)
-		rep, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: files, Concurrency: concurrency})
-		if err == nil && !rep.OK() {
-			err = fmt.Errorf("%s: %d of %d requests failed", what, rep.Failed, rep.Requests)
-		}
-		return rep, err
+		return runLoad(ctx, sys.URL, what, files, concurrency)
 	}
 	cold, err := run("pipeline from an empty fleet", batch, *concurrency)
 	if err != nil {
@@ -148,6 +143,21 @@ func benchCmd(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "peak RSS, web tier\t%.1f MB\t≤ 150 MB\n", mb(report.WebPeakRSS))
 	fmt.Fprintf(w, "peak RSS, worker (largest of %d)\t%.1f MB\t≤ 200 MB\n", len(report.Workers), mb(workerRSS))
 	return w.Flush()
+}
+
+// runLoad sends files to the web tier at url, concurrency at a time, and
+// fails if any request did.
+func runLoad(ctx context.Context, url, what string, files []string, concurrency int) (workload.Report, error) {
+	fmt.Fprintf(os.Stderr, "bench: %s: %d requests, %d at a time\n", what, len(files), concurrency)
+	cfg := workload.Config{URL: url + "/", Files: files, Concurrency: concurrency}
+	if bar := progress(what); bar != nil {
+		cfg.Progress = func(_, done, total int) { bar(done, total) }
+	}
+	rep, err := workload.Run(ctx, cfg)
+	if err == nil && !rep.OK() {
+		err = fmt.Errorf("%s: %d of %d requests failed", what, rep.Failed, rep.Requests)
+	}
+	return rep, err
 }
 
 func dirOf(path string) string {
@@ -266,19 +276,33 @@ func fleetStatus(ctx context.Context, url string) (frontend.Status, error) {
 // watchFleet polls /status until the returned function is called, which
 // reports the largest fleet seen.
 func watchFleet(ctx context.Context, url string) func() int {
+	watch := watchStatus(ctx, url)
+	return func() int { return watch().fleet }
+}
+
+// statusPeaks are the largest figures /status showed.
+type statusPeaks struct {
+	fleet   int // live workers
+	backlog int // results waiting in the response queue for the web tier
+}
+
+// watchStatus polls /status until the returned function is called, which
+// reports the peaks seen.
+func watchStatus(ctx context.Context, url string) func() statusPeaks {
 	ctx, cancel := context.WithCancel(ctx)
-	peak := 0
+	var peak statusPeaks
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			if st, err := fleetStatus(ctx, url); err == nil {
-				peak = max(peak, st.Fleet.Running)
+				peak.fleet = max(peak.fleet, st.Fleet.Running)
+				peak.backlog = max(peak.backlog, st.ResponseQueue.Visible)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	return func() int { cancel(); <-done; return peak }
+	return func() statusPeaks { cancel(); <-done; return peak }
 }
 
 func waitFleet(ctx context.Context, url string, want int, limit time.Duration) {

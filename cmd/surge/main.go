@@ -20,6 +20,7 @@ commands:
   enroll     build a gallery file from a folder of labelled images
   workload   upload a folder to a web tier and check the answers
   bench      measure classification, pipeline throughput, latency and memory
+  bench-cloud  the pipeline with AWS's per-call latency and instance boot times
   chaos      run the face workload while killing workers and restarting the system; count what was lost
   fetch      download and verify the ONNX Runtime library and the model
 
@@ -32,14 +33,15 @@ func main() {
 		os.Exit(2)
 	}
 	commands := map[string]func(ctx context.Context, args []string) error{
-		"run":      runCmd,
-		"emulate":  emulateCmd,
-		"classify": classifyCmd,
-		"enroll":   enrollCmd,
-		"workload": workloadCmd,
-		"bench":    benchCmd,
-		"chaos":    chaosCmd,
-		"fetch":    fetchCmd,
+		"run":         runCmd,
+		"emulate":     emulateCmd,
+		"classify":    classifyCmd,
+		"enroll":      enrollCmd,
+		"workload":    workloadCmd,
+		"bench":       benchCmd,
+		"bench-cloud": benchCloudCmd,
+		"chaos":       chaosCmd,
+		"fetch":       fetchCmd,
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {

@@ -32,6 +32,9 @@ type Config struct {
 	MaxWorkers int
 	// Tick and ScaleInDelay tune the scaler (see scaler.Config).
 	Tick, ScaleInDelay time.Duration
+	// LaunchDelay is how long a launched worker boots, as an instance
+	// would, before its process starts (embedded.FleetConfig.LaunchDelay).
+	LaunchDelay time.Duration
 	// WorkerArgs are passed to every worker: model, gallery, threads...
 	WorkerArgs []string
 	// WebArgs are passed to the web tier.
@@ -140,7 +143,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		// Up to MaxWorkers processes share this machine's few cores, each
 		// running one inference at a time; a Go scheduler per process
 		// sized for every core only adds thread wake-ups.
-		Env: []string{"GOMAXPROCS=1"},
+		Env:         []string{"GOMAXPROCS=1"},
+		LaunchDelay: cfg.LaunchDelay,
 	}, log)
 	if err != nil {
 		s.web.Stop(webExitMargin)
