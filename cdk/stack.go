@@ -32,10 +32,16 @@ import (
 // worker's request comes back.
 var requestVisibility = int(events.RequestVisibility / time.Second)
 
-// scalerWindow is how long one scaler invocation reconciles; the stack's
-// hook waits this long, plus a margin, after stopping the scaler before it
-// trusts that no new worker will appear.
-const scalerWindow = "55s"
+// scalerWindow is how long one scaler invocation reconciles from its
+// scheduled time: the schedule's period, so one minute's decisions end a
+// tick before the next minute's begin (scaler.DefaultWindow). The stack's
+// hook waits this long, plus a margin, after stopping the scaler before
+// it trusts that no new worker will appear.
+const scalerWindow = "60s"
+
+// scalerTimeout outlasts the window by the handler's margin and a late
+// delivery, so that the window, not the deadline, ends an invocation.
+const scalerTimeout = 70
 
 // Handler names: custom runtimes ignore a function's handler, so it names
 // which of Surge's functions the code is, for people and for the emulator.
@@ -505,17 +511,18 @@ func (s *surge) scaler() {
 		Description: jsii.String("Sizes the Surge worker fleet to the request backlog"),
 		Role:        role,
 		LogGroup:    logs,
-		// Each invocation reconciles for 55 s of its minute.
-		Timeout: awscdk.Duration_Seconds(jsii.Number(60)),
+		// Each invocation reconciles for the whole of its minute.
+		Timeout: awscdk.Duration_Seconds(jsii.Number(scalerTimeout)),
 		// Opt-in only (see Config): overlapping invocations are safe, since
 		// duplicates of one scheduled event share their launches' client
-		// tokens and different minutes do not overlap.
+		// tokens and different minutes' decisions do not overlap.
 		ReservedConcurrentExecutions: reserved,
 		Environment: &map[string]*string{
 			"SURGE_REQUEST_QUEUE_URL": s.req.QueueUrl(),
 			"SURGE_LAUNCH_TEMPLATE":   jsii.String(s.names.LaunchTemplate),
 			"SURGE_FLEET":             jsii.String(s.names.Fleet),
 			"SURGE_MAX_WORKERS":       jsii.String(strconv.Itoa(s.cfg.MaxWorkers)),
+			"SURGE_MIN_WORKERS":       jsii.String(strconv.Itoa(s.cfg.MinWorkers)),
 			"SURGE_SUBNETS":           awscdk.Fn_Join(jsii.String(","), &s.subnets),
 			"SURGE_TICK":              jsii.String(s.cfg.ScalerTick),
 			"SURGE_WINDOW":            jsii.String(scalerWindow),

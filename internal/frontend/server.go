@@ -84,6 +84,7 @@ type Config struct {
 	BodyMinBytes int64
 	BodyTimeout  time.Duration
 	MaxWorkers   int           // the scaler's cap, for /status [events.DefaultMax]
+	MinWorkers   int           // the scaler's floor, for /status [0]
 	ResultsKept  int           // results kept for GET /results/{id} [100000]
 	ResultsTTL   time.Duration // how long they are kept [1h]
 	// DrainTimeout bounds how long a stopping web tier keeps answering
