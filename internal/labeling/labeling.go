@@ -65,7 +65,9 @@ type Recognizer interface {
 type Config struct {
 	Name string // instance name reported in results
 	// Inferences is how many images are decoded and recognised at once,
-	// each on a core [runtime.NumCPU()].
+	// each on a core [runtime.GOMAXPROCS: the instance's cores, or as many
+	// as the process is given, as a local fleet's workers sharing one
+	// machine are given one].
 	Inferences int
 	// Concurrency is how many messages are held at once: fetched,
 	// waiting for an inference, or being answered [2 × Inferences]. Each
@@ -88,7 +90,7 @@ var ErrIdle = errors.New("worker idle")
 
 func (c *Config) defaults() {
 	if c.Inferences < 1 {
-		c.Inferences = runtime.NumCPU()
+		c.Inferences = runtime.GOMAXPROCS(0)
 	}
 	if c.Concurrency < 1 {
 		c.Concurrency = 2 * c.Inferences

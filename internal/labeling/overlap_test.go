@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -156,14 +157,18 @@ func TestHoldsMoreThanItRecognises(t *testing.T) {
 	}
 }
 
-// By default the instance's cores set the inferences, and twice as many
-// requests are held.
+// By default the cores the process may use (GOMAXPROCS: on an instance,
+// its cores) set the inferences, and twice as many requests are held.
 func TestDefaultsFromCores(t *testing.T) {
-	w := labeling.New(labeling.Config{}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
-	if w.Inferences() < 1 || w.Concurrency() != 2*w.Inferences() {
-		t.Errorf("inferences %d, concurrency %d", w.Inferences(), w.Concurrency())
+	for _, procs := range []int{1, 3} {
+		was := runtime.GOMAXPROCS(procs)
+		w := labeling.New(labeling.Config{}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
+		runtime.GOMAXPROCS(was)
+		if w.Inferences() != procs || w.Concurrency() != 2*procs {
+			t.Errorf("GOMAXPROCS %d: inferences %d, concurrency %d", procs, w.Inferences(), w.Concurrency())
+		}
 	}
-	w = labeling.New(labeling.Config{Inferences: 3}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
+	w := labeling.New(labeling.Config{Inferences: 3}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
 	if w.Inferences() != 3 || w.Concurrency() != 6 {
 		t.Errorf("inferences 3: concurrency %d", w.Concurrency())
 	}

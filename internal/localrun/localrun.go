@@ -137,8 +137,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		LogDir:  logs,
 		Command: append(append([]string{filepath.Join(cfg.Bin, "worker")}, common...), cfg.WorkerArgs...),
 		// Up to MaxWorkers processes share this machine's few cores, each
-		// running one inference at a time; a Go scheduler per process
-		// sized for every core only adds thread wake-ups.
+		// running one inference at a time (a worker's default inferences
+		// follow GOMAXPROCS); a Go scheduler per process sized for every
+		// core only adds thread wake-ups.
 		Env: []string{"GOMAXPROCS=1"},
 	}, log)
 	if err != nil {
