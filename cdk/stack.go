@@ -330,13 +330,20 @@ func (s *surge) workers() {
 
 	modelEnv, files := s.modelAssets()
 	files = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, files...)
+	idleShutdown := s.cfg.IdleShutdown
+	if s.cfg.MinWorkers > 0 {
+		// Workers kept warm would terminate themselves when idle, and the
+		// scaler launch them again, every minute; with a floor the scaler
+		// alone scales in, terminating idle workers above it.
+		idleShutdown = "0"
+	}
 	env := s.storageEnv(map[string]string{
 		"SURGE_BACKEND":       "aws",
 		"SURGE_PREFIX":        s.cfg.Prefix,
 		"SURGE_ORT_LIB":       "/opt/surge/lib/libonnxruntime.so.1",
 		"SURGE_VISIBILITY":    strconv.Itoa(requestVisibility) + "s",
 		"SURGE_MAX_RECEIVES":  "5",
-		"SURGE_IDLE_SHUTDOWN": s.cfg.IdleShutdown,
+		"SURGE_IDLE_SHUTDOWN": idleShutdown,
 	})
 	for k, v := range modelEnv {
 		env[k] = v

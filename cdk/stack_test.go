@@ -358,6 +358,11 @@ func TestScaler(t *testing.T) {
 		"Handler":     "scaler",
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MIN_WORKERS": "1"})},
 	})
+	// Warm workers do not terminate themselves when idle; the scaler
+	// scales in above the floor.
+	if script := userData(t, warm.json, "AWS::EC2::LaunchTemplate"); !strings.Contains(script, "SURGE_IDLE_SHUTDOWN=0\\n") {
+		t.Errorf("with minWorkers 1 the worker user data keeps its idle shutdown: %s", script)
+	}
 }
 
 // The stack's hook runs on delete before everything the fleet uses goes,
