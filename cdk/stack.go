@@ -34,9 +34,7 @@ var requestVisibility = int(events.RequestVisibility / time.Second)
 
 // scalerWindow is how long one scaler invocation reconciles from its
 // scheduled time: the schedule's period, so one minute's decisions end a
-// tick before the next minute's begin (scaler.DefaultWindow). The stack's
-// hook waits this long, plus a margin, after stopping the scaler before
-// it trusts that no new worker will appear.
+// tick before the next minute's begin (scaler.DefaultWindow).
 const scalerWindow = "60s"
 
 // scalerTimeout outlasts the window by the handler's margin and a late
