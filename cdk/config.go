@@ -28,6 +28,7 @@ type Config struct {
 	// without a course.
 	CourseLimit        int
 	MaxWorkers         int      // fleet cap [events.DefaultMaxWorkers; the course's limit with a course]
+	MinWorkers         int      // workers kept running with no backlog, at most MaxWorkers [0]
 	WorkerInstanceType string   // [t3.small]
 	WebInstanceType    string   // [t3.small]
 	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
@@ -108,6 +109,9 @@ func configFromContext(node interface {
 	cfg.CourseLimit = grader.limit
 	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", strconv.Itoa(grader.maxWorkers()))); err != nil || cfg.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
+	}
+	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers", "0")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
+		errs = append(errs, fmt.Errorf("minWorkers must be a whole number no greater than maxWorkers (%d)", cfg.MaxWorkers))
 	}
 	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
 		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))

@@ -32,10 +32,14 @@ import (
 // worker's request comes back.
 var requestVisibility = int(events.RequestVisibility / time.Second)
 
-// scalerWindow is how long one scaler invocation reconciles; the stack's
-// hook waits this long, plus a margin, after stopping the scaler before it
-// trusts that no new worker will appear.
-const scalerWindow = "55s"
+// scalerWindow is how long one scaler invocation reconciles from its
+// scheduled time: the schedule's period, so one minute's decisions end a
+// tick before the next minute's begin (scaler.DefaultWindow).
+const scalerWindow = "60s"
+
+// scalerTimeout outlasts the window by the handler's margin and a late
+// delivery, so that the window, not the deadline, ends an invocation.
+const scalerTimeout = 70
 
 // Handler names: custom runtimes ignore a function's handler, so it names
 // which of Surge's functions the code is, for people and for the emulator.
@@ -324,13 +328,20 @@ func (s *surge) workers() {
 
 	modelEnv, files := s.modelAssets()
 	files = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, files...)
+	idleShutdown := s.cfg.IdleShutdown
+	if s.cfg.MinWorkers > 0 {
+		// Workers kept warm would terminate themselves when idle, and the
+		// scaler launch them again, every minute; with a floor the scaler
+		// alone scales in, terminating idle workers above it.
+		idleShutdown = "0"
+	}
 	env := s.storageEnv(map[string]string{
 		"SURGE_BACKEND":       "aws",
 		"SURGE_PREFIX":        s.cfg.Prefix,
 		"SURGE_ORT_LIB":       "/opt/surge/lib/libonnxruntime.so.1",
 		"SURGE_VISIBILITY":    strconv.Itoa(requestVisibility) + "s",
 		"SURGE_MAX_RECEIVES":  "5",
-		"SURGE_IDLE_SHUTDOWN": s.cfg.IdleShutdown,
+		"SURGE_IDLE_SHUTDOWN": idleShutdown,
 	})
 	for k, v := range modelEnv {
 		env[k] = v
@@ -505,17 +516,18 @@ func (s *surge) scaler() {
 		Description: jsii.String("Sizes the Surge worker fleet to the request backlog"),
 		Role:        role,
 		LogGroup:    logs,
-		// Each invocation reconciles for 55 s of its minute.
-		Timeout: awscdk.Duration_Seconds(jsii.Number(60)),
+		// Each invocation reconciles for the whole of its minute.
+		Timeout: awscdk.Duration_Seconds(jsii.Number(scalerTimeout)),
 		// Opt-in only (see Config): overlapping invocations are safe, since
 		// duplicates of one scheduled event share their launches' client
-		// tokens and different minutes do not overlap.
+		// tokens and different minutes' decisions do not overlap.
 		ReservedConcurrentExecutions: reserved,
 		Environment: &map[string]*string{
 			"SURGE_REQUEST_QUEUE_URL": s.req.QueueUrl(),
 			"SURGE_LAUNCH_TEMPLATE":   jsii.String(s.names.LaunchTemplate),
 			"SURGE_FLEET":             jsii.String(s.names.Fleet),
 			"SURGE_MAX_WORKERS":       jsii.String(strconv.Itoa(s.cfg.MaxWorkers)),
+			"SURGE_MIN_WORKERS":       jsii.String(strconv.Itoa(s.cfg.MinWorkers)),
 			"SURGE_SUBNETS":           awscdk.Fn_Join(jsii.String(","), &s.subnets),
 			"SURGE_TICK":              jsii.String(s.cfg.ScalerTick),
 			"SURGE_WINDOW":            jsii.String(scalerWindow),

@@ -336,12 +336,12 @@ func TestScaler(t *testing.T) {
 		"Runtime":       "provided.al2023",
 		"Architectures": []any{"arm64"},
 		"Handler":       "scaler",
-		"Timeout":       60,
+		"Timeout":       70, // internal/scaler's scalerTimeout: outlasts the 60 s window
 		// A reservation fails the deployment on accounts whose concurrency
 		// limit is 10, as new accounts' is: opt-in only.
 		"ReservedConcurrentExecutions": assertions.Match_Absent(),
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
-			"SURGE_LAUNCH_TEMPLATE": "surge-worker", "SURGE_FLEET": "surge", "SURGE_MAX_WORKERS": "15", "SURGE_BOOT_DEADLINE": "5m",
+			"SURGE_LAUNCH_TEMPLATE": "surge-worker", "SURGE_FLEET": "surge", "SURGE_MAX_WORKERS": "15", "SURGE_MIN_WORKERS": "0", "SURGE_WINDOW": "60s", "SURGE_BOOT_DEADLINE": "5m",
 			"SURGE_REQUEST_QUEUE_URL": assertions.Match_AnyValue(), "SURGE_SUBNETS": assertions.Match_AnyValue(),
 		})},
 	})
@@ -352,6 +352,17 @@ func TestScaler(t *testing.T) {
 	(*reserved.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 		"Handler": "scaler", "ReservedConcurrentExecutions": 1,
 	})
+
+	warm := synthWith(t, map[string]any{"minWorkers": "1"})
+	(*warm.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_MIN_WORKERS": "1"})},
+	})
+	// Warm workers do not terminate themselves when idle; the scaler
+	// scales in above the floor.
+	if script := userData(t, warm.json, "AWS::EC2::LaunchTemplate"); !strings.Contains(script, "SURGE_IDLE_SHUTDOWN=0\\n") {
+		t.Errorf("with minWorkers 1 the worker user data keeps its idle shutdown: %s", script)
+	}
 }
 
 // The stack's hook runs on delete before everything the fleet uses goes,
@@ -685,6 +696,9 @@ func TestContextValidation(t *testing.T) {
 		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
 		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
 		"bad maximum":          {"maxWorkers": "0"},
+		"negative minimum":     {"minWorkers": "-1"},
+		"minimum over the cap": {"maxWorkers": "3", "minWorkers": "4"},
+		"minimum not a number": {"minWorkers": "one"},
 		"graviton worker":      {"workerInstanceType": "t4g.small"},
 		"graviton web tier":    {"webInstanceType": "m7gd.large"},
 		"not a boolean":        {"retainData": "yes"},

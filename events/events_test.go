@@ -210,3 +210,12 @@ func FuzzDecodeResult(f *testing.F) {
 		}
 	})
 }
+
+func TestBatchErrorGroupsAlikeFailures(t *testing.T) {
+	whole := errors.New("connection refused")
+	e := &BatchError{Failed: map[int]error{3: whole, 1: whole, 2: errors.New("ReceiptHandleIsInvalid: bad"), 0: whole}}
+	want := "4 of the batch failed: entries [0 1 3]: connection refused; entries [2]: ReceiptHandleIsInvalid: bad"
+	if got := e.Error(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

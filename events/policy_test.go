@@ -35,7 +35,7 @@ func TestDesired(t *testing.T) {
 		{5, 0, 0},
 		{5, -3, 0},
 	} {
-		if got := DesiredWorkers(c.backlog, c.max); got != c.want {
+		if got := DesiredWorkers(c.backlog, 0, c.max); got != c.want {
 			t.Errorf("Desired(%d, %d) = %d, want %d", c.backlog, c.max, got, c.want)
 		}
 	}
@@ -49,8 +49,43 @@ func TestDesiredMatchesProtocolFormula(t *testing.T) {
 		if (b-9)%5 != 0 {
 			want++
 		}
-		if got := DesiredWorkers(b, 1<<30); got != want {
+		if got := DesiredWorkers(b, 0, 1<<30); got != want {
 			t.Fatalf("Desired(%d) = %d, want %d", b, got, want)
+		}
+	}
+}
+
+func TestDesiredFloor(t *testing.T) {
+	for _, c := range []struct{ backlog, floor, max, want int }{
+		// Floor 0 is the protocol's 0 → N → 0.
+		{0, 0, 19, 0},
+		{1, 0, 19, 1},
+		// An always-warm worker.
+		{-1, 1, 19, 1},
+		{0, 1, 19, 1},
+		{1, 1, 19, 1},
+		{9, 1, 19, 1},
+		{10, 1, 19, 2},
+		{100, 1, 19, 19},
+		// The floor only raises the policy's answer.
+		{0, 3, 19, 3},
+		{14, 3, 19, 3},
+		{15, 3, 19, 3},
+		{20, 3, 19, 4},
+		{95, 3, 19, 19},
+		// The cap wins over the floor.
+		{0, 5, 2, 2},
+		{100, 5, 2, 2},
+		{0, 19, 19, 19},
+		{0, 20, 19, 19},
+		{0, 1, 0, 0},
+		{0, 1, -3, 0},
+		// A negative floor is no floor.
+		{0, -1, 19, 0},
+		{10, -1, 19, 2},
+	} {
+		if got := DesiredWorkers(c.backlog, c.floor, c.max); got != c.want {
+			t.Errorf("Desired(%d, floor %d, max %d) = %d, want %d", c.backlog, c.floor, c.max, got, c.want)
 		}
 	}
 }

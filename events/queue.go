@@ -7,6 +7,9 @@ package events
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -42,6 +45,41 @@ type Queue interface {
 	Extend(ctx context.Context, receipt string, d time.Duration) error
 	// Delete removes a received message for good.
 	Delete(ctx context.Context, receipt string) error
+	// SendBatch enqueues each body, in as few round trips as the backend
+	// allows (SQS: MaxBatch a call). Entries succeed or fail on their
+	// own: an error wrapping a *BatchError names the ones that failed,
+	// by index; the others were sent.
+	SendBatch(ctx context.Context, bodies [][]byte) error
+	// DeleteBatch removes each received message, as Delete does, in as
+	// few round trips as the backend allows; failures are reported as
+	// SendBatch's are.
+	DeleteBatch(ctx context.Context, receipts []string) error
 	// Counts reports the approximate visible and in-flight counts.
 	Counts(ctx context.Context) (Counts, error)
+}
+
+// MaxBatch is the most entries one SQS batch call takes
+// (SendMessageBatch, DeleteMessageBatch); larger batches are split.
+const MaxBatch = 10
+
+// BatchError reports the entries of a batch call that failed, by their
+// index in the call. Entries not named succeeded.
+type BatchError struct {
+	Failed map[int]error
+}
+
+func (e *BatchError) Error() string {
+	// A call that failed whole fails each of its entries alike: say so
+	// once, with the entries it took.
+	byMsg := map[string][]int{}
+	for i, err := range e.Failed {
+		byMsg[err.Error()] = append(byMsg[err.Error()], i)
+	}
+	parts := make([]string, 0, len(byMsg))
+	for msg, idx := range byMsg {
+		sort.Ints(idx)
+		parts = append(parts, fmt.Sprintf("entries %v: %s", idx, msg))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d of the batch failed: %s", len(e.Failed), strings.Join(parts, "; "))
 }

@@ -77,7 +77,7 @@ func run(args []string, getenv func(string) string) error {
 	lcfg.Visibility, lcfg.MaxReceives, lcfg.Held = bcfg.Visibility, bcfg.MaxReceives, report.Held
 	w := labeling.New(*lcfg, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
 	report.Ready()
-	log.Info("worker ready", "model", recognizer.Name(), "concurrency", lcfg.Concurrency, "startup", time.Since(start))
+	log.Info("worker ready", "model", recognizer.Name(), "concurrency", w.Concurrency(), "inferences", w.Inferences(), "startup", time.Since(start))
 	if self != nil {
 		// The scaler replaces an instance not marked ready within its boot
 		// deadline. Marking retries for about a minute (a new instance's

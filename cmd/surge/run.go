@@ -27,6 +27,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Host, "host", "", "web tier listen host, empty for all interfaces")
 	fs.IntVar(&cfg.Port, "port", events.WebPort, "web tier port")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", events.DefaultMaxWorkers, "most worker processes at once")
+	fs.IntVar(&cfg.MinWorkers, "min-workers", 0, "worker processes kept running with no backlog")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,

@@ -8,8 +8,10 @@ package aws
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -34,7 +36,7 @@ type Clients struct {
 func LoadClients(ctx context.Context, opts ...func(*config.LoadOptions) error) (*Clients, error) {
 	// On an instance with no region configured, ask its metadata service,
 	// so user data need not carry one.
-	opts = append([]func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}, opts...)
+	opts = append([]func(*config.LoadOptions) error{config.WithEC2IMDSRegion(), config.WithHTTPClient(HTTPClient())}, opts...)
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
@@ -55,6 +57,26 @@ func LoadClients(ctx context.Context, opts ...func(*config.LoadOptions) error) (
 		EC2:    ec2.NewFromConfig(cfg),
 		Dynamo: dynamodb.NewFromConfig(cfg),
 	}, nil
+}
+
+// MaxIdleConnsPerHost is how many connections to one endpoint are kept
+// open between calls. Every SQS, S3 and DynamoDB call is a round trip, and
+// a new connection adds more (TCP, then TLS). A web tier with its
+// dispatcher's receivers and a hundred uploads in flight, or a worker
+// holding twice its cores in requests, each with a visibility extender,
+// makes that many calls to one endpoint at once; the SDK keeps only 10.
+const MaxIdleConnsPerHost = 256
+
+// HTTPClient is the HTTP client all the service clients of a LoadClients
+// share: keep-alives on, and enough idle connections kept for the calls a
+// tier makes at once, so that a burst of calls reuses the connections of
+// the last instead of opening new ones.
+func HTTPClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.DisableKeepAlives = false
+		t.MaxIdleConns = 2 * MaxIdleConnsPerHost
+		t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	})
 }
 
 // Endpoint configures clients for an emulated AWS at url (moto_server, or

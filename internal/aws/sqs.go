@@ -20,7 +20,7 @@ import (
 
 // SQS's own limits.
 const (
-	maxBatch = 10
+	maxBatch = events.MaxBatch
 	maxWait  = 20 * time.Second
 )
 
@@ -124,6 +124,69 @@ func (q *Queue) Delete(ctx context.Context, receipt string) error {
 	_, err := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &receipt})
 	if err != nil {
 		return fmt.Errorf("deleting from %s: %w", q.name, err)
+	}
+	return nil
+}
+
+// SendBatch implements events.Queue with SendMessageBatch, up to
+// events.MaxBatch entries a call. SQS answers 200 even when some entries
+// failed and lists those; a call that fails whole fails each of its
+// entries.
+func (q *Queue) SendBatch(ctx context.Context, bodies [][]byte) error {
+	return q.batch(ctx, "sending to", len(bodies), func(ctx context.Context, from, to int) ([]types.BatchResultErrorEntry, error) {
+		entries := make([]types.SendMessageBatchRequestEntry, 0, to-from)
+		for i := from; i < to; i++ {
+			entries = append(entries, types.SendMessageBatchRequestEntry{Id: sdk.String(strconv.Itoa(i)), MessageBody: sdk.String(string(bodies[i]))})
+		}
+		out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			return nil, err
+		}
+		return out.Failed, nil
+	})
+}
+
+// DeleteBatch implements events.Queue with DeleteMessageBatch, as
+// SendBatch does with SendMessageBatch.
+func (q *Queue) DeleteBatch(ctx context.Context, receipts []string) error {
+	return q.batch(ctx, "deleting from", len(receipts), func(ctx context.Context, from, to int) ([]types.BatchResultErrorEntry, error) {
+		entries := make([]types.DeleteMessageBatchRequestEntry, 0, to-from)
+		for i := from; i < to; i++ {
+			entries = append(entries, types.DeleteMessageBatchRequestEntry{Id: sdk.String(strconv.Itoa(i)), ReceiptHandle: sdk.String(receipts[i])})
+		}
+		out, err := q.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			return nil, err
+		}
+		return out.Failed, nil
+	})
+}
+
+// batch makes call for each run of up to events.MaxBatch of n entries,
+// whose ids are their indexes, and gathers the failures.
+func (q *Queue) batch(ctx context.Context, doing string, n int, call func(ctx context.Context, from, to int) ([]types.BatchResultErrorEntry, error)) error {
+	// SQS answers an empty batch with EmptyBatchRequest.
+	failed := map[int]error{}
+	for from := 0; from < n; from += maxBatch {
+		to := min(from+maxBatch, n)
+		entries, err := call(ctx, from, to)
+		if err != nil {
+			for i := from; i < to; i++ {
+				failed[i] = err
+			}
+			continue
+		}
+		for _, e := range entries {
+			i, err := strconv.Atoi(sdk.ToString(e.Id))
+			if err != nil || i < from || i >= to {
+				// SQS names only the ids it was given.
+				return fmt.Errorf("%s %s: a batch answer names entry %q, not sent", doing, q.name, sdk.ToString(e.Id))
+			}
+			failed[i] = fmt.Errorf("%s: %s", sdk.ToString(e.Code), sdk.ToString(e.Message))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s %s: %w", doing, q.name, &events.BatchError{Failed: failed})
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package aws_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/testenv"
@@ -84,5 +86,48 @@ func TestAbandonedPollReleasesSoon(t *testing.T) {
 	t.Logf("back after %v (receive count %d)", time.Since(start).Round(100*time.Millisecond), msgs[0].ReceiveCount)
 	if waited := time.Since(start); waited > 10*time.Second {
 		t.Fatalf("the message took %v to come back", waited)
+	}
+}
+
+// SQS answers a batch with per-entry results: a bad entry fails alone,
+// named by its index, and the rest of the batch takes effect.
+func TestDeleteBatchReportsFailedEntries(t *testing.T) {
+	ctx := context.Background()
+	q, err := aws.CreateQueue(ctx, moto.Clients(t).SQS, aws.QueueSpec{Name: fmt.Sprintf("partial-%d", serial.Add(1)), Visibility: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SendBatch(ctx, [][]byte{[]byte("a"), []byte("b")}); err != nil {
+		t.Fatal(err)
+	}
+	var receipts []string
+	for deadline := time.Now().Add(10 * time.Second); len(receipts) < 2 && time.Now().Before(deadline); {
+		msgs, err := q.Receive(ctx, 10, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			receipts = append(receipts, m.Receipt)
+		}
+	}
+	if len(receipts) != 2 {
+		t.Fatalf("received %d of 2", len(receipts))
+	}
+	err = q.DeleteBatch(ctx, []string{receipts[0], "not-a-receipt", receipts[1]})
+	var be *events.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[1] == nil || !strings.Contains(be.Failed[1].Error(), "ReceiptHandleIsInvalid") {
+		t.Fatalf("DeleteBatch with a bad receipt at index 1: %v, want entry 1 failed with ReceiptHandleIsInvalid", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, err := q.Counts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == (events.Counts{}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the good entries were not deleted: %+v", c)
+		}
 	}
 }

@@ -190,6 +190,15 @@ func (s *slowQueue) Receive(ctx context.Context, max int, wait time.Duration) (m
 	return msgs, err
 }
 
+// A batch is one round trip, as SendMessageBatch and DeleteMessageBatch are.
+func (s *slowQueue) SendBatch(ctx context.Context, bodies [][]byte) error {
+	return s.rtt.call(ctx, func() error { return s.q.SendBatch(ctx, bodies) })
+}
+
+func (s *slowQueue) DeleteBatch(ctx context.Context, receipts []string) error {
+	return s.rtt.call(ctx, func() error { return s.q.DeleteBatch(ctx, receipts) })
+}
+
 func (s *slowQueue) Extend(ctx context.Context, receipt string, d time.Duration) error {
 	return s.rtt.call(ctx, func() error { return s.q.Extend(ctx, receipt, d) })
 }

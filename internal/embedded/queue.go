@@ -173,6 +173,71 @@ func (q *Queue) Send(ctx context.Context, body []byte) error {
 	return nil
 }
 
+// SendBatch implements events.Queue in one transaction: every body is
+// sent, or none is and each is reported failed.
+func (q *Queue) SendBatch(ctx context.Context, bodies [][]byte) error {
+	if len(bodies) == 0 {
+		return nil
+	}
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		for _, body := range bodies {
+			if err := q.q.SendTx(ctx, tx, goqite.Message{Body: body}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sending to %s: %w", q.name, failAll(len(bodies), err))
+	}
+	q.watch.ring()
+	return nil
+}
+
+// DeleteBatch implements events.Queue in one transaction, as SendBatch.
+func (q *Queue) DeleteBatch(ctx context.Context, receipts []string) error {
+	if len(receipts) == 0 {
+		return nil
+	}
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range receipts {
+			if err := q.q.DeleteTx(ctx, tx, goqite.ID(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return q.wrap("deleting from", failAll(len(receipts), err))
+	}
+	return nil
+}
+
+func (q *Queue) inTx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// failAll reports every entry of a batch of n failed with err, as a
+// transaction that did not commit leaves them.
+func failAll(n int, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	failed := make(map[int]error, n)
+	for i := range n {
+		failed[i] = err
+	}
+	return &events.BatchError{Failed: failed}
+}
+
 // Receive implements events.Queue.
 func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error) {
 	if max < 1 {

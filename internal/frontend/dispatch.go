@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -51,33 +52,61 @@ func (w *waiters) len() int {
 	return len(w.m)
 }
 
-// dispatch drains the response queue until ctx ends: every result is
-// recorded for GET /results/{id}, handed to its waiting upload if there is
-// one, and deleted.
+// dispatch drains the response queue until ctx ends, with
+// Config.Receivers long polls side by side: every result is recorded for
+// GET /results/{id}, handed to its waiting upload if there is one, and
+// deleted.
 func (s *Server) dispatch(ctx context.Context) {
+	var receivers sync.WaitGroup
+	for range s.cfg.Receivers {
+		receivers.Go(func() { s.receive(ctx) })
+	}
+	receivers.Wait()
+}
+
+func (s *Server) receive(ctx context.Context) {
 	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
-		msgs, err := s.Responses.Receive(ctx, 10, 20*time.Second)
+		msgs, err := s.Responses.Receive(ctx, events.MaxBatch, 20*time.Second)
 		s.route(context.WithoutCancel(ctx), msgs)
 		backoff.After(ctx, err, s.log, "receiving results")
 	}
 }
 
-// route records and delivers received results, then deletes them.
+// route records and delivers received results, then deletes them in one
+// batch: the answers reach their uploads before the round trip that
+// deletes them.
 func (s *Server) route(ctx context.Context, msgs []events.Message) {
-	for _, m := range msgs {
+	if len(msgs) == 0 {
+		return
+	}
+	ids := make([]string, len(msgs))
+	receipts := make([]string, len(msgs))
+	for i, m := range msgs {
+		receipts[i] = m.Receipt
 		res, err := events.DecodeResult(m.Body)
 		if err != nil {
 			// Nobody can be answered with it; keeping it would only block
 			// the queue.
 			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
-		} else {
-			s.cache.learn(ctx, res)
-			s.record(res)
+			continue
 		}
-		if err := s.Responses.Delete(ctx, m.Receipt); err != nil {
-			s.log.Error("deleting result", "id", res.ID, "err", err)
+		ids[i] = res.ID
+		s.cache.learn(ctx, res)
+		s.record(res)
+	}
+	err := s.Responses.DeleteBatch(ctx, receipts)
+	var failed *events.BatchError
+	if !errors.As(err, &failed) {
+		if err != nil {
+			s.log.Error("deleting results", "ids", ids, "err", err)
 		}
+		return
+	}
+	// A result left behind comes back and is routed again, which the
+	// first answer already settled: noise, not harm.
+	for i, err := range failed.Failed {
+		s.log.Error("deleting result", "id", ids[i], "err", err)
 	}
 }
 

@@ -63,7 +63,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		st.DeadLetters = queueStatus(ctx, s.DeadLetters.Counts)
 	}
 	st.Fleet.Max = s.cfg.MaxWorkers
-	st.Fleet.Desired = events.DesiredWorkers(st.RequestQueue.Backlog(), s.cfg.MaxWorkers)
+	st.Fleet.Desired = events.DesiredWorkers(st.RequestQueue.Backlog(), s.cfg.MinWorkers, s.cfg.MaxWorkers)
 	st.Fleet.Instances = []events.Instance{}
 	if instances, err := s.Fleet.List(ctx); err != nil {
 		st.Fleet.Error = err.Error()

@@ -1,8 +1,13 @@
-// Package apptier is the worker: it takes recognition requests off the
+// Package labeling is the worker: it takes recognition requests off the
 // request queue, labels the stored image, records the label in the output
 // bucket, answers on the response queue and only then deletes the request.
 // A failure that retrying could fix leaves the request for redelivery; one
 // that it could not (an undecodable image) is answered with an error.
+//
+// A worker holds more requests than it has cores, so that while some are
+// being recognised others are downloading, uploading or waiting on the
+// queues, whose round trips on AWS take milliseconds each; decoding and
+// inference, which use a core each, are held to Config.Inferences at once.
 package labeling
 
 import (
@@ -13,6 +18,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -24,7 +30,7 @@ import (
 type Requests interface {
 	Receive(ctx context.Context, max int, wait time.Duration) ([]events.Message, error)
 	Extend(ctx context.Context, receipt string, d time.Duration) error
-	Delete(ctx context.Context, receipt string) error
+	DeleteBatch(ctx context.Context, receipts []string) error
 }
 
 // Responses is the response queue.
@@ -57,8 +63,16 @@ type Recognizer interface {
 
 // Config tunes a worker. Zero values take the defaults in brackets.
 type Config struct {
-	Name        string        // instance name reported in results
-	Concurrency int           // messages held and processed at once [1]
+	Name string // instance name reported in results
+	// Inferences is how many images are decoded and recognised at once,
+	// each on a core [runtime.GOMAXPROCS: the instance's cores, or as many
+	// as the process is given, as a local fleet's workers sharing one
+	// machine are given one].
+	Inferences int
+	// Concurrency is how many messages are held at once: fetched,
+	// waiting for an inference, or being answered [2 × Inferences]. Each
+	// holds at most its upload (events.MaxUpload) outside an inference.
+	Concurrency int
 	Visibility  time.Duration // the request queue's visibility timeout [30s]
 	Wait        time.Duration // long-poll wait [20s]
 	MaxReceives int           // deliveries before the queue dead-letters a request [5]
@@ -75,8 +89,11 @@ type Config struct {
 var ErrIdle = errors.New("worker idle")
 
 func (c *Config) defaults() {
+	if c.Inferences < 1 {
+		c.Inferences = runtime.GOMAXPROCS(0)
+	}
 	if c.Concurrency < 1 {
-		c.Concurrency = 1
+		c.Concurrency = 2 * c.Inferences
 	}
 	if c.Visibility <= 0 {
 		c.Visibility = events.RequestVisibility
@@ -103,6 +120,8 @@ type Worker struct {
 	tableOK    *events.TableHealth
 	recognizer Recognizer
 	log        *slog.Logger
+	// inference is a token per image being decoded or recognised.
+	inference chan struct{}
 
 	mu        sync.Mutex
 	held      int
@@ -114,8 +133,15 @@ type Worker struct {
 func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outputs Outputs, table Table, r Recognizer, log *slog.Logger) *Worker {
 	cfg.defaults()
 	return &Worker{cfg: cfg, requests: requests, responses: responses, inputs: inputs, outputs: outputs, table: table,
-		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now()}
+		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now(),
+		inference: make(chan struct{}, cfg.Inferences)}
 }
+
+// Concurrency is how many requests the worker holds at once.
+func (w *Worker) Concurrency() int { return w.cfg.Concurrency }
+
+// Inferences is how many images it decodes and recognises at once.
+func (w *Worker) Inferences() int { return w.cfg.Inferences }
 
 // Run receives and processes requests until ctx is cancelled, then
 // finishes the requests it holds and returns. Receive errors are retried
@@ -125,8 +151,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// them would only delay their answers by a visibility timeout.
 	work := context.WithoutCancel(ctx)
 	slots := make(chan struct{}, w.cfg.Concurrency)
+	deletes := newDeleter(w.requests)
+	deleted := make(chan struct{})
+	go func() { deletes.run(work); close(deleted) }()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { wg.Wait(); deletes.close(); <-deleted }()
 	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		// Wait for a free slot, then ask for as many messages as are free.
@@ -157,7 +186,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			wg.Go(func() {
 				defer func() { <-slots }()
 				defer w.adjustHeld(-1)
-				w.handle(work, m)
+				w.handle(work, m, deletes)
 			})
 		}
 		backoff.After(ctx, err, w.log, "receiving requests")
@@ -170,8 +199,13 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) pollWait() (time.Duration, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cfg.IdleExit <= 0 || w.held > 0 {
+	if w.cfg.IdleExit <= 0 {
 		return w.cfg.Wait, false
+	}
+	if w.held > 0 {
+		// What is held may finish during this poll; a shorter poll lets
+		// the idle clock be read again within IdleExit of that.
+		return min(w.cfg.Wait, w.cfg.IdleExit), false
 	}
 	left := w.cfg.IdleExit - time.Since(w.idleSince)
 	return min(w.cfg.Wait, left), left <= 0
@@ -205,7 +239,7 @@ func transient(err error) *failure {
 	return &failure{code: events.ErrFailed, err: err}
 }
 
-func (w *Worker) handle(ctx context.Context, m events.Message) {
+func (w *Worker) handle(ctx context.Context, m events.Message, deletes *deleter) {
 	start := time.Now()
 	req, err := events.DecodeRequest(m.Body)
 	if err != nil {
@@ -239,7 +273,7 @@ func (w *Worker) handle(ctx context.Context, m events.Message) {
 		w.retryLater(ctx, m, req, log, f)
 		return
 	}
-	if err := w.requests.Delete(ctx, m.Receipt); err != nil {
+	if err := deletes.delete(m.Receipt); err != nil {
 		// The request comes back and is answered again with the same
 		// label: wasteful, not wrong.
 		log.Error("deleting answered request", "err", err)
@@ -265,16 +299,9 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != req.SHA256 {
 		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s was replaced by a different upload", req.Key))
 	}
-	img, err := vision.Decode(data, w.cfg.MaxPixels)
-	switch {
-	case errors.Is(err, vision.ErrTooLarge):
-		return res, permanent(events.ErrImageTooLarge, err)
-	case err != nil:
-		return res, permanent(events.ErrUndecodable, err)
-	}
-	label, score, err := w.recognizer.Recognize(img)
-	if err != nil {
-		return res, transient(fmt.Errorf("recognising: %w", err))
+	label, score, f := w.recognize(data)
+	if f != nil {
+		return res, f
 	}
 	res.Label, res.Score = label, score
 	if err := w.outputs.Put(ctx, events.ObjectKey(req.Stem), []byte(label)); err != nil {
@@ -282,6 +309,26 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 	}
 	res.Unrecorded = w.record(ctx, req, res)
 	return res, nil
+}
+
+// recognize decodes and labels an image holding an inference token, so
+// that no more images are decoded at once than there are tokens: a
+// decoded image can take far more memory than its upload.
+func (w *Worker) recognize(data []byte) (label string, score float64, f *failure) {
+	w.inference <- struct{}{}
+	defer func() { <-w.inference }()
+	img, err := vision.Decode(data, w.cfg.MaxPixels)
+	switch {
+	case errors.Is(err, vision.ErrTooLarge):
+		return "", 0, permanent(events.ErrImageTooLarge, err)
+	case err != nil:
+		return "", 0, permanent(events.ErrUndecodable, err)
+	}
+	label, score, err = w.recognizer.Recognize(img)
+	if err != nil {
+		return "", 0, transient(fmt.Errorf("recognising: %w", err))
+	}
+	return label, score, nil
 }
 
 // record puts the answer in the results table. The table is a cache of

@@ -28,8 +28,8 @@ type Config struct {
 	Backend backend.Config // local backend; DataDir holds everything
 	Host    string         // web tier listen host, empty for all interfaces
 	Port    int            // web tier port; 0 picks a free one
-	// MaxWorkers caps the fleet.
-	MaxWorkers int
+	// MaxWorkers caps the fleet; MinWorkers [0] are kept with no backlog.
+	MaxWorkers, MinWorkers int
 	// Tick and ScaleInDelay tune the scaler (see scaler.Config).
 	Tick, ScaleInDelay time.Duration
 	// LaunchDelay is how long a launched worker boots, as an instance
@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		return nil, err
 	}
 	s := &System{Backends: b, webLog: filepath.Join(logs, "webtier.log"), drain: cfg.DrainTimeout, lock: cfg.Lock}
-	webArgs := append(append([]string{}, common...), "-max-workers", strconv.Itoa(cfg.MaxWorkers), "-drain-timeout", cfg.DrainTimeout.String())
+	webArgs := append(append([]string{}, common...), "-max-workers", strconv.Itoa(cfg.MaxWorkers), "-min-workers", strconv.Itoa(cfg.MinWorkers), "-drain-timeout", cfg.DrainTimeout.String())
 	s.web, err = StartWebTier(ctx, cfg.Bin, append(webArgs, cfg.WebArgs...), nil, cfg.Host, cfg.Port, s.webLog)
 	if err != nil {
 		b.Close()
@@ -141,8 +141,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		LogDir:  logs,
 		Command: append(append([]string{filepath.Join(cfg.Bin, "worker")}, common...), cfg.WorkerArgs...),
 		// Up to MaxWorkers processes share this machine's few cores, each
-		// running one inference at a time; a Go scheduler per process
-		// sized for every core only adds thread wake-ups.
+		// running one inference at a time (a worker's default inferences
+		// follow GOMAXPROCS); a Go scheduler per process sized for every
+		// core only adds thread wake-ups.
 		Env:         []string{"GOMAXPROCS=1"},
 		LaunchDelay: cfg.LaunchDelay,
 	}, log)
@@ -153,7 +154,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	s.Fleet = fl
 	s.scaler = func() *scaler.Scaler {
-		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, ScaleInDelay: cfg.ScaleInDelay}, b.Requests, fl, log)
+		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, Min: cfg.MinWorkers, ScaleInDelay: cfg.ScaleInDelay}, b.Requests, fl, log)
 	}
 	s.tick, s.changed = cfg.Tick, b.Changed
 	s.startScaler(ctx)

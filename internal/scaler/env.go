@@ -72,8 +72,9 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	fs.StringVar(&s.lambda.Fleet, "fleet", "", "the fleet's tag value")
 	subnets := fs.String("subnets", "", "comma-separated subnets to launch into")
 	fs.IntVar(&s.scaler.Max, "max-workers", events.DefaultMaxWorkers, "the fleet cap")
+	fs.IntVar(&s.scaler.Min, "min-workers", 0, "workers kept running with no backlog")
 	fs.DurationVar(&s.lambda.Tick, "tick", 5*time.Second, "how often one invocation sizes the fleet")
-	fs.DurationVar(&s.lambda.Window, "window", 55*time.Second, "how long one invocation runs")
+	fs.DurationVar(&s.lambda.Window, "window", DefaultWindow, "how long one invocation reconciles from its scheduled time (the schedule's period)")
 	fs.DurationVar(&s.scaler.ScaleInDelay, "scale-in-delay", 2*time.Second, "how long the backlog must call for fewer workers before any are drained")
 	fs.DurationVar(&s.scaler.BootDeadline, "boot-deadline", 5*time.Minute, "replace an instance not ready this long after launch (0: never)")
 	fs.DurationVar(&s.scaler.CapacityBackoff, "capacity-backoff", 30*time.Second, "first wait after a capacity error")
@@ -94,6 +95,9 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	}
 	if s.scaler.Max < 1 {
 		errs = append(errs, fmt.Errorf("SURGE_MAX_WORKERS=%d: the cap must be at least 1", s.scaler.Max))
+	}
+	if s.scaler.Min < 0 || s.scaler.Min > s.scaler.Max {
+		errs = append(errs, fmt.Errorf("SURGE_MIN_WORKERS=%d: must be between 0 and the cap, %d", s.scaler.Min, s.scaler.Max))
 	}
 	if *subnets != "" {
 		s.subnets = strings.Split(*subnets, ",")

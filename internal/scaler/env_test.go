@@ -36,19 +36,19 @@ func TestSettingsFromEnvironment(t *testing.T) {
 		queueURL: requiredEnv["SURGE_REQUEST_QUEUE_URL"], template: "surge-worker",
 		scaler: Config{Max: events.DefaultMaxWorkers, ScaleInDelay: 2 * time.Second, BootDeadline: 5 * time.Minute,
 			CapacityBackoff: 30 * time.Second, CapacityBackoffMax: 5 * time.Minute},
-		lambda: LambdaConfig{Tick: 5 * time.Second, Window: 55 * time.Second, Fleet: "surge"},
+		lambda: LambdaConfig{Tick: 5 * time.Second, Window: DefaultWindow, Fleet: "surge"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
 
-	env := with(with(with(with(requiredEnv, "SURGE_MAX_WORKERS", "15"), "SURGE_SUBNETS", "subnet-a,subnet-b"),
-		"SURGE_TICK", "2s"), "SURGE_BOOT_DEADLINE", "0")
+	env := with(with(with(with(with(requiredEnv, "SURGE_MAX_WORKERS", "15"), "SURGE_SUBNETS", "subnet-a,subnet-b"),
+		"SURGE_TICK", "2s"), "SURGE_BOOT_DEADLINE", "0"), "SURGE_MIN_WORKERS", "1")
 	got, err = settingsFrom(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.scaler.Max != 15 || !reflect.DeepEqual(got.subnets, []string{"subnet-a", "subnet-b"}) ||
+	if got.scaler.Max != 15 || got.scaler.Min != 1 || !reflect.DeepEqual(got.subnets, []string{"subnet-a", "subnet-b"}) ||
 		got.lambda.Tick != 2*time.Second || got.scaler.BootDeadline != 0 {
 		t.Errorf("set: %+v", got)
 	}
@@ -63,6 +63,9 @@ func TestFromEnvRefusesMalformedSettings(t *testing.T) {
 	}{
 		{"SURGE_MAX_WORKERS", "many", `SURGE_MAX_WORKERS="many"`},
 		{"SURGE_MAX_WORKERS", "0", "SURGE_MAX_WORKERS=0"},
+		{"SURGE_MIN_WORKERS", "-1", "SURGE_MIN_WORKERS=-1"},
+		{"SURGE_MIN_WORKERS", "20", "SURGE_MIN_WORKERS=20"},
+		{"SURGE_MIN_WORKERS", "one", `SURGE_MIN_WORKERS="one"`},
 		{"SURGE_TICK", "often", `SURGE_TICK="often"`},
 		{"SURGE_WINDOW", "55", `SURGE_WINDOW="55"`},
 		{"SURGE_BOOT_DEADLINE", "5 minutes", `SURGE_BOOT_DEADLINE="5 minutes"`},

@@ -1,7 +1,7 @@
 // Scheduled scaler on AWS Lambda. EventBridge
 // invokes it once a minute; each invocation reconciles the fleet every few
-// seconds for most of that minute, so the fleet reacts in seconds, and
-// stops before the next invocation begins.
+// seconds for the whole of that minute, so the fleet reacts in seconds,
+// and makes its last decision one tick before the next minute's first.
 
 package scaler
 
@@ -23,7 +23,7 @@ import (
 // brackets.
 type LambdaConfig struct {
 	Tick   time.Duration // between reconciles [5s]
-	Window time.Duration // how long one invocation reconciles [55s]; keep it below the schedule's period
+	Window time.Duration // how long one invocation reconciles from its scheduled time [60s]: the schedule's period, so windows abut
 	Margin time.Duration // stop this long before the Lambda deadline [3s]
 	Fleet  string        // names the fleet in metrics
 }
@@ -33,12 +33,18 @@ func (c *LambdaConfig) defaults() {
 		c.Tick = 5 * time.Second
 	}
 	if c.Window <= 0 {
-		c.Window = 55 * time.Second
+		c.Window = DefaultWindow
 	}
 	if c.Margin <= 0 {
 		c.Margin = 3 * time.Second
 	}
 }
+
+// DefaultWindow is the schedule's period. Ticks fall strictly inside a
+// window, so one minute's last decision comes a tick before the next
+// minute's first: no gap in decisions, and no two minutes deciding at
+// once under different launch scopes (whose client tokens differ).
+const DefaultWindow = time.Minute
 
 // Reconciler makes one scaling decision; *Scaler is one.
 type Reconciler interface {
@@ -84,17 +90,9 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
 	}
 	ctx = aws.WithLaunchScope(ctx, LaunchScope(ev))
-	now := h.now()
-	start := ev.Time
-	end := start.Add(h.cfg.Window)
-	if start.IsZero() || now.Sub(start) > h.cfg.Window || start.After(now.Add(h.cfg.Window)) {
-		start, end = now, now
-	}
-	if dl, ok := ctx.Deadline(); ok && dl.Add(-h.cfg.Margin).Before(end) {
-		end = dl.Add(-h.cfg.Margin)
-	}
+	deadline, _ := ctx.Deadline()
 	h.tick(ctx, &sum)
-	for next := start.Add(h.cfg.Tick); next.Before(end); next = next.Add(h.cfg.Tick) {
+	for _, next := range h.cfg.ticks(ev.Time, h.now(), deadline) {
 		wait := next.Sub(h.now())
 		if wait < 0 {
 			continue // passed while an earlier reconcile ran
@@ -107,6 +105,26 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 		h.tick(ctx, &sum)
 	}
 	return sum, summarise(sum)
+}
+
+// ticks are the moments after the first reconcile at which an invocation
+// for the event scheduled at scheduled, starting at now, reconciles again:
+// the scheduled time plus each multiple of Tick, strictly before the
+// window's end and Margin before the deadline (zero: none). An event
+// outside the window (a late retry, a clock far off) gets none.
+func (c LambdaConfig) ticks(scheduled, now, deadline time.Time) []time.Time {
+	end := scheduled.Add(c.Window)
+	if scheduled.IsZero() || now.Sub(scheduled) > c.Window || scheduled.After(now.Add(c.Window)) {
+		return nil
+	}
+	if !deadline.IsZero() && deadline.Add(-c.Margin).Before(end) {
+		end = deadline.Add(-c.Margin)
+	}
+	var out []time.Time
+	for next := scheduled.Add(c.Tick); next.Before(end); next = next.Add(c.Tick) {
+		out = append(out, next)
+	}
+	return out
 }
 
 // LaunchScope is the launch scope of the decisions made for a scheduled

@@ -40,6 +40,7 @@ type Fleet interface {
 // Config tunes a scaler.
 type Config struct {
 	Max    int    // fleet cap [events.DefaultMax]
+	Min    int    // workers kept even with no backlog [0]; the cap wins
 	Prefix string // instance names [events.DefaultPrefix]
 	// ScaleInDelay is how long the backlog must call for fewer workers
 	// before any are drained, so a momentarily empty queue between two
@@ -164,7 +165,7 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 		}
 	}
 	now := s.now()
-	d := Plan(s.cfg, now, counts.Backlog(), s.stabilised(now, events.DesiredWorkers(counts.Backlog(), s.cfg.Max)), instances)
+	d := Plan(s.cfg, now, counts.Backlog(), s.stabilised(now, events.DesiredWorkers(counts.Backlog(), s.cfg.Min, s.cfg.Max)), instances)
 	s.logReplaced(now, d, instances)
 	backingOff := s.episode != nil && now.Before(s.episode.retryAt)
 	if backingOff {
@@ -296,7 +297,7 @@ func (s *Scaler) stabilised(now time.Time, desired int) int {
 // worker takes no work before it is ready, and counted as draining from
 // then on, so a new name launches in its place as soon as the cap allows.
 func Plan(cfg Config, now time.Time, backlog, scaleInFloor int, instances []events.Instance) Decision {
-	desired := events.DesiredWorkers(backlog, cfg.Max)
+	desired := events.DesiredWorkers(backlog, cfg.Min, cfg.Max)
 	d := Decision{Backlog: backlog, Desired: desired}
 	used := map[int]bool{}
 	var active []events.Instance

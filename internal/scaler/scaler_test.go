@@ -43,6 +43,7 @@ func span(from, to int) []int {
 func TestPlan(t *testing.T) {
 	cfg := Config{Max: 19, Prefix: events.DefaultPrefix}
 	deadline := Config{Max: 19, Prefix: events.DefaultPrefix, BootDeadline: 5 * time.Minute}
+	warm := Config{Max: 19, Min: 2, Prefix: events.DefaultPrefix}
 	run := func(n int) events.Instance { return inst(n, events.Running, true) }
 	busy := func(n int) events.Instance { return inst(n, events.Running, false) }
 	for _, c := range []struct {
@@ -70,6 +71,10 @@ func TestPlan(t *testing.T) {
 		{name: "busy workers are never drained", backlog: 0, fleet: []events.Instance{run(1), busy(2), run(3)}, terminate: names(3, 1)},
 		{name: "pending workers are not drained", backlog: 0, fleet: []events.Instance{inst(1, events.Pending, false)}},
 		{name: "the floor holds workers back", backlog: 0, floor: 2, fleet: []events.Instance{run(1), run(2), run(3)}, terminate: names(3)},
+		{name: "minWorkers launches with no backlog", cfg: warm, backlog: 0, launch: names(1, 2)},
+		{name: "minWorkers tops up the fleet", cfg: warm, backlog: 0, fleet: []events.Instance{run(1)}, launch: names(2)},
+		{name: "minWorkers keeps idle workers", cfg: warm, backlog: 0, fleet: fleetOf(run, 1, 4), terminate: names(4, 3)},
+		{name: "minWorkers below the backlog's need changes nothing", cfg: warm, backlog: 20, fleet: []events.Instance{busy(1)}, launch: names(2, 3, 4)},
 		{name: "shrinking backlog drains the highest", backlog: 12, fleet: fleetOf(run, 1, 5), terminate: names(5, 4, 3)},
 		{name: "a lowered cap drains down to it", cfg: Config{Max: 2, Prefix: events.DefaultPrefix}, backlog: 100, fleet: fleetOf(run, 1, 4), terminate: names(4, 3)},
 		{name: "foreign names are ignored for numbering", backlog: 10, fleet: []events.Instance{{Name: "web-instance", State: events.Running}}, launch: names(1)},

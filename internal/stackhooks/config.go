@@ -19,8 +19,9 @@ type Config struct {
 	Margin         time.Duration // answer this long before the invocation's deadline [10s]
 }
 
-// DefaultScalerWindow is the scaler's 55 s reconcile window plus a margin
-// for a reconcile that started just before its end.
+// DefaultScalerWindow is the scaler Lambda's timeout (its 60 s reconcile
+// window plus a margin for a reconcile that started just before its end):
+// no invocation runs longer.
 const DefaultScalerWindow = 70 * time.Second
 
 // maxRun bounds a Delete called without a deadline (the emulator may) at

@@ -38,6 +38,8 @@ func QueueContract(t *testing.T, open func(t *testing.T) QueueSetup) {
 		{"LongPollEndsEmpty", longPollEmpty},
 		{"CancelStopsWaiting", cancel},
 		{"Batch", batch},
+		{"SendBatchDeleteBatch", sendDeleteBatch},
+		{"EmptyBatches", emptyBatches},
 		{"DeadLetterAfterMaxReceives", deadLetter},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -222,6 +224,51 @@ func batch(t *testing.T, s QueueSetup) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("received %v, want %v", got, want)
 	}
+}
+
+// More than two SQS batches' worth go out in SendBatch, each exactly once,
+// and one DeleteBatch removes them all.
+func sendDeleteBatch(t *testing.T, s QueueSetup) {
+	var want []string
+	var bodies [][]byte
+	for i := range 2*events.MaxBatch + 3 {
+		want = append(want, fmt.Sprintf("m%02d", i))
+		bodies = append(bodies, []byte(want[i]))
+	}
+	if err := s.Queue.SendBatch(ctx(t), bodies); err != nil {
+		t.Fatalf("SendBatch: %v", err)
+	}
+	eventuallyCounts(t, s.Queue, events.Counts{Visible: len(want)})
+	var got, receipts []string
+	for deadline := time.Now().Add(20 * time.Second); len(got) < len(want) && time.Now().Before(deadline); {
+		for _, m := range receive(t, s.Queue, events.MaxBatch, time.Second) {
+			got = append(got, string(m.Body))
+			receipts = append(receipts, m.Receipt)
+		}
+	}
+	sort.Strings(got)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received %v, want %v", got, want)
+	}
+	if err := s.Queue.DeleteBatch(ctx(t), receipts); err != nil {
+		t.Fatalf("DeleteBatch: %v", err)
+	}
+	eventuallyCounts(t, s.Queue, events.Counts{})
+	if msgs := receive(t, s.Queue, events.MaxBatch, 0); len(msgs) != 0 {
+		t.Fatalf("batch-deleted messages received again: %+v", msgs)
+	}
+}
+
+// SQS refuses an empty batch (EmptyBatchRequest); callers with nothing
+// to send or delete need not check.
+func emptyBatches(t *testing.T, s QueueSetup) {
+	if err := s.Queue.SendBatch(ctx(t), nil); err != nil {
+		t.Errorf("SendBatch(nil): %v", err)
+	}
+	if err := s.Queue.DeleteBatch(ctx(t), []string{}); err != nil {
+		t.Errorf("DeleteBatch(none): %v", err)
+	}
+	eventuallyCounts(t, s.Queue, events.Counts{})
 }
 
 func deadLetter(t *testing.T, s QueueSetup) {
