@@ -43,7 +43,7 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 	timeScale := fs.Float64("time-scale", 1, "multiplies the launch delay (not the per-call latency), to get the table sooner")
 	ratioWorkers := fs.Int("ratio-workers", runtime.GOMAXPROCS(0), "fleet of the with/without latency runs: one worker per core, as one instance each has its own")
 	ratioRequests := fs.Int("ratio-requests", 300, "requests of each with/without latency run")
-	workerConcurrency := fs.Int("worker-concurrency", 1, "requests each worker processes at once")
+	workerConcurrency := fs.Int("worker-concurrency", 0, "requests each worker holds at once; 0: the worker's default")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err

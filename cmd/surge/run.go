@@ -32,7 +32,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids")
-	concurrency := fs.Int("concurrency", 1, "requests each worker processes at once")
+	concurrency := fs.Int("concurrency", 0, "requests each worker holds at once; 0: the worker's default, twice its inferences")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -111,5 +111,9 @@ func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (arg
 	}
 	model = classifier.Name()
 	classifier.Close()
-	return append(wcfg.Args(), "-concurrency", strconv.Itoa(concurrency)), model, nil
+	args = wcfg.Args()
+	if concurrency > 0 {
+		args = append(args, "-concurrency", strconv.Itoa(concurrency))
+	}
+	return args, model, nil
 }

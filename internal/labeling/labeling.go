@@ -70,9 +70,16 @@ type Config struct {
 	// machine are given one].
 	Inferences int
 	// Concurrency is how many messages are held at once: fetched,
-	// waiting for an inference, or being answered [2 × Inferences]. Each
-	// holds at most its upload (events.MaxUpload) outside an inference.
+	// waiting for an inference, or being answered [HeldPerInference ×
+	// Inferences]. On AWS a request costs ~100 ms of calls (fetch, output,
+	// table, answer, delete) against a few ms of inference, so a core
+	// stays busy only if many are in their round trips at once.
 	Concurrency int
+	// FetchAhead is how many held messages may have their upload in
+	// memory, fetched and waiting for an inference [FetchPerInference ×
+	// Inferences]: the rest are in round trips that hold no image, so
+	// memory follows this, not Concurrency.
+	FetchAhead  int
 	Visibility  time.Duration // the request queue's visibility timeout [30s]
 	Wait        time.Duration // long-poll wait [20s]
 	MaxReceives int           // deliveries before the queue dead-letters a request [5]
@@ -85,6 +92,14 @@ type Config struct {
 	IdleExit time.Duration
 }
 
+// The defaults per inference: enough held requests to hide AWS's round
+// trips behind inference (make bench-cloud measures it), and enough
+// fetched ahead to keep the cores fed.
+const (
+	HeldPerInference  = 32
+	FetchPerInference = 4
+)
+
 // ErrIdle ends a Run that had no work for Config.IdleExit.
 var ErrIdle = errors.New("worker idle")
 
@@ -93,7 +108,10 @@ func (c *Config) defaults() {
 		c.Inferences = runtime.GOMAXPROCS(0)
 	}
 	if c.Concurrency < 1 {
-		c.Concurrency = 2 * c.Inferences
+		c.Concurrency = HeldPerInference * c.Inferences
+	}
+	if c.FetchAhead < 1 {
+		c.FetchAhead = min(FetchPerInference*c.Inferences, c.Concurrency)
 	}
 	if c.Visibility <= 0 {
 		c.Visibility = events.RequestVisibility
@@ -122,6 +140,8 @@ type Worker struct {
 	log        *slog.Logger
 	// inference is a token per image being decoded or recognised.
 	inference chan struct{}
+	// fetched is a token per upload held in memory before its inference.
+	fetched chan struct{}
 
 	mu        sync.Mutex
 	held      int
@@ -134,7 +154,7 @@ func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outp
 	cfg.defaults()
 	return &Worker{cfg: cfg, requests: requests, responses: responses, inputs: inputs, outputs: outputs, table: table,
 		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now(),
-		inference: make(chan struct{}, cfg.Inferences)}
+		inference: make(chan struct{}, cfg.Inferences), fetched: make(chan struct{}, cfg.FetchAhead)}
 }
 
 // Concurrency is how many requests the worker holds at once.
@@ -289,6 +309,19 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 			f = permanent(events.ErrFailed, fmt.Errorf("internal error: %v", p))
 		}
 	}()
+	select {
+	case w.fetched <- struct{}{}:
+	case <-ctx.Done():
+		return res, transient(fmt.Errorf("waiting to fetch the input: %w", ctx.Err()))
+	}
+	fetchedHeld := true
+	releaseFetched := func() {
+		if fetchedHeld {
+			fetchedHeld = false
+			<-w.fetched
+		}
+	}
+	defer releaseFetched()
 	data, err := w.inputs.Get(ctx, req.Key)
 	if errors.Is(err, events.ErrNoObject) {
 		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s is missing", req.Key))
@@ -300,6 +333,8 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s was replaced by a different upload", req.Key))
 	}
 	label, score, f := w.recognize(data)
+	data = nil
+	releaseFetched()
 	if f != nil {
 		return res, f
 	}

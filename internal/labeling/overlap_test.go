@@ -158,18 +158,19 @@ func TestHoldsMoreThanItRecognises(t *testing.T) {
 }
 
 // By default the cores the process may use (GOMAXPROCS: on an instance,
-// its cores) set the inferences, and twice as many requests are held.
+// its cores) set the inferences; HeldPerInference requests are held per
+// inference, FetchPerInference of them with their upload in memory.
 func TestDefaultsFromCores(t *testing.T) {
 	for _, procs := range []int{1, 3} {
 		was := runtime.GOMAXPROCS(procs)
 		w := labeling.New(labeling.Config{}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
 		runtime.GOMAXPROCS(was)
-		if w.Inferences() != procs || w.Concurrency() != 2*procs {
+		if w.Inferences() != procs || w.Concurrency() != labeling.HeldPerInference*procs {
 			t.Errorf("GOMAXPROCS %d: inferences %d, concurrency %d", procs, w.Inferences(), w.Concurrency())
 		}
 	}
 	w := labeling.New(labeling.Config{Inferences: 3}, nil, nil, nil, nil, nil, testenv.FakeRecognizer{}, slog.New(slog.DiscardHandler))
-	if w.Inferences() != 3 || w.Concurrency() != 6 {
+	if w.Inferences() != 3 || w.Concurrency() != 3*labeling.HeldPerInference {
 		t.Errorf("inferences 3: concurrency %d", w.Concurrency())
 	}
 }
