@@ -178,10 +178,11 @@ func ending(in types.Instance) bool {
 	return false
 }
 
-// pooled reports whether in waits stopped in the warm pool.
+// pooled reports whether in belongs to the warm pool rather than the
+// fleet: stopped in it, or booting to join it (MaintainPool).
 func pooled(in types.Instance) bool {
-	_, member := tagOf(in, TagPool)
-	return member && in.State != nil && in.State.Name == types.InstanceStateNameStopped
+	v, member := tagOf(in, TagPool)
+	return member && (v == poolWarming || in.State != nil && in.State.Name == types.InstanceStateNameStopped)
 }
 
 // List implements the scaler's and the web tier's view of the fleet.
@@ -189,7 +190,8 @@ func pooled(in types.Instance) bool {
 // scaler works that out from the queue. Ready means the worker has tagged
 // its instance (MarkReady). Stopped pool members are not in it (see
 // Pool): they run nothing until Launch starts them, so they neither count
-// toward the fleet nor hold a name.
+// toward the fleet nor hold a name; nor are members still booting to join
+// the pool (MaintainPool).
 func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 	all, err := f.describe(ctx, liveStates()...)
 	if err != nil {
@@ -265,7 +267,7 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 }
 
 // launchName launches name in the first subnet that has room for it.
-func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full map[string]bool) error {
+func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full map[string]bool, extra ...types.Tag) error {
 	order := f.subnetOrder(name)
 	if last, ok := f.lastPlaced(scope, name); ok {
 		order = append([]string{last}, slices.DeleteFunc(order, func(s string) bool { return s == last })...)
@@ -275,7 +277,7 @@ func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full 
 		if full[subnet] {
 			continue
 		}
-		err := f.launchIn(ctx, scope, name, subnet, ended)
+		err := f.launchIn(ctx, scope, name, subnet, ended, extra...)
 		if err == nil {
 			f.place(scope, name, subnet)
 			return nil
@@ -309,7 +311,7 @@ const maxReplays = 8
 // terminated; then the next token in the chain is derived from that
 // instance's id, so every scaler in the same position follows the same
 // chain, and each link is new because instance ids are.
-func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended map[string]bool) error {
+func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended map[string]bool, extra ...types.Tag) error {
 	token := launchToken(f.name, name, subnet, scope)
 	var subnetID *string
 	if subnet != "" {
@@ -324,7 +326,7 @@ func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended 
 			ClientToken:    sdk.String(token),
 			TagSpecifications: []types.TagSpecification{{
 				ResourceType: types.ResourceTypeInstance,
-				Tags:         []types.Tag{{Key: sdk.String("Name"), Value: sdk.String(name)}, {Key: sdk.String(TagFleet), Value: sdk.String(f.name)}},
+				Tags:         append([]types.Tag{{Key: sdk.String("Name"), Value: sdk.String(name)}, {Key: sdk.String(TagFleet), Value: sdk.String(f.name)}}, extra...),
 			}},
 		}, withoutRetryOn(noRetryCodes()...))
 		if err != nil {
@@ -387,11 +389,19 @@ func (f *Fleet) Drain(ctx context.Context, names []string) error {
 	}
 	room := 0
 	if f.pool > 0 {
-		members, err := f.describePool(ctx, "stopping", "stopped")
+		members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
 		if err != nil {
 			return err
 		}
-		room = max(0, f.pool-len(members))
+		// Warming members will join the pool too; those started by
+		// Launch are in the fleet and do not hold a place.
+		held := 0
+		for _, in := range members {
+			if pooled(in) || in.State.Name == types.InstanceStateNameStopping {
+				held++
+			}
+		}
+		room = max(0, f.pool-held)
 	}
 	var stop, terminate []string
 	for _, in := range current {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/moto"
 )
@@ -161,5 +164,59 @@ func TestNoPoolTerminates(t *testing.T) {
 	}
 	if got := fleetStates(t, c, fleetName); got["terminated"] != 1 || got["stopped"] != 0 {
 		t.Errorf("drained without a pool: %v", got)
+	}
+}
+
+// An idle fleet's pool fills with instances that boot once, outside the
+// fleet and under names no grader counts, and are stopped once ready.
+func TestMaintainPool(t *testing.T) {
+	_, c, f, fleetName, _, _ := poolSetup(t, 2)
+	ctx := context.Background()
+	maintain := func(deadline time.Duration) aws.PoolReport {
+		t.Helper()
+		rep, err := f.MaintainPool(ctx, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := maintain(time.Hour)
+	if !slices.Equal(rep.Launched, []string{"app-tier-pool-1", "app-tier-pool-2"}) || rep.Members != 2 {
+		t.Fatalf("first maintenance: %+v", rep)
+	}
+	if got := list(t, f); len(got) != 0 {
+		t.Errorf("warming members show in the fleet: %+v", got)
+	}
+	for name := range described(t, c, fleetName) {
+		if strings.HasPrefix(name, events.DefaultPrefix) {
+			t.Errorf("a warming member is named %s, which graders count", name)
+		}
+	}
+	if rep := maintain(time.Hour); len(rep.Launched) != 0 || rep.Members != 2 {
+		t.Errorf("second maintenance with the pool warming: %+v", rep)
+	}
+
+	// Ready: stopped into the pool.
+	warming := described(t, c, fleetName)
+	if err := aws.MarkReady(ctx, c, sdk.ToString(warming["app-tier-pool-1"][0].InstanceId)); err != nil {
+		t.Fatal(err)
+	}
+	if rep := maintain(time.Hour); !slices.Equal(rep.Stopped, []string{"app-tier-pool-1"}) || len(rep.Launched) != 0 {
+		t.Errorf("after pool-1 became ready: %+v", rep)
+	}
+	if pool, err := f.Pool(ctx); err != nil || len(pool) != 1 || pool[0].Name != "app-tier-pool-1" {
+		t.Errorf("pool %+v (%v), want app-tier-pool-1", pool, err)
+	}
+
+	// Past the boot deadline a warming member is replaced under a free name.
+	rep = maintain(time.Nanosecond)
+	if !slices.Equal(rep.Replaced, []string{"app-tier-pool-2"}) || !slices.Equal(rep.Launched, []string{"app-tier-pool-2"}) {
+		t.Errorf("with pool-2 overdue: %+v", rep)
+	}
+
+	// The fleet's launch starts the stopped member, which joins the fleet.
+	launch(t, ctx, f, "app-tier-instance-1")
+	if got := list(t, f); len(got) != 1 || got[0].ID != sdk.ToString(warming["app-tier-pool-1"][0].InstanceId) {
+		t.Errorf("launch with a member stopped: %+v", got)
 	}
 }
