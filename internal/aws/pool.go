@@ -213,3 +213,22 @@ func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (P
 	rep.Members = count
 	return rep, errors.Join(errs...)
 }
+
+// IsPoolMember reports whether instance id belongs to the warm pool (it
+// carries TagPool). A worker asks at start: a pool member must not end
+// its own instance when idle, since its scale-in is a stop the scaler
+// decides, and a terminated member is a warm instance lost.
+func IsPoolMember(ctx context.Context, client ec2.DescribeInstancesAPIClient, id string) (bool, error) {
+	out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return false, fmt.Errorf("describing instance %s: %w", id, err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if _, member := tagOf(in, TagPool); member {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}

@@ -220,3 +220,24 @@ func TestMaintainPool(t *testing.T) {
 		t.Errorf("launch with a member stopped: %+v", got)
 	}
 }
+
+// A worker learns whether its instance is in the pool: a warming member
+// and one stopped into the pool are; a fleet instance never drained is not.
+func TestIsPoolMember(t *testing.T) {
+	_, c, f, fleetName, _, _ := poolSetup(t, 1)
+	ctx := context.Background()
+	launch(t, ctx, f, "app-tier-instance-1")
+	if _, err := f.MaintainPool(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	byName := described(t, c, fleetName)
+	for name, want := range map[string]bool{"app-tier-instance-1": false, "app-tier-pool-1": true} {
+		got, err := aws.IsPoolMember(ctx, c, sdk.ToString(byName[name][0].InstanceId))
+		if err != nil || got != want {
+			t.Errorf("%s: IsPoolMember = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if _, err := aws.IsPoolMember(ctx, c, "i-00000000000000000"); err == nil {
+		t.Error("an unknown instance answered without an error")
+	}
+}
