@@ -666,3 +666,74 @@ func TestIdleWorkerTerminatesItsOwnInstance(t *testing.T) {
 	waitForZero(t, cloud.RunningWorkers, 10*time.Second)
 	t.Logf("launched, booted, idle, and terminated by its own worker in %v", time.Since(start).Round(100*time.Millisecond))
 }
+
+// A warm pool member in the emulation, driven through the fleet (under a
+// fleet tag of its own, so the scaler leaves it alone): launched to join
+// the pool, its worker outlasts the idle shutdown (3 s here) without
+// ending its instance; once ready it is stopped, and reads as no running
+// app-tier instance; a launch starts it under a fleet name, and it boots
+// without its user data, its worker ready again.
+func TestWarmPoolMemberStopsAndStarts(t *testing.T) {
+	cloud, _ := faceCloud(t)
+	ctx := context.Background()
+	f := aws.NewFleet(cloud.Clients.EC2, "unscaled", prefix+"-worker").WithPool(1)
+	rep, err := f.MaintainPool(ctx, 0)
+	if err != nil || len(rep.Launched) != 1 {
+		t.Fatalf("filling the pool: %+v, %v", rep, err)
+	}
+	member := func() ec2types.Instance {
+		t.Helper()
+		out, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+			{Name: sdk.String("tag:" + aws.TagFleet), Values: []string{"unscaled"}},
+		}})
+		if err != nil || len(out.Reservations) != 1 || len(out.Reservations[0].Instances) != 1 {
+			t.Fatalf("the pool member: %+v, %v", out, err)
+		}
+		return out.Reservations[0].Instances[0]
+	}
+	waitUntil := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(within); !ok(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v", what, within)
+			}
+		}
+	}
+	waitUntil("the warming member's worker ready", time.Minute, func() bool { return tagOf(member(), aws.TagReady) != "" })
+	time.Sleep(4 * time.Second) // past the idle shutdown
+	if in := member(); in.State.Name != ec2types.InstanceStateNameRunning {
+		t.Fatalf("an idle pool member is %s", in.State.Name)
+	}
+	if logs := readLogs(t, cloud.Logs(), "i-*/surge/worker.log"); strings.Contains(logs, "terminating this instance") || !strings.Contains(logs, "warm pool member") {
+		t.Fatalf("worker log:\n%s", logs)
+	}
+
+	if rep, err := f.MaintainPool(ctx, 0); err != nil || len(rep.Stopped) != 1 {
+		t.Fatalf("stopping the ready member: %+v, %v", rep, err)
+	}
+	waitUntil("the member's worker stopped", 30*time.Second, func() bool {
+		return strings.Contains(readLogs(t, cloud.Logs(), "i-*/surge/worker.log"), "worker stopped")
+	})
+	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 0 {
+		t.Fatalf("%d app-tier instances running with the pool stopped (%v)", n, err)
+	}
+
+	start := time.Now()
+	if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the started member's worker ready", time.Minute, func() bool {
+		in := member()
+		return in.State.Name == ec2types.InstanceStateNameRunning && tagOf(in, aws.TagReady) != ""
+	})
+	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 1 {
+		t.Fatalf("%d app-tier instances running after the start (%v)", n, err)
+	}
+	boot := readLogs(t, cloud.Logs(), "i-*/cloud-init-output.log")
+	workers := readLogs(t, cloud.Logs(), "i-*/surge/worker.log")
+	if strings.Count(boot, "surge: worker started") != 1 || strings.Count(workers, `"msg":"worker ready"`) != 2 {
+		t.Fatalf("user data ran %d times, the worker was ready %d times; want 1 and 2",
+			strings.Count(boot, "surge: worker started"), strings.Count(workers, `"msg":"worker ready"`))
+	}
+	t.Logf("stopped member started and ready in %v", time.Since(start).Round(100*time.Millisecond))
+}
