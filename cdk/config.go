@@ -56,6 +56,11 @@ type Config struct {
 	// new account (limit 10) any reservation fails the deployment, and
 	// overlapping scaler invocations are safe anyway. [0]
 	ScalerReservedConcurrency int
+	// PoolSize is how many booted workers the scaler keeps stopped, to
+	// start in place of launches (a warm pool; stopped, they pay for
+	// their volumes only). 0 keeps none: every drained worker is
+	// terminated, as before the pool. [0]
+	PoolSize int
 	// SSM lets Session Manager reach the instances (no SSH, no open
 	// port). [true]
 	SSM              bool
@@ -118,6 +123,9 @@ func configFromContext(node interface {
 	}
 	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
+	}
+	if cfg.PoolSize, err = strconv.Atoi(str("poolSize", "0")); err != nil || cfg.PoolSize < 0 {
+		errs = append(errs, fmt.Errorf("poolSize must be a whole number (0 keeps no warm pool)"))
 	}
 	for key, dst := range map[string]*bool{
 		"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM, "pointInTimeRecovery": &cfg.PointInTimeRecovery,

@@ -320,6 +320,10 @@ func (s *surge) workers() {
 	// caller's instance" as a resource, so the bound is this fleet's.
 	r.AddToPolicy(statementIf("EndOwnInstance", []string{"ec2:TerminateInstances"},
 		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	// A worker asks whether its instance is in the warm pool, whose
+	// members never end themselves (DescribeInstances has no resource
+	// level permissions).
+	r.AddToPolicy(statement("SeeWhetherPooled", []string{"ec2:DescribeInstances"}, jsii.String("*")))
 	// A worker marks its instance ready, which is all it may tag.
 	r.AddToPolicy(statementIf("MarkOwnInstanceReady", []string{"ec2:CreateTags"}, map[string]any{
 		"StringEquals":              s.fleetTag("aws:ResourceTag/"),
@@ -505,6 +509,20 @@ func (s *surge) scaler() {
 		map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "RunInstances"}}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
 	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},
 		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	// The warm pool: drained instances are stopped into it, and started
+	// again under a fleet name in place of a launch, their readiness
+	// cleared. Granted whatever poolSize is, so that changing it changes
+	// only the scaler's environment; all of it bound to the fleet's tag.
+	role.AddToPolicy(statementIf("StopAndStartFleetInstances", []string{"ec2:StopInstances", "ec2:StartInstances"},
+		map[string]any{"StringEquals": s.fleetTag("aws:ResourceTag/")}, s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statementIf("NameAndPoolFleetInstances", []string{"ec2:CreateTags"}, map[string]any{
+		"StringEquals":              s.fleetTag("aws:ResourceTag/"),
+		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{"Name", aws.TagPool}},
+	}, s.ec2ARN("instance", "*")))
+	role.AddToPolicy(statementIf("ClearFleetReadiness", []string{"ec2:DeleteTags"}, map[string]any{
+		"StringEquals":              s.fleetTag("aws:ResourceTag/"),
+		"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []string{aws.TagReady}},
+	}, s.ec2ARN("instance", "*")))
 	role.AddToPolicy(statementIf("HandWorkersTheirRole", []string{"iam:PassRole"},
 		map[string]any{"StringEquals": map[string]any{"iam:PassedToService": "ec2.amazonaws.com"}}, s.workerRole.RoleArn()))
 
@@ -532,6 +550,7 @@ func (s *surge) scaler() {
 			"SURGE_TICK":              jsii.String(s.cfg.ScalerTick),
 			"SURGE_WINDOW":            jsii.String(scalerWindow),
 			"SURGE_BOOT_DEADLINE":     jsii.String(s.cfg.BootDeadline),
+			"SURGE_POOL_SIZE":         jsii.String(strconv.Itoa(s.cfg.PoolSize)),
 		},
 	})
 	// The scaler checks before each launch that it has not been stopped

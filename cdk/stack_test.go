@@ -342,15 +342,17 @@ func TestScaler(t *testing.T) {
 		"ReservedConcurrentExecutions": assertions.Match_Absent(),
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 			"SURGE_LAUNCH_TEMPLATE": "surge-worker", "SURGE_FLEET": "surge", "SURGE_MAX_WORKERS": "15", "SURGE_MIN_WORKERS": "0", "SURGE_WINDOW": "60s", "SURGE_BOOT_DEADLINE": "5m",
+			"SURGE_POOL_SIZE":         "0",
 			"SURGE_REQUEST_QUEUE_URL": assertions.Match_AnyValue(), "SURGE_SUBNETS": assertions.Match_AnyValue(),
 		})},
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
 	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(3))
 
-	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1"})
+	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "poolSize": 3})
 	(*reserved.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 		"Handler": "scaler", "ReservedConcurrentExecutions": 1,
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_POOL_SIZE": "3"})},
 	})
 
 	warm := synthWith(t, map[string]any{"minWorkers": "1"})
@@ -515,8 +517,13 @@ func TestLeastPrivilege(t *testing.T) {
 				case a == "ec2:TerminateInstances" && !strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`):
 					t.Errorf("%s: TerminateInstances not bound to the fleet tag", where)
 				case a == "ec2:CreateTags" && !strings.Contains(string(cond), `"ec2:CreateAction":"RunInstances"`) &&
-					!(strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`) && strings.Contains(string(cond), `"aws:TagKeys":["surge:ready"]`)):
-					t.Errorf("%s: CreateTags beyond launching and marking readiness: %s", where, cond)
+					!(strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`) &&
+						(strings.Contains(string(cond), `"aws:TagKeys":["surge:ready"]`) || strings.Contains(string(cond), `"aws:TagKeys":["Name","surge:pool"]`))):
+					t.Errorf("%s: CreateTags beyond launching, marking readiness and pooling: %s", where, cond)
+				case a == "ec2:DeleteTags" && !(strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`) && strings.Contains(string(cond), `"aws:TagKeys":["surge:ready"]`)):
+					t.Errorf("%s: DeleteTags beyond clearing readiness: %s", where, cond)
+				case (a == "ec2:StopInstances" || a == "ec2:StartInstances") && !strings.Contains(string(cond), `"aws:ResourceTag/surge:fleet":"surge"`):
+					t.Errorf("%s: %s not bound to the fleet tag", where, a)
 				case a == "iam:PassRole" && !strings.Contains(string(cond), `"iam:PassedToService":"ec2.amazonaws.com"`):
 					t.Errorf("%s: PassRole not bound to EC2", where)
 				}
@@ -703,6 +710,8 @@ func TestContextValidation(t *testing.T) {
 		"graviton web tier":    {"webInstanceType": "m7gd.large"},
 		"not a boolean":        {"retainData": "yes"},
 		"negative reservation": {"scalerReservedConcurrency": "-1"},
+		"negative pool":        {"poolSize": "-2"},
+		"pool not a number":    {"poolSize": "some"},
 		"bad deadline":         {"bootDeadline": "soon"},
 		"unknown course":       {"course": "2025"},
 		"backups not boolean":  {"pointInTimeRecovery": "on"},

@@ -55,6 +55,16 @@ func run(args []string, getenv func(string) string) error {
 		if lcfg.Name == "" {
 			lcfg.Name = self.id.Name
 		}
+		if lcfg.IdleExit > 0 {
+			switch member, err := aws.IsPoolMember(ctx, self.ec2, self.id.ID); {
+			case err != nil:
+				log.Warn("could not tell whether this instance is in the warm pool; it will end itself when idle", "err", err)
+			case member:
+				// The scaler stops it into the pool on scale-in.
+				log.Info("warm pool member: leaving scale-in to the scaler, no idle shutdown", "id", self.id.ID)
+				lcfg.IdleExit = 0
+			}
+		}
 	}
 	if lcfg.Name == "" {
 		lcfg.Name, _ = os.Hostname()

@@ -27,11 +27,21 @@ import (
 // belongs to.
 const TagFleet = "surge:fleet"
 
+// TagPool marks an instance of the warm pool: one that has booted and
+// run a worker, so it is stopped rather than terminated on scale-in while
+// the pool has room, and started again before any new instance is
+// launched. Stopped, it is not part of the fleet the scaler sizes.
+const TagPool = "surge:pool"
+
 // EC2API is the part of the EC2 EC2API a Fleet uses; *ec2.Client is one.
 type EC2API interface {
 	ec2.DescribeInstancesAPIClient
 	RunInstances(ctx context.Context, in *ec2.RunInstancesInput, opts ...func(*ec2.Options)) (*ec2.RunInstancesOutput, error)
 	TerminateInstances(ctx context.Context, in *ec2.TerminateInstancesInput, opts ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
+	StartInstances(ctx context.Context, in *ec2.StartInstancesInput, opts ...func(*ec2.Options)) (*ec2.StartInstancesOutput, error)
+	StopInstances(ctx context.Context, in *ec2.StopInstancesInput, opts ...func(*ec2.Options)) (*ec2.StopInstancesOutput, error)
+	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, opts ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	DeleteTags(ctx context.Context, in *ec2.DeleteTagsInput, opts ...func(*ec2.Options)) (*ec2.DeleteTagsOutput, error)
 }
 
 // Fleet is one deployment's worker instances.
@@ -40,6 +50,7 @@ type Fleet struct {
 	name     string   // the fleet tag's value
 	template string   // launch template name
 	subnets  []string // where to launch, spread by instance number
+	pool     int      // how many drained instances to keep stopped
 	// scope stands in for a launch scope when the context carries none:
 	// random, so this process's tokens are its own.
 	scope string
@@ -61,6 +72,17 @@ type Fleet struct {
 func NewFleet(client EC2API, fleetName, template string, subnets ...string) *Fleet {
 	return &Fleet{client: client, name: fleetName, template: template, subnets: subnets, scope: randomScope()}
 }
+
+// WithPool keeps up to size drained instances stopped, as a warm pool
+// that Launch starts before it launches anything new; 0, the default, has
+// every drained instance terminated. It returns f.
+func (f *Fleet) WithPool(size int) *Fleet {
+	f.pool = max(0, size)
+	return f
+}
+
+// PoolSize is the most instances f keeps stopped.
+func (f *Fleet) PoolSize() int { return f.pool }
 
 func randomScope() string {
 	b := make([]byte, 16)
@@ -156,10 +178,20 @@ func ending(in types.Instance) bool {
 	return false
 }
 
+// pooled reports whether in belongs to the warm pool rather than the
+// fleet: stopped in it, or booting to join it (MaintainPool).
+func pooled(in types.Instance) bool {
+	v, member := tagOf(in, TagPool)
+	return member && (v == poolWarming || in.State != nil && in.State.Name == types.InstanceStateNameStopped)
+}
+
 // List implements the scaler's and the web tier's view of the fleet.
 // Whether an instance holds work is not known here (Idle is false); the
 // scaler works that out from the queue. Ready means the worker has tagged
-// its instance (MarkReady).
+// its instance (MarkReady). Stopped pool members are not in it (see
+// Pool): they run nothing until Launch starts them, so they neither count
+// toward the fleet nor hold a name; nor are members still booting to join
+// the pool (MaintainPool).
 func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 	all, err := f.describe(ctx, liveStates()...)
 	if err != nil {
@@ -167,6 +199,9 @@ func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 	}
 	out := []events.Instance{}
 	for _, in := range all {
+		if pooled(in) {
+			continue
+		}
 		if s, ok := state(in); ok {
 			_, ready := tagOf(in, TagReady)
 			out = append(out, events.Instance{
@@ -179,7 +214,8 @@ func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 	return out, nil
 }
 
-// Launch starts one instance per name, one name at a time.
+// Launch starts one instance per name, one name at a time: a stopped
+// pool member if there is one, renamed to the name, else a new instance.
 //
 // Each RunInstances call carries a client token (see launchToken) so that
 // two scalers deciding the same launch in the same scope make one
@@ -200,10 +236,19 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 		ended[sdk.ToString(in.InstanceId)] = true
 	}
 	full := map[string]bool{} // subnets that answered with a capacity error in this call
+	var stopped []PoolMember
+	if f.pool > 0 {
+		if stopped, err = f.Pool(ctx); err != nil {
+			return err
+		}
+	}
 	var launched []string
 	var errs []error
 	for _, name := range names {
-		err := f.launchName(ctx, scope, name, ended, full)
+		started, err := f.startPooled(ctx, name, &stopped, full)
+		if !started && err == nil {
+			err = f.launchName(ctx, scope, name, ended, full)
+		}
 		var ceiling *events.CapacityError
 		switch {
 		case err == nil:
@@ -222,7 +267,7 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 }
 
 // launchName launches name in the first subnet that has room for it.
-func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full map[string]bool) error {
+func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full map[string]bool, extra ...types.Tag) error {
 	order := f.subnetOrder(name)
 	if last, ok := f.lastPlaced(scope, name); ok {
 		order = append([]string{last}, slices.DeleteFunc(order, func(s string) bool { return s == last })...)
@@ -232,7 +277,7 @@ func (f *Fleet) launchName(ctx context.Context, scope, name string, ended, full 
 		if full[subnet] {
 			continue
 		}
-		err := f.launchIn(ctx, scope, name, subnet, ended)
+		err := f.launchIn(ctx, scope, name, subnet, ended, extra...)
 		if err == nil {
 			f.place(scope, name, subnet)
 			return nil
@@ -266,7 +311,7 @@ const maxReplays = 8
 // terminated; then the next token in the chain is derived from that
 // instance's id, so every scaler in the same position follows the same
 // chain, and each link is new because instance ids are.
-func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended map[string]bool) error {
+func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended map[string]bool, extra ...types.Tag) error {
 	token := launchToken(f.name, name, subnet, scope)
 	var subnetID *string
 	if subnet != "" {
@@ -281,7 +326,7 @@ func (f *Fleet) launchIn(ctx context.Context, scope, name, subnet string, ended 
 			ClientToken:    sdk.String(token),
 			TagSpecifications: []types.TagSpecification{{
 				ResourceType: types.ResourceTypeInstance,
-				Tags:         []types.Tag{{Key: sdk.String("Name"), Value: sdk.String(name)}, {Key: sdk.String(TagFleet), Value: sdk.String(f.name)}},
+				Tags:         append([]types.Tag{{Key: sdk.String("Name"), Value: sdk.String(name)}, {Key: sdk.String(TagFleet), Value: sdk.String(f.name)}}, extra...),
 			}},
 		}, withoutRetryOn(noRetryCodes()...))
 		if err != nil {
@@ -332,7 +377,9 @@ func apiError(err error) (code, message string) {
 	return "", ""
 }
 
-// Drain terminates the named instances. On EC2 termination is a shutdown:
+// Drain takes the named instances out of the fleet. While the warm pool
+// has room, a ready instance (one that has booted and run its worker) is
+// stopped into it; the rest are terminated. On EC2 both are a shutdown:
 // systemd stops the worker, which finishes what it holds; anything it
 // could not finish becomes visible again when its message times out.
 func (f *Fleet) Drain(ctx context.Context, names []string) error {
@@ -340,13 +387,34 @@ func (f *Fleet) Drain(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
-	var ids []string
+	room := 0
+	if f.pool > 0 {
+		members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
+		if err != nil {
+			return err
+		}
+		// Warming members will join the pool too; those started by
+		// Launch are in the fleet and do not hold a place.
+		held := 0
+		for _, in := range members {
+			if pooled(in) || in.State.Name == types.InstanceStateNameStopping {
+				held++
+			}
+		}
+		room = max(0, f.pool-held)
+	}
+	var stop, terminate []string
 	for _, in := range current {
-		if slices.Contains(names, in.Name) && in.State != events.Draining {
-			ids = append(ids, in.ID)
+		if !slices.Contains(names, in.Name) || in.State == events.Draining {
+			continue
+		}
+		if in.Ready && len(stop) < room {
+			stop = append(stop, in.ID)
+		} else {
+			terminate = append(terminate, in.ID)
 		}
 	}
-	return Terminate(ctx, f.client, ids...)
+	return errors.Join(f.stopIntoPool(ctx, stop), Terminate(ctx, f.client, terminate...))
 }
 
 // Terminator ends instances; *ec2.Client is one.

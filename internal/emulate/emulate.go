@@ -185,7 +185,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		cfg: cfg, ec2: c.Clients.EC2, endpoint: c.Endpoint.URL(), shims: shims, awsCLI: awsCLI,
 		dir: filepath.Join(cfg.DataDir, "instances"), logs: c.logs, log: log.With("component", "instances"),
 		failDownloads: func(id string) { c.Endpoint.FailDownloads(id, true) },
-		running:       map[string]*instance{}, failLeft: cfg.FailBoots,
+		running:       map[string]*instance{}, stopped: map[string]*instance{}, failLeft: cfg.FailBoots,
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,8 +53,9 @@ const (
 // The stack under test, synthesized once: gallery mode on the 100-face
 // set, the scaler reconciling every second, idle workers leaving after 3 s.
 var assembly struct {
-	once sync.Once
-	dir  string
+	once    sync.Once
+	dir     string
+	gallery string // the enrolled faces, kept for the stack with a pool
 }
 
 func synthesized(t *testing.T) string {
@@ -69,6 +72,7 @@ func synthesized(t *testing.T) string {
 		kept := filepath.Join(keep, "faces.gallery")
 		b, _ := os.ReadFile(gallery)
 		os.WriteFile(kept, b, 0o644)
+		assembly.gallery = kept
 		assembly.dir = testenv.Synth(t, map[string]string{
 			"prefix": prefix, "gallery": kept, "allowedCidr": "127.0.0.1/32", "course": "2026",
 			"scalerTick": "1s", "idleShutdown": "3s",
@@ -92,7 +96,43 @@ func synthesized(t *testing.T) string {
 // faceCloud deploys the stack into a new emulated account.
 func faceCloud(t *testing.T, tune ...func(*emulate.Config)) (*emulate.Cloud, string) {
 	t.Helper()
-	dir := synthesized(t)
+	return faceCloudFrom(t, synthesized(t), tune...)
+}
+
+// The stack with a warm pool of two (poolSize=2), synthesized once.
+var poolAssembly struct {
+	once sync.Once
+	dir  string
+}
+
+const poolSize = 2
+
+func synthesizedWithPool(t *testing.T) string {
+	t.Helper()
+	synthesized(t) // enrolls the gallery
+	poolAssembly.once.Do(func() {
+		dir := testenv.Synth(t, map[string]string{
+			"prefix": prefix, "gallery": assembly.gallery, "allowedCidr": "127.0.0.1/32", "course": "2026",
+			"scalerTick": "1s", "idleShutdown": "3s", "poolSize": strconv.Itoa(poolSize),
+		})
+		copied, err := os.MkdirTemp("", "surge-assembly-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", dir+"/.", copied).CombinedOutput(); err != nil {
+			t.Fatalf("copying the cloud assembly: %v %s", err, out)
+		}
+		poolAssembly.dir = copied
+	})
+	if poolAssembly.dir == "" {
+		t.Fatal("the stack with a warm pool could not be synthesized")
+	}
+	return poolAssembly.dir
+}
+
+// faceCloudFrom deploys the cloud assembly in dir into a new emulated account.
+func faceCloudFrom(t *testing.T, dir string, tune ...func(*emulate.Config)) (*emulate.Cloud, string) {
+	t.Helper()
 	data := t.TempDir()
 	if keep := os.Getenv("SURGE_TEST_KEEP"); keep != "" {
 		// Debugging a test: its emulation's files outlive it.
@@ -665,4 +705,178 @@ func TestIdleWorkerTerminatesItsOwnInstance(t *testing.T) {
 	}
 	waitForZero(t, cloud.RunningWorkers, 10*time.Second)
 	t.Logf("launched, booted, idle, and terminated by its own worker in %v", time.Since(start).Round(100*time.Millisecond))
+}
+
+// A warm pool member in the emulation, driven through the fleet (under a
+// fleet tag of its own, so the scaler leaves it alone): launched to join
+// the pool, its worker outlasts the idle shutdown (3 s here) without
+// ending its instance; once ready it is stopped, and reads as no running
+// app-tier instance; a launch starts it under a fleet name, and it boots
+// without its user data, its worker ready again.
+func TestWarmPoolMemberStopsAndStarts(t *testing.T) {
+	cloud, _ := faceCloud(t)
+	ctx := context.Background()
+	f := aws.NewFleet(cloud.Clients.EC2, "unscaled", prefix+"-worker").WithPool(1)
+	rep, err := f.MaintainPool(ctx, 0)
+	if err != nil || len(rep.Launched) != 1 {
+		t.Fatalf("filling the pool: %+v, %v", rep, err)
+	}
+	member := func() ec2types.Instance {
+		t.Helper()
+		out, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+			{Name: sdk.String("tag:" + aws.TagFleet), Values: []string{"unscaled"}},
+		}})
+		if err != nil || len(out.Reservations) != 1 || len(out.Reservations[0].Instances) != 1 {
+			t.Fatalf("the pool member: %+v, %v", out, err)
+		}
+		return out.Reservations[0].Instances[0]
+	}
+	waitUntil := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(within); !ok(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v", what, within)
+			}
+		}
+	}
+	waitUntil("the warming member's worker ready", time.Minute, func() bool { return tagOf(member(), aws.TagReady) != "" })
+	time.Sleep(4 * time.Second) // past the idle shutdown
+	if in := member(); in.State.Name != ec2types.InstanceStateNameRunning {
+		t.Fatalf("an idle pool member is %s", in.State.Name)
+	}
+	if logs := readLogs(t, cloud.Logs(), "i-*/surge/worker.log"); strings.Contains(logs, "terminating this instance") || !strings.Contains(logs, "warm pool member") {
+		t.Fatalf("worker log:\n%s", logs)
+	}
+
+	if rep, err := f.MaintainPool(ctx, 0); err != nil || len(rep.Stopped) != 1 {
+		t.Fatalf("stopping the ready member: %+v, %v", rep, err)
+	}
+	waitUntil("the member's worker stopped", 30*time.Second, func() bool {
+		return strings.Contains(readLogs(t, cloud.Logs(), "i-*/surge/worker.log"), "worker stopped")
+	})
+	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 0 {
+		t.Fatalf("%d app-tier instances running with the pool stopped (%v)", n, err)
+	}
+
+	start := time.Now()
+	if err := f.Launch(ctx, []string{"app-tier-instance-1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the started member's worker ready", time.Minute, func() bool {
+		in := member()
+		return in.State.Name == ec2types.InstanceStateNameRunning && tagOf(in, aws.TagReady) != ""
+	})
+	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 1 {
+		t.Fatalf("%d app-tier instances running after the start (%v)", n, err)
+	}
+	boot := readLogs(t, cloud.Logs(), "i-*/cloud-init-output.log")
+	workers := readLogs(t, cloud.Logs(), "i-*/surge/worker.log")
+	if strings.Count(boot, "surge: worker started") != 1 || strings.Count(workers, `"msg":"worker ready"`) != 2 {
+		t.Fatalf("user data ran %d times, the worker was ready %d times; want 1 and 2",
+			strings.Count(boot, "surge: worker started"), strings.Count(workers, `"msg":"worker ready"`))
+	}
+	t.Logf("stopped member started and ready in %v", time.Since(start).Round(100*time.Millisecond))
+}
+
+// poolMembers are the fleet's instances tagged for the warm pool, by id,
+// with their state.
+func poolMembers(t *testing.T, cloud *emulate.Cloud) map[string]ec2types.Instance {
+	t.Helper()
+	out, err := cloud.Clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: sdk.String("tag-key"), Values: []string{aws.TagPool}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := map[string]ec2types.Instance{}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			members[sdk.ToString(in.InstanceId)] = in
+		}
+	}
+	return members
+}
+
+// stoppedMembers are the ids of the pool's stopped members, sorted.
+func stoppedMembers(t *testing.T, cloud *emulate.Cloud) []string {
+	t.Helper()
+	var ids []string
+	for id, in := range poolMembers(t, cloud) {
+		if in.State.Name == ec2types.InstanceStateNameStopped {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// The stack deployed with poolSize=2: the scaler fills the pool while
+// idle, with no app-tier instance running. A start refused for want of
+// capacity in the members' zone launches a new instance instead, and the
+// pool keeps its members. Then the course's face workload is answered
+// 100/100, the running app-tier instances going 0 → at most the cap → 0;
+// the pool is full again afterwards, and no pool member ended its own
+// instance when idle.
+func TestFaceWorkloadWithWarmPool(t *testing.T) {
+	cloud, url := faceCloudFrom(t, synthesizedWithPool(t))
+	ctx := context.Background()
+	for deadline := time.Now().Add(2 * time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not fill: %v", poolMembers(t, cloud))
+		}
+	}
+	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 0 {
+		t.Fatalf("%d app-tier instances running with only the pool up (%v)", n, err)
+	}
+	pool := stoppedMembers(t, cloud)
+	zones := map[string]bool{}
+	for _, id := range pool {
+		zones[sdk.ToString(poolMembers(t, cloud)[id].Placement.AvailabilityZone)] = true
+	}
+	t.Logf("pool filled: %v in %v", pool, slices.Sorted(maps.Keys(zones)))
+
+	// No capacity where the members are: they stay stopped, and the work
+	// is done by a new instance elsewhere.
+	cloud.Endpoint.SetNoCapacity(slices.Sorted(maps.Keys(zones))...)
+	files, expected := faces(t)
+	named, labels := renamedFaces(t, files[:5], expected, "refused_")
+	if rep := testenv.Workload(t, url, named, labels); rep.Correct != 5 {
+		t.Fatalf("with the pool's zone full: %d of 5 correct", rep.Correct)
+	}
+	if got := stoppedMembers(t, cloud); !slices.Equal(got, pool) {
+		t.Fatalf("after refused starts the pool is %v, want %v", got, pool)
+	}
+	waitForZero(t, cloud.RunningWorkers, 30*time.Second)
+	cloud.Endpoint.SetNoCapacity()
+
+	fine := poll(t, cloud.RunningWorkers, 100*time.Millisecond)
+	start := time.Now()
+	rep := testenv.Workload(t, url, files, expected)
+	if rep.Correct != 100 {
+		t.Fatalf("%d of 100 correct", rep.Correct)
+	}
+	waitForZero(t, cloud.RunningWorkers, 30*time.Second)
+	fine.stop()
+	counts := fine.counts()
+	if peak := fine.peak(start); counts[0] != 0 || counts[len(counts)-1] != 0 || peak < 1 || peak > maxWorkers {
+		t.Fatalf("fleet went %v (peak %d); want from 0, up, at most %d, back to 0", counts, peak, maxWorkers)
+	}
+	for deadline := time.Now().Add(time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool is not full again: %v", poolMembers(t, cloud))
+		}
+	}
+	for id := range poolMembers(t, cloud) {
+		if strings.Contains(readLogs(t, cloud.Logs(), id+"/surge/worker.log"), "terminating this instance") {
+			t.Errorf("pool member %s ended its own instance", id)
+		}
+	}
+	// The members took work: their workers came up again after the
+	// first, warming boot.
+	for _, id := range pool {
+		if n := strings.Count(readLogs(t, cloud.Logs(), id+"/surge/worker.log"), `"msg":"worker ready"`); n < 2 {
+			t.Errorf("pool member %s: its worker was ready %d times; it was not started for the run", id, n)
+		}
+	}
+	t.Logf("100/100 in %v with a warm pool; peak %d workers; pool after: %v", rep.Duration.Round(time.Millisecond), fine.peak(start), stoppedMembers(t, cloud))
 }

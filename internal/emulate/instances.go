@@ -44,8 +44,11 @@ type machines struct {
 	// failDownloads makes an instance's downloads fail for good.
 	failDownloads func(instanceID string)
 
-	mu       sync.Mutex
-	running  map[string]*instance // by instance id
+	mu      sync.Mutex
+	running map[string]*instance // by instance id
+	// stopped are instances EC2 reports stopped: their disks (roots) kept
+	// for a start, which boots them without their user data.
+	stopped  map[string]*instance
 	failLeft int
 	webURL   string
 }
@@ -66,6 +69,9 @@ type instance struct {
 	mu       sync.Mutex
 	services []*service
 	off      bool
+	// halted is closed once a stopped instance's processes are gone and
+	// its disk may boot again.
+	halted chan struct{}
 }
 
 func (m *machines) run(ctx context.Context) {
@@ -109,11 +115,26 @@ func (m *machines) follow(ctx context.Context) error {
 		inst, known := m.running[id]
 		switch {
 		case state == types.InstanceStateNameRunning && !known:
-			inst = m.newInstance(ctx, in)
+			if prev, ok := m.stopped[id]; ok {
+				delete(m.stopped, id)
+				inst = m.startStopped(ctx, in, prev)
+			} else {
+				inst = m.newInstance(ctx, in)
+			}
 			m.running[id] = inst
 		case known && (state == types.InstanceStateNameShuttingDown || state == types.InstanceStateNameStopping):
 			// A shutdown: systemd stops the services (SIGTERM, a drain).
 			inst.shutdown(syscall.SIGTERM)
+		case known && state == types.InstanceStateNameStopped:
+			m.log.Info("instance stopped", "id", id, "name", inst.name)
+			inst.halt()
+			delete(m.running, id)
+			m.stopped[id] = inst
+		case !known && m.stopped[id] != nil && (state == types.InstanceStateNameShuttingDown || state == types.InstanceStateNameTerminated):
+			// Terminated while stopped: its disk goes.
+			m.log.Info("stopped instance gone", "id", id, "state", state)
+			m.stopped[id].discard()
+			delete(m.stopped, id)
 		case known && state != types.InstanceStateNameRunning:
 			m.log.Info("instance gone", "id", id, "name", inst.name, "state", state)
 			inst.shutdown(syscall.SIGKILL)
@@ -121,10 +142,19 @@ func (m *machines) follow(ctx context.Context) error {
 		}
 	}
 	// Instances EC2 no longer lists at all.
+	listed := func(id string) bool {
+		return slices.ContainsFunc(all, func(in types.Instance) bool { return sdk.ToString(in.InstanceId) == id })
+	}
 	for id, inst := range m.running {
-		if !slices.ContainsFunc(all, func(in types.Instance) bool { return sdk.ToString(in.InstanceId) == id }) {
+		if !listed(id) {
 			inst.shutdown(syscall.SIGKILL)
 			delete(m.running, id)
+		}
+	}
+	for id, inst := range m.stopped {
+		if !listed(id) {
+			inst.discard()
+			delete(m.stopped, id)
 		}
 	}
 	return nil
@@ -166,6 +196,63 @@ func (m *machines) newInstance(ctx context.Context, in types.Instance) *instance
 		}
 	}()
 	return inst
+}
+
+// startStopped boots a stopped instance again on its kept disk, under
+// its current Name tag: EC2 runs user data at the first boot only, so
+// what starts is the units the first boot enabled.
+func (m *machines) startStopped(ctx context.Context, in types.Instance, prev *instance) *instance {
+	id := sdk.ToString(in.InstanceId)
+	inst := &instance{
+		m: m, id: id, name: tag(in, "Name"), fleet: prev.fleet, zone: prev.zone,
+		root: prev.root, done: make(chan struct{}),
+	}
+	if inst.name == "" {
+		inst.name = id
+	}
+	inst.log = m.log.With("instance", id, "name", inst.name)
+	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	inst.cancel = cancel
+	go func() {
+		defer close(inst.done)
+		select {
+		case <-prev.halted:
+		case <-ictx.Done():
+			return
+		}
+		if err := inst.reboot(ictx); err != nil && ictx.Err() == nil {
+			inst.log.Error("boot after a stop", "err", err)
+		}
+	}()
+	return inst
+}
+
+// reboot waits what an instance takes from running to its services, then
+// starts the units enabled on its first boot, with no user data.
+func (in *instance) reboot(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(in.m.cfg.scaled(in.m.cfg.Lifecycle.Boot)):
+	}
+	// /run is a tmpfs: what the last boot left there is gone, except the
+	// emulator's record of the enabled units, which on a real machine
+	// lives under /etc.
+	os.Remove(in.path("/run/surge-emulator/poweroff"))
+	os.Remove(in.path("/run/surge-emulator/status"))
+	md, err := startMetadata(instanceIdentity{ID: in.id, Name: in.name, Region: in.m.cfg.Region, Zone: in.zone, Role: "surge-instance-role"})
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.md = md
+	in.mu.Unlock()
+	in.log.Info("booting after a stop: enabled units, no user data")
+	if in.agentConfig() != "" {
+		in.agent.Add(1)
+		go func() { defer in.agent.Done(); in.shipLogs(ctx) }()
+	}
+	return in.startUnits(ctx)
 }
 
 // boot waits what an instance takes from running to its user data, then
@@ -435,6 +522,12 @@ func (in *instance) powerOff(ctx context.Context) error {
 // shutdown stops the instance's services with sig; SIGKILL also ends the
 // metadata service and removes the instance's disk, keeping its logs.
 func (in *instance) shutdown(sig syscall.Signal) {
+	in.end(sig, func() { os.RemoveAll(in.root) })
+}
+
+// end stops the services with sig; SIGKILL also ends the boot, the log
+// agent and the metadata service, then runs after.
+func (in *instance) end(sig syscall.Signal, after func()) {
 	in.mu.Lock()
 	in.off = true
 	services := slices.Clone(in.services)
@@ -458,6 +551,40 @@ func (in *instance) shutdown(sig syscall.Signal) {
 		if md != nil {
 			md.close()
 		}
+		after()
+	}()
+}
+
+// halt is a stop: the processes end as at a shutdown (SIGTERM first, as
+// systemd does, the stragglers killed), and the disk stays for the next
+// start. EC2 here reports an instance stopped at once, with no
+// "stopping" to drain in, so the drain happens here.
+func (in *instance) halt() {
+	in.halted = make(chan struct{})
+	in.shutdown(syscall.SIGTERM)
+	go func() {
+		in.mu.Lock()
+		services := slices.Clone(in.services)
+		in.mu.Unlock()
+		grace := time.After(in.m.cfg.scaled(stopGrace))
+		for _, s := range services {
+			select {
+			case <-s.done:
+			case <-grace:
+			}
+		}
+		in.end(syscall.SIGKILL, func() { close(in.halted) })
+	}()
+}
+
+// stopGrace is how long a stop waits for services to end on SIGTERM, as
+// systemd's default TimeoutStopSec does on AWS, before it kills them.
+const stopGrace = 90 * time.Second
+
+// discard removes a stopped instance's disk once its processes are gone.
+func (in *instance) discard() {
+	go func() {
+		<-in.halted
 		os.RemoveAll(in.root)
 	}()
 }
@@ -465,11 +592,15 @@ func (in *instance) shutdown(sig syscall.Signal) {
 func (m *machines) stopAll() {
 	m.mu.Lock()
 	all := slices.Collect(maps.Values(m.running))
-	m.running = map[string]*instance{}
+	stopped := slices.Collect(maps.Values(m.stopped))
+	m.running, m.stopped = map[string]*instance{}, map[string]*instance{}
 	m.mu.Unlock()
 	for _, in := range all {
 		in.shutdown(syscall.SIGKILL)
 		<-in.done
+	}
+	for _, in := range stopped {
+		<-in.halted
 	}
 }
 

@@ -36,6 +36,11 @@
 //     with AWS's message naming the zones that have capacity. A launch
 //     that names no subnet or zone goes to a zone with capacity, as EC2
 //     chooses one.
+//   - StartInstances of a stopped instance: refused with
+//     InsufficientInstanceCapacity (500) when its own zone has no capacity
+//     (a stopped instance cannot move zones), leaving it stopped; otherwise
+//     "pending" for PendingFor again and LaunchTime moved to the start, as
+//     EC2 shows the last start there.
 //   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
 //     MaxCount (moto launches MinCount).
 //   - An instance launched from a template takes the template's

@@ -37,6 +37,9 @@ type ec2Region struct {
 
 type instanceRecord struct {
 	launchedAt, terminatedAt time.Time
+	// startedAt is the last StartInstances that found it stopped: from
+	// then it boots again, and EC2's LaunchTime says so.
+	startedAt time.Time
 }
 
 // tokenRecord is a RunInstances client token and what it answered.
@@ -102,6 +105,15 @@ func (s *ec2State) terminated(region, id string, now time.Time) (before instance
 	return before, ok
 }
 
+// bootedAt is when the instance last began to boot: its launch, or the
+// start that brought it back from stopped.
+func (rec instanceRecord) bootedAt() time.Time {
+	if rec.startedAt.After(rec.launchedAt) {
+		return rec.startedAt
+	}
+	return rec.launchedAt
+}
+
 // lifecycle holds the durations of the instance states moto skips.
 type lifecycle struct {
 	pendingFor, shuttingDownFor, terminatedVisible time.Duration
@@ -123,7 +135,7 @@ func (l lifecycle) show(motoState string, rec instanceRecord, now time.Time) (st
 			return "terminated", true
 		}
 		return "terminated", false
-	case motoState == "running" && now.Before(rec.launchedAt.Add(l.pendingFor)):
+	case motoState == "running" && now.Before(rec.bootedAt().Add(l.pendingFor)):
 		return "pending", false
 	}
 	return motoState, false
@@ -146,6 +158,8 @@ func (p *Proxy) serveEC2(w http.ResponseWriter, r *http.Request, c call) bool {
 		p.runInstances(w, r, c, form, body)
 	case "TerminateInstances":
 		p.terminateInstances(w, r, c, body)
+	case "StartInstances":
+		p.startInstances(w, r, c, form, body)
 	default:
 		return false
 	}
@@ -300,6 +314,10 @@ func (p *Proxy) describeInstances(w http.ResponseWriter, r *http.Request, c call
 					instances.RemoveChild(inst)
 				default:
 					setState(stateEl, shown)
+					if !rec.startedAt.IsZero() {
+						// moto keeps the first launch time; EC2 shows the last start.
+						setText(inst, "launchTime", rec.startedAt.UTC().Format(time.RFC3339Nano))
+					}
 				}
 			}
 			if len(instances.SelectElements("item")) == 0 {
@@ -350,6 +368,13 @@ func childText(e *etree.Element, tag string) string {
 		return strings.TrimSpace(c.Text())
 	}
 	return ""
+}
+
+// setText sets the text of e's child tag, if e has one.
+func setText(e *etree.Element, tag, text string) {
+	if c := e.SelectElement(tag); c != nil {
+		c.SetText(text)
+	}
 }
 
 // setState writes a state into an <instanceState>-like element.

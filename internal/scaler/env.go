@@ -45,18 +45,26 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	// invocation to the next while Lambda keeps the environment warm. A
 	// cold start begins afresh, so it may announce an episode that was
 	// already going on.
-	var workers Fleet = aws.NewFleet(c.EC2, set.lambda.Fleet, set.template, set.subnets...)
+	fleet := aws.NewFleet(c.EC2, set.lambda.Fleet, set.template, set.subnets...).WithPool(set.poolSize)
+	var workers Fleet = fleet
+	var pool Pool = fleet
 	if self := getenv("AWS_LAMBDA_FUNCTION_NAME"); self != "" {
-		workers = &stoppable{Fleet: workers, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
+		st := &stoppable{Fleet: fleet, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
+		workers, pool = st, &stoppablePool{stoppable: st, pool: fleet}
 	}
 	s := New(set.scaler, aws.QueueFromURL(c.SQS, set.queueURL), workers, log)
-	return NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out), nil
+	h := NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out)
+	if set.poolSize > 0 {
+		h = h.WithPool(pool, set.scaler.BootDeadline)
+	}
+	return h, nil
 }
 
 // settings are a scaler function's, from its environment.
 type settings struct {
 	queueURL, template string
 	subnets            []string
+	poolSize           int
 	scaler             Config
 	lambda             LambdaConfig
 }
@@ -73,6 +81,7 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	subnets := fs.String("subnets", "", "comma-separated subnets to launch into")
 	fs.IntVar(&s.scaler.Max, "max-workers", events.DefaultMaxWorkers, "the fleet cap")
 	fs.IntVar(&s.scaler.Min, "min-workers", 0, "workers kept running with no backlog")
+	fs.IntVar(&s.poolSize, "pool-size", 0, "how many booted workers to keep stopped, to start in place of launches (0: none)")
 	fs.DurationVar(&s.lambda.Tick, "tick", 5*time.Second, "how often one invocation sizes the fleet")
 	fs.DurationVar(&s.lambda.Window, "window", DefaultWindow, "how long one invocation reconciles from its scheduled time (the schedule's period)")
 	fs.DurationVar(&s.scaler.ScaleInDelay, "scale-in-delay", 2*time.Second, "how long the backlog must call for fewer workers before any are drained")
@@ -98,6 +107,9 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	}
 	if s.scaler.Min < 0 || s.scaler.Min > s.scaler.Max {
 		errs = append(errs, fmt.Errorf("SURGE_MIN_WORKERS=%d: must be between 0 and the cap, %d", s.scaler.Min, s.scaler.Max))
+	}
+	if s.poolSize < 0 {
+		errs = append(errs, fmt.Errorf("SURGE_POOL_SIZE=%d: the pool size must not be negative", s.poolSize))
 	}
 	if *subnets != "" {
 		s.subnets = strings.Split(*subnets, ",")

@@ -44,12 +44,13 @@ func TestSettingsFromEnvironment(t *testing.T) {
 
 	env := with(with(with(with(with(requiredEnv, "SURGE_MAX_WORKERS", "15"), "SURGE_SUBNETS", "subnet-a,subnet-b"),
 		"SURGE_TICK", "2s"), "SURGE_BOOT_DEADLINE", "0"), "SURGE_MIN_WORKERS", "1")
+	env = with(env, "SURGE_POOL_SIZE", "3")
 	got, err = settingsFrom(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.scaler.Max != 15 || got.scaler.Min != 1 || !reflect.DeepEqual(got.subnets, []string{"subnet-a", "subnet-b"}) ||
-		got.lambda.Tick != 2*time.Second || got.scaler.BootDeadline != 0 {
+		got.lambda.Tick != 2*time.Second || got.scaler.BootDeadline != 0 || got.poolSize != 3 {
 		t.Errorf("set: %+v", got)
 	}
 }
@@ -71,6 +72,8 @@ func TestFromEnvRefusesMalformedSettings(t *testing.T) {
 		{"SURGE_BOOT_DEADLINE", "5 minutes", `SURGE_BOOT_DEADLINE="5 minutes"`},
 		{"SURGE_CAPACITY_BACKOFF", "-1s", `SURGE_CAPACITY_BACKOFF="-1s"`},
 		{"SURGE_SCALE_IN_DELAY", "-2s", `SURGE_SCALE_IN_DELAY="-2s"`},
+		{"SURGE_POOL_SIZE", "few", `SURGE_POOL_SIZE="few"`},
+		{"SURGE_POOL_SIZE", "-1", "SURGE_POOL_SIZE=-1"},
 		{"SURGE_FLEET", "", "SURGE_FLEET must be set"},
 		{"SURGE_REQUEST_QUEUE_URL", "", "SURGE_REQUEST_QUEUE_URL"},
 	} {

@@ -51,13 +51,27 @@ type Reconciler interface {
 	Reconcile(ctx context.Context) (Decision, error)
 }
 
+// Pool is the warm pool the handler keeps filled; *aws.Fleet is one.
+type Pool interface {
+	MaintainPool(ctx context.Context, bootDeadline time.Duration) (aws.PoolReport, error)
+}
+
 // Handler handles EventBridge scheduled events.
 type Handler struct {
-	cfg     LambdaConfig
-	scaler  Reconciler
-	log     *slog.Logger
-	metrics io.Writer
-	now     func() time.Time
+	cfg          LambdaConfig
+	scaler       Reconciler
+	log          *slog.Logger
+	metrics      io.Writer
+	now          func() time.Time
+	pool         Pool // nil: no warm pool
+	bootDeadline time.Duration
+}
+
+// WithPool has the handler keep pool filled whenever the fleet is idle,
+// replacing members not ready bootDeadline after launch. It returns h.
+func (h *Handler) WithPool(pool Pool, bootDeadline time.Duration) *Handler {
+	h.pool, h.bootDeadline = pool, bootDeadline
+	return h
 }
 
 // NewHandler returns a handler. Decisions are logged to log; embedded-metric
@@ -74,6 +88,8 @@ type Summary struct {
 	Launched   []string `json:"launched"`
 	Terminated []string `json:"terminated"`
 	Replaced   []string `json:"replaced"`
+	// PoolLaunched are instances launched to join the warm pool.
+	PoolLaunched []string `json:"pool_launched,omitempty"`
 }
 
 // Handle reconciles at once, then at the event's scheduled time plus each
@@ -160,6 +176,27 @@ func (h *Handler) tick(ctx context.Context, sum *Summary) {
 		"draining", d.Draining, "launched", d.Launched, "terminated", d.Drained,
 		"replaced", d.Replaced, "held", len(d.Held))
 	h.emit(d, true)
+	if h.pool != nil && idle(d) {
+		h.maintainPool(ctx, sum)
+	}
+}
+
+// idle reports whether a decision left nothing to do and no worker in
+// the fleet: only then are the pool's vCPUs not wanted by a scale-out.
+func idle(d Decision) bool {
+	return d.Backlog == 0 && d.Desired == 0 && d.Running == 0 && d.Draining == 0 && len(d.Launched) == 0
+}
+
+func (h *Handler) maintainPool(ctx context.Context, sum *Summary) {
+	rep, err := h.pool.MaintainPool(ctx, h.bootDeadline)
+	sum.PoolLaunched = append(sum.PoolLaunched, rep.Launched...)
+	if err != nil {
+		h.log.Error("keeping the warm pool filled", "err", err, "members", rep.Members, "launched", rep.Launched)
+		return
+	}
+	if len(rep.Launched)+len(rep.Stopped)+len(rep.Replaced) > 0 {
+		h.log.Info("warm pool", "members", rep.Members, "launched", rep.Launched, "stopped", rep.Stopped, "replaced", rep.Replaced)
+	}
 }
 
 // emit writes one CloudWatch embedded-metric-format line: the fleet's

@@ -478,3 +478,69 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 		t.Fatalf("restarted scaler: %v (%v)", in, err)
 	}
 }
+
+// With SURGE_POOL_SIZE the handler fills the warm pool while the fleet is
+// idle, and leaves it alone while there is work to scale for.
+func TestHandlerKeepsThePoolWhenIdle(t *testing.T) {
+	ctx := context.Background()
+	handler := func(r *rig) *scaler.Handler {
+		t.Helper()
+		env := map[string]string{
+			"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+			"SURGE_POOL_SIZE": "2",
+		}
+		h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+
+	busy := newRig(t, 3)
+	sum, err := handler(busy).Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	if err != nil || !slices.Equal(sum.Launched, []string{"app-tier-instance-1"}) || len(sum.PoolLaunched) != 0 {
+		t.Fatalf("with a backlog: %+v, %v", sum, err)
+	}
+
+	idle := newRig(t, 0)
+	h := handler(idle)
+	sum, err = h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	if err != nil || len(sum.Launched) != 0 || !slices.Equal(sum.PoolLaunched, []string{"app-tier-pool-1", "app-tier-pool-2"}) {
+		t.Fatalf("idle: %+v, %v", sum, err)
+	}
+	if in, err := idle.fleet.List(ctx); err != nil || len(in) != 0 {
+		t.Fatalf("the pool's instances show in the fleet: %v (%v)", in, err)
+	}
+	// The pool is filling: nothing more to launch, and the fleet is still idle.
+	sum, err = h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	if err != nil || len(sum.Launched)+len(sum.PoolLaunched) != 0 {
+		t.Fatalf("idle again: %+v, %v", sum, err)
+	}
+}
+
+// A stopped scaler fills no pool either.
+func TestStoppedScalerWarmsNothing(t *testing.T) {
+	r := newRig(t, 0)
+	ctx := context.Background()
+	fn := r.name + "-scaler"
+	moto.Function(t, r.clients, fn)
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+		"SURGE_POOL_SIZE": "2", "AWS_LAMBDA_FUNCTION_NAME": fn,
+	}
+	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lambda.NewFromConfig(r.clients.Config).PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
+		FunctionName: &fn, ReservedConcurrentExecutions: sdk.Int32(0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil || len(sum.PoolLaunched) != 0 {
+		t.Fatalf("stopped: %+v, %v", sum, err)
+	}
+	if n := len(r.tokensByName(t)); n != 0 {
+		t.Fatalf("a stopped scaler launched %d instances", n)
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/surgeml/surge/internal/aws"
 )
 
 // Concurrency reads a function's reserved concurrency; *lambda.Client is
@@ -29,6 +32,14 @@ type stoppable struct {
 }
 
 func (s *stoppable) Launch(ctx context.Context, names []string) error {
+	if s.halted(ctx, names) {
+		return nil
+	}
+	return s.Fleet.Launch(ctx, names)
+}
+
+// halted reports whether the scaler has been stopped, saying so once.
+func (s *stoppable) halted(ctx context.Context, wanted []string) bool {
 	out, err := s.lambda.GetFunctionConcurrency(ctx, &lambda.GetFunctionConcurrencyInput{FunctionName: &s.self})
 	switch {
 	case err != nil:
@@ -37,9 +48,23 @@ func (s *stoppable) Launch(ctx context.Context, names []string) error {
 		s.log.Warn("could not tell whether the scaler was stopped; launching", "err", err)
 	case out.ReservedConcurrentExecutions != nil && *out.ReservedConcurrentExecutions == 0:
 		if !s.stopped.Swap(true) {
-			s.log.Warn("the scaler is stopped (reserved concurrency 0, as the stack's destroy sets it): launching nothing", "wanted", names)
+			s.log.Warn("the scaler is stopped (reserved concurrency 0, as the stack's destroy sets it): launching nothing", "wanted", wanted)
 		}
-		return nil
+		return true
 	}
-	return s.Fleet.Launch(ctx, names)
+	return false
+}
+
+// stoppablePool is the warm pool as a scaler that can be stopped keeps
+// it: stopped, it launches no members either.
+type stoppablePool struct {
+	*stoppable
+	pool Pool
+}
+
+func (s *stoppablePool) MaintainPool(ctx context.Context, bootDeadline time.Duration) (aws.PoolReport, error) {
+	if s.halted(ctx, []string{"warm pool"}) {
+		return aws.PoolReport{}, nil
+	}
+	return s.pool.MaintainPool(ctx, bootDeadline)
 }

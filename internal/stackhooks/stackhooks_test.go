@@ -236,6 +236,13 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	fleet := unique("fleet")
 	scaler := scalerFunction(t, c, fleet+"-scaler")
 	ours := launch(t, c, fleet, 3, false)
+	// One waits stopped in the warm pool: destroy removes it too.
+	if _, err := c.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ours[:1], Tags: []ec2types.Tag{{Key: sdk.String(aws.TagPool), Value: sdk.String("true")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EC2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: ours[:1]}); err != nil {
+		t.Fatal(err)
+	}
 	foreign := append(launch(t, c, unique("other-fleet"), 1, false), launch(t, c, "", 1, false)...)
 	plain := bucket(t, c, fleet+"-in", false)
 	putObjects(t, c, plain, 1001) // more than one DeleteObjects batch
