@@ -25,6 +25,12 @@ import (
 // measurements.
 const awsLaunchDelay = 40 * time.Second
 
+// awsStartDelay is StartInstances of a stopped pool member to its worker's
+// process starting: pending to running as for a launch, then a boot that
+// skips cloud-init's first-boot work and the user data's downloads. An
+// estimate from the launch's parts, not a measurement (docs/benchmark.md).
+const awsStartDelay = 20 * time.Second
+
 // benchCloudCmd runs the local system with AWS's timings: every queue,
 // bucket and table call pays an in-region round trip, and every worker an
 // instance's boot, so the figures say what a user on AWS would wait for,
@@ -40,7 +46,9 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 	latency := backend.AWSLatency()
 	fs.Var(&latency, "latency", `round trip added to each call: "sqs=20ms,s3=25ms,dynamodb=8ms,jitter=0.25", or "aws" (these)`)
 	launchDelay := fs.Duration("launch-delay", awsLaunchDelay, "an instance's boot before its worker starts (pending, OS boot, user data)")
-	timeScale := fs.Float64("time-scale", 1, "multiplies the launch delay (not the per-call latency), to get the table sooner")
+	startDelay := fs.Duration("start-delay", awsStartDelay, "a stopped pool member's start before its worker starts (pending, OS boot; no user data)")
+	poolSize := fs.Int("pool-size", 0, "warm pool of the pool run (default: the fleet cap)")
+	timeScale := fs.Float64("time-scale", 1, "multiplies the launch and start delays (not the per-call latency), to get the table sooner")
 	ratioWorkers := fs.Int("ratio-workers", runtime.GOMAXPROCS(0), "fleet of the with/without latency runs: one worker per core, as one instance each has its own")
 	ratioRequests := fs.Int("ratio-requests", 300, "requests of each with/without latency run")
 	workerConcurrency := fs.Int("worker-concurrency", 0, "requests each worker holds at once; 0: the worker's default")
@@ -77,9 +85,23 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	boot := time.Duration(float64(*launchDelay) * *timeScale)
+	start := time.Duration(float64(*startDelay) * *timeScale)
+	if *poolSize <= 0 {
+		*poolSize = *maxWorkers
+	}
 	b := cloudBench{bin: *bin, workerArgs: wargs}
 
-	cloud, err := b.start(ctx, latency, boot, *maxWorkers)
+	// The same cold run with the fleet started from a full warm pool.
+	pooled, err := b.start(ctx, latency, boot, *maxWorkers, *poolSize, start)
+	if err != nil {
+		return err
+	}
+	fromPool, err := pooled.measure(ctx, "cloud timings, 100 requests from a warm pool", batch(*coldRequests), *coldRequests)
+	if err = errors.Join(err, pooled.stop()); err != nil {
+		return err
+	}
+
+	cloud, err := b.start(ctx, latency, boot, *maxWorkers, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -100,7 +122,7 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 	}
 
 	steady := func(l backend.Latency, what string) (measured, error) {
-		sys, err := b.start(ctx, l, 0, *ratioWorkers)
+		sys, err := b.start(ctx, l, 0, *ratioWorkers, 0, 0)
 		if err != nil {
 			return measured{}, err
 		}
@@ -124,7 +146,7 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 		return err
 	}
 
-	fmt.Printf("cloud bench: per-call latency %v; launch delay %v", latency, *launchDelay)
+	fmt.Printf("cloud bench: per-call latency %v; launch delay %v, pool start %v", latency, *launchDelay, *startDelay)
 	if *timeScale != 1 {
 		fmt.Printf(" run at ×%g time scale, i.e. %v: cold-run times are as measured, with the shortened boot", *timeScale, boot)
 	}
@@ -134,10 +156,11 @@ func benchCloudCmd(ctx context.Context, args []string) error {
 	for _, r := range []struct {
 		what string
 		m    measured
-	}{{"from an empty fleet", cold}, {"fleet up", warm}} {
+	}{{"from an empty fleet", cold}, {fmt.Sprintf("from a warm pool of %d", *poolSize), fromPool}, {"fleet up", warm}} {
 		fmt.Fprintf(w, "%d requests at once, %s: first answer / average / p95\t%s / %s / %s\t\n", r.m.Requests, r.what, secs(r.m.first), secs(r.m.Mean), secs(r.m.P95))
 		fmt.Fprintf(w, "%d requests at once, %s: makespan / peak fleet\t%s / %d\t\n", r.m.Requests, r.what, secs(r.m.Duration), r.m.peakFleet)
 	}
+	fmt.Fprintf(w, "warm pool ÷ launch only: first answer / average\t%.2f / %.2f\t≤ 0.60 / ≤ 0.70\n", fromPool.first.Seconds()/cold.first.Seconds(), fromPool.Mean.Seconds()/cold.Mean.Seconds())
 	fmt.Fprintf(w, "%d requests, %d at once, fleet up: throughput / p95 / peak fleet\t%.1f req/s / %s / %d\t\n", long.Requests, *concurrency, long.Throughput(), secs(long.P95), long.peakFleet)
 	fmt.Fprintf(w, "per-worker throughput (%d-request run ÷ peak fleet)\t%.2f req/s\t\n", long.Requests, long.Throughput()/float64(max(long.peakFleet, 1)))
 	fmt.Fprintf(w, "results delivered by the web tier / peak response-queue backlog\t%.1f req/s / %d\t0 backlog\n", long.Throughput(), long.peakBacklog)
@@ -157,7 +180,7 @@ type benchSystem struct {
 	data string
 }
 
-func (b cloudBench) start(ctx context.Context, l backend.Latency, boot time.Duration, maxWorkers int) (*benchSystem, error) {
+func (b cloudBench) start(ctx context.Context, l backend.Latency, boot time.Duration, maxWorkers, pool int, start time.Duration) (*benchSystem, error) {
 	data, err := os.MkdirTemp("", "surge-bench-cloud-")
 	if err != nil {
 		return nil, err
@@ -171,6 +194,8 @@ func (b cloudBench) start(ctx context.Context, l backend.Latency, boot time.Dura
 		// measure a fleet that is up, not one being drained.
 		ScaleInDelay: time.Hour,
 		LaunchDelay:  boot,
+		PoolSize:     pool,
+		StartDelay:   start,
 		WorkerArgs:   b.workerArgs,
 		// Runs repeat names and bytes: the web tier must not answer them
 		// from the results table.

@@ -48,6 +48,15 @@ type FleetConfig struct {
 	// and the user data's downloads. The worker's own start (loading the
 	// model) comes after it. Zero starts the process at once.
 	LaunchDelay time.Duration
+	// PoolSize is how many booted instances are kept stopped, the stand-in
+	// for the warm pool on EC2: a launch takes one if there is one and
+	// boots for StartDelay instead of LaunchDelay; a worker that drains
+	// cleanly is stopped into the pool while it has room. The pool starts
+	// full, as the scaler fills it while the fleet is idle.
+	PoolSize int
+	// StartDelay is a pool member's start: stopped → running and the OS
+	// boot, without the first boot's user data.
+	StartDelay time.Duration
 }
 
 // Exit records a worker that has ended.
@@ -67,6 +76,8 @@ type Fleet struct {
 	mu    sync.Mutex
 	procs map[string]*proc
 	exits []Exit
+	// pooled counts stopped pool members (FleetConfig.PoolSize).
+	pooled int
 	// published is the fleet as the snapshot file last showed it.
 	published []events.Instance
 	wg        sync.WaitGroup
@@ -78,6 +89,8 @@ type proc struct {
 	// closing abort ends the boot.
 	cmd      *exec.Cmd
 	abort    chan struct{}
+	bootFor  time.Duration
+	fromPool bool
 	started  time.Time
 	draining bool
 	peakRSS  int64
@@ -111,7 +124,7 @@ func NewFleet(cfg FleetConfig, log *slog.Logger) (*Fleet, error) {
 	for _, p := range stale {
 		os.Remove(p)
 	}
-	f := &Fleet{cfg: cfg, log: log, procs: map[string]*proc{}}
+	f := &Fleet{cfg: cfg, log: log, procs: map[string]*proc{}, pooled: max(cfg.PoolSize, 0)}
 	return f, f.writeSnapshot()
 }
 
@@ -130,8 +143,12 @@ func (f *Fleet) launch(name string) error {
 	if _, ok := f.procs[name]; ok {
 		return fmt.Errorf("worker %s is already running", name)
 	}
-	p := &proc{name: name, started: time.Now()}
-	if f.cfg.LaunchDelay <= 0 {
+	p := &proc{name: name, started: time.Now(), bootFor: f.cfg.LaunchDelay}
+	if f.pooled > 0 {
+		f.pooled--
+		p.fromPool, p.bootFor = true, f.cfg.StartDelay
+	}
+	if p.bootFor <= 0 {
 		if err := f.startLocked(p); err != nil {
 			return err
 		}
@@ -139,7 +156,7 @@ func (f *Fleet) launch(name string) error {
 	}
 	p.abort = make(chan struct{})
 	f.procs[name] = p
-	f.log.Info("worker instance booting", "instance", name, "for", f.cfg.LaunchDelay)
+	f.log.Info("worker instance booting", "instance", name, "for", p.bootFor, "from_pool", p.fromPool)
 	f.wg.Go(func() { f.boot(p) })
 	return f.writeSnapshotLocked()
 }
@@ -147,7 +164,7 @@ func (f *Fleet) launch(name string) error {
 // boot waits out the instance's launch, then starts its worker unless it
 // was drained or killed meanwhile.
 func (f *Fleet) boot(p *proc) {
-	t := time.NewTimer(f.cfg.LaunchDelay)
+	t := time.NewTimer(p.bootFor)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -174,6 +191,9 @@ func (f *Fleet) boot(p *proc) {
 // endBootLocked records an instance that ended before its worker ran.
 func (f *Fleet) endBootLocked(p *proc) {
 	delete(f.procs, p.name)
+	if p.fromPool {
+		f.pooled++ // stopped again before it ran
+	}
 	f.exits = append(f.exits, Exit{Name: p.name, Drained: p.draining})
 	f.log.Info("worker instance ended while booting", "instance", p.name, "drained", p.draining)
 	if err := f.writeSnapshotLocked(); err != nil {
@@ -219,6 +239,9 @@ func (f *Fleet) reap(p *proc, waitErr error) {
 	os.Remove(f.statusPath(p.name))
 	e := Exit{Name: p.name, PID: p.cmd.Process.Pid, Drained: p.draining, ExitCode: p.cmd.ProcessState.ExitCode(), PeakRSS: p.peakRSS}
 	f.exits = append(f.exits, e)
+	if p.draining && waitErr == nil && f.pooled < f.cfg.PoolSize {
+		f.pooled++ // stopped, not terminated: booted once, it starts sooner
+	}
 	if p.draining && waitErr == nil {
 		f.log.Info("worker left", "instance", p.name, "pid", e.PID, "peak_rss_mb", e.PeakRSS>>20)
 	} else {

@@ -14,8 +14,15 @@ import (
 
 func newBootingFleet(t *testing.T, launchDelay time.Duration) (*Fleet, string) {
 	t.Helper()
+	return newPooledFleet(t, launchDelay, 0, 0)
+}
+
+func newPooledFleet(t *testing.T, launchDelay time.Duration, pool int, startDelay time.Duration) (*Fleet, string) {
+	t.Helper()
 	dir := t.TempDir()
 	f, err := NewFleet(FleetConfig{
+		PoolSize:    pool,
+		StartDelay:  startDelay,
 		Dir:         dir,
 		LogDir:      filepath.Join(dir, "logs"),
 		Command:     []string{os.Args[0], "-test.run=^$"},
@@ -108,5 +115,54 @@ func TestStopDoesNotWaitOutBoots(t *testing.T) {
 	}
 	if exits := f.Exits(); len(exits) != 1 || !exits[0].Drained {
 		t.Errorf("exits after Stop %+v, want the booting instance, drained", exits)
+	}
+}
+
+// A pool member starts in StartDelay where a launch boots for LaunchDelay;
+// past the pool, launches boot in full; a clean drain stops a worker back
+// into the pool, a crash does not.
+func TestWarmPoolStartsSooner(t *testing.T) {
+	f, _ := newPooledFleet(t, time.Hour, 1, 50*time.Millisecond)
+	ctx := context.Background()
+	if err := f.Launch(ctx, []string{"app-tier-instance-1", "app-tier-instance-2"}); err != nil {
+		t.Fatal(err)
+	}
+	state := func(name string) events.Instance {
+		for _, in := range list(t, f) {
+			if in.Name == name {
+				return in
+			}
+		}
+		return events.Instance{}
+	}
+	waitFor(t, "the pool member's worker", func() bool { return state("app-tier-instance-1").State == events.Running })
+	if in := state("app-tier-instance-2"); in.State != events.Pending || in.ID != "" {
+		t.Fatalf("past the pool, an instance is %+v, want one still booting", in)
+	}
+	if err := f.Drain(ctx, []string{"app-tier-instance-1", "app-tier-instance-2"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fleet to empty", func() bool { return len(list(t, f)) == 0 })
+	// The drained worker went back to the pool; the launch that never ran
+	// had not come from it, so there is one fast start again.
+	if err := f.Launch(ctx, []string{"app-tier-instance-3", "app-tier-instance-4"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a start from the pool", func() bool {
+		return state("app-tier-instance-3").State == events.Running
+	})
+	if in := state("app-tier-instance-4"); in.State != events.Pending || in.ID != "" {
+		t.Errorf("the pool held more than its size: %+v", in)
+	}
+	if err := f.Kill("app-tier-instance-3"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the crash", func() bool { return state("app-tier-instance-3").Name == "" })
+	if err := f.Launch(ctx, []string{"app-tier-instance-5"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if in := state("app-tier-instance-5"); in.State != events.Pending || in.ID != "" {
+		t.Errorf("a crashed worker went back to the pool: the next launch is %+v", in)
 	}
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// LaunchDelay is how long a launched worker boots, as an instance
 	// would, before its process starts (embedded.FleetConfig.LaunchDelay).
 	LaunchDelay time.Duration
+	// PoolSize and StartDelay model a warm pool of stopped instances
+	// (embedded.FleetConfig.PoolSize).
+	PoolSize   int
+	StartDelay time.Duration
 	// WorkerArgs are passed to every worker: model, gallery, threads...
 	WorkerArgs []string
 	// WebArgs are passed to the web tier.
@@ -146,6 +150,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		// core only adds thread wake-ups.
 		Env:         []string{"GOMAXPROCS=1"},
 		LaunchDelay: cfg.LaunchDelay,
+		PoolSize:    cfg.PoolSize,
+		StartDelay:  cfg.StartDelay,
 	}, log)
 	if err != nil {
 		s.web.Stop(webExitMargin)
