@@ -856,6 +856,9 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 		t.Fatalf("%d of 100 correct", rep.Correct)
 	}
 	waitForZero(t, cloud.RunningWorkers, 30*time.Second)
+	// Let the 100 ms poller, which runs apart from waitForZero, see the
+	// zero too: its last sample must be of the emptied fleet.
+	time.Sleep(500 * time.Millisecond)
 	fine.stop()
 	counts := fine.counts()
 	if peak := fine.peak(start); counts[0] != 0 || counts[len(counts)-1] != 0 || peak < 1 || peak > maxWorkers {

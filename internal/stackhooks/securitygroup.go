@@ -38,12 +38,12 @@ func (h *Hook) closeDefaultGroup(ctx context.Context, log *slog.Logger) error {
 	// By rule id: exact, where revoking by permissions must repeat each
 	// rule's every field.
 	if len(ingress) > 0 {
-		if _, err := h.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: &group, SecurityGroupRuleIds: ingress}); err != nil {
+		if _, err := h.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: &group, SecurityGroupRuleIds: ingress}); err != nil && !ruleGone(err) {
 			return fmt.Errorf("revoking the inbound rules of %s (default group of %s): %w", group, vpc, err)
 		}
 	}
 	if len(egress) > 0 {
-		if _, err := h.ec2.RevokeSecurityGroupEgress(ctx, &ec2.RevokeSecurityGroupEgressInput{GroupId: &group, SecurityGroupRuleIds: egress}); err != nil {
+		if _, err := h.ec2.RevokeSecurityGroupEgress(ctx, &ec2.RevokeSecurityGroupEgressInput{GroupId: &group, SecurityGroupRuleIds: egress}); err != nil && !ruleGone(err) {
 			return fmt.Errorf("revoking the outbound rules of %s (default group of %s): %w", group, vpc, err)
 		}
 	}
@@ -78,4 +78,15 @@ func (h *Hook) groupRules(ctx context.Context, group string) (ingress, egress []
 		}
 	}
 	return ingress, egress, nil
+}
+
+// ruleGone reports a revoke of a rule that another revoke (a concurrent
+// or retried hook) removed first: the goal is met, and the describe that
+// follows confirms the group is closed.
+func ruleGone(err error) bool {
+	switch errorKind(err) {
+	case "InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound":
+		return true
+	}
+	return false
 }
