@@ -136,6 +136,9 @@ type Result struct {
 	Worker  string  `json:"worker,omitempty"`
 	Elapsed Millis  `json:"elapsed_ms"`
 	Error   *Error  `json:"error,omitempty"`
+	// Answered is when the worker sent the result, by its clock: the web
+	// tier learns from it how long results wait in the response queue.
+	Answered time.Time `json:"answered,omitzero"`
 	// Unrecorded says why a label is missing from the results table (the
 	// table was unreachable), so the web tier can report the outage.
 	Unrecorded string `json:"unrecorded,omitempty"`

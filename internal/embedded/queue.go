@@ -61,6 +61,11 @@ type Queue struct {
 	visibility  time.Duration
 	maxReceives int
 	watch       *watcher
+	// polling is held by the one receive of this process that looks at
+	// the table and waits for the bell; the others wait their turn. A
+	// ring then wakes one poller per process, not every long poll, which
+	// all but one would spend reading the table to find nothing taken.
+	polling chan struct{}
 	// redrive moves the source queue's exhausted messages to its
 	// dead-letter queue; a queue and its DeadLetters view share it.
 	redrive *redrive
@@ -140,6 +145,7 @@ func newQueue(db *sql.DB, name string, opts QueueOptions, w *watcher) *Queue {
 		visibility:  opts.Visibility,
 		maxReceives: opts.MaxReceives,
 		watch:       w,
+		polling:     make(chan struct{}, 1),
 	}
 }
 
@@ -244,6 +250,13 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]eve
 		return nil, fmt.Errorf("receiving from %s: max must be at least 1", q.name)
 	}
 	deadline := time.Now().Add(wait)
+	if wait > 0 {
+		// A short poll only looks, so it needs no turn.
+		if !q.takeTurn(ctx, wait) {
+			return nil, ctx.Err()
+		}
+		defer func() { <-q.polling }()
+	}
 	for {
 		// Take the bell's channel before looking, so a send that lands
 		// between the look and the wait still wakes us.
@@ -266,6 +279,24 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]eve
 		}
 		timer.Stop()
 	}
+}
+
+// takeTurn waits up to wait for this process's polling turn.
+func (q *Queue) takeTurn(ctx context.Context, wait time.Duration) bool {
+	select {
+	case q.polling <- struct{}{}:
+		return true
+	default:
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case q.polling <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return false
 }
 
 func (q *Queue) tryReceive(ctx context.Context, max int) ([]events.Message, error) {

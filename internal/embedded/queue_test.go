@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,72 @@ func TestSurvivesRestart(t *testing.T) {
 	if err != nil || c.Visible != 3 {
 		t.Fatalf("after reopening: counts %+v, %v", c, err)
 	}
+}
+
+// Long polls of one process take turns at the table: with nothing to
+// take, each still ends after its own wait, not after the others'; a
+// cancelled one leaves at once; and messages sent while they wait are
+// each taken once, promptly.
+func TestLongPollsTakeTurns(t *testing.T) {
+	q := openQueue(t, t.TempDir(), embedded.QueueOptions{Visibility: time.Minute})
+	ctx := context.Background()
+	const polls = 8
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range polls {
+		wg.Go(func() {
+			if msgs, err := q.Receive(ctx, 10, 300*time.Millisecond); err != nil || len(msgs) != 0 {
+				t.Errorf("empty queue: %d messages, %v", len(msgs), err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("%d long polls of 300 ms took %v together: their waits stacked", polls, took)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	holder := make(chan struct{})
+	go func() { q.Receive(ctx, 1, 500*time.Millisecond); close(holder) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if _, err := q.Receive(cctx, 1, time.Minute); err != context.Canceled {
+		t.Errorf("cancelled long poll: %v, want context.Canceled", err)
+	}
+	<-holder
+
+	const sent = 40
+	got := make(chan string, sent)
+	pollCtx, stop := context.WithCancel(ctx)
+	for range polls {
+		wg.Go(func() {
+			for pollCtx.Err() == nil {
+				msgs, _ := q.Receive(pollCtx, 10, 5*time.Second)
+				for _, m := range msgs {
+					got <- string(m.Body)
+				}
+			}
+		})
+	}
+	for i := range sent {
+		if err := q.Send(ctx, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for range sent {
+		select {
+		case b := <-got:
+			if seen[b] {
+				t.Errorf("message %s taken twice", b)
+			}
+			seen[b] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d messages taken", len(seen), sent)
+		}
+	}
+	stop()
+	wg.Wait()
 }
 
 // queueChild is the child side of TestConcurrentProcesses: receive, note each delivery,

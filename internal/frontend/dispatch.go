@@ -2,9 +2,9 @@ package frontend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,56 +57,49 @@ func (w *waiters) len() int {
 // GET /results/{id}, handed to its waiting upload if there is one, and
 // deleted.
 func (s *Server) dispatch(ctx context.Context) {
+	deletes := events.NewBatcher(context.WithoutCancel(ctx), s.Responses.DeleteBatch, deletesInFlight)
 	var receivers sync.WaitGroup
 	for range s.cfg.Receivers {
-		receivers.Go(func() { s.receive(ctx) })
+		receivers.Go(func() { s.receive(ctx, deletes) })
 	}
 	receivers.Wait()
+	deletes.Close()
 }
 
-func (s *Server) receive(ctx context.Context) {
+func (s *Server) receive(ctx context.Context, deletes *events.Batcher[string]) {
 	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		msgs, err := s.Responses.Receive(ctx, events.MaxBatch, 20*time.Second)
-		s.route(context.WithoutCancel(ctx), msgs)
+		s.route(context.WithoutCancel(ctx), msgs, deletes)
 		backoff.After(ctx, err, s.log, "receiving results")
 	}
 }
 
-// route records and delivers received results, then deletes them in one
-// batch: the answers reach their uploads before the round trip that
-// deletes them.
-func (s *Server) route(ctx context.Context, msgs []events.Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	ids := make([]string, len(msgs))
-	receipts := make([]string, len(msgs))
-	for i, m := range msgs {
-		receipts[i] = m.Receipt
-		res, err := events.DecodeResult(m.Body)
-		if err != nil {
+// route records and delivers received results, and leaves them to be
+// deleted in batches: the receiver polls again at once, without waiting
+// for the round trip that deletes what it routed.
+func (s *Server) route(ctx context.Context, msgs []events.Message, deletes *events.Batcher[string]) {
+	for _, m := range msgs {
+		id := ""
+		if res, err := events.DecodeResult(m.Body); err != nil {
 			// Nobody can be answered with it; keeping it would only block
 			// the queue.
 			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
-			continue
+		} else {
+			id = res.ID
+			if !res.Answered.IsZero() {
+				s.queueWaits.add(max(time.Since(res.Answered), 0))
+			}
+			s.cache.learn(ctx, res)
+			s.record(res)
 		}
-		ids[i] = res.ID
-		s.cache.learn(ctx, res)
-		s.record(res)
-	}
-	err := s.Responses.DeleteBatch(ctx, receipts)
-	var failed *events.BatchError
-	if !errors.As(err, &failed) {
-		if err != nil {
-			s.log.Error("deleting results", "ids", ids, "err", err)
-		}
-		return
-	}
-	// A result left behind comes back and is routed again, which the
-	// first answer already settled: noise, not harm.
-	for i, err := range failed.Failed {
-		s.log.Error("deleting result", "id", ids[i], "err", err)
+		deletes.Go(m.Receipt, func(err error) {
+			// A result left behind comes back and is routed again, which
+			// the first answer already settled: noise, not harm.
+			if err != nil {
+				s.log.Error("deleting result", "id", id, "err", err)
+			}
+		})
 	}
 }
 
@@ -189,3 +182,41 @@ const stoppingRetryAfter = 10 * time.Second
 // codeStopping marks the 503 of an upload still waiting when a stop's
 // drain timeout ends.
 const codeStopping = "stopping"
+
+// deliveryWindow is how many of the latest results /status's delivery
+// figures cover.
+const deliveryWindow = 1000
+
+// queueWaits keeps how long the latest deliveryWindow results waited in
+// the response queue, from their worker's send to a receiver taking them:
+// a web tier that keeps up takes each within about one round trip.
+type queueWaits struct {
+	mu    sync.Mutex
+	waits [deliveryWindow]time.Duration
+	next  int
+	full  bool
+}
+
+func (q *queueWaits) add(d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waits[q.next] = d
+	q.next = (q.next + 1) % len(q.waits)
+	q.full = q.full || q.next == 0
+}
+
+func (q *queueWaits) status() DeliveryStatus {
+	q.mu.Lock()
+	waits := slices.Clone(q.waits[:q.next])
+	if q.full {
+		waits = slices.Clone(q.waits[:])
+	}
+	q.mu.Unlock()
+	if len(waits) == 0 {
+		return DeliveryStatus{}
+	}
+	slices.Sort(waits)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	at := func(p float64) float64 { return ms(waits[min(int(p*float64(len(waits))), len(waits)-1)]) }
+	return DeliveryStatus{Results: len(waits), P50Ms: at(0.50), P99Ms: at(0.99), MaxMs: ms(waits[len(waits)-1])}
+}

@@ -2,6 +2,7 @@ package frontend_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,7 +97,9 @@ func TestDispatcherReceiversAndBatchDeletes(t *testing.T) {
 	const results = 40
 	bodies := make([][]byte, results)
 	for i := range bodies {
-		body, err := events.EncodeResult(events.Result{V: events.Version, ID: fmt.Sprintf("r%02d", i), Stem: fmt.Sprintf("f%02d", i), Label: "cat"})
+		// Each was sent 50 ms before the batch lands.
+		body, err := events.EncodeResult(events.Result{V: events.Version, ID: fmt.Sprintf("r%02d", i), Stem: fmt.Sprintf("f%02d", i), Label: "cat",
+			Answered: time.Now().Add(-50 * time.Millisecond)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +130,17 @@ func TestDispatcherReceiversAndBatchDeletes(t *testing.T) {
 	}
 	if deleted != results || len(deletes) >= results {
 		t.Errorf("%d results deleted in %d calls %v, want %d in fewer calls than results", deleted, len(deletes), deletes, results)
+	}
+	// /status tells how long they waited in the response queue.
+	resp, err := http.Get(fmt.Sprintf("http://%s/status", ln.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st frontend.Status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if d := st.Delivery; err != nil || d.Results != results || d.P50Ms < 50 || d.MaxMs < d.P99Ms || d.P99Ms < d.P50Ms || d.MaxMs > 10_000 {
+		t.Errorf("delivery %+v (%v), want %d results that waited at least 50 ms", d, err, results)
 	}
 	for i := range results {
 		resp, err := http.Get(fmt.Sprintf("http://%s/results/r%02d", ln.Addr(), i))

@@ -142,10 +142,18 @@ func (c *Config) defaults() {
 	}
 }
 
-// DefaultReceivers is enough for the largest fleet: at a 30 ms round trip
-// (receive, then delete) four receivers move about 600 results a second
-// in batches of ten, far more than 19 workers answer.
-const DefaultReceivers = 4
+// DefaultReceivers keeps a long poll waiting whenever a result lands: a
+// long poll returns as soon as a result is there, often with just that
+// one, and is away for its round trip (~20 ms on SQS) before it polls
+// again, so at R results a second about R × 20 ms receivers are away at
+// any moment; 16 leave most waiting at the 500 a second a local fleet
+// reaches, and an idle long poll costs one call every 20 seconds.
+const DefaultReceivers = 16
+
+// deletesInFlight is how many batches of routed results are being
+// deleted at once: each takes up to events.MaxBatch results a round trip,
+// so four clear ~2000 results a second at 20 ms.
+const deletesInFlight = 4
 
 // DefaultDrainTimeout gives a fleet that is up time to clear a burst of
 // the course's size (100 requests take seconds) and one starting from zero
@@ -173,6 +181,8 @@ type Server struct {
 	bodies  *bodies
 	gate    *keyGate
 	waiters *waiters
+	// queueWaits is how long recent results waited in the response queue.
+	queueWaits queueWaits
 	// jobs remembers every request id this process queued or saw answered,
 	// with its result once known, for GET /results/{id}; jobsMu orders
 	// the read-then-write updates of an id's result.

@@ -2,9 +2,10 @@ package frontend
 
 import (
 	"context"
-	"github.com/surgeml/surge/events"
 	"net/http"
 	"time"
+
+	"github.com/surgeml/surge/events"
 )
 
 // Status is the body of GET /status.
@@ -12,9 +13,11 @@ type Status struct {
 	RequestQueue  QueueStatus `json:"request_queue"`
 	DeadLetters   QueueStatus `json:"dead_letters"` // requests that failed for good
 	ResponseQueue QueueStatus `json:"response_queue"`
-	Fleet         FleetStatus `json:"fleet"`
-	Waiting       int         `json:"waiting"` // uploads holding a connection open
-	ResultsTable  CacheStatus `json:"results_table"`
+	// Delivery is how long results waited in the response queue.
+	Delivery     DeliveryStatus `json:"delivery"`
+	Fleet        FleetStatus    `json:"fleet"`
+	Waiting      int            `json:"waiting"` // uploads holding a connection open
+	ResultsTable CacheStatus    `json:"results_table"`
 
 	Uploads UploadsStatus `json:"uploads"`
 }
@@ -30,6 +33,17 @@ type UploadsStatus struct {
 	MemoryHeld       int64 `json:"memory_held"`        // bytes of uploads held now
 	MemoryPeak       int64 `json:"memory_peak"`        // the most held at once since the start
 	MemoryBudget     int64 `json:"memory_budget"`
+}
+
+// DeliveryStatus is how long the latest results routed (up to
+// deliveryWindow) waited in the response queue, from the worker's send,
+// by its clock, to a receiver taking them: a backlog shows as waits far
+// beyond a round trip.
+type DeliveryStatus struct {
+	Results int     `json:"results"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
 }
 
 // QueueStatus is a queue's approximate counts, or why they are unknown.
@@ -57,6 +71,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st.Waiting = s.waiters.len()
 	st.Uploads = s.uploadsStatus()
 	st.ResultsTable = s.cache.status()
+	st.Delivery = s.queueWaits.status()
 	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
 	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
 	if s.DeadLetters != nil {

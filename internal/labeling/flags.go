@@ -15,7 +15,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
 	fs.StringVar(&c.Name, "name", "", "instance name reported in results (default: on EC2 the instance's Name tag, else the host name)")
 	fs.IntVar(&c.Inferences, "inferences", 0, "images decoded and recognised at once (0: GOMAXPROCS, one per core)")
-	fs.IntVar(&c.Concurrency, "concurrency", 0, "requests held at once, so downloads, uploads and queue calls overlap inference (0: twice the inferences)")
+	fs.IntVar(&c.Concurrency, "concurrency", 0, "requests held at once, so downloads, uploads and queue calls overlap inference (0: 32 per inference)")
+	fs.IntVar(&c.InferenceNice, "inference-nice", 0, "niceness of decoding and inference, for workers sharing a machine with the web tier (0: unchanged)")
 	fs.DurationVar(&c.Wait, "wait", defaultWait, "long-poll wait")
 	fs.DurationVar(&c.IdleExit, "idle-shutdown", 0, "leave after this long without work; on EC2, terminate this instance (0: never)")
 	return c

@@ -35,7 +35,7 @@ type Requests interface {
 
 // Responses is the response queue.
 type Responses interface {
-	Send(ctx context.Context, body []byte) error
+	SendBatch(ctx context.Context, bodies [][]byte) error
 }
 
 // Inputs is the input bucket.
@@ -84,6 +84,12 @@ type Config struct {
 	Wait        time.Duration // long-poll wait [20s]
 	MaxReceives int           // deliveries before the queue dead-letters a request [5]
 	MaxPixels   int           // largest image decoded [vision.DefaultMaxPixels]
+	// InferenceNice, when positive, is the niceness decoding and
+	// inference run at. A local fleet shares one machine's cores with the
+	// web tier, and many workers' inferences would keep the tiers' queue
+	// and storage calls waiting behind them; on an instance of its own a
+	// worker leaves it 0.
+	InferenceNice int
 	// Held, if set, is told how many messages the worker holds whenever
 	// that changes, so a scaler can tell idle workers from busy ones.
 	Held func(n int)
@@ -97,7 +103,7 @@ type Config struct {
 // fetched ahead to keep the cores fed.
 const (
 	HeldPerInference  = 32
-	FetchPerInference = 4
+	FetchPerInference = 8
 )
 
 // ErrIdle ends a Run that had no work for Config.IdleExit.
@@ -138,8 +144,11 @@ type Worker struct {
 	tableOK    *events.TableHealth
 	recognizer Recognizer
 	log        *slog.Logger
-	// inference is a token per image being decoded or recognised.
-	inference chan struct{}
+	// inferences takes each decoding and inference to one of
+	// Config.Inferences goroutines, started by Run.
+	inferences chan func()
+	// answers sends results to the response queue in batches, during Run.
+	answers *events.Batcher[[]byte]
 	// fetched is a token per upload held in memory before its inference.
 	fetched chan struct{}
 
@@ -154,7 +163,7 @@ func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outp
 	cfg.defaults()
 	return &Worker{cfg: cfg, requests: requests, responses: responses, inputs: inputs, outputs: outputs, table: table,
 		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now(),
-		inference: make(chan struct{}, cfg.Inferences), fetched: make(chan struct{}, cfg.FetchAhead)}
+		inferences: make(chan func()), fetched: make(chan struct{}, cfg.FetchAhead)}
 }
 
 // Concurrency is how many requests the worker holds at once.
@@ -171,11 +180,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	// them would only delay their answers by a visibility timeout.
 	work := context.WithoutCancel(ctx)
 	slots := make(chan struct{}, w.cfg.Concurrency)
-	deletes := newDeleter(w.requests)
-	deleted := make(chan struct{})
-	go func() { deletes.run(work); close(deleted) }()
+	// One batch of answers and one of deletes on its way at a time: the
+	// others gather while it is, which keeps the calls (AWS bills each)
+	// few.
+	w.answers = events.NewBatcher(work, w.responses.SendBatch, 1)
+	deletes := events.NewBatcher(work, w.requests.DeleteBatch, 1)
+	var inferring sync.WaitGroup
+	for range w.cfg.Inferences {
+		inferring.Go(w.infer)
+	}
 	var wg sync.WaitGroup
-	defer func() { wg.Wait(); deletes.close(); <-deleted }()
+	defer func() { wg.Wait(); w.answers.Close(); deletes.Close(); close(w.inferences); inferring.Wait() }()
 	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		// Wait for a free slot, then ask for as many messages as are free.
@@ -259,7 +274,7 @@ func transient(err error) *failure {
 	return &failure{code: events.ErrFailed, err: err}
 }
 
-func (w *Worker) handle(ctx context.Context, m events.Message, deletes *deleter) {
+func (w *Worker) handle(ctx context.Context, m events.Message, deletes *events.Batcher[string]) {
 	start := time.Now()
 	req, err := events.DecodeRequest(m.Body)
 	if err != nil {
@@ -277,14 +292,14 @@ func (w *Worker) handle(ctx context.Context, m events.Message, deletes *deleter)
 	res.Elapsed = events.Millis(time.Since(start))
 	switch {
 	case f == nil:
-		if err := w.answer(ctx, res); err != nil {
+		if err := w.answer(res); err != nil {
 			w.retryLater(ctx, m, req, log, transient(err))
 			return
 		}
 		log.Info("recognised", "label", res.Label, "score", res.Score, "elapsed", time.Duration(res.Elapsed))
 	case f.permanent:
 		res.Error = &events.Error{Code: f.code, Message: f.err.Error()}
-		if err := w.answer(ctx, res); err != nil {
+		if err := w.answer(res); err != nil {
 			w.retryLater(ctx, m, req, log, transient(err))
 			return
 		}
@@ -293,7 +308,7 @@ func (w *Worker) handle(ctx context.Context, m events.Message, deletes *deleter)
 		w.retryLater(ctx, m, req, log, f)
 		return
 	}
-	if err := deletes.delete(m.Receipt); err != nil {
+	if err := deletes.Do(m.Receipt); err != nil {
 		// The request comes back and is answered again with the same
 		// label: wasteful, not wrong.
 		log.Error("deleting answered request", "err", err)
@@ -346,12 +361,41 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 	return res, nil
 }
 
-// recognize decodes and labels an image holding an inference token, so
-// that no more images are decoded at once than there are tokens: a
-// decoded image can take far more memory than its upload.
+// infer runs decodings and inferences until Run ends, on a thread of its
+// own at Config.InferenceNice.
+func (w *Worker) infer() {
+	if w.cfg.InferenceNice > 0 {
+		runtime.LockOSThread() // the niceness is the thread's: never unlocked, the thread ends with the goroutine
+		if err := lowerThreadPriority(w.cfg.InferenceNice); err != nil {
+			w.log.Warn("inference keeps its priority", "nice", w.cfg.InferenceNice, "err", err)
+		}
+	}
+	for job := range w.inferences {
+		job()
+	}
+}
+
+// recognize decodes and labels an image on one of the inference
+// goroutines, so that no more images are decoded at once than there are
+// inferences: a decoded image can take far more memory than its upload.
 func (w *Worker) recognize(data []byte) (label string, score float64, f *failure) {
-	w.inference <- struct{}{}
-	defer func() { <-w.inference }()
+	done := make(chan struct{})
+	w.inferences <- func() {
+		defer close(done)
+		defer func() {
+			// A panic while labelling one image must not take the worker
+			// and every other held request down with it.
+			if p := recover(); p != nil {
+				f = permanent(events.ErrFailed, fmt.Errorf("internal error: %v", p))
+			}
+		}()
+		label, score, f = w.decodeAndRecognize(data)
+	}
+	<-done
+	return label, score, f
+}
+
+func (w *Worker) decodeAndRecognize(data []byte) (label string, score float64, f *failure) {
 	img, err := vision.Decode(data, w.cfg.MaxPixels)
 	switch {
 	case errors.Is(err, vision.ErrTooLarge):
@@ -384,12 +428,13 @@ func (w *Worker) record(ctx context.Context, req events.Request, res events.Resu
 	return ""
 }
 
-func (w *Worker) answer(ctx context.Context, res events.Result) error {
+func (w *Worker) answer(res events.Result) error {
+	res.Answered = time.Now().UTC()
 	body, err := events.EncodeResult(res)
 	if err != nil {
 		return err
 	}
-	if err := w.responses.Send(ctx, body); err != nil {
+	if err := w.answers.Do(body); err != nil {
 		return fmt.Errorf("sending result: %w", err)
 	}
 	return nil
@@ -403,7 +448,7 @@ func (w *Worker) retryLater(ctx context.Context, m events.Message, req events.Re
 	if m.ReceiveCount >= w.cfg.MaxReceives {
 		res := events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Worker: w.cfg.Name,
 			Error: &events.Error{Code: events.ErrFailed, Message: fmt.Sprintf("gave up after %d attempts: %v", m.ReceiveCount, f.err)}}
-		if err := w.answer(ctx, res); err != nil {
+		if err := w.answer(res); err != nil {
 			log.Error("reporting final failure", "err", err)
 		}
 		// Visible again at once, the queue moves it to the dead-letter

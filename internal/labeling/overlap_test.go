@@ -129,8 +129,8 @@ func TestHoldsMoreThanItRecognises(t *testing.T) {
 		t.Fatalf("%d answers for %d requests", c.Visible, n)
 	}
 	for range n {
-		if res := r.result(t, time.Second); res.Error != nil || res.Label == "" {
-			t.Errorf("result %+v", res)
+		if res := r.result(t, time.Second); res.Error != nil || res.Label == "" || res.Answered.IsZero() {
+			t.Errorf("result %+v: want a label and when it was sent", res)
 		}
 	}
 	if got := recognising.max(); got != inferences {

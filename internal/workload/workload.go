@@ -56,7 +56,9 @@ type Outcome struct {
 	Label  string
 	Err    error
 	// Latency is the last attempt's, from sending to the whole answer.
-	Latency  time.Duration
+	Latency time.Duration
+	// Answered is when the last attempt's answer was read whole.
+	Answered time.Time
 	Attempts int
 	Correct  bool
 	// Misrouted answers carry another file's stem: the course's clients
@@ -96,6 +98,25 @@ func (r Report) Throughput() float64 {
 		return 0
 	}
 	return float64(r.Completed) / r.Duration.Seconds()
+}
+
+// SteadyThroughput is completed requests per second between the first
+// and the last tenth of the answers: the pace once the pipeline is full
+// and before it empties, which Throughput mixes with the time it takes a
+// first request to get through (longer where every call is a round trip).
+func (r Report) SteadyThroughput() float64 {
+	var done []time.Time
+	for _, o := range r.Outcomes {
+		if o.Err == nil {
+			done = append(done, o.Answered)
+		}
+	}
+	slices.SortFunc(done, time.Time.Compare)
+	first, last := len(done)/10, len(done)-1-len(done)/10
+	if last <= first {
+		return r.Throughput()
+	}
+	return float64(last-first) / done[last].Sub(done[first]).Seconds()
 }
 
 // GraderLatency is the course grader's latency: the run's total time over
@@ -261,7 +282,8 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 	}
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	o.Latency, o.Status, o.Answer = time.Since(start), resp.StatusCode, strings.TrimSpace(string(answer))
+	o.Answered = time.Now()
+	o.Latency, o.Status, o.Answer = o.Answered.Sub(start), resp.StatusCode, strings.TrimSpace(string(answer))
 	o.ID = resp.Header.Get("X-Request-Id")
 	if err != nil {
 		o.Err = fmt.Errorf("reading the answer: %w", err)

@@ -287,6 +287,33 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+// The steady pace ignores the first and last tenth of the answers: a run
+// whose first answer comes after a long fill, then one every 10 ms, with a
+// straggler at the end, is read as 100 a second; failures are not counted.
+func TestSteadyThroughput(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var out []Outcome
+	for i := range 100 {
+		at := t0.Add(time.Second + time.Duration(i)*10*time.Millisecond)
+		if i == 99 {
+			at = at.Add(5 * time.Second)
+		}
+		out = append(out, Outcome{Answered: at})
+	}
+	out = append(out, Outcome{Err: errNotSent})
+	rep := Report{Completed: 100, Duration: 7 * time.Second, Outcomes: out}
+	if got := rep.SteadyThroughput(); got < 99.9 || got > 100.1 {
+		t.Errorf("steady throughput %.2f/s, want 100/s", got)
+	}
+	if got := rep.Throughput(); got > 15 {
+		t.Errorf("whole-run throughput %.2f/s: the fill and the straggler should weigh on it", got)
+	}
+	few := Report{Completed: 1, Duration: time.Second, Outcomes: out[:1]}
+	if got := few.SteadyThroughput(); got != 1 {
+		t.Errorf("one answer in a second: steady throughput %v, want the whole run's 1/s", got)
+	}
+}
+
 // A client told to wait out a restarting server keeps trying a refused
 // connection until something listens, then gets its answer.
 func TestRunWaitsOutRefusedConnections(t *testing.T) {
