@@ -136,6 +136,7 @@ type PoolReport struct {
 	Launched []string `json:"launched,omitempty"` // new instances warming to join
 	Stopped  []string `json:"stopped,omitempty"`  // warming instances now ready, stopped into the pool
 	Replaced []string `json:"replaced,omitempty"` // warming instances terminated for missing the boot deadline
+	Shed     []string `json:"shed,omitempty"`     // members terminated because the pool was made smaller
 }
 
 // MaintainPool fills the warm pool towards its size: it launches
@@ -145,19 +146,18 @@ type PoolReport struct {
 // those not ready bootDeadline after launch (0: never). It is meant for
 // an idle fleet: warming instances take vCPUs a scale-out would want.
 // Launches carry client tokens like Launch's, so two scalers in one scope
-// warm the same instances.
+// warm the same instances. A pool made smaller, down to 0, terminates its
+// surplus members, the highest-numbered first.
 func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (PoolReport, error) {
 	var rep PoolReport
-	if f.pool == 0 {
-		return rep, nil
-	}
 	members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
 	if err != nil {
 		return rep, err
 	}
-	var stop, replace []string
+	var replace []string
+	var kept []types.Instance // members that count towards the size
+	ready := map[string]bool{}
 	inUse := map[string]bool{}
-	count := 0
 	now := time.Now()
 	for _, in := range members {
 		v, _ := tagOf(in, TagPool)
@@ -165,24 +165,33 @@ func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (P
 		if !warming && in.State.Name != types.InstanceStateNameStopped && in.State.Name != types.InstanceStateNameStopping {
 			continue // started by Launch: in the fleet
 		}
-		_, ready := tagOf(in, TagReady)
+		_, isReady := tagOf(in, TagReady)
 		switch {
-		case !warming:
-			inUse[nameOf(in)] = true
-			count++
-		case ready:
-			inUse[nameOf(in)] = true
-			stop = append(stop, sdk.ToString(in.InstanceId))
-			rep.Stopped = append(rep.Stopped, nameOf(in))
-			count++
-		case bootDeadline > 0 && now.Sub(sdk.ToTime(in.LaunchTime)) > bootDeadline:
+		case warming && !isReady && bootDeadline > 0 && now.Sub(sdk.ToTime(in.LaunchTime)) > bootDeadline:
 			replace = append(replace, sdk.ToString(in.InstanceId))
 			rep.Replaced = append(rep.Replaced, nameOf(in))
 		default:
 			inUse[nameOf(in)] = true
-			count++
+			kept = append(kept, in)
+			ready[sdk.ToString(in.InstanceId)] = warming && isReady
 		}
 	}
+	// A pool made smaller sheds its highest-numbered members.
+	slices.SortFunc(kept, func(a, b types.Instance) int { return strings.Compare(nameOf(a), nameOf(b)) })
+	for len(kept) > f.pool {
+		last := kept[len(kept)-1]
+		kept = kept[:len(kept)-1]
+		replace = append(replace, sdk.ToString(last.InstanceId))
+		rep.Shed = append(rep.Shed, nameOf(last))
+	}
+	var stop []string
+	for _, in := range kept {
+		if ready[sdk.ToString(in.InstanceId)] {
+			stop = append(stop, sdk.ToString(in.InstanceId))
+			rep.Stopped = append(rep.Stopped, nameOf(in))
+		}
+	}
+	count := len(kept)
 	var errs []error
 	errs = append(errs, f.stopIntoPool(ctx, stop), Terminate(ctx, f.client, replace...))
 	if count < f.pool {

@@ -221,6 +221,45 @@ func TestMaintainPool(t *testing.T) {
 	}
 }
 
+// A pool made smaller sheds its highest-numbered members, down to none,
+// and leaves the fleet's instances alone.
+func TestMaintainPoolShrinks(t *testing.T) {
+	_, c, f, fleetName, _, ids := poolSetup(t, 3)
+	ctx := context.Background()
+	if rep, err := f.MaintainPool(ctx, time.Hour); err != nil || rep.Members != 3 {
+		t.Fatalf("filling a pool of 3: %+v, %v", rep, err)
+	}
+	launch(t, ctx, f, "app-tier-instance-1") // not a member: must survive
+	smaller := aws.NewFleet(c, fleetName, fleetName+"-worker", ids...)
+	for _, step := range []struct {
+		size       int
+		shed, left []string
+	}{
+		{2, []string{"app-tier-pool-3"}, []string{"app-tier-pool-1", "app-tier-pool-2"}},
+		{0, []string{"app-tier-pool-2", "app-tier-pool-1"}, nil},
+	} {
+		rep, err := smaller.WithPool(step.size).MaintainPool(ctx, time.Hour)
+		if err != nil || !slices.Equal(rep.Shed, step.shed) || rep.Members != step.size || len(rep.Launched) != 0 {
+			t.Errorf("pool made %d: %+v, %v; want %v shed", step.size, rep, err, step.shed)
+		}
+		var left []string
+		for name, ins := range described(t, c, fleetName) {
+			for _, in := range ins {
+				if strings.HasPrefix(name, aws.PoolPrefix) && in.State.Name != types.InstanceStateNameTerminated && in.State.Name != types.InstanceStateNameShuttingDown {
+					left = append(left, name)
+				}
+			}
+		}
+		slices.Sort(left)
+		if !slices.Equal(left, step.left) {
+			t.Errorf("pool made %d: members %v left, want %v", step.size, left, step.left)
+		}
+	}
+	if got := list(t, f); len(got) != 1 || got[0].Name != "app-tier-instance-1" {
+		t.Errorf("the fleet after the pool shrank: %+v", got)
+	}
+}
+
 // A worker learns whether its instance is in the pool: a warming member
 // and one stopped into the pool are; a fleet instance never drained is not.
 func TestIsPoolMember(t *testing.T) {

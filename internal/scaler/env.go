@@ -54,10 +54,9 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	}
 	s := New(set.scaler, aws.QueueFromURL(c.SQS, set.queueURL), workers, log)
 	h := NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out)
-	if set.poolSize > 0 {
-		h = h.WithPool(pool, set.scaler.BootDeadline)
-	}
-	return h, nil
+	// With no pool, too: a pool made smaller, down to none, sheds its
+	// members while the fleet is idle.
+	return h.WithPool(pool, set.scaler.BootDeadline), nil
 }
 
 // settings are a scaler function's, from its environment.
