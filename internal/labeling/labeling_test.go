@@ -131,6 +131,17 @@ func (r *rig) counts(t *testing.T, q *embedded.Queue) events.Counts {
 
 // eventuallyEmpty waits for the request queue to empty: the worker deletes
 // a request just after answering it.
+// runUntilEmpty runs w until the request queue is empty, then stops it.
+func (r *rig) runUntilEmpty(t *testing.T, w *labeling.Worker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	r.eventuallyEmpty(t)
+	cancel()
+	<-done
+}
+
 func (r *rig) eventuallyEmpty(t *testing.T) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {

@@ -1,7 +1,6 @@
 package labeling_test
 
 import (
-	"context"
 	"fmt"
 	"image"
 	"log/slog"
@@ -44,12 +43,7 @@ func TestInferenceNice(t *testing.T) {
 			for i := range 6 {
 				r.submit(t, fmt.Sprintf("id-%d", i), fmt.Sprintf("%d-dog.jpg", i), testenv.Photo(t, "dog.jpg"))
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { w.Run(ctx); close(done) }()
-			r.eventuallyEmpty(t)
-			cancel()
-			<-done
+			r.runUntilEmpty(t, w)
 
 			own, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
 			if err != nil {

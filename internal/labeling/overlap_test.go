@@ -118,12 +118,7 @@ func TestHoldsMoreThanItRecognises(t *testing.T) {
 	for i := range n {
 		r.submit(t, fmt.Sprintf("id-%d", i), fmt.Sprintf("%d-%s", i, photos[i%2]), testenv.Photo(t, photos[i%2]))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
-	r.eventuallyEmpty(t)
-	cancel()
-	<-done
+	r.runUntilEmpty(t, w)
 
 	if c := r.counts(t, r.responses); c.Visible != n {
 		t.Fatalf("%d answers for %d requests", c.Visible, n)
