@@ -61,6 +61,27 @@ type Recognizer interface {
 	Recognize(img image.Image) (label string, score float64, err error)
 }
 
+// Observer is told what the worker does, for its metrics. Its methods
+// must allow concurrent calls.
+type Observer interface {
+	// Inferred is each decoding and inference's time on its slot.
+	Inferred(d time.Duration)
+	// Recognised, Failed and Retried are each request's outcome:
+	// answered with a label, answered with an error (the image, or the
+	// last delivery, failed for good), or left for another delivery.
+	Recognised()
+	Failed()
+	Retried()
+}
+
+// noObserver is the Observer of a worker nobody watches.
+type noObserver struct{}
+
+func (noObserver) Inferred(time.Duration) {}
+func (noObserver) Recognised()            {}
+func (noObserver) Failed()                {}
+func (noObserver) Retried()               {}
+
 // Config tunes a worker. Zero values take the defaults in brackets.
 type Config struct {
 	Name string // instance name reported in results
@@ -96,6 +117,9 @@ type Config struct {
 	// IdleExit, if set, ends Run with ErrIdle once the worker has held
 	// nothing for this long, so that an instance can shut itself down.
 	IdleExit time.Duration
+	// Observer, if set, is told each inference's time and each
+	// request's outcome.
+	Observer Observer
 }
 
 // The defaults per inference: enough held requests to hide AWS's round
@@ -130,6 +154,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxPixels <= 0 {
 		c.MaxPixels = vision.DefaultMaxPixels
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 }
 
@@ -296,6 +323,7 @@ func (w *Worker) handle(ctx context.Context, m events.Message, deletes *events.B
 			w.retryLater(ctx, m, req, log, transient(err))
 			return
 		}
+		w.cfg.Observer.Recognised()
 		log.Info("recognised", "label", res.Label, "score", res.Score, "elapsed", time.Duration(res.Elapsed))
 	case f.permanent:
 		res.Error = &events.Error{Code: f.code, Message: f.err.Error()}
@@ -303,6 +331,7 @@ func (w *Worker) handle(ctx context.Context, m events.Message, deletes *events.B
 			w.retryLater(ctx, m, req, log, transient(err))
 			return
 		}
+		w.cfg.Observer.Failed()
 		log.Warn("request failed", "code", f.code, "err", f.err)
 	default:
 		w.retryLater(ctx, m, req, log, f)
@@ -389,7 +418,9 @@ func (w *Worker) recognize(data []byte) (label string, score float64, f *failure
 				f = permanent(events.ErrFailed, fmt.Errorf("internal error: %v", p))
 			}
 		}()
+		start := time.Now()
 		label, score, f = w.decodeAndRecognize(data)
+		w.cfg.Observer.Inferred(time.Since(start))
 	}
 	<-done
 	return label, score, f
@@ -456,6 +487,7 @@ func (w *Worker) retryLater(ctx context.Context, m events.Message, req events.Re
 		if err := w.requests.Extend(ctx, m.Receipt, 0); err != nil {
 			log.Error("releasing failed request", "err", err)
 		}
+		w.cfg.Observer.Failed()
 		log.Error("request failed on its last delivery; leaving it for the dead-letter queue", "err", f.err)
 		return
 	}
@@ -463,6 +495,7 @@ func (w *Worker) retryLater(ctx context.Context, m events.Message, req events.Re
 	if err := w.requests.Extend(ctx, m.Receipt, retry); err != nil {
 		log.Error("scheduling retry", "err", err)
 	}
+	w.cfg.Observer.Retried()
 	log.Warn("request failed; will be redelivered", "err", f.err, "retry_in", retry)
 }
 

@@ -18,16 +18,15 @@ func WorkerEMF() []Metric {
 	return []Metric{{EMFRecognised, Count}, {EMFRecognitionFailed, Count}, {EMFInferenceTime, Milliseconds}}
 }
 
-// The outcomes of a request a worker took, the label "outcome" of
-// surge_worker_requests_total.
+// The label "outcome" of surge_worker_requests_total.
 const (
-	OutcomeRecognised = "recognised" // answered with a label
-	OutcomeFailed     = "failed"     // answered with an error: the image, or the last delivery, failed for good
-	OutcomeRetried    = "retried"    // left for another delivery
+	outcomeRecognised = "recognised" // answered with a label
+	outcomeFailed     = "failed"     // answered with an error: the image, or its last delivery, failed for good
+	outcomeRetried    = "retried"    // left for another delivery
 )
 
 // Worker counts what a worker does, for Prometheus and, if emf is not
-// nil, for EMF. It is what labeling.Config.Observer and Held are given.
+// nil, for EMF. It is the labeling.Observer a worker is given.
 type Worker struct {
 	inference prometheus.Histogram
 	requests  *prometheus.CounterVec
@@ -58,7 +57,7 @@ func NewWorker(reg prometheus.Registerer, emf *EMF) *Worker {
 		}),
 		emf: emf,
 	}
-	for _, o := range []string{OutcomeRecognised, OutcomeFailed, OutcomeRetried} {
+	for _, o := range []string{outcomeRecognised, outcomeFailed, outcomeRetried} {
 		w.requests.WithLabelValues(o) // present at 0 before the first request
 	}
 	w.idle.Set(1)
@@ -72,16 +71,20 @@ func (w *Worker) Inferred(d time.Duration) {
 	w.emf.ObserveDuration(EMFInferenceTime, d)
 }
 
-// Handled records a request's outcome (OutcomeRecognised, ...).
-func (w *Worker) Handled(outcome string) {
-	w.requests.WithLabelValues(outcome).Inc()
-	switch outcome {
-	case OutcomeRecognised:
-		w.emf.Add(EMFRecognised, 1)
-	case OutcomeFailed:
-		w.emf.Add(EMFRecognitionFailed, 1)
-	}
+// Recognised records a request answered with a label.
+func (w *Worker) Recognised() {
+	w.requests.WithLabelValues(outcomeRecognised).Inc()
+	w.emf.Add(EMFRecognised, 1)
 }
+
+// Failed records a request answered with an error.
+func (w *Worker) Failed() {
+	w.requests.WithLabelValues(outcomeFailed).Inc()
+	w.emf.Add(EMFRecognitionFailed, 1)
+}
+
+// Retried records a request left for another delivery.
+func (w *Worker) Retried() { w.requests.WithLabelValues(outcomeRetried).Inc() }
 
 // Held records how many messages the worker holds.
 func (w *Worker) Held(n int) {

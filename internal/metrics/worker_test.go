@@ -15,8 +15,8 @@ func TestWorkerServed(t *testing.T) {
 	reg := NewRegistry()
 	w := NewWorker(reg, nil)
 	w.Inferred(20 * time.Millisecond)
-	w.Handled(OutcomeRecognised)
-	w.Handled(OutcomeRetried)
+	w.Recognised()
+	w.Retried()
 	w.Held(3)
 
 	ln, err := Listen("127.0.0.1:0")
