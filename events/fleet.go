@@ -36,6 +36,10 @@ type Instance struct {
 	// Launched is when the instance (or process) was started; zero when
 	// the backend does not know.
 	Launched time.Time `json:"launched,omitzero"`
+	// MetricsAddr is host:port where the worker serves GET /metrics,
+	// when it does and the backend knows it (a local fleet's status
+	// files tell it).
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
 
 // ErrNoCapacity is what a CapacityError matches with errors.Is.

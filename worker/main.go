@@ -22,6 +22,7 @@ import (
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/labeling"
+	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/recognize"
 )
 
@@ -38,6 +39,8 @@ func run(args []string, getenv func(string) string) error {
 	mcfg := recognize.Flags(fs)
 	lcfg := labeling.Flags(fs)
 	statusFile := fs.String("status-file", "", "report readiness and load here, for a local fleet")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on GET /metrics at this address, e.g. 127.0.0.1:0 for a free port, written to the status file (empty: off)")
+	emfCfg := metrics.EMFFlags(fs)
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -84,7 +87,35 @@ func run(args []string, getenv func(string) string) error {
 	defer b.Close()
 
 	report := embedded.NewReporter(*statusFile)
-	lcfg.Visibility, lcfg.MaxReceives, lcfg.Held = bcfg.Visibility, bcfg.MaxReceives, report.Held
+	emf, stopEMF, err := emfCfg.Start(context.WithoutCancel(ctx), log, metrics.WorkerEMF()...)
+	if err != nil {
+		return err
+	}
+	// Stopped last, so the final line counts the requests finished while
+	// draining.
+	defer stopEMF()
+	reg := metrics.NewRegistry()
+	observer := metrics.NewWorker(reg, emf)
+	if *metricsAddr != "" {
+		ln, err := metrics.Listen(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopServing()
+		go func() {
+			if err := metrics.Serve(serveCtx, ln, reg, log); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		report.Metrics(ln.Addr().String())
+		log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	}
+	lcfg.Visibility, lcfg.MaxReceives, lcfg.Observer = bcfg.Visibility, bcfg.MaxReceives, observer
+	lcfg.Held = func(n int) {
+		report.Held(n)
+		observer.Held(n)
+	}
 	w := labeling.New(*lcfg, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
 	report.Ready()
 	log.Info("worker ready", "model", recognizer.Name(), "concurrency", w.Concurrency(), "inferences", w.Inferences(), "startup", time.Since(start))

@@ -320,8 +320,11 @@ func (f *Fleet) listLocked() []events.Instance {
 		}
 		p.peakRSS = max(p.peakRSS, PeakRSS(p.cmd.Process.Pid))
 		in := events.Instance{Name: p.name, ID: strconv.Itoa(p.cmd.Process.Pid), State: events.Pending, Launched: p.started}
-		if st, err := readStatus(f.statusPath(p.name)); err == nil && st.Ready {
-			in.State, in.Idle, in.Ready = events.Running, st.Held == 0, true
+		if st, err := readStatus(f.statusPath(p.name)); err == nil {
+			in.MetricsAddr = st.MetricsAddr
+			if st.Ready {
+				in.State, in.Idle, in.Ready = events.Running, st.Held == 0, true
+			}
 		}
 		if p.draining {
 			in.State = events.Draining

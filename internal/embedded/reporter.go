@@ -12,6 +12,9 @@ type status struct {
 	PID   int  `json:"pid"`
 	Ready bool `json:"ready"` // model loaded, taking work
 	Held  int  `json:"held"`  // messages held right now
+	// MetricsAddr is where the worker serves GET /metrics, if it does:
+	// a local fleet's workers listen on ports of their own choosing.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
 
 func readStatus(path string) (status, error) {
@@ -55,6 +58,15 @@ func (r *Reporter) Ready() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cur.Ready = true
+	r.flushLocked()
+}
+
+// Metrics records where the worker serves GET /metrics, for the fleet
+// to show in its instances (events.Instance.MetricsAddr).
+func (r *Reporter) Metrics(addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur.MetricsAddr = addr
 	r.flushLocked()
 }
 
