@@ -21,6 +21,7 @@ import (
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
+	"github.com/surgeml/surge/internal/metrics"
 )
 
 func main() {
@@ -39,6 +40,7 @@ func run(args []string, getenv func(string) string) error {
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
 	handover := fs.String("handover", "",
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend, none with aws)")
+	emfCfg := metrics.EMFFlags(fs)
 	reuse := fs.Bool("reuse-answers", true, "answer an upload from the results table when it holds the answer for the same name, bytes and model")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -71,6 +73,14 @@ func run(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	emf, stopEMF, err := emfCfg.Start(context.WithoutCancel(ctx), log, metrics.WebEMF()...)
+	if err != nil {
+		return err
+	}
+	// Stopped after Serve returns, so the last line counts the uploads
+	// answered while draining.
+	defer stopEMF()
+	cfg.EMF = emf
 	answers := frontend.Answers(b.Table)
 	if !*reuse {
 		answers = nil

@@ -88,7 +88,9 @@ func (s *Server) route(ctx context.Context, msgs []events.Message, deletes *even
 		} else {
 			id = res.ID
 			if !res.Answered.IsZero() {
-				s.queueWaits.add(max(time.Since(res.Answered), 0))
+				wait := max(time.Since(res.Answered), 0)
+				s.queueWaits.add(wait)
+				s.metrics.waited(wait)
 			}
 			s.cache.learn(ctx, res)
 			s.record(res)

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/vision"
 )
 
@@ -96,6 +97,9 @@ type Config struct {
 	// the uploads already open; those still waiting then get 503 with
 	// their ids [DefaultDrainTimeout].
 	DrainTimeout time.Duration
+	// EMF, if set, is given the web tier's CloudWatch metrics
+	// (metrics.WebEMF); GET /metrics serves them either way.
+	EMF *metrics.EMF
 	// Model is the name the workers' answers carry (assets.ModelName); a
 	// recorded answer from another model is not reused. Empty learns it
 	// from the first answer.
@@ -189,6 +193,8 @@ type Server struct {
 	jobs   *expirable.LRU[string, job]
 	jobsMu sync.Mutex
 	cache  *cache
+	// metrics counts uploads and results for GET /metrics and EMF.
+	metrics *webMetrics
 	// drainOver is closed when a stop's drain timeout has ended and
 	// results are no longer routed: uploads still waiting give up then.
 	drainOver chan struct{}
@@ -216,7 +222,7 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		c.model.Store(&cfg.Model)
 	}
 	hurry, hurried := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		Backends:  b,
 		cfg:       cfg,
 		log:       log,
@@ -231,6 +237,8 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		hurry:     hurry,
 		hurried:   hurried,
 	}
+	s.metrics = newWebMetrics(s, cfg.EMF)
+	return s
 }
 
 // Handler routes the web tier's endpoints.
@@ -242,6 +250,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	return nosniff(mux)
 }
 

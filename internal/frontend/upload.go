@@ -78,10 +78,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			log.Info("upload refused", "status", he.status, "reason", he.msg)
 		}
 		s.writeError(w, r, he, id)
+		s.metrics.answered(he.status, s.now().Sub(start), false)
 		return
 	}
 	log.Debug("answered", "stem", res.Stem, "label", res.Label, "cached", cached, "latency", s.now().Sub(start))
 	s.writeResult(w, r, res, cached)
+	s.metrics.answered(http.StatusOK, s.now().Sub(start), cached)
 }
 
 // submit runs one upload to its result: from the results table when it
