@@ -16,6 +16,7 @@ import (
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
+	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/recognize"
 )
 
@@ -33,6 +34,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids")
 	concurrency := fs.Int("concurrency", 0, "requests each worker holds at once; 0: the worker's default, twice its inferences")
+	metricsAddr := fs.String("metrics-addr", "", "serve the scaler's decisions as Prometheus metrics on GET /metrics at this address, e.g. 127.0.0.1:9100 (empty: off; the web tier serves its own on its port, each worker on a port its /status entry names)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -63,6 +65,25 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	cfg.WorkerArgs, cfg.Bin = args, *bin
 	cfg.WebArgs = append(cfg.WebArgs, "-model-name", model)
+	if *metricsAddr != "" {
+		reg := metrics.NewRegistry()
+		cfg.Metrics = metrics.NewScaler(reg)
+		ln, err := metrics.Listen(*metricsAddr)
+		if err != nil {
+			lock.Release()
+			return err
+		}
+		// Served until the run has stopped, so the drain's last
+		// decisions can still be scraped.
+		serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopServing()
+		go func() {
+			if err := metrics.Serve(serveCtx, ln, reg, log); err != nil {
+				log.Error("scaler metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("serving the scaler's metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	}
 	sys, err := localrun.Start(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
+	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/scaler"
 )
 
@@ -46,6 +48,10 @@ type Config struct {
 	// DrainTimeout bounds how long Stop lets the web tier answer its open
 	// uploads, with the fleet still working [frontend.DefaultDrainTimeout].
 	DrainTimeout time.Duration
+	// Metrics, if set, is given the scaler's decisions (backlog,
+	// desired, running, draining, launches, drains) for surge run's
+	// -metrics-addr.
+	Metrics *metrics.Scaler
 	// Lock is the data directory's lock (LockData), for a caller that
 	// takes it early to fail fast; Start takes it otherwise. Either way
 	// the system owns it: Stop, or a failing Start, releases it.
@@ -141,9 +147,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	s.URL = s.web.URL
 
 	fl, err := embedded.NewFleet(embedded.FleetConfig{
-		Dir:     backend.FleetDir(data),
-		LogDir:  logs,
-		Command: append(append([]string{filepath.Join(cfg.Bin, "worker")}, common...), cfg.WorkerArgs...),
+		Dir:    backend.FleetDir(data),
+		LogDir: logs,
+		// Each worker serves /metrics on a free loopback port of its own,
+		// which its status file names and /status shows per instance.
+		Command: slices.Concat([]string{filepath.Join(cfg.Bin, "worker")}, common, []string{"-metrics-addr", "127.0.0.1:0"}, cfg.WorkerArgs),
 		// Up to MaxWorkers processes share this machine's few cores, each
 		// running one inference at a time (a worker's default inferences
 		// follow GOMAXPROCS); a Go scheduler per process sized for every
@@ -160,7 +168,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	s.Fleet = fl
 	s.scaler = func() *scaler.Scaler {
-		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, Min: cfg.MinWorkers, ScaleInDelay: cfg.ScaleInDelay}, b.Requests, fl, log)
+		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, Min: cfg.MinWorkers, ScaleInDelay: cfg.ScaleInDelay, Decided: observe(cfg.Metrics)}, b.Requests, fl, log)
 	}
 	s.tick, s.changed = cfg.Tick, b.Changed
 	s.startScaler(ctx)
@@ -193,6 +201,20 @@ func (s *System) stopScaler() {
 func (s *System) RestartScaler(ctx context.Context) {
 	s.stopScaler()
 	s.startScaler(ctx)
+}
+
+// observe feeds the scaler's decisions to m, if set.
+func observe(m *metrics.Scaler) func(scaler.Decision, error) {
+	if m == nil {
+		return nil
+	}
+	return func(d scaler.Decision, err error) {
+		// A failed reconcile may still have launched or drained some.
+		m.Acted(len(d.Launched), len(d.Drained)+len(d.Replaced))
+		if err == nil {
+			m.Sizes(d.Backlog, d.Desired, d.Running, d.Draining)
+		}
+	}
 }
 
 // Done is closed if the web tier exits on its own.

@@ -279,7 +279,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 func TestRunCommandStopsCleanly(t *testing.T) {
 	data := t.TempDir()
 	cmd := exec.Command(filepath.Join(bin(t), "surge"), "run", "-data", data, "-port", "0", "-host", "127.0.0.1",
-		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"))
+		"-ort-lib", testenv.RuntimeLib(t), "-models", testenv.Path(t, "models"), "-metrics-addr", "127.0.0.1:0")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -298,6 +298,12 @@ func TestRunCommandStopsCleanly(t *testing.T) {
 	rep := testenv.Workload(t, url, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
 	if rep.Correct != 1 {
 		t.Fatal("eagle.jpg not answered")
+	}
+	// -metrics-addr serves the scaler's decisions, at the address it logs.
+	_, rest, _ := strings.Cut(stderr.String(), `"serving the scaler's metrics","addr":"`)
+	scalerMetrics, _, _ := strings.Cut(rest, `"`)
+	if launches, ok := scrape(t, scalerMetrics, "surge_scaler_launches_total"); !ok || launches < 1 {
+		t.Errorf("scaler metrics at %q: %v launches, want at least the one that answered", scalerMetrics, launches)
 	}
 	pids := descendants(cmd.Process.Pid)
 	if len(pids) < 2 {

@@ -53,6 +53,9 @@ type Config struct {
 	// beyond it is tried again [30s]; each further refusal doubles it, up
 	// to CapacityBackoffMax [5m].
 	CapacityBackoff, CapacityBackoffMax time.Duration
+	// Decided, if set, is given each decision Run makes, and whether its
+	// reconcile failed, for metrics.
+	Decided func(Decision, error)
 }
 
 // Decision is one reconcile's outcome, logged and returned.
@@ -364,7 +367,11 @@ func (s *Scaler) Run(ctx context.Context, tick, minGap time.Duration, wake func(
 		if wake != nil {
 			woken = wake()
 		}
-		switch d, err := s.Reconcile(ctx); {
+		d, err := s.Reconcile(ctx)
+		if s.cfg.Decided != nil {
+			s.cfg.Decided(d, err)
+		}
+		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("reconcile failed", "err", err)
 		case len(d.Launched) > 0 || len(d.Drained) > 0 || len(d.Replaced) > 0:
