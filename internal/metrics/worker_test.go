@@ -59,3 +59,35 @@ func get(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// The scaler's gauges hold the last decision; its counters add up.
+func TestScalerKeepsTheLastDecision(t *testing.T) {
+	reg := NewRegistry()
+	s := NewScaler(reg)
+	s.Sizes(30, 6, 2, 0)
+	s.Acted(4, 0)
+	s.Sizes(0, 0, 6, 0)
+	s.Acted(0, 6)
+	want := map[string]float64{
+		"surge_scaler_backlog": 0, "surge_scaler_desired_workers": 0, "surge_scaler_running_workers": 6,
+		"surge_scaler_draining_workers": 0, "surge_scaler_launches_total": 4, "surge_scaler_drains_total": 6,
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		w, ok := want[f.GetName()]
+		if !ok {
+			continue
+		}
+		delete(want, f.GetName())
+		m := f.GetMetric()[0]
+		if got := m.GetGauge().GetValue() + m.GetCounter().GetValue(); got != w {
+			t.Errorf("%s = %v, want %v", f.GetName(), got, w)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("missing %v", want)
+	}
+}
