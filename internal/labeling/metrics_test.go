@@ -1,7 +1,9 @@
 package labeling_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,7 +29,9 @@ func TestMetricsCountRequests(t *testing.T) {
 	r.submit(t, "text", "notes.jpg", []byte("this is not a picture"))
 
 	reg := metrics.NewRegistry()
-	w := metrics.NewWorker(reg, nil)
+	var emfOut bytes.Buffer
+	emf := metrics.NewEMF(&emfOut, "test", metrics.WorkerEMF()...)
+	w := metrics.NewWorker(reg, emf)
 	r.start(t, labeling.Config{Wait: time.Second, Observer: w, Held: w.Held})
 	for range n + 1 {
 		r.result(t, 10*time.Second)
@@ -47,6 +51,18 @@ func TestMetricsCountRequests(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	// The period's EMF line says the same.
+	if err := emf.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(emfOut.Bytes(), &line); err != nil {
+		t.Fatalf("EMF line: %v: %s", err, emfOut.String())
+	}
+	if line["Recognised"] != float64(n) || line["RecognitionFailed"] != 1.0 || len(line["InferenceTime"].([]any)) != n+1 {
+		t.Errorf("EMF line %s", emfOut.String())
+	}
+
 	for _, want := range []string{
 		fmt.Sprintf(`surge_worker_requests_total{outcome="recognised"} %d`, n),
 		`surge_worker_requests_total{outcome="failed"} 1`,
