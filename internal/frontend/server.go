@@ -195,6 +195,8 @@ type Server struct {
 	// hurry is done once Hurry is called.
 	hurry   context.Context
 	hurried context.CancelFunc
+	// history is the samples of GET /status/history.
+	history history
 }
 
 type job struct {
@@ -237,8 +239,10 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Older clients post to other paths, such as /upload.php.
-	mux.HandleFunc("POST /", s.upload)
+	mux.HandleFunc("POST /", s.tallied(s.upload))
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.Handle("GET /web/", s.assets())
+	mux.HandleFunc("GET /status/history", s.statusHistory)
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -262,6 +266,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var routing sync.WaitGroup
 	routing.Go(func() { s.dispatch(routeCtx) })
 	routing.Go(func() { s.watchDeadLetters(routeCtx) })
+	routing.Go(func() { s.sampleHistory(routeCtx) })
 	halt := func() { stopRouting(); routing.Wait() }
 	defer halt()
 	served := make(chan error, 1)

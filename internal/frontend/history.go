@@ -1,0 +1,204 @@
+package frontend
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// HistoryInterval is how often the web tier samples its own status for
+// GET /status/history: often enough for a chart that moves, rarely enough
+// that the queue and fleet calls behind a sample cost nothing to speak of
+// on AWS.
+const HistoryInterval = 2 * time.Second
+
+// historyPoints keeps ten minutes of samples.
+const historyPoints = int(10 * time.Minute / HistoryInterval)
+
+// latenciesKept bounds the upload latencies held between two samples; a
+// span with more answers takes its percentiles from the first ones.
+const latenciesKept = 8192
+
+// HistoryPoint is one sample of the web tier's status.
+type HistoryPoint struct {
+	At      int64 `json:"t"`       // Unix milliseconds
+	Backlog int   `json:"backlog"` // request queue, visible and in flight
+	Desired int   `json:"desired"`
+	Running int   `json:"running"`
+	// Answers and Errors count the uploads answered since the previous
+	// sample, over Seconds: answers are 200s, errors every 4xx and 5xx.
+	Answers int     `json:"answers"`
+	Errors  int     `json:"errors"`
+	Seconds float64 `json:"seconds"`
+	// P50Ms and MaxMs are the latencies of those answers, arrival to
+	// answer; zero with none. Errors are left out: a refusal is quick.
+	P50Ms float64 `json:"p50_ms"`
+	MaxMs float64 `json:"max_ms"`
+}
+
+// AnswersPerSecond is the rate of successful answers over the sample.
+func (p HistoryPoint) AnswersPerSecond() float64 {
+	if p.Seconds <= 0 {
+		return 0
+	}
+	return float64(p.Answers) / p.Seconds
+}
+
+// History is the body of GET /status/history.
+type History struct {
+	IntervalMs int64          `json:"interval_ms"`
+	Points     []HistoryPoint `json:"points"`
+	// Status is the latest full sample (instances included), nil before
+	// the first.
+	Status *Status `json:"status,omitempty"`
+}
+
+// history is a ring of the latest samples and the tally of uploads since
+// the last one. Its zero value is ready to use.
+type history struct {
+	mu     sync.Mutex
+	points []HistoryPoint
+	latest *Status
+
+	answers, errors int
+	latencies       []time.Duration
+	spanStart       time.Time
+}
+
+// record counts one answered upload.
+func (h *history) record(status int, took time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case status >= 200 && status < 300:
+		h.answers++
+		if len(h.latencies) < latenciesKept {
+			h.latencies = append(h.latencies, took)
+		}
+	case status >= 400:
+		h.errors++
+	}
+}
+
+// add closes the span at now with st: the tally goes into a new point and
+// starts again.
+func (h *history) add(now time.Time, st Status) HistoryPoint {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := HistoryPoint{
+		At:      now.UnixMilli(),
+		Backlog: st.RequestQueue.Backlog(),
+		Desired: st.Fleet.Desired,
+		Running: st.Fleet.Running,
+		Answers: h.answers,
+		Errors:  h.errors,
+	}
+	if !h.spanStart.IsZero() {
+		p.Seconds = now.Sub(h.spanStart).Seconds()
+	}
+	p.P50Ms, p.MaxMs = latencySummary(h.latencies)
+	h.answers, h.errors, h.latencies, h.spanStart = 0, 0, h.latencies[:0], now
+	if len(h.points) == historyPoints {
+		h.points = slices.Delete(h.points, 0, 1)
+	}
+	h.points = append(h.points, p)
+	h.latest = &st
+	return p
+}
+
+// since returns the points after the Unix millisecond since, and the
+// latest status.
+func (h *history) since(since int64) History {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(h.points, since+1, func(p HistoryPoint, t int64) int { return cmp.Compare(p.At, t) })
+	return History{
+		IntervalMs: HistoryInterval.Milliseconds(),
+		Points:     slices.Clone(h.points[i:]),
+		Status:     h.latest,
+	}
+}
+
+// latencySummary is the median and the largest of ds, in milliseconds; it
+// sorts ds.
+func latencySummary(ds []time.Duration) (p50, maxMs float64) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return ms(ds[(len(ds)-1)/2]), ms(ds[len(ds)-1])
+}
+
+// sampleHistory records a sample every HistoryInterval until ctx ends.
+func (s *Server) sampleHistory(ctx context.Context) {
+	t := time.NewTicker(HistoryInterval)
+	defer t.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, HistoryInterval)
+		st := s.currentStatus(sctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.history.add(s.now(), st)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// statusHistory answers GET /status/history?since=<Unix ms>: the samples
+// after since (all kept, without it) and the latest full status.
+func (s *Server) statusHistory(w http.ResponseWriter, r *http.Request) {
+	var since int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		var err error
+		if since, err = strconv.ParseInt(v, 10, 64); err != nil {
+			s.writeError(w, r, fail(http.StatusBadRequest, "since is not a Unix time in milliseconds: %q", v), "")
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, s.history.since(since))
+}
+
+// tallied counts the answers h gives, with their latency, for the history.
+func (s *Server) tallied(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, r)
+		s.history.record(rec.status, s.now().Sub(start))
+	}
+}
+
+// statusRecorder remembers the status written; Unwrap keeps
+// http.ResponseController working through it (the body pace sets read
+// deadlines).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
