@@ -3,7 +3,7 @@
 // photo, GET /status/history for the charts. Everything the server says
 // reaches the DOM through textContent, never as markup.
 
-const inFlight = 4; // uploads sent at once
+const inFlight = 6; // uploads sent at once
 const keptMs = 10 * 60 * 1000; // the chart's span, as the server keeps
 const pollMs = 1000;
 
@@ -175,10 +175,12 @@ function drawChart() {
   const chart = $("chart");
   const W = 640, H = 240, left = 34, bottom = 18, top = 8;
   chart.replaceChildren();
+  // The span grows with the data, from two minutes up to all that is kept.
   const end = points.length ? points[points.length - 1].t : Date.now();
-  const start = end - keptMs;
+  const span = Math.min(keptMs, Math.max(2 * 60000, points.length ? end - points[0].t : 0));
+  const start = end - span;
   const top_ = Math.max(4, ...points.map((p) => Math.max(p.backlog, p.desired, p.running)));
-  const x = (t) => left + ((t - start) / keptMs) * (W - left - 4);
+  const x = (t) => left + ((t - start) / span) * (W - left - 4);
   const y = (v) => H - bottom - (v / top_) * (H - bottom - top);
   for (const v of [0, Math.round(top_ / 2), top_]) {
     chart.append(svg("line", { x1: left, x2: W, y1: y(v), y2: y(v), class: "grid" }));
@@ -186,9 +188,9 @@ function drawChart() {
     t.textContent = String(v);
     chart.append(t);
   }
-  for (const [mins, anchor] of [[10, "start"], [5, "middle"], [0, "end"]]) {
-    const t = svg("text", { x: x(end - mins * 60000), y: H - 4, class: "axis", "text-anchor": anchor });
-    t.textContent = mins ? `-${mins} min` : "now";
+  for (const [ago, anchor] of [[span, "start"], [span / 2, "middle"], [0, "end"]]) {
+    const t = svg("text", { x: x(end - ago), y: H - 4, class: "axis", "text-anchor": anchor });
+    t.textContent = ago ? `-${formatAge(ago)}` : "now";
     chart.append(t);
   }
   for (const key of ["backlog", "desired", "running"]) {
