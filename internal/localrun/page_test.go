@@ -64,8 +64,13 @@ func TestLivePageInChromium(t *testing.T) {
 		return n
 	}
 
-	// Every photo answered on the page.
+	// Every photo answered on the page. The screenshot is taken the first
+	// time the page lists a worker, to show one at work, or at the end.
+	var shot []byte
 	for {
+		if shot == nil && number(`document.querySelectorAll("#instances tbody tr[class^=state-]").length`) > 0 {
+			shot = screenshot(t, ctx)
+		}
 		answered := number(`Number(document.getElementById("summary").dataset.answered ?? 0)`)
 		failed := number(`Number(document.getElementById("summary").dataset.failed ?? 0)`)
 		if answered+failed == len(files) {
@@ -112,11 +117,13 @@ func TestLivePageInChromium(t *testing.T) {
 			t.Fatalf("the chart stayed at %d samples: %v", samples, err)
 		}
 	}
+	if most := number(`Number(document.getElementById("instances").dataset.most ?? 0)`); most < 1 {
+		t.Errorf("the workers' table never listed a worker")
+	}
 	t.Logf("%d answers on the page; the chart peaked at %d running workers over %d samples", len(rows), peak, samples)
 
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
+	if shot == nil {
+		shot = screenshot(t, ctx)
 	}
 	path := os.Getenv("SURGE_PAGE_SCREENSHOT")
 	if path == "" {
@@ -126,4 +133,13 @@ func TestLivePageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot of the page: %s", path)
+}
+
+func screenshot(t *testing.T, ctx context.Context) []byte {
+	t.Helper()
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	return shot
 }

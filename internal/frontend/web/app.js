@@ -222,6 +222,8 @@ function renderInstances(fleet) {
     rows.push(tr);
   }
   body.replaceChildren(...rows);
+  const table = $("instances");
+  table.dataset.most = String(Math.max(Number(table.dataset.most ?? 0), fleet.instances?.length ?? 0));
 }
 
 function formatAge(ms) {
