@@ -11,12 +11,12 @@ import (
 )
 
 // HistoryInterval is how often the web tier samples its own status for
-// GET /status/history: often enough for a chart that moves, rarely enough
-// that the queue and fleet calls behind a sample cost nothing to speak of
-// on AWS.
+// GET /status/history while there is something to see (sampleEvery):
+// often enough for a chart that moves.
 const HistoryInterval = 2 * time.Second
 
-// historyPoints keeps ten minutes of samples.
+// historyPoints keeps ten minutes of samples at HistoryInterval, more
+// when idle.
 const historyPoints = int(10 * time.Minute / HistoryInterval)
 
 // latenciesKept bounds the upload latencies held between two samples; a
@@ -67,6 +67,11 @@ type history struct {
 	answers, errors int
 	latencies       []time.Duration
 	spanStart       time.Time
+
+	// lastWatched is the latest GET /status/history; wake cuts an idle
+	// sampler's wait short.
+	lastWatched time.Time
+	wake        chan struct{}
 }
 
 // record counts one answered upload.
@@ -134,10 +139,30 @@ func latencySummary(ds []time.Duration) (p50, maxMs float64) {
 	return ms(ds[(len(ds)-1)/2]), ms(ds[len(ds)-1])
 }
 
-// sampleHistory records a sample every HistoryInterval until ctx ends.
+// idleInterval spaces the samples while nothing happens and no one
+// watches: on AWS each sample is three queue calls and a DescribeInstances,
+// and an idle web tier sampling every 2 s would make about four million
+// SQS requests a month for a flat line.
+const idleInterval = 30 * time.Second
+
+// watchedFor is how long after a GET /status/history the page is taken to
+// be open.
+const watchedFor = time.Minute
+
+// sampleEvery is the wait after a sample p, with the page last asked for
+// sinceWatched ago: HistoryInterval while there is work, a fleet or a
+// watcher, idleInterval otherwise.
+func sampleEvery(p HistoryPoint, sinceWatched time.Duration) time.Duration {
+	if p.Backlog > 0 || p.Running > 0 || p.Desired > 0 || p.Answers > 0 || p.Errors > 0 || sinceWatched < watchedFor {
+		return HistoryInterval
+	}
+	return idleInterval
+}
+
+// sampleHistory records samples until ctx ends. An idle sampler samples at
+// once when an upload arrives or the page asks.
 func (s *Server) sampleHistory(ctx context.Context) {
-	t := time.NewTicker(HistoryInterval)
-	defer t.Stop()
+	wake := s.history.wakeup()
 	for {
 		sctx, cancel := context.WithTimeout(ctx, HistoryInterval)
 		st := s.currentStatus(sctx)
@@ -145,13 +170,62 @@ func (s *Server) sampleHistory(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.history.add(s.now(), st)
+		now := s.now()
+		p := s.history.add(now, st)
+		wait := sampleEvery(p, now.Sub(s.history.watched()))
+		if wait <= HistoryInterval {
+			wake = nil // busy: the next sample is soon anyway
+		} else {
+			wake = s.history.wakeup()
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
+		case <-wake:
+			// A poke left from a busy spell only brings one sample forward.
+			t.Stop()
 		}
 	}
+}
+
+// wakeup returns the channel poke signals on.
+func (h *history) wakeup() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wake == nil {
+		h.wake = make(chan struct{}, 1)
+	}
+	return h.wake
+}
+
+// poke wakes an idle sampler.
+func (h *history) poke() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wake == nil {
+		return
+	}
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch notes that the page asked at now, and wakes an idle sampler.
+func (h *history) watch(now time.Time) {
+	h.mu.Lock()
+	h.lastWatched = now
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *history) watched() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastWatched
 }
 
 // statusHistory answers GET /status/history?since=<Unix ms>: the samples
@@ -165,6 +239,7 @@ func (s *Server) statusHistory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.history.watch(s.now())
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, s.history.since(since))
 }
@@ -173,6 +248,7 @@ func (s *Server) statusHistory(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tallied(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
+		s.history.poke()
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r)
 		s.history.record(rec.status, s.now().Sub(start))

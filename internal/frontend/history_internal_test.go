@@ -128,3 +128,49 @@ func TestLatenciesKeptAreBounded(t *testing.T) {
 		t.Fatalf("%d latencies kept for %d answers", len(h.latencies), h.answers)
 	}
 }
+
+func TestSampleEvery(t *testing.T) {
+	unwatched := time.Hour
+	for _, c := range []struct {
+		name         string
+		p            HistoryPoint
+		sinceWatched time.Duration
+		want         time.Duration
+	}{
+		{"idle, unwatched", HistoryPoint{}, unwatched, idleInterval},
+		{"idle, never watched", HistoryPoint{}, time.Since(time.Time{}), idleInterval},
+		{"idle, page open", HistoryPoint{}, 5 * time.Second, HistoryInterval},
+		{"idle, page closed a minute ago", HistoryPoint{}, watchedFor, idleInterval},
+		{"backlog", HistoryPoint{Backlog: 1}, unwatched, HistoryInterval},
+		{"fleet wanted", HistoryPoint{Desired: 1}, unwatched, HistoryInterval},
+		{"fleet running", HistoryPoint{Running: 1}, unwatched, HistoryInterval},
+		{"answers", HistoryPoint{Answers: 1}, unwatched, HistoryInterval},
+		{"errors", HistoryPoint{Errors: 1}, unwatched, HistoryInterval},
+	} {
+		if got := sampleEvery(c.p, c.sinceWatched); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A poke reaches the sampler once, however many come before it looks.
+func TestPokeWakesOnce(t *testing.T) {
+	var h history
+	h.poke() // no sampler yet: nothing to wake
+	wake := h.wakeup()
+	h.poke()
+	h.watch(time.UnixMilli(42))
+	select {
+	case <-wake:
+	default:
+		t.Fatal("no wake-up after a poke")
+	}
+	select {
+	case <-wake:
+		t.Fatal("a second wake-up for pokes that came together")
+	default:
+	}
+	if !h.watched().Equal(time.UnixMilli(42)) {
+		t.Fatalf("watched at %v", h.watched())
+	}
+}
