@@ -162,7 +162,7 @@ func sampleEvery(p HistoryPoint, sinceWatched time.Duration) time.Duration {
 // sampleHistory records samples until ctx ends. An idle sampler samples at
 // once when an upload arrives or the page asks.
 func (s *Server) sampleHistory(ctx context.Context) {
-	wake := s.history.wakeup()
+	s.history.wakeup() // pokes count from now on
 	for {
 		sctx, cancel := context.WithTimeout(ctx, HistoryInterval)
 		st := s.currentStatus(sctx)
@@ -173,9 +173,8 @@ func (s *Server) sampleHistory(ctx context.Context) {
 		now := s.now()
 		p := s.history.add(now, st)
 		wait := sampleEvery(p, now.Sub(s.history.watched()))
-		if wait <= HistoryInterval {
-			wake = nil // busy: the next sample is soon anyway
-		} else {
+		var wake <-chan struct{} // busy: the next sample is soon anyway
+		if wait > HistoryInterval {
 			wake = s.history.wakeup()
 		}
 		t := time.NewTimer(wait)
