@@ -23,8 +23,8 @@ let sending = 0;
 const mine = { sent: 0, done: 0, failed: 0, ms: [] };
 
 function enqueue(files) {
+  // Every file goes: the web tier says why one is not an image.
   for (const f of files) {
-    if (!f.type.startsWith("image/") && f.type !== "") continue;
     const row = el("li", "pending");
     const img = el("img");
     img.alt = "";
@@ -179,10 +179,10 @@ function drawChart() {
   const end = points.length ? points[points.length - 1].t : Date.now();
   const span = Math.min(keptMs, Math.max(2 * 60000, points.length ? end - points[0].t : 0));
   const start = end - span;
-  const top_ = Math.max(4, ...points.map((p) => Math.max(p.backlog, p.desired, p.running)));
+  const peak = Math.max(4, ...points.map((p) => Math.max(p.backlog, p.desired, p.running)));
   const x = (t) => left + ((t - start) / span) * (W - left - 4);
-  const y = (v) => H - bottom - (v / top_) * (H - bottom - top);
-  for (const v of [0, Math.round(top_ / 2), top_]) {
+  const y = (v) => H - bottom - (v / peak) * (H - bottom - top);
+  for (const v of [0, Math.round(peak / 2), peak]) {
     chart.append(svg("line", { x1: left, x2: W, y1: y(v), y2: y(v), class: "grid" }));
     const t = svg("text", { x: left - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" });
     t.textContent = String(v);
