@@ -42,7 +42,8 @@ func emulateCmd(ctx context.Context, args []string) error {
 	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
 	cfg.Account.NoCapacity = list(*noCapacity)
 	cfg.Account.TakenBucketNames = list(*taken)
-	log := config.Logger()
+	line, logs := newLiveStatus(os.Stdout, os.Stderr)
+	log := config.JSONLogger(logs)
 
 	cloud, err := emulate.Start(ctx, cfg, log)
 	if err != nil {
@@ -77,6 +78,13 @@ Logs (web tier, instances, Lambdas, endpoint): %s
 Stop: Ctrl-C
 
 `, st.Name, cfg.Region, *assembly, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
+	if line != nil {
+		stop := line.start(ctx, web)
+		<-ctx.Done()
+		stop()
+		fmt.Fprintln(os.Stderr, "stopping")
+		return nil
+	}
 	last := -1
 	for ctx.Err() == nil {
 		if n, err := cloud.RunningWorkers(ctx); err == nil && n != last {

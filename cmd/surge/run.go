@@ -49,7 +49,8 @@ func runCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Lock = lock
-	log := config.Logger()
+	line, logs := newLiveStatus(os.Stdout, os.Stderr)
+	log := config.JSONLogger(logs)
 	if *bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -95,8 +96,10 @@ func runCmd(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "The web tier listens on all interfaces: anyone who can reach this machine can upload.\n"+
 			"Set -host 127.0.0.1 (SURGE_HOST) to keep it local.\n\n")
 	}
+	stopLine := line.start(ctx, sys.URL)
 	select {
 	case <-ctx.Done():
+		stopLine()
 		fmt.Fprintf(os.Stderr, "stopping: no new uploads; the open ones get up to %v to be answered while the workers keep going "+
 			"(Ctrl-C again: answer them 503 with their ids now); then the workers finish what they hold\n", cfg.DrainTimeout)
 		again := make(chan os.Signal, 1)
@@ -107,6 +110,7 @@ func runCmd(ctx context.Context, args []string) error {
 			sys.Hurry()
 		}()
 	case <-sys.Done():
+		stopLine()
 		fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
 	}
 	_, err = sys.Stop(context.Background())

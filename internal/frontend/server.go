@@ -201,6 +201,8 @@ type Server struct {
 	// hurry is done once Hurry is called.
 	hurry   context.Context
 	hurried context.CancelFunc
+	// history is the samples of GET /status/history.
+	history history
 }
 
 type job struct {
@@ -247,6 +249,8 @@ func (s *Server) Handler() http.Handler {
 	// Older clients post to other paths, such as /upload.php.
 	mux.HandleFunc("POST /", s.upload)
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.Handle("GET /web/", s.assets())
+	mux.HandleFunc("GET /status/history", s.statusHistory)
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -271,6 +275,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var routing sync.WaitGroup
 	routing.Go(func() { s.dispatch(routeCtx) })
 	routing.Go(func() { s.watchDeadLetters(routeCtx) })
+	routing.Go(func() { s.sampleHistory(routeCtx) })
 	halt := func() { stopRouting(); routing.Wait() }
 	defer halt()
 	served := make(chan error, 1)

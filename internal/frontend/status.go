@@ -67,6 +67,11 @@ type FleetStatus struct {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	writeJSON(w, http.StatusOK, s.currentStatus(ctx))
+}
+
+// currentStatus asks the queues and the fleet for their state now.
+func (s *Server) currentStatus(ctx context.Context) Status {
 	var st Status
 	st.Waiting = s.waiters.len()
 	st.Uploads = s.uploadsStatus()
@@ -91,7 +96,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st
 }
 
 func queueStatus(ctx context.Context, counts func(context.Context) (events.Counts, error)) QueueStatus {

@@ -54,6 +54,7 @@ func fail(status int, format string, args ...any) *httpError {
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
+	s.history.poke()
 	id := uuid.NewString()
 	w.Header().Set("X-Request-Id", id)
 	log := s.log.With("id", id)
@@ -78,12 +79,21 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			log.Info("upload refused", "status", he.status, "reason", he.msg)
 		}
 		s.writeError(w, r, he, id)
-		s.metrics.answered(he.status, s.now().Sub(start), false)
+		s.answered(he.status, s.now().Sub(start), false)
 		return
 	}
 	log.Debug("answered", "stem", res.Stem, "label", res.Label, "cached", cached, "latency", s.now().Sub(start))
 	s.writeResult(w, r, res, cached)
-	s.metrics.answered(http.StatusOK, s.now().Sub(start), cached)
+	s.answered(http.StatusOK, s.now().Sub(start), cached)
+}
+
+// answered counts an upload's answer for GET /metrics, CloudWatch and the
+// live page's history. A client that left is no answer the page shows.
+func (s *Server) answered(status int, took time.Duration, cached bool) {
+	s.metrics.answered(status, took, cached)
+	if status != statusClientGone {
+		s.history.record(status, took)
+	}
 }
 
 // submit runs one upload to its result: from the results table when it
