@@ -184,9 +184,15 @@ func (e *External) ask(ctx context.Context, path string) (string, float64, error
 			s.backoff.Success()
 			return label, score, err
 		}
-		e.log.Warn("model process failed; restarting it", "pid", s.proc.pid(), "err", err, "attempt", attempt+1)
+		// Whatever it was doing, the process is out of step with its
+		// requests now: it is not asked anything again.
+		pid := s.proc.pid()
 		s.proc.kill()
 		s.proc = nil
+		if ctx.Err() != nil {
+			return "", 0, err
+		}
+		e.log.Warn("model process failed; a new one takes its place", "model_pid", pid, "err", err, "attempt", attempt+1)
 	}
 	return "", 0, err
 }
@@ -205,6 +211,7 @@ func (e *External) restart(ctx context.Context, s *extSlot) (*extProc, error) {
 		e.log.Error("restarting the model process", "err", err)
 		return nil, err
 	}
+	e.log.Info("model process restarted", "model_pid", p.pid())
 	if ExternalPrefix+p.name != e.name {
 		p.kill()
 		return nil, fmt.Errorf("external model: restarted process says it is %q, not %q", p.name, strings.TrimPrefix(e.name, ExternalPrefix))

@@ -235,3 +235,23 @@ func TestParseAnswer(t *testing.T) {
 		}
 	}
 }
+
+// A process that died between requests is replaced when the next request
+// comes, which it answers.
+func TestExternalDiedWhileIdle(t *testing.T) {
+	e := startSizes(t, ExternalConfig{Processes: 1})
+	s := <-e.slots
+	p := s.proc
+	e.slots <- s
+	if err := syscall.Kill(p.pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	label, _, err := e.RecognizeBytes(context.Background(), photo(t))
+	if err != nil || label != "jpeg-64x48" {
+		t.Fatalf("got %q %v, want jpeg-64x48", label, err)
+	}
+	if e.Restarts() != 1 {
+		t.Errorf("%d restarts, want 1", e.Restarts())
+	}
+}
