@@ -105,13 +105,16 @@ func StartExternal(ctx context.Context, cfg ExternalConfig, log *slog.Logger) (*
 		wg.Go(func() { procs[i], errs[i] = e.start(ctx) })
 	}
 	wg.Wait()
-	for i, p := range procs {
-		if p != nil && p.name != procs[0].name && errs[i] == nil {
-			errs[i] = fmt.Errorf("external model: one process said it is %q, another %q", procs[0].name, p.name)
-		}
+	for _, p := range procs {
 		e.slots <- &extSlot{proc: p, backoff: events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}}
 	}
-	if err := errors.Join(errs...); err != nil {
+	err = errors.Join(errs...)
+	for _, p := range procs {
+		if err == nil && p.name != procs[0].name {
+			err = fmt.Errorf("external model: one process said it is %q, another %q", procs[0].name, p.name)
+		}
+	}
+	if err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -219,7 +222,7 @@ func (e *External) restart(ctx context.Context, s *extSlot) (*extProc, error) {
 	return p, nil
 }
 
-// Close stops the processes (closing their input, then killing those
+// Close stops the processes, once no request is in flight, (closing their input, then killing those
 // still running a few seconds later) and removes the image directory.
 func (e *External) Close() error {
 	var wg sync.WaitGroup
@@ -238,7 +241,7 @@ type extProc struct {
 	cmd    *exec.Cmd
 	name   string
 	stdin  io.WriteCloser
-	lines  chan string   // stdout, a line at a time; closed at its end
+	lines  chan string   // stdout, a line at a time; closed at its end. Buffered: a line nobody asked for waits there to be seen
 	exited chan struct{} // closed once the process has been waited for
 	quit   chan struct{} // closed when no one will read lines any more
 	once   sync.Once
@@ -265,7 +268,7 @@ func (e *External) start(ctx context.Context) (*extProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("external model: starting %q: %w", e.cfg.Command, err)
 	}
-	p := &extProc{cmd: cmd, stdin: stdin, lines: make(chan string), exited: make(chan struct{}), quit: make(chan struct{})}
+	p := &extProc{cmd: cmd, stdin: stdin, lines: make(chan string, 1), exited: make(chan struct{}), quit: make(chan struct{})}
 	log := e.log.With("model_pid", cmd.Process.Pid)
 	var logged sync.WaitGroup
 	logged.Go(func() {
@@ -330,6 +333,18 @@ func (p *extProc) line(ctx context.Context, timeout time.Duration) (string, erro
 
 // ask sends one request line and reads its answer.
 func (p *extProc) ask(ctx context.Context, path string, timeout time.Duration) (string, float64, error) {
+	// A line before the request is one answer too many for the last: the
+	// answers would be off by one from here on. (Best effort: it is seen
+	// if it has arrived by now.)
+	select {
+	case l, ok := <-p.lines:
+		if ok {
+			return "", 0, fmt.Errorf("the process wrote %q unasked: one answer line per request", clip(l))
+		}
+		<-p.exited
+		return "", 0, fmt.Errorf("the process ended: %w", p.err)
+	default:
+	}
 	if _, err := io.WriteString(p.stdin, path+"\n"); err != nil {
 		return "", 0, fmt.Errorf("sending the request: %w", err)
 	}

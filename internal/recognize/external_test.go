@@ -135,6 +135,27 @@ func TestExternalGarbageAnswer(t *testing.T) {
 	}
 }
 
+// A process that answers a request twice is out of step: the extra line
+// is caught before the next request, and the process replaced.
+func TestExternalAnswerTooMany(t *testing.T) {
+	t.Setenv("SIZES_TWICE", "1")
+	e := startSizes(t, ExternalConfig{Processes: 1})
+	if label, _, err := e.RecognizeBytes(context.Background(), photo(t)); err != nil || label != "jpeg-64x48" {
+		t.Fatalf("first: %q %v", label, err)
+	}
+	s := <-e.slots
+	for len(s.proc.lines) == 0 { // the second answer, waiting
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.slots <- s
+	if label, _, err := e.RecognizeBytes(context.Background(), photo(t)); err != nil || label != "jpeg-64x48" {
+		t.Fatalf("second: %q %v", label, err)
+	}
+	if e.Restarts() != 1 {
+		t.Errorf("%d restarts, want 1", e.Restarts())
+	}
+}
+
 // SIGKILL of the process answering a request loses nothing: the request
 // is answered by its replacement, started once.
 func TestExternalKilledMidRequest(t *testing.T) {

@@ -7,6 +7,7 @@ other file is refused ("error\t..."). Switches for tests, by environment:
 
   SIZES_START_DELAY=<seconds>  wait this long before the ready line
   SIZES_GARBAGE=1              answer every request with a line that breaks the protocol
+  SIZES_TWICE=1                answer every request twice
   SIZES_HOLD=<file>            the first process to get a request creates <file> holding
                                its pid, and then never answers (to be killed or timed out);
                                processes started after that answer normally
@@ -72,7 +73,8 @@ def main():
         except (OSError, ValueError, struct.error) as e:
             print("error\t%s" % str(e).replace("\t", " ").replace("\n", " "), flush=True)
             continue
-        print("%s-%dx%d\t1" % (kind, width, height), flush=True)
+        for _ in range(2 if os.environ.get("SIZES_TWICE") else 1):
+            print("%s-%dx%d\t1" % (kind, width, height), flush=True)
 
 
 if __name__ == "__main__":
