@@ -108,7 +108,20 @@ func StartExternal(ctx context.Context, cfg ExternalConfig, log *slog.Logger) (*
 	for _, p := range procs {
 		e.slots <- &extSlot{proc: p, backoff: events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}}
 	}
-	err = errors.Join(errs...)
+	// The processes run one command, so their failures are alike: the
+	// first says it.
+	failed := 0
+	for _, perr := range errs {
+		if perr != nil {
+			if failed == 0 {
+				err = perr
+			}
+			failed++
+		}
+	}
+	if failed > 1 {
+		err = fmt.Errorf("%w (%d of %d processes failed to start)", err, failed, len(errs))
+	}
 	for _, p := range procs {
 		if err == nil && p.name != procs[0].name {
 			err = fmt.Errorf("external model: one process said it is %q, another %q", procs[0].name, p.name)
