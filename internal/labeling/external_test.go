@@ -115,8 +115,9 @@ func TestExternalModelKilledLosesNoRequest(t *testing.T) {
 	}
 	var pid int
 	for {
-		b, err := os.ReadFile(hold)
-		if pid, err = strconv.Atoi(string(b)); err == nil {
+		b, rerr := os.ReadFile(hold)
+		var perr error
+		if pid, perr = strconv.Atoi(string(b)); rerr == nil && perr == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
