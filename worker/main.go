@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,11 +76,11 @@ func run(args []string, getenv func(string) string) error {
 	log = log.With("instance", lcfg.Name)
 
 	start := time.Now()
-	classifier, recognizer, err := recognize.Load(ctx, *mcfg, log)
+	recognizer, closeModel, err := loadModel(ctx, *mcfg, lcfg.Inferences, log)
 	if err != nil {
 		return err
 	}
-	defer classifier.Close()
+	defer closeModel()
 	b, err := backend.Open(ctx, *bcfg)
 	if err != nil {
 		return err
@@ -141,6 +142,24 @@ func run(args []string, getenv func(string) string) error {
 	}
 	log.Info("worker stopped")
 	return err
+}
+
+// loadModel starts the model process of -model-command, one per
+// inference, or else loads the ONNX model (and ONNX Runtime, which a model
+// process spares the worker).
+func loadModel(ctx context.Context, cfg recognize.Config, inferences int, log *slog.Logger) (labeling.Recognizer, func(), error) {
+	if ecfg, ok := cfg.External(inferences); ok {
+		ext, err := recognize.StartExternal(ctx, ecfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ext, func() { ext.Close() }, nil
+	}
+	classifier, recognizer, err := recognize.Load(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return recognizer, func() { classifier.Close() }, nil
 }
 
 // ec2Self is this worker's EC2 instance.

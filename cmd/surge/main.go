@@ -23,6 +23,7 @@ commands:
   bench-cloud  the pipeline with AWS's per-call latency and instance boot times
   chaos      run the face workload while killing workers and restarting the system; count what was lost
   fetch      download and verify the ONNX Runtime library and the model
+  serve-model  answer the external model protocol on stdin/stdout with the ONNX model (docs/models.md)
 
 Run "surge <command> -h" for a command's flags.
 `
@@ -42,6 +43,7 @@ func main() {
 		"bench-cloud": benchCloudCmd,
 		"chaos":       chaosCmd,
 		"fetch":       fetchCmd,
+		"serve-model": serveModelCmd,
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {

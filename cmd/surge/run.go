@@ -123,6 +123,21 @@ func runCmd(ctx context.Context, args []string) error {
 // tier the name their answers will carry.
 func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (args []string, model string, err error) {
 	log := config.Logger()
+	if ecfg, ok := cfg.External(1); ok {
+		// One model process, started and stopped here, checks the command
+		// and gives the name the workers' answers will carry.
+		ext, err := recognize.StartExternal(ctx, ecfg, log)
+		if err != nil {
+			return nil, "", err
+		}
+		model = ext.Name()
+		ext.Close()
+		args = cfg.Args()
+		if concurrency > 0 {
+			args = append(args, "-concurrency", strconv.Itoa(concurrency))
+		}
+		return args, model, nil
+	}
 	files, err := recognize.Resolve(ctx, cfg, log)
 	if err != nil {
 		return nil, "", err

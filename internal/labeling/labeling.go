@@ -82,6 +82,16 @@ func (noObserver) Recognised()            {}
 func (noObserver) Failed()                {}
 func (noObserver) Retried()               {}
 
+// BytesRecognizer is a Recognizer that reads the upload's own bytes (a
+// model in another process, which decodes for itself). The worker still
+// inspects the header (a known format, within Config.MaxPixels) before
+// handing the bytes over, so it refuses the same images either way; an
+// error with a Refused method that returns true is the model refusing the
+// image, answered as undecodable, and any other error is retried.
+type BytesRecognizer interface {
+	RecognizeBytes(ctx context.Context, data []byte) (label string, score float64, err error)
+}
+
 // Config tunes a worker. Zero values take the defaults in brackets.
 type Config struct {
 	Name string // instance name reported in results
@@ -376,7 +386,7 @@ func (w *Worker) process(ctx context.Context, req events.Request) (res events.Re
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != req.SHA256 {
 		return res, permanent(events.ErrInputMissing, fmt.Errorf("input %s was replaced by a different upload", req.Key))
 	}
-	label, score, f := w.recognize(data)
+	label, score, f := w.recognize(ctx, data)
 	data = nil
 	releaseFetched()
 	if f != nil {
@@ -407,7 +417,7 @@ func (w *Worker) infer() {
 // recognize decodes and labels an image on one of the inference
 // goroutines, so that no more images are decoded at once than there are
 // inferences: a decoded image can take far more memory than its upload.
-func (w *Worker) recognize(data []byte) (label string, score float64, f *failure) {
+func (w *Worker) recognize(ctx context.Context, data []byte) (label string, score float64, f *failure) {
 	done := make(chan struct{})
 	w.inferences <- func() {
 		defer close(done)
@@ -419,8 +429,12 @@ func (w *Worker) recognize(data []byte) (label string, score float64, f *failure
 			}
 		}()
 		start := time.Now()
+		defer func() { w.cfg.Observer.Inferred(time.Since(start)) }()
+		if br, ok := w.recognizer.(BytesRecognizer); ok {
+			label, score, f = w.inspectAndRecognize(ctx, br, data)
+			return
+		}
 		label, score, f = w.decodeAndRecognize(data)
-		w.cfg.Observer.Inferred(time.Since(start))
 	}
 	<-done
 	return label, score, f
@@ -436,6 +450,25 @@ func (w *Worker) decodeAndRecognize(data []byte) (label string, score float64, f
 	}
 	label, score, err = w.recognizer.Recognize(img)
 	if err != nil {
+		return "", 0, transient(fmt.Errorf("recognising: %w", err))
+	}
+	return label, score, nil
+}
+
+func (w *Worker) inspectAndRecognize(ctx context.Context, r BytesRecognizer, data []byte) (label string, score float64, f *failure) {
+	_, err := vision.Inspect(data, w.cfg.MaxPixels)
+	switch {
+	case errors.Is(err, vision.ErrTooLarge):
+		return "", 0, permanent(events.ErrImageTooLarge, err)
+	case err != nil:
+		return "", 0, permanent(events.ErrUndecodable, err)
+	}
+	label, score, err = r.RecognizeBytes(ctx, data)
+	var refusal interface{ Refused() bool }
+	switch {
+	case errors.As(err, &refusal) && refusal.Refused():
+		return "", 0, permanent(events.ErrUndecodable, err)
+	case err != nil:
 		return "", 0, transient(fmt.Errorf("recognising: %w", err))
 	}
 	return label, score, nil

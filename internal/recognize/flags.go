@@ -23,6 +23,9 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.Var(pathList{&c.RuntimeMirrors}, "ort-mirrors", "colon-separated directories laid out like the cache")
 	fs.StringVar(&c.Cache, "cache", defaultCache(), "download cache")
 	fs.IntVar(&c.Threads, "threads", 1, "intra-op threads per inference")
+	fs.StringVar(&c.Command, "model-command", "", "run this model process instead of an ONNX model: a command and its arguments, split at spaces, no quoting (docs/models.md)")
+	fs.DurationVar(&c.StartTimeout, "model-start-timeout", DefaultStartTimeout, "longest wait for a model process's ready line")
+	fs.DurationVar(&c.RequestTimeout, "model-timeout", DefaultRequestTimeout, "longest wait for a model process's answer before it is restarted")
 	return c
 }
 
@@ -38,7 +41,17 @@ func (c Config) Args() []string {
 		"-ort-mirrors", pathList{&c.RuntimeMirrors}.String(),
 		"-cache", c.Cache,
 		"-threads", strconv.Itoa(c.Threads),
+		"-model-command", c.Command,
+		"-model-start-timeout", c.StartTimeout.String(),
+		"-model-timeout", c.RequestTimeout.String(),
 	}
+}
+
+// External is the external model c sets with -model-command, run as
+// processes processes; ok is false when c sets none.
+func (c Config) External(processes int) (cfg ExternalConfig, ok bool) {
+	argv := strings.Fields(c.Command)
+	return ExternalConfig{Command: argv, Processes: processes, StartTimeout: c.StartTimeout, RequestTimeout: c.RequestTimeout}, len(argv) > 0
 }
 
 // pathList is a colon-separated list of directories, like $PATH.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/surgeml/surge/internal/assets"
 )
@@ -20,6 +21,9 @@ func TestArgsRoundTrip(t *testing.T) {
 			RuntimeMirrors: []string{"/mirror"},
 			Cache:          "/cache",
 			Threads:        3,
+			Command:        "python3 /models/sizes.py",
+			StartTimeout:   5 * time.Second,
+			RequestTimeout: 1500 * time.Millisecond,
 		},
 		// Empty settings are passed too, so that the defaults (a model
 		// name, a cache) do not creep back in.

@@ -6,6 +6,7 @@ import (
 	"image"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/ort"
@@ -27,6 +28,10 @@ type Config struct {
 	RuntimeMirrors []string
 	Cache          string // downloads (runtime, model archives)
 	Threads        int    // intra-op threads per inference
+	// Command, when set, is a model process to run instead of an ONNX
+	// model (see Config.External), with its timeouts.
+	Command                      string
+	StartTimeout, RequestTimeout time.Duration
 }
 
 // Files are the local files a Config resolves to, each by absolute path.
