@@ -352,7 +352,7 @@ func TestScaler(t *testing.T) {
 		})},
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
-	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(3))
+	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(4)) // every log group
 
 	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "poolSize": 3})
 	(*reserved.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
