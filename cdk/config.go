@@ -61,6 +61,12 @@ type Config struct {
 	// their volumes only). 0 keeps none: every drained worker is
 	// terminated, as before the pool. [0]
 	PoolSize int
+	// AlarmEmail subscribes an address to a topic of the stack's that
+	// the dead-letter alarm notifies (AWS mails a confirmation first);
+	// AlarmTopicArn names an existing topic instead. Neither: the alarm
+	// notifies no one, and shows on the dashboard. [empty]
+	AlarmEmail    string
+	AlarmTopicArn string
 	// SSM lets Session Manager reach the instances (no SSH, no open
 	// port). [true]
 	SSM              bool
@@ -103,6 +109,8 @@ func configFromContext(node interface {
 		IdleShutdown:       str("idleShutdown", "60s"),
 		ScalerTick:         str("scalerTick", "3s"),
 		BootDeadline:       str("bootDeadline", "5m"),
+		AlarmEmail:         str("alarmEmail", ""),
+		AlarmTopicArn:      str("alarmTopicArn", ""),
 		Repo:               repo,
 	}
 	var errs []error
@@ -161,6 +169,15 @@ func configFromContext(node interface {
 	}
 	if !validPrefix(cfg.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting with a letter (it names the stack, queues and buckets)", cfg.Prefix))
+	}
+	if cfg.AlarmEmail != "" && cfg.AlarmTopicArn != "" {
+		errs = append(errs, errors.New("alarmEmail and alarmTopicArn: give one (a topic of the stack's with that subscription, or your topic)"))
+	}
+	if e := cfg.AlarmEmail; e != "" && (strings.Count(e, "@") != 1 || strings.HasPrefix(e, "@") || strings.HasSuffix(e, "@") || strings.ContainsAny(e, " ,;")) {
+		errs = append(errs, fmt.Errorf("alarmEmail %q is not an email address", e))
+	}
+	if a := cfg.AlarmTopicArn; a != "" && !(strings.HasPrefix(a, "arn:") && strings.Contains(a, ":sns:") && len(strings.Split(a, ":")) == 6) {
+		errs = append(errs, fmt.Errorf("alarmTopicArn %q is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)", a))
 	}
 	if cfg.ModelURL != "" {
 		if cfg.ModelSHA256 == "" {

@@ -60,10 +60,12 @@ func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackPr
 	s.retainedNames()
 	s.courseLimit()
 	s.instanceLogs()
+	s.metricLogs()
 	s.workers()
 	s.webTier()
 	s.scaler()
 	s.hooks()
+	s.monitoring()
 	s.outputs()
 	return stack
 }
@@ -81,6 +83,7 @@ type surge struct {
 	table          awsdynamodb.Table
 	modelName      string           // what the workers' answers say their model is
 	logs           awslogs.LogGroup // the instances'
+	emfLogs        awslogs.LogGroup // the tiers' embedded-metric-format lines
 	workerRole     awsiam.Role
 	workerSG       awsec2.SecurityGroup
 	template       awsec2.LaunchTemplate
@@ -266,12 +269,20 @@ func (s *surge) bootScript(role awsiam.Role, svc deploy.Service, assets ...asset
 	}
 	svc.Region = *awscdk.Aws_REGION()
 	svc.LogGroup = *s.logs.LogGroupName()
+	svc.MetricsLogGroup = *s.emfLogs.LogGroupName()
+	// The dimension of the tiers' metrics, as of the scaler's.
+	svc.Env["SURGE_FLEET"] = s.names.Fleet
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("DownloadOwnAssets"),
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: &objects,
 	}))
 	role.AddToPolicy(statement("ShipLogs", []string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}, s.logs.LogGroupArn()))
+	// The agent's EMF lines, into the group they name. No
+	// logs:CreateLogGroup: the group is the stack's, made before any
+	// instance, and an agent must not make one without its retention.
+	// No cloudwatch:PutMetricData: CloudWatch Logs extracts the metrics.
+	role.AddToPolicy(statement("ShipMetrics", []string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}, s.emfLogs.LogGroupArn()))
 	if s.cfg.SSM {
 		// Session Manager's minimum (its agent registers the instance and
 		// opens channels), instead of the broad AmazonSSMManagedInstanceCore.
@@ -635,7 +646,7 @@ func (s *surge) hooks() {
 	// Created last and so deleted first: the fleet ends while the network,
 	// the security groups, the launch template, the worker role and the
 	// buckets and table it uses are all still there.
-	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.table, s.scalerFn, s.schedule, s.logs, s.web} {
+	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.table, s.scalerFn, s.schedule, s.logs, s.emfLogs, s.web} {
 		hook.Node().AddDependency(c)
 	}
 }
@@ -654,6 +665,8 @@ func (s *surge) outputs() {
 	out("ResultsTableName", s.table.TableName(), "answers by file name")
 	out("InstanceLogGroup", s.logs.LogGroupName(), "the instances' service and boot logs, a stream each per instance")
 	out("ScalerFunction", s.scalerFn.FunctionName(), "the scaler Lambda (its log group holds every decision)")
+	out("MetricLogGroup", s.emfLogs.LogGroupName(), "the web tier's and workers' embedded-metric-format lines, a stream per instance")
+	out("DashboardUrl", jsii.String("https://console.aws.amazon.com/cloudwatch/home?region="+*awscdk.Aws_REGION()+"#dashboards/dashboard/"+s.cfg.Prefix+"-"+*awscdk.Aws_REGION()), "the CloudWatch dashboard")
 }
 
 // retention rounds days up to a period CloudWatch Logs offers.

@@ -108,11 +108,16 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::EC2::LaunchTemplate":   1, // the workers'; the web tier has none, so no fixed name
 		"AWS::Lambda::Function":      2, // the scaler and the stack's hooks
 		"AWS::Events::Rule":          1,
-		"AWS::Logs::LogGroup":        3, // the instances', the scaler's, the hooks'
-		"AWS::EC2::VPC":              1,
-		"AWS::EC2::NatGateway":       0,
-		"AWS::EC2::SecurityGroup":    2,
-		"Custom::SurgeStackHooks":    1,
+		"AWS::Logs::LogGroup":        4, // the instances', their metrics', the scaler's, the hooks'
+		"AWS::CloudWatch::Dashboard": 1,
+		"AWS::CloudWatch::Alarm":     1, // dead letters
+		// No topic unless alarmEmail asks for one.
+		"AWS::SNS::Topic":         0,
+		"AWS::SNS::Subscription":  0,
+		"AWS::EC2::VPC":           1,
+		"AWS::EC2::NatGateway":    0,
+		"AWS::EC2::SecurityGroup": 2,
+		"Custom::SurgeStackHooks": 1,
 		// No CDK-provided custom resources: they are Node.js Lambdas, which
 		// the emulator cannot run.
 		"AWS::CloudFormation::CustomResource": 0,
@@ -347,7 +352,7 @@ func TestScaler(t *testing.T) {
 		})},
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
-	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(3))
+	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(4)) // every log group
 
 	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "poolSize": 3})
 	(*reserved.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
@@ -414,13 +419,14 @@ func TestExistingVpc(t *testing.T) {
 
 // physicalNames are the values of every *Name property (BucketName,
 // QueueName, LaunchTemplateName...) that the template fixes. An inline
-// policy's PolicyName is not one: it is unique only within its role.
+// policy's PolicyName is not one: it is unique only within its role; nor
+// is an alarm's MetricName, which names what it watches.
 func physicalNames(doc map[string]any) map[string]string {
 	names := map[string]string{}
 	for id, r := range doc["Resources"].(map[string]any) {
 		props, _ := r.(map[string]any)["Properties"].(map[string]any)
 		for k, v := range props {
-			if s, ok := v.(string); ok && strings.HasSuffix(k, "Name") && k != "PolicyName" {
+			if s, ok := v.(string); ok && strings.HasSuffix(k, "Name") && k != "PolicyName" && k != "MetricName" {
 				names[s] = id + "." + k
 			}
 		}
@@ -442,10 +448,11 @@ func TestTwoPrefixesShareNoPhysicalName(t *testing.T) {
 		a := synthWith(t, map[string]any{"prefix": "alpha", "courseNames": course})
 		b := synthWith(t, map[string]any{"prefix": "beta", "courseNames": course})
 		namesA, namesB := physicalNames(a.json), physicalNames(b.json)
-		// The queues, the launch template and the results table, and the
-		// buckets under the course's names; everything else is named by
-		// CloudFormation.
-		if want := map[string]int{"false": 5, "true": 7}[course]; len(namesA) != want {
+		// The queues, the launch template, the results table and the
+		// dead-letter alarm, and the buckets under the course's names;
+		// everything else is named by CloudFormation (or, as the
+		// dashboard, by an expression of the prefix and region).
+		if want := map[string]int{"false": 6, "true": 8}[course]; len(namesA) != want {
 			t.Errorf("courseNames=%s: %d physical names, want %d: %v", course, len(namesA), want, namesA)
 		}
 		for n, where := range namesA {
@@ -715,6 +722,9 @@ func TestContextValidation(t *testing.T) {
 		"bad deadline":         {"bootDeadline": "soon"},
 		"unknown course":       {"course": "2025"},
 		"backups not boolean":  {"pointInTimeRecovery": "on"},
+		"email and topic":      {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"},
+		"not an email":         {"alarmEmail": "ops.example.com"},
+		"not a topic":          {"alarmTopicArn": "arn:aws:sqs:us-east-1:123456789012:ops"},
 	} {
 		ctx["ortLib"] = ortLib
 		if _, ok := ctx["modelDir"]; !ok {

@@ -40,6 +40,13 @@ type Service struct {
 	// and the boot's logs to, one stream each per instance; empty ships
 	// nothing.
 	LogGroup string
+	// MetricsLogGroup, with LogGroup, has the agent also listen on
+	// EMFEndpoint for embedded-metric-format lines, which CloudWatch Logs
+	// turns into metrics; the service is told where (EnvEMF) and which
+	// group to name in each line's _aws.LogGroupName (EnvEMFLogGroup),
+	// since the agent would otherwise put them in a group of its own
+	// choosing (emf/logs/default) that the instance role may not write.
+	MetricsLogGroup string
 	// EndOnFailure powers the instance off when its boot fails or its
 	// service keeps failing (for workers, whose instances terminate on
 	// shutdown, so the scaler replaces them). Without it a failed boot
@@ -77,6 +84,17 @@ const AgentConfig = "/opt/aws/amazon-cloudwatch-agent/etc/surge.json"
 // package installs it.
 const AgentCtl = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 
+// EMFEndpoint is the CloudWatch agent's default socket for embedded
+// metric format lines.
+const EMFEndpoint = "tcp://127.0.0.1:25888"
+
+// The variables that tell a service where its embedded-metric-format
+// lines go: the tiers' -emf and -emf-log-group flags (config.EnvName).
+const (
+	EnvEMF         = "SURGE_EMF"
+	EnvEMFLogGroup = "SURGE_EMF_LOG_GROUP"
+)
+
 // RenderUserData returns the boot script.
 func RenderUserData(s Service) (string, error) {
 	if !validKey(strings.ToUpper(s.Name)) {
@@ -113,9 +131,16 @@ fi
 `, dir(AgentConfig), AgentConfig, agent, AgentCtl)
 	}
 
+	env := maps.Clone(s.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if s.LogGroup != "" && s.MetricsLogGroup != "" {
+		env[EnvEMF], env[EnvEMFLogGroup] = EMFEndpoint, s.MetricsLogGroup
+	}
 	fmt.Fprintf(&b, "\ninstall -d -m 0755 \"$root/etc/surge\"\ncat > \"$root%s\" <<'SURGE_ENV'\n", s.EnvFile())
-	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		v := s.Env[k]
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		v := env[k]
 		// Values go into a systemd EnvironmentFile unquoted; refuse what
 		// would need quoting rather than get it subtly wrong.
 		if !validKey(k) || !validValue(v) {
@@ -260,7 +285,10 @@ fetch() {
 `
 
 // agentConfig is the CloudWatch agent's configuration: the service's log
-// and the boot's, one stream each per instance.
+// and the boot's, one stream each per instance, and, with a metrics log
+// group, a listener on EMFEndpoint (the agent's default for an empty
+// "emf" section) whose lines go to the group each line names, in a
+// stream named for the instance.
 func agentConfig(s Service) (string, error) {
 	stream := func(file, name string) map[string]string {
 		return map[string]string{
@@ -270,11 +298,13 @@ func agentConfig(s Service) (string, error) {
 			"timezone":        "UTC",
 		}
 	}
-	b, err := json.MarshalIndent(map[string]any{
-		"logs": map[string]any{"logs_collected": map[string]any{"files": map[string]any{
-			"collect_list": []any{stream(s.LogFile(), s.Name), stream(BootLog, "boot")},
-		}}},
-	}, "", "  ")
+	logs := map[string]any{"logs_collected": map[string]any{"files": map[string]any{
+		"collect_list": []any{stream(s.LogFile(), s.Name), stream(BootLog, "boot")},
+	}}}
+	if s.MetricsLogGroup != "" {
+		logs["metrics_collected"] = map[string]any{"emf": map[string]any{}}
+	}
+	b, err := json.MarshalIndent(map[string]any{"logs": logs}, "", "  ")
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +90,7 @@ func TestRefusesUnsafeValues(t *testing.T) {
 		"bad mode":       func(s *Service) { s.Files[0].Mode = "rwx" },
 		"bad source":     func(s *Service) { s.Files[0].Source = "s3://a/b;reboot" },
 		"bad name":       func(s *Service) { s.Name = "../x" },
+		"metrics group":  func(s *Service) { s.MetricsLogGroup = "x\nCWAGENT\nreboot" },
 		"too long for EC2": func(s *Service) {
 			for i := range 200 {
 				s.Files = append(s.Files, ServiceFile{Source: "s3://assets/" + strings.Repeat("a", 64), Path: "/opt/surge/f" + strconv.Itoa(i), Mode: "0644"})
@@ -167,5 +169,99 @@ src="${@: -2:1}"; cp "`+src+`/${src##*/}" "${@: -1}"`)
 				t.Error("the service was started after a failed boot")
 			}
 		})
+	}
+}
+
+// With a metrics log group, the boot configures the agent to listen for
+// embedded-metric-format lines and tells the service where to send them
+// and which group to name; without one, neither. The script runs in bash
+// with a dnf that installs a recording stand-in for the agent's control
+// program, and the test reads the files the boot wrote.
+func TestMetricsListener(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		metricsGroup string
+	}{
+		{"metrics", "surge-metrics"},
+		{"logs only", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, bin := t.TempDir(), t.TempDir()
+			stub := func(name, body string) {
+				os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/bash\n"+body+"\n"), 0o755)
+			}
+			stub("aws", `touch "${@: -1}"`)
+			stub("sleep", "")
+			stub("systemctl", "")
+			stub("useradd", "")
+			stub("dnf", `d="$ROOT/opt/aws/amazon-cloudwatch-agent/bin"; mkdir -p "$d"
+printf '#!/bin/bash\necho "$*" > "$ROOT/.agent-args"\n' > "$d/amazon-cloudwatch-agent-ctl"; chmod +x "$d/amazon-cloudwatch-agent-ctl"`)
+			s := worker()
+			s.MetricsLogGroup = tc.metricsGroup
+			script, err := RenderUserData(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", "-c", script)
+			cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", RootEnv + "=" + root, "ROOT=" + root}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("boot failed: %v\n%s", err, out)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, ".agent-args")); !strings.Contains(string(b), "-a fetch-config -m ec2 -s -c file:"+root+AgentConfig) {
+				t.Errorf("agent started with %q", b)
+			}
+			raw, err := os.ReadFile(filepath.Join(root, AgentConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg struct {
+				Logs struct {
+					MetricsCollected map[string]map[string]any `json:"metrics_collected"`
+					LogsCollected    struct {
+						Files struct {
+							CollectList []map[string]string `json:"collect_list"`
+						} `json:"files"`
+					} `json:"logs_collected"`
+				} `json:"logs"`
+			}
+			if err := json.Unmarshal(raw, &cfg); err != nil {
+				t.Fatalf("agent configuration: %v\n%s", err, raw)
+			}
+			if n := len(cfg.Logs.LogsCollected.Files.CollectList); n != 2 {
+				t.Errorf("%d log files collected, want the service's and the boot's", n)
+			}
+			env, _ := os.ReadFile(filepath.Join(root, s.EnvFile()))
+			emf, listens := cfg.Logs.MetricsCollected["emf"]
+			if tc.metricsGroup == "" {
+				if cfg.Logs.MetricsCollected != nil || strings.Contains(string(env), EnvEMF) {
+					t.Errorf("no metrics group, yet metrics_collected %v and environment\n%s", cfg.Logs.MetricsCollected, env)
+				}
+				return
+			}
+			// An empty section: the agent's default socket, EMFEndpoint.
+			if !listens || len(emf) != 0 || len(cfg.Logs.MetricsCollected) != 1 {
+				t.Errorf("metrics_collected = %v, want only an empty emf section", cfg.Logs.MetricsCollected)
+			}
+			for _, want := range []string{"SURGE_EMF=tcp://127.0.0.1:25888\n", "SURGE_EMF_LOG_GROUP=surge-metrics\n", "SURGE_BACKEND=aws\n"} {
+				if !strings.Contains(string(env), want) {
+					t.Errorf("environment lacks %q:\n%s", want, env)
+				}
+			}
+		})
+	}
+}
+
+// No agent, no listener: the service is not pointed at one.
+func TestNoMetricsWithoutAgent(t *testing.T) {
+	s := worker()
+	s.LogGroup, s.MetricsLogGroup = "", "surge-metrics"
+	script, err := RenderUserData(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, absent := range []string{EnvEMF, "amazon-cloudwatch-agent", "metrics_collected"} {
+		if strings.Contains(script, absent) {
+			t.Errorf("script has %q", absent)
+		}
 	}
 }
