@@ -436,10 +436,16 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 	}
 	// The emulator's affordances: one core's worth of Go scheduler per
 	// process (many instances share this machine); the worker's status
-	// file, so tests can see which instance holds a request; the web
-	// tier on the address this machine serves it at.
+	// file, so tests can see which instance holds a request; embedded
+	// metrics in the log; the web tier on the address this machine
+	// serves it at.
 	env["GOMAXPROCS"] = "1"
 	env[embedded.EnvStatusFile] = in.path("/run/surge-emulator/status")
+	if env[deploy.EnvEMF] != "" {
+		// The stand-in agent ships log files but has no EMF listener:
+		// the lines go to the service's own log instead.
+		env[deploy.EnvEMF] = "stdout"
+	}
 	if strings.HasSuffix(u.exec[0], "/webtier") {
 		port, err := in.m.webPort()
 		if err != nil {

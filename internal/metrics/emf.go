@@ -44,7 +44,11 @@ type EMF struct {
 	w       io.Writer
 	fleet   string
 	metrics []Metric
-	now     func() time.Time
+	// logGroup, if set, names the log group the CloudWatch agent puts
+	// the lines in (_aws.LogGroupName); without it the agent uses
+	// emf/logs/default, which the instances' roles may not write.
+	logGroup string
+	now      func() time.Time
 
 	mu     sync.Mutex
 	counts map[string]float64
@@ -124,7 +128,7 @@ func (e *EMF) Flush() error {
 		if len(defs) == 0 {
 			continue
 		}
-		line["_aws"] = map[string]any{
+		meta := map[string]any{
 			"Timestamp": ts,
 			"CloudWatchMetrics": []any{map[string]any{
 				"Namespace":  EMFNamespace,
@@ -132,6 +136,10 @@ func (e *EMF) Flush() error {
 				"Metrics":    defs,
 			}},
 		}
+		if e.logGroup != "" {
+			meta["LogGroupName"] = e.logGroup
+		}
+		line["_aws"] = meta
 		b, err := json.Marshal(line)
 		if err != nil {
 			return fmt.Errorf("encoding metrics: %w", err)
@@ -171,14 +179,18 @@ type EMFConfig struct {
 	Dest   string
 	Fleet  string        // the dimension Fleet's value
 	Period time.Duration // how often a line is written [60s]
+	// LogGroup names the log group for the CloudWatch agent to put the
+	// lines in (the stack's metrics group); "" leaves it to the agent.
+	LogGroup string
 }
 
-// EMFFlags registers -emf, -fleet and -emf-period.
+// EMFFlags registers -emf, -fleet, -emf-period and -emf-log-group.
 func EMFFlags(fs *flag.FlagSet) *EMFConfig {
 	c := &EMFConfig{}
 	fs.StringVar(&c.Dest, "emf", "", `CloudWatch embedded-metric-format lines: "" off, "stdout", or the CloudWatch agent's endpoint, udp://127.0.0.1:25888 or tcp://127.0.0.1:25888`)
 	fs.StringVar(&c.Fleet, "fleet", "surge", "the Fleet dimension of the embedded metrics")
 	fs.DurationVar(&c.Period, "emf-period", time.Minute, "how often the embedded metrics are written")
+	fs.StringVar(&c.LogGroup, "emf-log-group", "", "log group the CloudWatch agent puts the embedded metrics in (the stack sets its metrics group)")
 	return c
 }
 
@@ -197,6 +209,7 @@ func (c EMFConfig) Start(ctx context.Context, log *slog.Logger, metrics ...Metri
 		c.Period = time.Minute
 	}
 	e = NewEMF(w, c.Fleet, metrics...)
+	e.logGroup = c.LogGroup
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

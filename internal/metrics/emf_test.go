@@ -143,7 +143,7 @@ func TestEMFToAgent(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
 	for _, dest := range []string{"udp://" + udp.LocalAddr().String(), "tcp://" + tcp.Addr().String()} {
-		e, stop, err := EMFConfig{Dest: dest, Fleet: "agent", Period: 20 * time.Millisecond}.Start(ctx, log, WorkerEMF()...)
+		e, stop, err := EMFConfig{Dest: dest, Fleet: "agent", Period: 20 * time.Millisecond, LogGroup: "surge-metrics"}.Start(ctx, log, WorkerEMF()...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,5 +173,15 @@ func TestEMFToAgent(t *testing.T) {
 	}
 	if _, root := parseEMF(t, line); root[EMFRecognised] != 5.0 {
 		t.Errorf("tcp: %s", line)
+	}
+	// The agent puts the lines in the stack's metrics group, the only one
+	// the instances may write.
+	for _, l := range []string{line, string(buf[:n])} {
+		var meta struct {
+			AWS struct{ LogGroupName string } `json:"_aws"`
+		}
+		if err := json.Unmarshal([]byte(l), &meta); err != nil || meta.AWS.LogGroupName != "surge-metrics" {
+			t.Errorf("line without the log group: %s (%v)", l, err)
+		}
 	}
 }
