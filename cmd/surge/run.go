@@ -133,25 +133,22 @@ func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (arg
 		model = ext.Name()
 		ext.Close()
 		args = cfg.Args()
-		if concurrency > 0 {
-			args = append(args, "-concurrency", strconv.Itoa(concurrency))
+	} else {
+		files, err := recognize.Resolve(ctx, cfg, log)
+		if err != nil {
+			return nil, "", err
 		}
-		return args, model, nil
+		// Loaded from the paths the workers get, the model has the name
+		// theirs will have (one fetched by URL is named by its cache folder).
+		wcfg := files.Config(cfg.Threads)
+		classifier, _, err := recognize.Load(ctx, wcfg, log)
+		if err != nil {
+			return nil, "", err
+		}
+		model = classifier.Name()
+		classifier.Close()
+		args = wcfg.Args()
 	}
-	files, err := recognize.Resolve(ctx, cfg, log)
-	if err != nil {
-		return nil, "", err
-	}
-	// Loaded from the paths the workers get, the model has the name
-	// theirs will have (one fetched by URL is named by its cache folder).
-	wcfg := files.Config(cfg.Threads)
-	classifier, _, err := recognize.Load(ctx, wcfg, log)
-	if err != nil {
-		return nil, "", err
-	}
-	model = classifier.Name()
-	classifier.Close()
-	args = wcfg.Args()
 	if concurrency > 0 {
 		args = append(args, "-concurrency", strconv.Itoa(concurrency))
 	}

@@ -1,8 +1,6 @@
 package localrun_test
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -20,7 +18,7 @@ import (
 func TestCloudTimingsReachEveryTier(t *testing.T) {
 	const boot = time.Second
 	latency := backend.Latency{SQS: 100 * time.Millisecond, S3: 100 * time.Millisecond}
-	sys, err := localrun.Start(context.Background(), localrun.Config{
+	sys := startWith(t, localrun.Config{
 		Bin: bin(t),
 		Backend: backend.Config{Kind: "local", Prefix: "cloud", DataDir: t.TempDir(),
 			Visibility: events.RequestVisibility, MaxReceives: 5, Latency: latency},
@@ -28,14 +26,6 @@ func TestCloudTimingsReachEveryTier(t *testing.T) {
 		LaunchDelay: boot,
 		WorkerArgs:  []string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path},
 		WebArgs:     []string{"-reuse-answers=false"},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := sys.Stop(context.Background()); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
 	})
 	files := testenv.Images(t, "datasets", "imagenet-100", "images")[:2]
 

@@ -2,7 +2,6 @@ package localrun_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +23,7 @@ func TestFacesByExternalModelProcess(t *testing.T) {
 	if len(strings.Fields(command)) != 8 {
 		t.Skipf("a path has a space, which -model-command cannot quote: %q", command)
 	}
-	sys, err := localrun.Start(context.Background(), localrun.Config{
+	sys := startWith(t, localrun.Config{
 		Bin:          bin(t),
 		Backend:      backend.Config{Kind: "local", Prefix: "ext", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
 		Host:         "127.0.0.1",
@@ -32,14 +31,6 @@ func TestFacesByExternalModelProcess(t *testing.T) {
 		Tick:         time.Second,
 		ScaleInDelay: time.Second,
 		WorkerArgs:   []string{"-model-command", command},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := sys.Stop(context.Background()); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
 	})
 	expected := testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 	sent := testenv.Images(t, "datasets", "faces", "face_images_100")

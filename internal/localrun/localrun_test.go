@@ -33,6 +33,21 @@ var built string
 
 func TestMain(m *testing.M) { testenv.MainWithBinaries(m, &built) }
 
+// startWith runs the system cfg describes, stopped when the test ends.
+func startWith(t *testing.T, cfg localrun.Config) *localrun.System {
+	t.Helper()
+	sys, err := localrun.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := sys.Stop(context.Background()); err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	})
+	return sys
+}
+
 // bin is where the binaries are; under -short none are built, and the
 // test skips.
 func bin(t testing.TB) string { return testenv.Built(t, built) }
@@ -44,7 +59,7 @@ const maxWorkers = 19
 func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localrun.System {
 	t.Helper()
 	args := append([]string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path}, workerArgs...)
-	sys, err := localrun.Start(context.Background(), localrun.Config{
+	return startWith(t, localrun.Config{
 		Bin:          bin(t),
 		Backend:      backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: visibility, MaxReceives: 5},
 		Host:         "127.0.0.1",
@@ -52,16 +67,7 @@ func start(t *testing.T, visibility time.Duration, workerArgs ...string) *localr
 		Tick:         time.Second,
 		ScaleInDelay: time.Second,
 		WorkerArgs:   args,
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := sys.Stop(context.Background()); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
 	})
-	return sys
 }
 
 func status(t *testing.T, url string) frontend.Status {

@@ -1,9 +1,7 @@
 package localrun_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,7 +46,7 @@ func scrape(t *testing.T, url, name string) (float64, bool) {
 func TestMetricsAfterFaceWorkload(t *testing.T) {
 	gallery := testenv.EnrollFaces(t, bin(t))
 	reg := metrics.NewRegistry()
-	sys, err := localrun.Start(context.Background(), localrun.Config{
+	sys := startWith(t, localrun.Config{
 		Bin:        bin(t),
 		Backend:    backend.Config{Kind: "local", Prefix: "e2e", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 5},
 		Host:       "127.0.0.1",
@@ -58,14 +56,6 @@ func TestMetricsAfterFaceWorkload(t *testing.T) {
 		ScaleInDelay: time.Hour,
 		WorkerArgs:   []string{"-ort-lib", testenv.RuntimeLib(t), "-model", testenv.Model(t).Path, "-gallery", gallery},
 		Metrics:      metrics.NewScaler(reg),
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := sys.Stop(context.Background()); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
 	})
 	files, expected := testenv.Images(t, "datasets", "faces", "face_images_100"), testenv.Labels(t, "datasets", "faces", "face_images_100.csv")
 	rep := testenv.Workload(t, sys.URL, files, expected)
