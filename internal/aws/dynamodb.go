@@ -44,6 +44,13 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, name string) (*Ta
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: sdk.String(TableKey), AttributeType: types.ScalarAttributeTypeS}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: sdk.String(TableKey), KeyType: types.KeyTypeHash}},
 	})
+	var inUse *types.ResourceInUseException
+	if errors.As(err, &inUse) {
+		// The SDK retries a call whose response was lost; a CreateTable
+		// retried so finds the table its first attempt made. One keyed
+		// as ours is taken as ours.
+		err = checkKeyedByName(ctx, client, name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating table %s: %w", name, err)
 	}
@@ -51,6 +58,20 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, name string) (*Ta
 		return nil, fmt.Errorf("waiting for table %s: %w", name, err)
 	}
 	return NewTable(client, name), nil
+}
+
+// checkKeyedByName reports whether the existing table name has the
+// stack's key: the string TableKey, alone, as its hash key.
+func checkKeyedByName(ctx context.Context, client *dynamodb.Client, name string) error {
+	out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String(name)})
+	if err != nil {
+		return err
+	}
+	keys := out.Table.KeySchema
+	if len(keys) != 1 || sdk.ToString(keys[0].AttributeName) != TableKey || keys[0].KeyType != types.KeyTypeHash {
+		return fmt.Errorf("a table of that name exists with another key schema")
+	}
+	return nil
 }
 
 // Name is the table's name.

@@ -8,6 +8,7 @@ import (
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
@@ -25,6 +26,32 @@ func TestTableContract(t *testing.T) {
 		}
 		return tab
 	})
+}
+
+// CreateTable finds a table its own lost-and-retried call made (the same
+// name and key) and takes it; a table of that name keyed otherwise is an
+// error.
+func TestCreateTableTwice(t *testing.T) {
+	ctx := context.Background()
+	c := moto.Clients(t)
+	name := fmt.Sprintf("twice-%d-dynamoDB", serial.Add(1))
+	for range 2 {
+		if _, err := aws.CreateTable(ctx, c.Dynamo, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := fmt.Sprintf("other-%d-dynamoDB", serial.Add(1))
+	if _, err := c.Dynamo.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            sdk.String(other),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: sdk.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: sdk.String("id"), KeyType: types.KeyTypeHash}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aws.CreateTable(ctx, c.Dynamo, other); err == nil {
+		t.Errorf("a table keyed by id was taken as ours")
+	}
 }
 
 // A table deleted under a running system is an error on every call, not
