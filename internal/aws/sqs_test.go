@@ -59,7 +59,7 @@ func TestOpenMissingQueue(t *testing.T) {
 func TestAbandonedPollReleasesSoon(t *testing.T) {
 	ctx := context.Background()
 	c := moto.Clients(t).SQS
-	q, err := aws.CreateQueue(ctx, c, aws.QueueSpec{Name: "held", Visibility: 30 * time.Second})
+	q, err := aws.CreateQueue(ctx, c, aws.QueueSpec{Name: fmt.Sprintf("held-%d", serial.Add(1)), Visibility: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
