@@ -121,12 +121,7 @@ func TestDashboard(t *testing.T) {
 // one.
 func TestDeadLetterAlarm(t *testing.T) {
 	tmpl, doc, _ := synth(t)
-	dlq := ""
-	for id := range resources(doc, "AWS::SQS::Queue") {
-		if strings.HasPrefix(id, "RequestDeadLetters") {
-			dlq = id
-		}
-	}
+	dlq := resourceID(t, doc, "AWS::SQS::Queue", "RequestDeadLetters")
 	(*tmpl).HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
 		"AlarmName":          "surge-req-dlq-not-empty",
 		"Namespace":          "AWS/SQS",
@@ -180,15 +175,7 @@ func TestAlarmNotifications(t *testing.T) {
 // create log groups or put metrics directly.
 func TestMetricsReachCloudWatch(t *testing.T) {
 	_, doc, _ := synth(t)
-	group := ""
-	for id := range resources(doc, "AWS::Logs::LogGroup") {
-		if strings.HasPrefix(id, "MetricLogs") {
-			group = id
-		}
-	}
-	if group == "" {
-		t.Fatal("no metrics log group")
-	}
+	group := resourceID(t, doc, "AWS::Logs::LogGroup", "MetricLogs")
 	if r := resources(doc, "AWS::Logs::LogGroup")[group]; r["DeletionPolicy"] != "Delete" || r["Properties"].(map[string]any)["RetentionInDays"] != float64(14) {
 		t.Errorf("metrics log group %v: want 14 days' retention, deleted with the stack", r)
 	}

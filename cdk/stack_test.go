@@ -614,12 +614,19 @@ func TestLeastPrivilege(t *testing.T) {
 // roleID is the logical id of the role whose construct id is name.
 func roleID(t *testing.T, doc map[string]any, name string) string {
 	t.Helper()
-	for id := range resources(doc, "AWS::IAM::Role") {
+	return resourceID(t, doc, "AWS::IAM::Role", name)
+}
+
+// resourceID is the logical id of the resource of type typ whose
+// construct id is name.
+func resourceID(t *testing.T, doc map[string]any, typ, name string) string {
+	t.Helper()
+	for id := range resources(doc, typ) {
 		if strings.HasPrefix(id, name) {
 			return id
 		}
 	}
-	t.Fatalf("no role %s", name)
+	t.Fatalf("no %s %s", typ, name)
 	return ""
 }
 
