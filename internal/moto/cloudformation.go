@@ -32,9 +32,11 @@ import (
 // cfnState is what the proxy adds to moto's stacks: the custom resources
 // it runs, and the status a stack shows while the proxy works on it.
 type cfnState struct {
-	mu      sync.Mutex
-	stacks  map[string]*stackRecord // by stack id
-	waiters map[string]chan cfnReply
+	mu         sync.Mutex
+	stacks     map[string]*stackRecord // by stack id
+	waiters    map[string]chan cfnReply
+	changeSets map[string]*changeSet // by id, and by region/stack/name
+	aliases    map[string]string     // review stack id → the id of the stack created in its place
 }
 
 type stackRecord struct {
@@ -73,7 +75,7 @@ type cfnReply struct {
 }
 
 func newCFNState() *cfnState {
-	return &cfnState{stacks: map[string]*stackRecord{}, waiters: map[string]chan cfnReply{}}
+	return &cfnState{stacks: map[string]*stackRecord{}, waiters: map[string]chan cfnReply{}, changeSets: map[string]*changeSet{}, aliases: map[string]string{}}
 }
 
 func (s *cfnState) stack(id string) *stackRecord {
@@ -100,9 +102,18 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 		cfnError(w, http.StatusBadRequest, "ValidationError", err.Error())
 		return true
 	}
+	if body, err = motoTemplateURL(r, form, body); err != nil {
+		cfnError(w, http.StatusBadRequest, "ValidationError", err.Error())
+		return true
+	}
+	body = p.aliased(r, form, body)
 	switch form.Get("Action") {
 	case "CreateStack":
 		p.createStack(w, r, c, form, body)
+	case "CreateChangeSet":
+		p.createChangeSet(w, r, c, form, body)
+	case "ExecuteChangeSet":
+		p.executeChangeSet(w, r, c, form)
 	case "UpdateStack":
 		tmpl, err := p.templateOf(r.Context(), c.region, form)
 		if err != nil {
@@ -278,6 +289,9 @@ func (p *Proxy) preflight(ctx context.Context, c call, form url.Values, body []b
 				if !ok {
 					continue
 				}
+				if nr.typ == "AWS::SQS::Queue" && p.sqs.held(c.region, name, p.clock.Now()) {
+					return handlerFailure(id, queueDeletedRecentlyMessage, "Sqs", 400, "GeneralServiceException"), nil
+				}
 				exists, err := p.exists(ctx, m, nr.typ, name)
 				if err != nil {
 					return "", err
@@ -405,9 +419,14 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 		return
 	}
 	defer answer.write(w)
-	if answer.status != http.StatusOK {
-		return
+	if answer.status == http.StatusOK {
+		p.afterCreate(answer.body, c.region, form, tmplBody)
 	}
+}
+
+// afterCreate starts the custom resources of a stack moto has just
+// created (its CreateStack answer).
+func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplBody []byte) {
 	t, ok := parseTemplate(tmplBody)
 	if !ok {
 		return
@@ -417,13 +436,13 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 		return
 	}
 	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(answer.body); err != nil {
+	if err := doc.ReadFromBytes(answer); err != nil {
 		p.log.Error("reading moto's CreateStack answer", "err", err)
 		return
 	}
 	stackID := strings.TrimSpace(doc.FindElement("//StackId").Text())
 	st := &stackRecord{
-		id: stackID, name: form.Get("StackName"), region: c.region,
+		id: stackID, name: form.Get("StackName"), region: region,
 		tmpl: t, params: stackParameters(form), customs: customs, created: map[string]*customCreated{},
 	}
 	p.cfn.mu.Lock()
@@ -789,6 +808,11 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
 		return
 	}
+	queues, err := p.stackPhysicalIDs(ctx, st.region, st.id, "AWS::SQS::Queue")
+	if err != nil {
+		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
+		return
+	}
 	if err := p.deleteNetworkPlumbing(ctx, st); err != nil {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
 		return
@@ -796,6 +820,9 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 	if _, err := p.moto.in(st.region).CFN.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(st.id)}); err != nil {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
 		return
+	}
+	for _, q := range queues {
+		p.sqs.deleted(st.region, queueName(q), p.clock.Now())
 	}
 	// CloudFormation deletes an instance by terminating it and waiting
 	// until it has: by the time the stack is gone, so is its shutdown.

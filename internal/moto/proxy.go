@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,7 @@ type Proxy struct {
 	ec2    *ec2State
 	lambda lambdaState
 	cfn    *cfnState
+	sqs    deletedQueues
 }
 
 // StartProxy listens and serves until Close (or until ctx ends).
@@ -236,6 +238,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		handled = p.serveLambda(w, r, call)
 	case "cloudformation":
 		handled = p.serveCloudFormation(w, r, call)
+	case "sqs":
+		handled = p.serveSQS(w, r, call)
 	}
 	if !handled {
 		p.forward.ServeHTTP(w, r)
@@ -270,8 +274,7 @@ func identify(r *http.Request) call {
 func readForm(r *http.Request) (url.Values, []byte, error) {
 	body, err := io.ReadAll(r.Body)
 	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
+	setBody(r, body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading request body: %w", err)
 	}
@@ -283,6 +286,13 @@ func readForm(r *http.Request) (url.Values, []byte, error) {
 		form[k] = append(form[k], vs...)
 	}
 	return form, body, nil
+}
+
+// setBody replaces a request's body, to be forwarded as it is.
+func setBody(r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 }
 
 // upstreamAnswer is moto's whole answer to a request whose answer the

@@ -1,0 +1,236 @@
+package moto
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/beevik/etree"
+)
+
+// Change sets are how the CDK CLI deploys (cdk deploy, cdk bootstrap).
+// moto keeps and describes them, but executes one through its update
+// path, which computes no outputs and runs no custom resources. So the
+// proxy keeps each change set's request and executes it itself: a CREATE
+// change set as a CreateStack (moto's review stack replaced by the real
+// one), an UPDATE change set as an UpdateStack, each with the checks and
+// custom resources of those actions.
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html
+
+// changeSet is a CreateChangeSet request the proxy will execute.
+type changeSet struct {
+	id, name, stackID, stackName, region string
+	create                               bool // ChangeSetType CREATE (else UPDATE)
+	form                                 url.Values
+}
+
+// aliased rewrites a request naming a change set's review stack (by its
+// id, as the CDK CLI follows it) to the stack that replaced it.
+func (p *Proxy) aliased(r *http.Request, form url.Values, body []byte) []byte {
+	p.cfn.mu.Lock()
+	to, ok := p.cfn.aliases[form.Get("StackName")]
+	p.cfn.mu.Unlock()
+	if !ok {
+		return body
+	}
+	form.Set("StackName", to)
+	rewritten := []byte(form.Encode())
+	setBody(r, rewritten)
+	return rewritten
+}
+
+// changeSetKey finds a change set by its name within a stack.
+func changeSetKey(region, stack, name string) string { return region + "/" + stack + "/" + name }
+
+// templateHost tells whether a template URL names AWS's S3, which moto's
+// CloudFormation can read; any other host is this endpoint, whose S3 URLs
+// (path-style, http://127.0.0.1:port/bucket/key, as the CDK CLI makes
+// them from AWS_ENDPOINT_URL) moto would take for a bucket named "127".
+func templateHost(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.HasSuffix(u.Hostname(), ".amazonaws.com")
+}
+
+// motoTemplateURL rewrites a request's TemplateURL at this endpoint into
+// the path-style AWS URL of the same object, which moto resolves against
+// its own S3; the request is then forwarded with the rewritten body.
+func motoTemplateURL(r *http.Request, form url.Values, body []byte) ([]byte, error) {
+	raw := form.Get("TemplateURL")
+	if raw == "" || templateHost(raw) {
+		return body, nil
+	}
+	bucket, key, err := s3Location(raw)
+	if err != nil {
+		return nil, err
+	}
+	form.Set("TemplateURL", "https://s3.amazonaws.com/"+bucket+"/"+key)
+	rewritten := []byte(form.Encode())
+	setBody(r, rewritten)
+	return rewritten, nil
+}
+
+func (p *Proxy) createChangeSet(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) {
+	answer, doc, ok := p.forwardXML(w, r, body, "CreateChangeSet")
+	if !ok {
+		return
+	}
+	defer answer.write(w)
+	cs := &changeSet{
+		id:        strings.TrimSpace(textOf(doc, "//Id")),
+		stackID:   strings.TrimSpace(textOf(doc, "//StackId")),
+		name:      form.Get("ChangeSetName"),
+		stackName: form.Get("StackName"),
+		region:    c.region,
+		create:    form.Get("ChangeSetType") == "CREATE",
+		form:      form,
+	}
+	p.cfn.mu.Lock()
+	defer p.cfn.mu.Unlock()
+	p.cfn.changeSets[cs.id] = cs
+	p.cfn.changeSets[changeSetKey(c.region, cs.stackName, cs.name)] = cs
+	p.cfn.changeSets[changeSetKey(c.region, cs.stackID, cs.name)] = cs
+}
+
+func textOf(doc *etree.Document, path string) string {
+	if e := doc.FindElement(path); e != nil {
+		return e.Text()
+	}
+	return ""
+}
+
+// takeChangeSet finds and forgets the change set an ExecuteChangeSet
+// names (by ARN, or by name and stack); nil if the proxy has none.
+func (p *Proxy) takeChangeSet(region string, form url.Values) *changeSet {
+	name := form.Get("ChangeSetName")
+	p.cfn.mu.Lock()
+	defer p.cfn.mu.Unlock()
+	cs := p.cfn.changeSets[name]
+	if cs == nil {
+		cs = p.cfn.changeSets[changeSetKey(region, form.Get("StackName"), name)]
+	}
+	if cs == nil {
+		return nil
+	}
+	for k, v := range p.cfn.changeSets {
+		if v == cs {
+			delete(p.cfn.changeSets, k)
+		}
+	}
+	return cs
+}
+
+func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call, form url.Values) {
+	cs := p.takeChangeSet(c.region, form)
+	if cs == nil {
+		p.forward.ServeHTTP(w, r)
+		return
+	}
+	ctx := r.Context()
+	tmpl, err := p.templateOf(ctx, c.region, cs.form)
+	if err != nil {
+		p.forwardFailed(w, "reading a change set's template", err)
+		return
+	}
+	refusal, err := p.preflight(ctx, c, cs.form, tmpl, cs.create)
+	if err != nil {
+		p.forwardFailed(w, "checking a change set", err)
+		return
+	}
+	// Executed, a change set is gone, as on AWS.
+	m := p.moto.in(c.region).CFN
+	if _, err := m.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{ChangeSetName: aws.String(cs.id)}); err != nil {
+		p.log.Warn("deleting an executed change set", "change_set", cs.id, "err", err)
+	}
+	if refusal != "" {
+		p.log.Info("change set fails", "stack", cs.stackName, "reason", refusal)
+		p.failChangeSet(ctx, cs, tmpl, refusal)
+		executeChangeSetAnswer(w)
+		return
+	}
+	action := "UpdateStack"
+	if cs.create {
+		action = "CreateStack"
+		// moto's review stack gives way to the stack moto creates.
+		if _, err := m.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(cs.stackID)}); err != nil {
+			p.forwardFailed(w, "replacing a change set's review stack", err)
+			return
+		}
+	}
+	stackForm := url.Values{}
+	for k, v := range cs.form {
+		switch {
+		case k == "Action", k == "ChangeSetName", k == "ChangeSetType", k == "ClientToken", k == "Description",
+			k == "IncludeNestedStacks", k == "ImportExistingResources", k == "OnStackFailure",
+			strings.HasPrefix(k, "ResourcesToImport."):
+			continue
+		}
+		stackForm[k] = v
+	}
+	stackForm.Set("Action", action)
+	answer, err := p.roundTrip(r, []byte(stackForm.Encode()))
+	if err != nil {
+		p.forwardFailed(w, "executing a change set as "+action, err)
+		return
+	}
+	if answer.status != http.StatusOK {
+		answer.write(w)
+		return
+	}
+	if cs.create {
+		doc := etree.NewDocument()
+		if err := doc.ReadFromBytes(answer.body); err == nil {
+			// The CLI follows the stack by the id the change set gave it.
+			p.cfn.mu.Lock()
+			p.cfn.aliases[cs.stackID] = strings.TrimSpace(textOf(doc, "//StackId"))
+			p.cfn.mu.Unlock()
+		}
+		p.afterCreate(answer.body, c.region, stackForm, tmpl)
+	} else if st, _ := p.stackFor(ctx, c.region, cs.stackName); st != nil {
+		// An update that succeeds ends an earlier failed update's status.
+		p.cfn.setStatus(st, "", "")
+	}
+	executeChangeSetAnswer(w)
+}
+
+// failChangeSet shows a change set that fails while its resources are
+// made: a new stack rolled back (ROLLBACK_COMPLETE), an existing one's
+// update rolled back (UPDATE_ROLLBACK_COMPLETE), with the failed
+// resource's event. The refusal is "<logical id>: <reason>".
+func (p *Proxy) failChangeSet(ctx context.Context, cs *changeSet, tmpl []byte, refusal string) {
+	logicalID, reason, _ := strings.Cut(refusal, ": ")
+	st, err := p.stackFor(ctx, cs.region, cs.stackID)
+	if err != nil || st == nil {
+		p.log.Error("finding a change set's stack", "stack", cs.stackID, "err", err)
+		return
+	}
+	resourceType := ""
+	if t, ok := parseTemplate(tmpl); ok {
+		resourceType = t.Resources[logicalID].Type
+	}
+	now := p.clock.Now()
+	if cs.create {
+		stackReason := fmt.Sprintf("The following resource(s) failed to create: [%s]. ", logicalID)
+		p.cfn.setStatus(st, "ROLLBACK_COMPLETE", stackReason,
+			stackEvent{at: now, logicalID: logicalID, resourceTy: resourceType, status: "CREATE_FAILED", reason: reason},
+			stackEvent{at: now, logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "ROLLBACK_COMPLETE", reason: stackReason})
+		return
+	}
+	stackReason := fmt.Sprintf("The following resource(s) failed to update: [%s]. ", logicalID)
+	p.cfn.setStatus(st, "UPDATE_ROLLBACK_COMPLETE", stackReason,
+		stackEvent{at: now, logicalID: logicalID, resourceTy: resourceType, status: "UPDATE_FAILED", reason: reason},
+		stackEvent{at: now, logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "UPDATE_ROLLBACK_COMPLETE", reason: stackReason})
+}
+
+func executeChangeSetAnswer(w http.ResponseWriter) {
+	out := fmt.Sprintf(`<ExecuteChangeSetResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">`+
+		`<ExecuteChangeSetResult/><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></ExecuteChangeSetResponse>`, requestID())
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(out))
+}
