@@ -34,7 +34,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort run emulate synth check test test-short bench bench-cloud chaos classify enroll workload clean
+.PHONY: build ort cdk-cli run emulate synth check test test-short bench bench-cloud chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -44,26 +44,34 @@ build:
 ort: build
 	$(BIN)/surge fetch -runtime-only
 
+# The AWS CDK CLI at the version the tests deploy with, downloaded once
+# into $(SURGE_CACHE) and checked against its SHA-256 (`surge cdk ...`
+# runs it).
+cdk-cli: build
+	$(BIN)/surge fetch -cdk-cli
+
 run: build ort
 	$(BIN)/surge run -data $(DATA) -port $(PORT) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(if $(GALLERY),-gallery $(GALLERY))
 
-# The AWS deployment on emulated AWS: the stack synthesized as for cdk
-# deploy, deployed into moto_server behind an endpoint with AWS's
-# behaviours, its instances and Lambdas run here. AWS_REGION chooses the
-# region; more in README.md.
-emulate: build ort
-	rm -rf $(EMULATE_DATA)/cdk.out
-	CDK_OUTDIR=$(abspath $(EMULATE_DATA))/cdk.out $(GO) run ./cdk -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 \
-		$(COURSE_ARGS) $(CAP_ARGS) $(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
-	$(if $(EMULATE_REGION),AWS_REGION=$(EMULATE_REGION) )$(BIN)/surge emulate -assembly $(EMULATE_DATA)/cdk.out -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) $(EMULATE_ARGS)
+# The AWS deployment on emulated AWS: moto_server behind an endpoint with
+# AWS's behaviours, its instances and Lambdas run here; the stack deployed
+# into it by the AWS CDK CLI as a user deploys (cdk bootstrap, cdk deploy
+# of cdk.json's app with these -c flags), and destroyed at Ctrl-C.
+# AWS_REGION chooses the region; more in docs/aws.md.
+EMULATE_CONTEXT = -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 $(COURSE_ARGS) $(CAP_ARGS) \
+	$(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
+emulate: build ort cdk-cli
+	$(if $(EMULATE_REGION),AWS_REGION=$(EMULATE_REGION) )$(BIN)/surge emulate -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) \
+		$(EMULATE_ARGS) -- $(EMULATE_CONTEXT)
 
-# The CloudFormation template, offline (cdk.out/$(PREFIX).template.json),
-# checked by cfn-lint. Deploy options go in CDK context: make synth
+# The CloudFormation template, offline, synthesized by the AWS CDK CLI as
+# cdk deploy would (cdk.json's app) into cdk.out, and checked by cfn-lint.
+# Deploy options go in CDK context: make synth
 # CDK_ARGS="-c allowedCidr=203.0.113.7/32".
-synth: ort
+synth: ort cdk-cli
 	rm -rf cdk.out
-	$(GO) run ./cdk -c prefix=$(PREFIX) $(COURSE_ARGS) $(CDK_ARGS)
-	cfn-lint --ignore-checks W3005 -- cdk.out/$(PREFIX).template.json
+	$(BIN)/surge cdk synth -q -c prefix=$(PREFIX) $(COURSE_ARGS) $(CDK_ARGS)
+	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 # Source checks, first because they are quick: formatting, a tidy go.mod,
 # go vet and staticcheck (pinned in go.mod as a tool).
@@ -75,7 +83,7 @@ check:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-test: check ort synth
+test: check ort cdk-cli synth
 	$(GO) test -timeout 15m ./...
 
 # The fast tier: pure and single-process tests, with the fakes named as

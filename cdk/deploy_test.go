@@ -19,6 +19,7 @@ import (
 
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/emulate"
+	"github.com/surgeml/surge/internal/moto"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -36,6 +37,7 @@ func emulatedAccount(t *testing.T, tune ...func(*emulate.Config)) *emulate.Cloud
 		TimeScale: 0.02,
 		Account:   emulate.Account{LambdaConcurrency: 10, TakenBucketNames: []string{"surge-in-bucket", "surge-out-bucket"}},
 	}
+	cfg.CDK, cfg.Repo = testenv.CDKCLI(t), testenv.Root(t)
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -147,7 +149,7 @@ func TestDeploymentsSideBySide(t *testing.T) {
 }
 
 // Fault 7, destroy leaves instances behind; fault 3, deploy → destroy →
-// deploy. Workers the scaler launched (not the stack's resources) are
+// deploy, and a redeploy within SQS's minute (issue 20). Workers the scaler launched (not the stack's resources) are
 // running when the stack is destroyed: nothing of the stack remains, and
 // the same prefix deploys again.
 func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
@@ -195,6 +197,13 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String("surge-dynamoDB")}); !errors.As(err, &gone) {
 		t.Errorf("the results table outlived the stack: %v", err)
 	}
+	// SQS holds a deleted queue's name for 60 s: a deploy at once fails,
+	// saying to wait; a minute later the same deploy (which first removes
+	// the rolled-back stack, as cdk deploy does) succeeds.
+	if _, err := cloud.Deploy(ctx, s.outdir, "surge"); err == nil || !strings.Contains(err.Error(), "wait 60 seconds") {
+		t.Fatalf("a deploy right after destroy: %v; want SQS's QueueDeletedRecently, saying to wait", err)
+	}
+	cloud.Endpoint.Clock().Advance(moto.QueueNameHeld)
 	deployStack(t, cloud, s)
 }
 

@@ -5,27 +5,36 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/emulate"
 )
 
-// emulateCmd deploys a synthesized Surge stack into emulated AWS on this
-// machine and runs it until interrupted.
+// emulateCmd starts emulated AWS on this machine, deploys the stack into
+// it with the AWS CDK CLI as a user deploys (bootstrap, then `cdk deploy`
+// of cdk.json's app with the given -c flags), runs it until interrupted,
+// and destroys it with `cdk destroy`.
 func emulateCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("emulate", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: surge emulate [flags] [-- -c key=value ...]\n\nThe -c pairs after -- go to cdk deploy and cdk destroy, as CDK context.\n\n")
+		fs.PrintDefaults()
+	}
 	var cfg emulate.Config
-	assembly := fs.String("assembly", "cdk.out", "the synthesized cloud assembly to deploy (make synth writes cdk.out)")
-	stack := fs.String("stack", "", "its stack to deploy (default: the only one)")
-	fs.StringVar(&cfg.DataDir, "data", ".emulate", "directory for logs and instance disks")
+	fs.StringVar(&cfg.DataDir, "data", ".emulate", "directory for logs, instance disks and the synthesized app (cdk.out)")
 	fs.StringVar(&cfg.Region, "region", cmp.Or(os.Getenv("AWS_REGION"), "us-east-1"), "the emulated region ($AWS_REGION when set)")
 	port := fs.Int("endpoint-port", 5000, "port of the emulated AWS endpoint on 127.0.0.1")
 	fs.StringVar(&cfg.WebHost, "host", "127.0.0.1", "address the web tier listens on")
@@ -36,23 +45,47 @@ func emulateCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
 	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
 	fs.IntVar(&cfg.FailBoots, "fail-boots", 0, "make the downloads of the first N worker instances fail for good")
+	fs.StringVar(&cfg.CDK, "cdk", "", "the AWS CDK CLI's bin/cdk (default: the pinned version, fetched into the cache)")
+	keep := fs.Bool("keep", false, "on stop, leave the stack deployed instead of running cdk destroy")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	cdkContext, err := contextPairs(fs.Args())
+	if err != nil {
+		return err
+	}
+	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return err
 	}
 	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
 	cfg.Account.NoCapacity = list(*noCapacity)
 	cfg.Account.TakenBucketNames = list(*taken)
+	if cfg.Repo, err = repoRoot(); err != nil {
+		return err
+	}
+	if cfg.CDK == "" {
+		if cfg.CDK, err = deploy.ResolveCLI(ctx, cacheDir(), true, config.Logger()); err != nil {
+			return err
+		}
+	}
 	line, logs := newLiveStatus(os.Stdout, os.Stderr)
 	log := config.JSONLogger(logs)
+	cfg.CDKOutput = logs
 
-	cloud, err := emulate.Start(ctx, cfg, log)
+	// The cloud outlives Ctrl-C, which ends the run: cdk destroy needs it.
+	cloud, err := emulate.Start(context.WithoutCancel(ctx), cfg, log)
 	if err != nil {
 		return err
 	}
 	defer cloud.Stop(context.Background())
-	st, err := cloud.Deploy(ctx, *assembly, *stack)
+	fmt.Fprintf(logs, "emulated AWS at %s (%s); deploying with the AWS CDK CLI: cdk deploy %s\n",
+		cloud.Endpoint.URL(), cfg.Region, strings.Join(contextFlags(cdkContext), " "))
+	st, err := cloud.DeployApp(ctx, filepath.Join(cfg.DataDir, "cdk.out"), cdkContext...)
 	if err != nil {
 		return err
+	}
+	if !*keep {
+		defer destroy(cloud, st.Name, logs)
 	}
 	boot, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	web, err := cloud.WebURL(boot)
@@ -65,7 +98,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 		outputs = append(outputs, fmt.Sprintf("  %-20s %s", k, st.Outputs[k]))
 	}
 	fmt.Fprintf(os.Stderr, `
-Surge stack %s on emulated AWS (%s), deployed from %s.
+Surge stack %s on emulated AWS (%s), deployed with the AWS CDK CLI.
 Web tier: %s   (the stack's WebUrl names the emulated instance; this is where it listens here)
 Stack outputs:
 %s
@@ -74,10 +107,10 @@ Point the aws CLI or boto3 at it:
   aws ec2 describe-instances --filters Name=tag:Name,Values=app-tier-instance-*
   python3 -c "import boto3; print(boto3.client('sqs').list_queues())"
 Advance its clock:  curl -X POST '%s/_surge/clock?advance=2h'
-Logs (web tier, instances, Lambdas, endpoint): %s
-Stop: Ctrl-C
+Logs (web tier, instances, Lambdas, endpoint, the CDK CLI): %s
+Stop: Ctrl-C (then cdk destroy runs; Ctrl-C again skips it)
 
-`, st.Name, cfg.Region, *assembly, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
+`, st.Name, cfg.Region, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
 	if line != nil {
 		stop := line.start(ctx, web)
 		<-ctx.Done()
@@ -98,6 +131,60 @@ Stop: Ctrl-C
 	}
 	fmt.Fprintln(os.Stderr, "stopping")
 	return nil
+}
+
+// destroy runs `cdk destroy` of the stack, as a user ends a deployment;
+// a second Ctrl-C abandons it.
+func destroy(cloud *emulate.Cloud, stack string, out io.Writer) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	fmt.Fprintf(out, "destroying stack %s with the AWS CDK CLI (cdk destroy; Ctrl-C again to skip)\n", stack)
+	if err := cloud.Destroy(ctx, stack); err != nil {
+		fmt.Fprintf(out, "destroying stack %s: %v\n", stack, err)
+		return
+	}
+	fmt.Fprintf(out, "stack %s destroyed\n", stack)
+}
+
+// contextPairs reads `-c key=value` (or --context) arguments into
+// key=value pairs.
+func contextPairs(args []string) ([]string, error) {
+	var pairs []string
+	for i := 0; i < len(args); i++ {
+		if (args[i] != "-c" && args[i] != "--context") || i+1 == len(args) || !strings.Contains(args[i+1], "=") {
+			return nil, fmt.Errorf("unexpected argument %q: after the flags, give CDK context as -c key=value", args[i])
+		}
+		i++
+		pairs = append(pairs, args[i])
+	}
+	return pairs, nil
+}
+
+func contextFlags(pairs []string) []string {
+	var out []string
+	for _, p := range pairs {
+		out = append(out, "-c", p)
+	}
+	return out
+}
+
+// repoRoot is the directory holding cdk.json, at or above the working
+// directory: the CDK CLI runs there.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "cdk.json")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no cdk.json at or above %s: run surge emulate in the Surge repository", dir)
+		}
+	}
 }
 
 func list(s string) []string {

@@ -15,14 +15,15 @@ const usage = `usage: surge <command> [flags]
 
 commands:
   run        start the whole system locally (web tier, scaler, worker fleet)
-  emulate    start the AWS deployment against moto_server (emulated AWS)
+  emulate    deploy the stack with the CDK CLI into emulated AWS (moto_server) and run it
+  cdk        run the pinned AWS CDK CLI (as npx aws-cdk@2 would), e.g. surge cdk deploy -c prefix=...
   classify   print <stem>:<label> for image files, without the pipeline
   enroll     build a gallery file from a folder of labelled images
   workload   upload a folder to a web tier and check the answers
   bench      measure classification, pipeline throughput, latency and memory
   bench-cloud  the pipeline with AWS's per-call latency and instance boot times
   chaos      run the face workload while killing workers and restarting the system; count what was lost
-  fetch      download and verify the ONNX Runtime library and the model
+  fetch      download and verify the ONNX Runtime library and the model (-cdk-cli: the AWS CDK CLI)
   serve-model  answer the external model protocol on stdin/stdout with the ONNX model (docs/models.md)
 
 Run "surge <command> -h" for a command's flags.
@@ -36,6 +37,7 @@ func main() {
 	commands := map[string]func(ctx context.Context, args []string) error{
 		"run":         runCmd,
 		"emulate":     emulateCmd,
+		"cdk":         cdkCmd,
 		"classify":    classifyCmd,
 		"enroll":      enrollCmd,
 		"workload":    workloadCmd,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/config"
+	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/recognize"
 	"github.com/surgeml/surge/internal/vision"
 	"github.com/surgeml/surge/internal/workload"
@@ -133,10 +134,19 @@ func fetchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
 	mcfg := recognize.Flags(fs)
 	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
+	cdkOnly := fs.Bool("cdk-cli", false, "fetch only the pinned AWS CDK CLI")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	log := config.Logger()
+	if *cdkOnly {
+		bin, err := deploy.ResolveCLI(ctx, mcfg.Cache, true, log)
+		if err != nil {
+			return err
+		}
+		fmt.Println("AWS CDK CLI:", bin)
+		return nil
+	}
 	lib, err := recognize.ResolveRuntime(ctx, *mcfg, log)
 	if err != nil {
 		return err

@@ -199,3 +199,46 @@ func TestModelName(t *testing.T) {
 		}
 	}
 }
+
+func TestResolveTreeUnpacksOnceAndChecks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	pkg := tgz(t, map[string]string{"package/bin/cdk": "#!/usr/bin/env node\n", "package/lib/index.js": "module.exports = 1\n"})
+	url, hits := server(t, pkg)
+	src := Source{What: "cli", File: "cli/1.0/cli-1.0.tgz", URL: url, SHA256: sum(pkg), Cache: filepath.Join(dir, "cache")}
+	for range 2 {
+		got, err := ResolveTree(ctx, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(dir, "cache", "cli", "1.0", "cli-1.0"); got != want {
+			t.Fatalf("unpacked into %s, want %s", got, want)
+		}
+		if b, err := os.ReadFile(filepath.Join(got, "package", "lib", "index.js")); err != nil || string(b) != "module.exports = 1\n" {
+			t.Fatalf("unpacked file: %q, %v", b, err)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("downloaded %d times, want once", n)
+	}
+
+	// A download that does not match its digest is never unpacked.
+	bad := src
+	bad.File, bad.SHA256 = "cli/2.0/cli-2.0.tgz", sum([]byte("something else"))
+	if _, err := ResolveTree(ctx, bad); err == nil {
+		t.Fatal("an archive with the wrong digest was used")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cache", "cli", "2.0", "cli-2.0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the wrong archive was unpacked: %v", err)
+	}
+
+	// Members may not climb out of the directory.
+	evil := tgz(t, map[string]string{"../outside": "x"})
+	url, _ = server(t, evil)
+	if _, err := ResolveTree(ctx, Source{What: "evil", File: "e/e.tgz", URL: url, SHA256: sum(evil), Cache: filepath.Join(dir, "cache")}); err == nil || !strings.Contains(err.Error(), "leaves the directory") {
+		t.Errorf("an archive writing outside its directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cache", "e", "outside")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a member was written outside: %v", err)
+	}
+}

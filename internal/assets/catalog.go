@@ -41,3 +41,21 @@ func knownModel(name string) (model, labels string, ok bool) {
 	}
 	return "", "", false
 }
+
+// CDKCLIVersion is the AWS CDK CLI that deploys Surge in the tests and
+// `make emulate`: the newest aws-cdk@2 when it was pinned (a user's
+// `npx aws-cdk@2` takes the newest 2.x of their day). The plain
+// `aws-cdk` package is a later major that cannot read this library's
+// cloud assemblies.
+const CDKCLIVersion = "2.1149.0"
+
+// CDKCLISource describes the CLI's npm package, which bundles all it
+// needs (it has no dependencies) and runs on Node.js.
+func CDKCLISource() Source {
+	return Source{
+		What:   "AWS CDK CLI " + CDKCLIVersion,
+		File:   fmt.Sprintf("aws-cdk/%s/aws-cdk-%s.tgz", CDKCLIVersion, CDKCLIVersion),
+		URL:    fmt.Sprintf("https://registry.npmjs.org/aws-cdk/-/aws-cdk-%s.tgz", CDKCLIVersion),
+		SHA256: "fc11f7ea79d34024eb00cf055b40d5d2020361a094298c16c29b01920ab9ad56",
+	}
+}

@@ -2,7 +2,6 @@ package assets
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -130,65 +129,29 @@ func modelFromURL(ctx context.Context, cfg ModelConfig, url string) (Model, erro
 		return Model{}, err
 	}
 	dir := filepath.Join(cfg.Cache, "models", key)
-	if _, err := os.Stat(filepath.Join(dir, "labels.txt")); err != nil {
-		if err := unpack(archive, dir); err != nil {
-			return Model{}, fmt.Errorf("model %s: unpacking %s: %w", url, archive, err)
-		}
+	if err := unpackModel(archive, dir); err != nil {
+		return Model{}, fmt.Errorf("model %s: unpacking %s: %w", url, archive, err)
 	}
 	return modelIn(ctx, name, Source{Path: filepath.Join(dir, "model.onnx")}, Source{Path: filepath.Join(dir, "labels.txt")})
 }
 
-// unpack extracts model.onnx and labels.txt, wherever they sit in the
-// archive, into dir. Nothing else is written, so hostile member names
+// unpackModel extracts model.onnx and labels.txt, wherever they sit in
+// the archive, into dir. Nothing else is written, so hostile member names
 // cannot escape dir.
-func unpack(archive, dir string) error {
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	found := map[string]bool{}
-	tr := tar.NewReader(gz)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		base := filepath.Base(hdr.Name)
-		if hdr.Typeflag != tar.TypeReg || (base != "model.onnx" && base != "labels.txt") || found[base] {
-			continue
-		}
-		out, err := os.Create(filepath.Join(tmp, base))
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(out, tr)
-		if err := errors.Join(err, out.Close()); err != nil {
-			return err
-		}
-		found[base] = true
-	}
-	if !found["model.onnx"] || !found["labels.txt"] {
-		return errors.New("archive lacks model.onnx or labels.txt")
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another process unpacking the same archive got there first.
-		if _, statErr := os.Stat(filepath.Join(dir, "labels.txt")); statErr == nil {
-			return nil
+func unpackModel(archive, dir string) error {
+	return unpackOnce(dir, filepath.Join(dir, "labels.txt"), func(tmp string) error {
+		found := map[string]bool{}
+		err := forEachMember(archive, func(hdr *tar.Header, r io.Reader) error {
+			base := filepath.Base(hdr.Name)
+			if hdr.Typeflag != tar.TypeReg || (base != "model.onnx" && base != "labels.txt") || found[base] {
+				return nil
+			}
+			found[base] = true
+			return writeMember(filepath.Join(tmp, base), r, 0o644)
+		})
+		if err == nil && (!found["model.onnx"] || !found["labels.txt"]) {
+			err = errors.New("archive lacks model.onnx or labels.txt")
 		}
 		return err
-	}
-	return nil
+	})
 }

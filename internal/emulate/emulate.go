@@ -1,9 +1,10 @@
-// Package emulate runs Surge's AWS deployment on one machine. It deploys
-// the very CloudFormation template `cdk deploy` would (the synthesized
-// cloud assembly) into moto_server, behind an endpoint that adds the AWS
-// behaviours moto lacks (internal/awsproxy): every process of the
-// emulation, and any aws CLI or boto3 pointed at it, sees them. What moto
-// cannot do at all, stand-ins do, each named as such:
+// Package emulate runs Surge's AWS deployment on one machine: moto_server
+// behind an endpoint that adds the AWS behaviours moto lacks
+// (internal/moto), into which the AWS CDK CLI itself deploys the stack,
+// as a user deploys into an account (cdk bootstrap, cdk deploy, cdk
+// destroy). Every process of the emulation, and any aws CLI or boto3
+// pointed at it, sees the same endpoint. What moto cannot do at all,
+// stand-ins do, each named as such:
 //
 //   - instances: for every instance EC2 reports running, a directory
 //     stands for its disk; after a boot delay the instance's own user data
@@ -32,7 +33,6 @@ import (
 	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -83,6 +83,15 @@ type Config struct {
 	// FailBoots makes the downloads of the first this-many worker
 	// instances fail for good (403, as when a role lacks a permission).
 	FailBoots int
+	// CDK is the AWS CDK CLI's bin/cdk, which deploys and destroys
+	// stacks (deploy.ResolveCLI finds the pinned one).
+	CDK string
+	// Repo is the repository root: the CLI runs there, so cdk.json
+	// names the app DeployApp synthesizes.
+	Repo string
+	// CDKOutput receives the CLI's output as it runs, besides the log
+	// (nil: the log only).
+	CDKOutput io.Writer
 }
 
 func (c *Config) defaults() {
@@ -116,12 +125,16 @@ type Cloud struct {
 
 	cfg      Config
 	logs     string
-	deployer *deploy.Deployer
+	cli      *deploy.CLI
 	machines *machines
 	lambdas  *functions
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 	files    []io.Closer
+
+	mu           sync.Mutex
+	bootstrapped bool
+	apps         map[string]deploy.App // by stack name: what deployed it, to destroy it with
 }
 
 // Start brings up an empty emulated account: moto, the endpoint in front
@@ -131,7 +144,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	c := &Cloud{cfg: cfg, Region: cfg.Region, logs: filepath.Join(cfg.DataDir, "logs")}
+	c := &Cloud{cfg: cfg, Region: cfg.Region, logs: filepath.Join(cfg.DataDir, "logs"), apps: map[string]deploy.App{}}
 	if err := os.MkdirAll(c.logs, 0o750); err != nil {
 		return nil, err
 	}
@@ -177,9 +190,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 	c.lambdas.endpoint = c.Endpoint.URL()
 	c.lambdas.lambda = lambda.NewFromConfig(c.Clients.Config)
 	c.lambdas.events = eventbridge.NewFromConfig(c.Clients.Config)
-	c.deployer = &deploy.Deployer{
-		CFN: cloudformation.NewFromConfig(c.Clients.Config), S3: c.Clients.S3, STS: sts.NewFromConfig(c.Clients.Config),
-		Log: log.With("component", "deploy"),
+	if c.cli, err = c.newCLI(); err != nil {
+		return nil, err
 	}
 	c.machines = &machines{
 		cfg: cfg, ec2: c.Clients.EC2, endpoint: c.Endpoint.URL(), shims: shims, awsCLI: awsCLI,
@@ -203,19 +215,97 @@ func (c *Cloud) logFile(name string) (*os.File, error) {
 	return f, err
 }
 
-// Deploy deploys a stack of the cloud assembly at dir (stack "" for the
-// only one), as `cdk deploy` would.
-func (c *Cloud) Deploy(ctx context.Context, dir, stack string) (*deploy.Stack, error) {
-	a, err := deploy.ReadAssembly(dir, stack)
+// newCLI is the CDK CLI pointed at the emulated cloud, and at nothing
+// else: the user's AWS profile and files are out of its sight. Its
+// output goes to the log cdk.log (and CDKOutput).
+func (c *Cloud) newCLI() (*deploy.CLI, error) {
+	if c.cfg.CDK == "" {
+		return nil, errors.New("no AWS CDK CLI configured (emulate.Config.CDK)")
+	}
+	home := filepath.Join(c.cfg.DataDir, "cdk-home")
+	if err := os.MkdirAll(home, 0o750); err != nil {
+		return nil, err
+	}
+	out, err := c.logFile("cdk.log")
 	if err != nil {
 		return nil, err
 	}
-	return c.deployer.Deploy(ctx, a)
+	var w io.Writer = out
+	if c.cfg.CDKOutput != nil {
+		w = io.MultiWriter(out, c.cfg.CDKOutput)
+	}
+	return &deploy.CLI{
+		Bin: c.cfg.CDK,
+		Dir: c.cfg.Repo,
+		Env: append(c.Env(),
+			"CDK_HOME="+home,
+			"AWS_CONFIG_FILE="+filepath.Join(home, "no-aws-config"),
+			"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "no-aws-credentials")),
+		Unset: []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
+		Out:   w,
+	}, nil
 }
 
-// Destroy deletes a stack, as `cdk destroy` would.
+// bootstrap runs `cdk bootstrap` once for the emulated account and
+// region, as a user does once for theirs.
+func (c *Cloud) bootstrap(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bootstrapped {
+		return nil
+	}
+	id, err := sts.NewFromConfig(c.Clients.Config).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return fmt.Errorf("finding the emulated account: %w", err)
+	}
+	if err := c.cli.Bootstrap(ctx, sdk.ToString(id.Account), c.Region); err != nil {
+		return fmt.Errorf("bootstrapping the emulated account (see %s): %w", filepath.Join(c.logs, "cdk.log"), err)
+	}
+	c.bootstrapped = true
+	return nil
+}
+
+// Deploy deploys the synthesized cloud assembly at dir with `cdk deploy
+// --app dir`, bootstrapping the account first if needed; stack names the
+// stack deploy returns outputs of ("" when the assembly has one).
+func (c *Cloud) Deploy(ctx context.Context, dir, stack string) (*deploy.Stack, error) {
+	var stacks []string
+	if stack != "" {
+		stacks = []string{stack}
+	}
+	return c.deploy(ctx, deploy.App{Assembly: dir, Stacks: stacks})
+}
+
+// DeployApp deploys cdk.json's app as `cdk deploy -c key=value ...` does
+// from the repository, synthesizing it into output (empty: cdk.json's).
+func (c *Cloud) DeployApp(ctx context.Context, output string, context ...string) (*deploy.Stack, error) {
+	return c.deploy(ctx, deploy.App{Context: context, Output: output})
+}
+
+func (c *Cloud) deploy(ctx context.Context, app deploy.App) (*deploy.Stack, error) {
+	if err := c.bootstrap(ctx); err != nil {
+		return nil, err
+	}
+	st, err := c.cli.Deploy(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.apps[st.Name] = app
+	c.mu.Unlock()
+	return st, nil
+}
+
+// Destroy deletes a stack this cloud deployed with `cdk destroy`, given
+// the app that deployed it.
 func (c *Cloud) Destroy(ctx context.Context, stackName string) error {
-	return c.deployer.Destroy(ctx, stackName)
+	c.mu.Lock()
+	app, ok := c.apps[stackName]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("stack %s was not deployed here", stackName)
+	}
+	return c.cli.Destroy(ctx, app)
 }
 
 // WebURL waits until a web tier instance has started its service and

@@ -142,6 +142,7 @@ func faceCloudFrom(t *testing.T, dir string, tune ...func(*emulate.Config)) (*em
 		DataDir: data, TimeScale: timeScale,
 		Account: emulate.Account{LambdaConcurrency: 10},
 	}
+	cfg.CDK, cfg.Repo = testenv.CDKCLI(t), testenv.Root(t)
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -248,8 +249,9 @@ func waitForZero(t *testing.T, running func(context.Context) (int, error), withi
 }
 
 // `make emulate PREFIX=x COURSE=2026`, as its last step runs it, checked
-// as the 2026 course's grader does: `surge emulate` deploys the
-// synthesized stack in us-west-2; boto3 there sees the queues, the
+// as the 2026 course's grader does: `surge emulate` deploys the stack in
+// us-west-2 with the AWS CDK CLI (cdk bootstrap, then cdk deploy of
+// cdk.json's app with make emulate's -c flags); boto3 there sees the queues, the
 // buckets and the results table, all empty, and a running web-instance;
 // the course's face workload gets 100/100 correct answers while the fleet,
 // as a grader polling every 2 s sees it, goes from 0 up, never above 15,
@@ -260,9 +262,15 @@ func waitForZero(t *testing.T, running func(context.Context) (int, error), withi
 // under the running system, uploads are answered through the queue and
 // the web tier says so once.
 func TestEmulateCommandInAnotherRegion(t *testing.T) {
-	dir := synthesized(t)
+	synthesized(t) // enrolls the gallery
 	data, port := t.TempDir(), testenv.FreePort(t)
-	cmd := exec.Command(filepath.Join(bin(t), "surge"), "emulate", "-assembly", dir, "-data", data, "-time-scale", fmt.Sprint(timeScale))
+	// As make emulate PREFIX=x COURSE=2026 GALLERY=... passes them, with
+	// the test's quicker scaler and idle shutdown.
+	cmd := exec.Command(filepath.Join(bin(t), "surge"), "emulate", "-data", data, "-time-scale", fmt.Sprint(timeScale),
+		"-cdk", testenv.CDKCLI(t), "--",
+		"-c", "prefix="+prefix, "-c", "allowedCidr=127.0.0.1/32", "-c", "course=2026", "-c", "gallery="+assembly.gallery,
+		"-c", "scalerTick=1s", "-c", "idleShutdown=3s")
+	cmd.Dir = testenv.Root(t)
 	cmd.Env = append(os.Environ(), "AWS_REGION=us-west-2", fmt.Sprintf("SURGE_ENDPOINT_PORT=%d", port), "SURGE_PORT=0")
 	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -21,7 +21,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.Gallery, "gallery", "", "recognise by nearest neighbour in this gallery file instead of classifying")
 	fs.StringVar(&c.RuntimeLib, "ort-lib", "", "path of libonnxruntime.so")
 	fs.Var(pathList{&c.RuntimeMirrors}, "ort-mirrors", "colon-separated directories laid out like the cache")
-	fs.StringVar(&c.Cache, "cache", defaultCache(), "download cache")
+	fs.StringVar(&c.Cache, "cache", DefaultCache(), "download cache")
 	fs.IntVar(&c.Threads, "threads", 1, "intra-op threads per inference")
 	fs.StringVar(&c.Command, "model-command", "", "run this model process instead of an ONNX model: a command and its arguments, split at spaces, no quoting (docs/models.md)")
 	fs.DurationVar(&c.StartTimeout, "model-start-timeout", DefaultStartTimeout, "longest wait for a model process's ready line")
@@ -74,7 +74,9 @@ func (l pathList) Set(s string) error {
 	return nil
 }
 
-func defaultCache() string {
+// DefaultCache is where downloads are kept when -cache (SURGE_CACHE) is
+// not given.
+func DefaultCache() string {
 	if dir, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(dir, "surge")
 	}

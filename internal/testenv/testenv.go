@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/ort"
 	"github.com/surgeml/surge/internal/workload"
 )
@@ -125,6 +126,18 @@ func RuntimeLib(t testing.TB) string {
 		t.Fatalf("%v\nrun `make ort` (or set SURGE_ORT_LIB) first", err)
 	}
 	return lib
+}
+
+// CDKCLI is the pinned AWS CDK CLI's bin/cdk, from the cache, without
+// downloading (`make cdk-cli` puts it there).
+func CDKCLI(t testing.TB) string {
+	t.Helper()
+	SkipShort(t, "the AWS CDK CLI (node)")
+	bin, err := deploy.ResolveCLI(context.Background(), Cache(t), false, nil)
+	if err != nil {
+		t.Fatalf("%v\nrun `make cdk-cli` first", err)
+	}
+	return bin
 }
 
 // Runtime loads ONNX Runtime (once per process; later calls reuse it).
