@@ -1,6 +1,7 @@
 package moto
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -96,6 +97,43 @@ func (p *Proxy) createChangeSet(w http.ResponseWriter, r *http.Request, c call, 
 	p.cfn.changeSets[changeSetKey(c.region, cs.stackID, cs.name)] = cs
 }
 
+// deleteChangeSet deletes a change set moto has and, as CloudFormation
+// does (the CDK CLI counts on it before every update), succeeds for one
+// it has not; moto fails on those.
+func (p *Proxy) deleteChangeSet(w http.ResponseWriter, r *http.Request, c call, form url.Values) {
+	_, err := p.moto.in(c.region).CFN.DescribeChangeSet(r.Context(), &cloudformation.DescribeChangeSetInput{
+		ChangeSetName: aws.String(form.Get("ChangeSetName")), StackName: optional(form.Get("StackName")),
+	})
+	if err != nil {
+		cfnAnswer(w, "DeleteChangeSet")
+		return
+	}
+	p.forward.ServeHTTP(w, r)
+}
+
+// describeChangeSet answers a change set moto does not know with
+// ChangeSetNotFound (404), as CloudFormation does, where moto answers a
+// ValidationError: the CDK CLI waits for that answer after deleting one.
+func (p *Proxy) describeChangeSet(w http.ResponseWriter, r *http.Request, form url.Values, body []byte) {
+	answer, err := p.roundTrip(r, body)
+	if err != nil {
+		p.forwardFailed(w, "forwarding DescribeChangeSet", err)
+		return
+	}
+	if answer.status != http.StatusBadRequest || !bytes.Contains(answer.body, []byte("<Code>ValidationError</Code>")) {
+		answer.write(w)
+		return
+	}
+	cfnError(w, http.StatusNotFound, "ChangeSetNotFound", fmt.Sprintf("ChangeSet [%s] does not exist", form.Get("ChangeSetName")))
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
 func textOf(doc *etree.Document, path string) string {
 	if e := doc.FindElement(path); e != nil {
 		return e.Text()
@@ -149,7 +187,7 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 	if refusal != "" {
 		p.log.Info("change set fails", "stack", cs.stackName, "reason", refusal)
 		p.failChangeSet(ctx, cs, tmpl, refusal)
-		executeChangeSetAnswer(w)
+		cfnAnswer(w, "ExecuteChangeSet")
 		return
 	}
 	action := "UpdateStack"
@@ -172,6 +210,9 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 		stackForm[k] = v
 	}
 	stackForm.Set("Action", action)
+	if !cs.create {
+		p.keepPrevious(ctx, c.region, cs.stackID, stackForm)
+	}
 	answer, err := p.roundTrip(r, []byte(stackForm.Encode()))
 	if err != nil {
 		p.forwardFailed(w, "executing a change set as "+action, err)
@@ -190,11 +231,14 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 			p.cfn.mu.Unlock()
 		}
 		p.afterCreate(answer.body, c.region, stackForm, tmpl)
-	} else if st, _ := p.stackFor(ctx, c.region, cs.stackName); st != nil {
-		// An update that succeeds ends an earlier failed update's status.
-		p.cfn.setStatus(st, "", "")
+	} else {
+		p.cfn.given(cs.stackID, paramList(stackForm), true)
+		if st, _ := p.stackFor(ctx, c.region, cs.stackName); st != nil {
+			// An update that succeeds ends an earlier failed update's status.
+			p.cfn.setStatus(st, "", "")
+		}
 	}
-	executeChangeSetAnswer(w)
+	cfnAnswer(w, "ExecuteChangeSet")
 }
 
 // failChangeSet shows a change set that fails while its resources are
@@ -226,9 +270,10 @@ func (p *Proxy) failChangeSet(ctx context.Context, cs *changeSet, tmpl []byte, r
 		stackEvent{at: now, logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "UPDATE_ROLLBACK_COMPLETE", reason: stackReason})
 }
 
-func executeChangeSetAnswer(w http.ResponseWriter) {
-	out := fmt.Sprintf(`<ExecuteChangeSetResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">`+
-		`<ExecuteChangeSetResult/><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></ExecuteChangeSetResponse>`, requestID())
+// cfnAnswer answers an action whose result is empty.
+func cfnAnswer(w http.ResponseWriter, action string) {
+	out := fmt.Sprintf(`<%[1]sResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">`+
+		`<%[1]sResult/><ResponseMetadata><RequestId>%[2]s</RequestId></ResponseMetadata></%[1]sResponse>`, action, requestID())
 	w.Header().Set("Content-Type", "text/xml")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)

@@ -2,6 +2,7 @@ package moto
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ import (
 // bootstrap bucket, at this endpoint's URL, path-style) and creates a
 // change set of it, as the CLI does; it returns the change set's and its
 // stack's ids.
-func changeSetFromURL(t *testing.T, p *Proxy, stack, body string, kind cfntypes.ChangeSetType) (string, string) {
+func changeSetFromURL(t *testing.T, p *Proxy, stack, body string, kind cfntypes.ChangeSetType, params ...cfntypes.Parameter) (string, string) {
 	t.Helper()
 	ctx := context.Background()
 	s := s3Client(p, "tester")
@@ -30,7 +31,7 @@ func changeSetFromURL(t *testing.T, p *Proxy, stack, body string, kind cfntypes.
 	}
 	out, err := cfnClient(p).CreateChangeSet(ctx, &cloudformation.CreateChangeSetInput{
 		StackName: aws.String(stack), ChangeSetName: aws.String("cdk-deploy-change-set"), ChangeSetType: kind,
-		TemplateURL: aws.String(p.URL() + "/assets/" + key),
+		TemplateURL: aws.String(p.URL() + "/assets/" + key), Parameters: params,
 	})
 	if err != nil {
 		t.Fatalf("creating a change set from this endpoint's template URL: %v", err)
@@ -68,8 +69,22 @@ func TestChangeSetsCreateAndUpdate(t *testing.T) {
 		t.Error("an executed change set is still there")
 	}
 
+	// Before an update the CLI deletes any change set of the name it
+	// uses, and waits until describing it answers ChangeSetNotFound.
+	if _, err := c.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{ChangeSetName: aws.String("cdk-deploy-change-set"), StackName: aws.String("cs")}); err != nil {
+		t.Fatalf("deleting a change set that is not there: %v", err)
+	}
+	_, err := c.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{ChangeSetName: aws.String("cdk-deploy-change-set"), StackName: aws.String("cs")})
+	var notFound *cfntypes.ChangeSetNotFoundException
+	if !errors.As(err, &notFound) {
+		t.Fatalf("describing a change set that is not there: %v, want ChangeSetNotFound", err)
+	}
+
+	// The update keeps the parameter's value, which was its default, as
+	// the CLI asks for every parameter of a deployed stack.
 	updated := strings.Replace(customTemplate, `"QueueName": "cr-queue"`, `"QueueName": "cr-queue", "DelaySeconds": 5`, 1)
-	csID, _ = changeSetFromURL(t, p, "cs", updated, cfntypes.ChangeSetTypeUpdate)
+	csID, _ = changeSetFromURL(t, p, "cs", updated, cfntypes.ChangeSetTypeUpdate,
+		cfntypes.Parameter{ParameterKey: aws.String("Size"), UsePreviousValue: aws.Bool(true)})
 	if _, err := c.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{ChangeSetName: aws.String(csID), StackName: aws.String("cs")}); err != nil {
 		t.Fatal(err)
 	}

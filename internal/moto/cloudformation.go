@@ -35,8 +35,9 @@ type cfnState struct {
 	mu         sync.Mutex
 	stacks     map[string]*stackRecord // by stack id
 	waiters    map[string]chan cfnReply
-	changeSets map[string]*changeSet // by id, and by region/stack/name
-	aliases    map[string]string     // review stack id → the id of the stack created in its place
+	changeSets map[string]*changeSet      // by id, and by region/stack/name
+	aliases    map[string]string          // review stack id → the id of the stack created in its place
+	explicit   map[string]map[string]bool // stack id → the parameters it was given values for
 }
 
 type stackRecord struct {
@@ -75,7 +76,7 @@ type cfnReply struct {
 }
 
 func newCFNState() *cfnState {
-	return &cfnState{stacks: map[string]*stackRecord{}, waiters: map[string]chan cfnReply{}, changeSets: map[string]*changeSet{}, aliases: map[string]string{}}
+	return &cfnState{stacks: map[string]*stackRecord{}, waiters: map[string]chan cfnReply{}, changeSets: map[string]*changeSet{}, aliases: map[string]string{}, explicit: map[string]map[string]bool{}}
 }
 
 func (s *cfnState) stack(id string) *stackRecord {
@@ -114,7 +115,15 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 		p.createChangeSet(w, r, c, form, body)
 	case "ExecuteChangeSet":
 		p.executeChangeSet(w, r, c, form)
+	case "DeleteChangeSet":
+		p.deleteChangeSet(w, r, c, form)
+	case "DescribeChangeSet":
+		p.describeChangeSet(w, r, form, body)
 	case "UpdateStack":
+		if p.keepPrevious(r.Context(), c.region, form.Get("StackName"), form) != "" {
+			body = []byte(form.Encode())
+			setBody(r, body)
+		}
 		tmpl, err := p.templateOf(r.Context(), c.region, form)
 		if err != nil {
 			p.forwardFailed(w, "reading a stack update's template", err)
@@ -427,6 +436,13 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 // afterCreate starts the custom resources of a stack moto has just
 // created (its CreateStack answer).
 func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplBody []byte) {
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(answer); err != nil {
+		p.log.Error("reading moto's CreateStack answer", "err", err)
+		return
+	}
+	stackID := strings.TrimSpace(doc.FindElement("//StackId").Text())
+	p.cfn.given(stackID, paramList(form), false)
 	t, ok := parseTemplate(tmplBody)
 	if !ok {
 		return
@@ -435,12 +451,6 @@ func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplB
 	if err != nil || len(customs) == 0 {
 		return
 	}
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(answer); err != nil {
-		p.log.Error("reading moto's CreateStack answer", "err", err)
-		return
-	}
-	stackID := strings.TrimSpace(doc.FindElement("//StackId").Text())
 	st := &stackRecord{
 		id: stackID, name: form.Get("StackName"), region: region,
 		tmpl: t, params: stackParameters(form), customs: customs, created: map[string]*customCreated{},

@@ -138,12 +138,12 @@ const lambdaResources = `
 
 // customTemplate has two custom resources, the first in the template
 // depending on the second, and an output from the first's Data.
-const customTemplate = `{"Resources": {` + lambdaResources + `,
+const customTemplate = `{"Parameters": {"Size": {"Type": "Number", "Default": 3}}, "Resources": {` + lambdaResources + `,
 	"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "cr-queue"}},
 	"Second": {"Type": "Custom::Thing", "Properties": {"ServiceToken": {"Fn::GetAtt": ["Fn", "Arn"]},
 		"From": {"Fn::GetAtt": ["First", "Value"]}}},
 	"First": {"Type": "Custom::Thing", "Properties": {"ServiceToken": {"Fn::GetAtt": ["Fn", "Arn"]},
-		"Queue": {"Ref": "Queue"}, "Region": {"Ref": "AWS::Region"}, "Size": 3}}
+		"Queue": {"Ref": "Queue"}, "Region": {"Ref": "AWS::Region"}, "Size": {"Ref": "Size"}}}
 	},
 	"Outputs": {"Out": {"Value": {"Fn::GetAtt": ["Second", "Value"]}}}}`
 
