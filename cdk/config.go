@@ -17,21 +17,20 @@ import (
 )
 
 // Config is everything a deployment can be told, through CDK context
-// (`cdk deploy -c key=value`, or cdk.json).
+// (`cdk deploy -c key=value`); the defaults are options'.
 type Config struct {
-	Prefix string // names every resource [surge]
+	Prefix string // names every resource
 	// Course is the course grader to deploy for ("" for none, or
 	// "2026"); it changes the defaults of MaxWorkers and CourseNames.
-	// [empty]
 	Course string
 	// CourseLimit is the most workers the course's grader accepts; 0
 	// without a course.
 	CourseLimit        int
-	MaxWorkers         int      // fleet cap [events.DefaultMaxWorkers; the course's limit with a course]
-	MinWorkers         int      // workers kept running with no backlog, at most MaxWorkers [0]
-	WorkerInstanceType string   // [t3.small]
-	WebInstanceType    string   // [t3.small]
-	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
+	MaxWorkers         int // fleet cap
+	MinWorkers         int // workers kept running with no backlog, at most MaxWorkers
+	WorkerInstanceType string
+	WebInstanceType    string
+	AllowedCIDR        string   // who may reach port 8000; empty closes it
 	VpcID              string   // an existing VPC, else a new one
 	SubnetIDs          []string // public subnets of that VPC
 	ModelDir           string   // local model folder (model.onnx, labels.txt)
@@ -42,104 +41,164 @@ type Config struct {
 	// CourseNames names the buckets exactly as docs/protocol.md does
 	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
 	// look for them; bucket names are global, so by default CloudFormation
-	// makes unique ones. [false; true with a course]
+	// makes unique ones.
 	CourseNames bool
 	// RetainData keeps the buckets and the results table, and what they
 	// hold, when the stack is destroyed; by default destroy empties and
-	// deletes them. [false]
+	// deletes them.
 	RetainData bool
 	// PointInTimeRecovery turns on the results table's continuous
-	// backups (billed per GB-month). [false]
+	// backups (billed per GB-month).
 	PointInTimeRecovery bool
 	// ScalerReservedConcurrency reserves Lambda concurrency for the
 	// scaler; 0 reserves none. Accounts must keep 10 unreserved, so on a
 	// new account (limit 10) any reservation fails the deployment, and
-	// overlapping scaler invocations are safe anyway. [0]
+	// overlapping scaler invocations are safe anyway.
 	ScalerReservedConcurrency int
 	// PoolSize is how many booted workers the scaler keeps stopped, to
 	// start in place of launches (a warm pool; stopped, they pay for
 	// their volumes only). 0 keeps none: every drained worker is
-	// terminated, as before the pool. [0]
+	// terminated, as before the pool.
 	PoolSize int
 	// AlarmEmail subscribes an address to a topic of the stack's that
 	// the dead-letter alarm notifies (AWS mails a confirmation first);
 	// AlarmTopicArn names an existing topic instead. Neither: the alarm
-	// notifies no one, and shows on the dashboard. [empty]
+	// notifies no one, and shows on the dashboard.
 	AlarmEmail    string
 	AlarmTopicArn string
 	// SSM lets Session Manager reach the instances (no SSH, no open
-	// port). [true]
+	// port).
 	SSM              bool
-	IdleShutdown     string // a worker with no work this long terminates its instance [60s]
-	ScalerTick       string // how often the scaler Lambda reconciles [3s]
-	BootDeadline     string // a worker not ready this long after launch is replaced [5m]
-	LogRetentionDays int    // [14]
+	IdleShutdown     string // a worker with no work this long terminates its instance
+	ScalerTick       string // how often the scaler Lambda reconciles
+	BootDeadline     string // a worker not ready this long after launch is replaced
+	LogRetentionDays int
 	Repo             string // repository root, for builds
 }
 
-// configFromContext reads the context, applying defaults and checking
-// what it can before anything is built.
-func configFromContext(node interface {
+// option is one of Surge's context keys and its default.
+type option struct {
+	key string
+	def string // the value when the context does not set key; "" for none
+}
+
+// options are Surge's context keys with their defaults, in the order of
+// docs/aws.md's table: the one list that configFromContext reads them by
+// and the docs follow (TestContextOptionsDocumented). A course changes the
+// defaults of maxWorkers and courseNames; modelDir and ortLib default to
+// where this machine keeps them.
+func options(repo string, grader course) []option {
+	return []option{
+		{"prefix", "surge"},
+		{"course", ""},
+		{"maxWorkers", strconv.Itoa(grader.maxWorkers())},
+		{"minWorkers", "0"},
+		{"workerInstanceType", "t3.small"},
+		{"webInstanceType", "t3.small"},
+		{"allowedCidr", ""},
+		{"vpcId", ""},
+		{"subnetIds", ""},
+		{"courseNames", strconv.FormatBool(grader.exactNames)},
+		{"retainData", "false"},
+		{"pointInTimeRecovery", "false"},
+		{"scalerReservedConcurrency", "0"},
+		{"poolSize", "0"},
+		{"ssm", "true"},
+		{"modelDir", defaultModelDir(repo)},
+		{"modelUrl", ""},
+		{"modelSha256", ""},
+		{"gallery", ""},
+		{"ortLib", defaultRuntimeLib(repo)},
+		{"idleShutdown", "60s"},
+		{"scalerTick", "3s"},
+		{"bootDeadline", "5m"},
+		{"logRetentionDays", "14"},
+		{"alarmEmail", ""},
+		{"alarmTopicArn", ""},
+	}
+}
+
+// contextReader is what the configuration is read from: a CDK app's node.
+type contextReader interface {
 	TryGetContext(*string) interface{}
-}, repo string) (Config, error) {
-	str := func(key, def string) string {
+}
+
+// configFromContext reads the context, applying the defaults of options
+// and checking what it can before anything is built.
+func configFromContext(node contextReader, repo string) (Config, error) {
+	// given is the context's value for key as text ("" when unset): the
+	// CLI passes -c values as strings, cdk.json's as JSON.
+	given := func(key string) string {
 		switch v := node.TryGetContext(jsii.String(key)).(type) {
 		case string:
-			if v != "" {
-				return v
-			}
+			return v
 		case float64:
 			return strconv.FormatFloat(v, 'f', -1, 64)
 		case bool:
 			return strconv.FormatBool(v)
 		}
+		return ""
+	}
+	// The course comes first: it sets other keys' defaults.
+	grader, courseErr := courseFor(given("course"))
+	defaults := map[string]string{}
+	for _, o := range options(repo, grader) {
+		defaults[o.key] = o.def
+	}
+	str := func(key string) string {
+		def, ok := defaults[key]
+		if !ok {
+			panic(fmt.Sprintf("context key %q is read but not among options", key))
+		}
+		if v := given(key); v != "" {
+			return v
+		}
 		return def
 	}
 	cfg := Config{
-		Prefix:             str("prefix", "surge"),
-		WorkerInstanceType: str("workerInstanceType", "t3.small"),
-		WebInstanceType:    str("webInstanceType", "t3.small"),
-		AllowedCIDR:        str("allowedCidr", ""),
-		VpcID:              str("vpcId", ""),
-		ModelDir:           str("modelDir", defaultModelDir(repo)),
-		ModelURL:           str("modelUrl", ""),
-		ModelSHA256:        str("modelSha256", ""),
-		Gallery:            str("gallery", ""),
-		RuntimeLib:         str("ortLib", defaultRuntimeLib(repo)),
-		IdleShutdown:       str("idleShutdown", "60s"),
-		ScalerTick:         str("scalerTick", "3s"),
-		BootDeadline:       str("bootDeadline", "5m"),
-		AlarmEmail:         str("alarmEmail", ""),
-		AlarmTopicArn:      str("alarmTopicArn", ""),
+		Prefix:             str("prefix"),
+		WorkerInstanceType: str("workerInstanceType"),
+		WebInstanceType:    str("webInstanceType"),
+		AllowedCIDR:        str("allowedCidr"),
+		VpcID:              str("vpcId"),
+		ModelDir:           str("modelDir"),
+		ModelURL:           str("modelUrl"),
+		ModelSHA256:        str("modelSha256"),
+		Gallery:            str("gallery"),
+		RuntimeLib:         str("ortLib"),
+		IdleShutdown:       str("idleShutdown"),
+		ScalerTick:         str("scalerTick"),
+		BootDeadline:       str("bootDeadline"),
+		AlarmEmail:         str("alarmEmail"),
+		AlarmTopicArn:      str("alarmTopicArn"),
+		Course:             str("course"),
+		CourseLimit:        grader.limit,
 		Repo:               repo,
 	}
 	var errs []error
-	cfg.Course = str("course", "")
-	grader, err := courseFor(cfg.Course)
-	if err != nil {
-		errs = append(errs, err)
+	if courseErr != nil {
+		errs = append(errs, courseErr)
 	}
-	cfg.CourseLimit = grader.limit
-	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", strconv.Itoa(grader.maxWorkers()))); err != nil || cfg.MaxWorkers < 1 {
+	var err error
+	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers")); err != nil || cfg.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
 	}
-	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers", "0")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
+	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
 		errs = append(errs, fmt.Errorf("minWorkers must be a whole number no greater than maxWorkers (%d)", cfg.MaxWorkers))
 	}
-	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
+	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays")); err != nil || cfg.LogRetentionDays < 1 {
 		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))
 	}
-	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
+	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency")); err != nil || cfg.ScalerReservedConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
 	}
-	if cfg.PoolSize, err = strconv.Atoi(str("poolSize", "0")); err != nil || cfg.PoolSize < 0 {
+	if cfg.PoolSize, err = strconv.Atoi(str("poolSize")); err != nil || cfg.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("poolSize must be a whole number (0 keeps no warm pool)"))
 	}
 	for key, dst := range map[string]*bool{
 		"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM, "pointInTimeRecovery": &cfg.PointInTimeRecovery,
 	} {
-		def := strconv.FormatBool(key == "ssm" || key == "courseNames" && grader.exactNames)
-		switch v := str(key, def); v {
+		switch v := str(key); v {
 		case "true", "false":
 			*dst = v == "true"
 		default:
@@ -151,7 +210,7 @@ func configFromContext(node interface {
 			errs = append(errs, fmt.Errorf("%s %q is not a positive duration such as 90s or 5m", key, v))
 		}
 	}
-	if s := str("subnetIds", ""); s != "" {
+	if s := str("subnetIds"); s != "" {
 		cfg.SubnetIDs = strings.Split(s, ",")
 	}
 	if (cfg.VpcID == "") != (len(cfg.SubnetIDs) == 0) {
