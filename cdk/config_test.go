@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,5 +71,79 @@ func TestContextOptionsDocumented(t *testing.T) {
 		if !strings.Contains(documented[i].def, o.def) {
 			t.Errorf("docs/aws.md: %s defaults to %q, not %q", o.key, documented[i].def, o.def)
 		}
+	}
+}
+
+// cdkJSON is the repository's cdk.json, which the CDK CLI reads.
+func cdkJSON(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.Root(t), "cdk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("cdk.json: %v", err)
+	}
+	return doc
+}
+
+// cliContext is the context the CDK CLI hands the app (in
+// CDK_CONTEXT_JSON) for `cdk synth -c key=value...`: cdk.json's context,
+// the -c flags over it (as strings), and what the CLI adds itself, as CLI
+// 2.1149.0 passed it to an app that printed CDK_CONTEXT_JSON. (A
+// cdk.context.json or ~/.cdk.json would add theirs; this repository has
+// neither.)
+func cliContext(t *testing.T, flags map[string]string) map[string]any {
+	t.Helper()
+	ctx := map[string]any{}
+	if c, ok := cdkJSON(t)["context"].(map[string]any); ok {
+		maps.Copy(ctx, c)
+	}
+	for k, v := range flags {
+		ctx[k] = v
+	}
+	maps.Copy(ctx, map[string]any{
+		"aws:cdk:enable-path-metadata":              true,
+		"aws:cdk:enable-asset-metadata":             true,
+		"aws:cdk:version-reporting":                 true,
+		"aws:cdk:bundling-stacks":                   []any{"**"},
+		"@aws-cdk/core:failSynthOnValidationErrors": false,
+	})
+	return ctx
+}
+
+// cdk.json is the CLI's: every default of Surge's is options', so that a
+// context means the same through `cdk deploy`, `make synth` and the
+// emulator.
+func TestCdkJSONSetsNoSurgeKey(t *testing.T) {
+	surge := map[string]bool{}
+	for _, o := range options(testenv.Root(t), course{}) {
+		surge[o.key] = true
+	}
+	doc := cdkJSON(t)
+	context, _ := doc["context"].(map[string]any)
+	for _, k := range slices.Sorted(maps.Keys(context)) {
+		if surge[k] {
+			t.Errorf("cdk.json sets %s=%v: the CDK CLI passes it to every deploy, over options' default", k, context[k])
+		}
+	}
+	if doc["app"] != "go run ./cdk" || doc["output"] != "cdk.out" {
+		t.Errorf("cdk.json runs %v into %v, want go run ./cdk into cdk.out", doc["app"], doc["output"])
+	}
+}
+
+// `npx aws-cdk@2 deploy -c course=2026` deploys what `make synth
+// COURSE=2026` synthesizes: the 2026 grader's cap of 15 and its bucket
+// names.
+func TestCLIContextCourse2026(t *testing.T) {
+	modelDir, ortLib := runtimeFiles(t)
+	ctx := cliContext(t, map[string]string{"course": "2026", "modelDir": modelDir, "ortLib": ortLib})
+	cfg, err := configFromContext(contextNode(ctx), testenv.Root(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxWorkers != 15 || !cfg.CourseNames {
+		t.Errorf("cdk deploy -c course=2026: maxWorkers %d, courseNames %v; want 15, true", cfg.MaxWorkers, cfg.CourseNames)
 	}
 }
