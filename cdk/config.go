@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,6 +123,7 @@ func options(repo string, grader course) []option {
 // contextReader is what the configuration is read from: a CDK app's node.
 type contextReader interface {
 	TryGetContext(*string) interface{}
+	GetAllContext(*map[string]interface{}) interface{}
 }
 
 // configFromContext reads the context, applying the defaults of options
@@ -139,10 +142,18 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 		}
 		return ""
 	}
+	var errs []error
 	// The course comes first: it sets other keys' defaults.
-	grader, courseErr := courseFor(given("course"))
+	grader, err := courseFor(given("course"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	opts := options(repo, grader)
+	if err := unknownKeys(node, opts); err != nil {
+		errs = append(errs, err)
+	}
 	defaults := map[string]string{}
-	for _, o := range options(repo, grader) {
+	for _, o := range opts {
 		defaults[o.key] = o.def
 	}
 	str := func(key string) string {
@@ -175,11 +186,6 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 		CourseLimit:        grader.limit,
 		Repo:               repo,
 	}
-	var errs []error
-	if courseErr != nil {
-		errs = append(errs, courseErr)
-	}
-	var err error
 	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers")); err != nil || cfg.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
 	}
@@ -258,6 +264,87 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 		}
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// unknownKeys refuses the context's keys that are neither Surge's nor
+// the CDK's: a misspelt key would otherwise be ignored, and its default
+// deployed.
+func unknownKeys(node contextReader, opts []option) error {
+	all, ok := node.GetAllContext(nil).(map[string]interface{})
+	if !ok {
+		return fmt.Errorf("reading the context's keys: got %T", node.GetAllContext(nil))
+	}
+	var known, unknown []string
+	for _, o := range opts {
+		known = append(known, o.key)
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		if cdkKey(k) || slices.Contains(known, k) {
+			continue
+		}
+		if meant := closest(k, known); meant != "" {
+			k = fmt.Sprintf("%q (did you mean %s?)", k, meant)
+		} else {
+			k = fmt.Sprintf("%q", k)
+		}
+		unknown = append(unknown, k)
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	keys := "key"
+	if len(unknown) > 1 {
+		keys = "keys"
+	}
+	return fmt.Errorf("unknown context %s %s; Surge's keys are %s (the CDK's own, @..., aws:cdk:..., cdk-..., pass)",
+		keys, strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+// cdkKey reports whether a context key is the CDK's rather than Surge's.
+// The CLI and the library key theirs with a colon (aws:cdk:bundling-stacks,
+// lookups cached in cdk.context.json such as
+// availability-zones:account=...:region=...) or an @ (feature flags,
+// @aws-cdk/core:...); cdk-migrate, acknowledged-issue-numbers and
+// cli-telemetry are what `cdk migrate`, `cdk acknowledge` and `cdk
+// cli-telemetry` write. Surge's keys are plain words, so none is taken
+// for the CDK's.
+func cdkKey(k string) bool {
+	return strings.HasPrefix(k, "@") || strings.Contains(k, ":") || strings.HasPrefix(k, "cdk-") ||
+		k == "acknowledged-issue-numbers" || k == "cli-telemetry"
+}
+
+// closest is the known key a misspelt one most likely meant, ignoring
+// case, or "" when none is within a third of its length of edits.
+func closest(key string, known []string) string {
+	best, bestDist := "", 0
+	for _, k := range known {
+		d := editDistance(strings.ToLower(key), strings.ToLower(k))
+		if d*3 <= len(key) && (best == "" || d < bestDist) {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // course is what a course's grader expects of a deployment, and so what

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -145,5 +146,92 @@ func TestCLIContextCourse2026(t *testing.T) {
 	}
 	if cfg.MaxWorkers != 15 || !cfg.CourseNames {
 		t.Errorf("cdk deploy -c course=2026: maxWorkers %d, courseNames %v; want 15, true", cfg.MaxWorkers, cfg.CourseNames)
+	}
+}
+
+// A misspelt key is refused, naming Surge's keys and the one likeliest
+// meant; the keys the CDK CLI and library use, and users set for the CDK,
+// pass.
+func TestUnknownContextKeys(t *testing.T) {
+	repo := testenv.Root(t)
+	modelDir, ortLib := runtimeFiles(t)
+	for key, meant := range map[string]string{
+		"maxWorker": "maxWorkers", "MaxWorkers": "maxWorkers", "prefx": "prefix", "subnets": "subnetIds", "colour": "",
+	} {
+		ctx := map[string]any{"modelDir": modelDir, "ortLib": ortLib, key: "5"}
+		_, err := configFromContext(contextNode(ctx), repo)
+		if err == nil {
+			t.Errorf("-c %s=5: accepted", key)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, fmt.Sprintf("%q", key)) || !strings.Contains(msg, "prefix, course, maxWorkers, minWorkers,") {
+			t.Errorf("-c %s=5: the error does not name the key and Surge's keys: %v", key, err)
+		}
+		if hint := "did you mean " + meant + "?"; meant != "" && !strings.Contains(msg, hint) {
+			t.Errorf("-c %s=5: no %q in %v", key, hint, err)
+		}
+	}
+
+	flags := map[string]string{"modelDir": modelDir, "ortLib": ortLib, "course": "2026"}
+	ctx := cliContext(t, flags)
+	maps.Copy(ctx, map[string]any{
+		// A feature flag of cdk.json's, as `cdk init` writes them.
+		"@aws-cdk/aws-lambda:recognizeLayerVersion": true,
+		// cdk deploy --no-version-reporting.
+		"aws:cdk:disable-version-reporting": true,
+		// A lookup cached in cdk.context.json.
+		"availability-zones:account=123456789012:region=us-east-1": []any{"us-east-1a", "us-east-1b"},
+		// cdk acknowledge, cdk cli-telemetry, cdk migrate.
+		"acknowledged-issue-numbers": []any{34892.0},
+		"cli-telemetry":              false,
+		"cdk-migrate":                true,
+	})
+	if _, err := configFromContext(contextNode(ctx), repo); err != nil {
+		t.Errorf("the CDK's own context keys are refused: %v", err)
+	}
+}
+
+func TestCDKKey(t *testing.T) {
+	for key, cdk := range map[string]bool{
+		"@aws-cdk/core:newStyleStackSynthesis":                       true,
+		"@aws-cdk-containers/ecs-service-extensions:enableLogging":   true,
+		"aws:cdk:bundling-stacks":                                    true,
+		"aws:cdk:enable-path-metadata":                               true,
+		"availability-zones:account=123456789012:region=us-east-1":   true,
+		"ssm:account=123456789012:parameterName=/x:region=eu-west-1": true,
+		"acknowledged-issue-numbers":                                 true,
+		"cli-telemetry":                                              true,
+		"cdk-migrate":                                                true,
+		"maxWorkers":                                                 false,
+		"maxWorker":                                                  false,
+		"max-workers":                                                false,
+		"telemetry":                                                  false,
+	} {
+		if got := cdkKey(key); got != cdk {
+			t.Errorf("cdkKey(%q) = %v, want %v", key, got, cdk)
+		}
+	}
+}
+
+func TestClosestKey(t *testing.T) {
+	known := []string{"prefix", "course", "maxWorkers", "minWorkers", "vpcId", "subnetIds", "courseNames", "ssm"}
+	for key, want := range map[string]string{
+		"maxWorker":   "maxWorkers",
+		"maxworkers":  "maxWorkers",
+		"MAXWORKERS":  "maxWorkers",
+		"minWorker":   "minWorkers",
+		"prefx":       "prefix",
+		"subnets":     "subnetIds",
+		"vpcID":       "vpcId",
+		"courseName":  "courseNames",
+		"colour":      "",
+		"ssn":         "ssm",
+		"x":           "",
+		"workerCount": "",
+	} {
+		if got := closest(key, known); got != want {
+			t.Errorf("closest(%q) = %q, want %q", key, got, want)
+		}
 	}
 }

@@ -667,7 +667,7 @@ func TestArmInstanceType(t *testing.T) {
 // contextNode is what configFromContext reads ctx through: a CDK app's
 // node, as in `cdk synth`; under -short, which starts no jsii runtime
 // (node), a fakeContext.
-func contextNode(ctx map[string]any) interface{ TryGetContext(*string) any } {
+func contextNode(ctx map[string]any) contextReader {
 	if testing.Short() {
 		return fakeContext(ctx)
 	}
@@ -679,6 +679,8 @@ func contextNode(ctx map[string]any) interface{ TryGetContext(*string) any } {
 type fakeContext map[string]any
 
 func (c fakeContext) TryGetContext(key *string) any { return c[*key] }
+
+func (c fakeContext) GetAllContext(*map[string]any) any { return map[string]any(c) }
 
 // runtimeFiles are the model folder and ONNX Runtime library a context
 // names: the real ones, or under -short empty stand-ins, which is all
@@ -732,6 +734,7 @@ func TestContextValidation(t *testing.T) {
 		"email and topic":      {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"},
 		"not an email":         {"alarmEmail": "ops.example.com"},
 		"not a topic":          {"alarmTopicArn": "arn:aws:sqs:us-east-1:123456789012:ops"},
+		"misspelt key":         {"maxWorker": "5"},
 	} {
 		ctx["ortLib"] = ortLib
 		if _, ok := ctx["modelDir"]; !ok {
