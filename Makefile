@@ -57,13 +57,14 @@ emulate: build ort
 		$(COURSE_ARGS) $(CAP_ARGS) $(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
 	$(if $(EMULATE_REGION),AWS_REGION=$(EMULATE_REGION) )$(BIN)/surge emulate -assembly $(EMULATE_DATA)/cdk.out -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) $(EMULATE_ARGS)
 
-# The CloudFormation template, offline (cdk.out/$(PREFIX).template.json),
-# checked by cfn-lint. Deploy options go in CDK context: make synth
-# CDK_ARGS="-c allowedCidr=203.0.113.7/32".
+# The CloudFormation template, offline (cdk.out/<stack>.template.json: the
+# stack is named PREFIX, or surge-PREFIX for a prefix that starts with a
+# digit, and CDK_ARGS may set the prefix too), checked by cfn-lint. Deploy
+# options go in CDK context: make synth CDK_ARGS="-c allowedCidr=203.0.113.7/32".
 synth: ort
 	rm -rf cdk.out
 	$(GO) run ./cdk -c prefix=$(PREFIX) $(COURSE_ARGS) $(CDK_ARGS)
-	cfn-lint --ignore-checks W3005 -- cdk.out/$(PREFIX).template.json
+	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 # Source checks, first because they are quick: formatting, a tidy go.mod,
 # go vet and staticcheck (pinned in go.mod as a tool).

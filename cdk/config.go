@@ -22,6 +22,8 @@ import (
 // (`cdk deploy -c key=value`); the defaults are options'.
 type Config struct {
 	Prefix string // names every resource
+	// StackName is the CloudFormation stack's: see stackName.
+	StackName string
 	// Course is the course grader to deploy for ("" for none, or
 	// "2026"); it changes the defaults of MaxWorkers and CourseNames.
 	Course string
@@ -233,8 +235,9 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 		}
 	}
 	if !validPrefix(cfg.Prefix) {
-		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting with a letter (it names the stack, queues and buckets)", cfg.Prefix))
+		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting and ending with a letter or digit, and not with xn--, sthree- or amzn-s3-demo- (S3 keeps those); it names the queues, buckets and table", cfg.Prefix))
 	}
+	cfg.StackName = stackName(cfg.Prefix)
 	if cfg.AlarmEmail != "" && cfg.AlarmTopicArn != "" {
 		errs = append(errs, errors.New("alarmEmail and alarmTopicArn: give one (a topic of the stack's with that subscription, or your topic)"))
 	}
@@ -375,12 +378,22 @@ func courseFor(name string) (course, error) {
 	return course{}, fmt.Errorf("course %q: valid values are 2026 (the course's 2026 grader) or empty (none)", name)
 }
 
-// validPrefix: stack names start with a letter; bucket names take lower
-// case, digits and hyphens, and "<prefix>-resp-queue" must stay within
-// 80 characters.
+// validPrefix: the prefix begins the queues', buckets' and table's names
+// and, through the stack's name, those CloudFormation makes for the rest.
+// SQS takes letters, digits, hyphens and underscores, up to 80
+// ("<prefix>-resp-queue"); S3 lower-case letters, digits, dots and
+// hyphens, 3-63, beginning and ending with a letter or digit, never
+// beginning with xn--, sthree- or amzn-s3-demo- (and no dots here, so no
+// name looks like an IP address); DynamoDB 3-255 of [a-zA-Z0-9_.-]. A
+// stack name must start with a letter, which stackName sees to.
 func validPrefix(p string) bool {
-	if len(p) < 1 || len(p) > 40 || p[0] < 'a' || p[0] > 'z' || p[len(p)-1] == '-' {
+	if len(p) < 1 || len(p) > 40 || p[0] == '-' || p[len(p)-1] == '-' {
 		return false
+	}
+	for _, reserved := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(p, reserved) {
+			return false
+		}
 	}
 	for _, r := range p {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
@@ -388,6 +401,18 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
+}
+
+// stackName is the CloudFormation stack's name for a valid prefix: the
+// prefix, as it always was, if it starts with a letter, so existing
+// deployments keep their stack; else surge-<prefix>, since a stack name
+// must start with a letter ([a-zA-Z][-a-zA-Z0-9]*, at most 128) and the
+// 2026 course names everything after a 10-digit ASU ID.
+func stackName(prefix string) string {
+	if prefix != "" && prefix[0] >= 'a' && prefix[0] <= 'z' {
+		return prefix
+	}
+	return "surge-" + prefix
 }
 
 // armInstanceType reports whether an EC2 instance type is Graviton: a1,

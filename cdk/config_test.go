@@ -235,3 +235,33 @@ func TestClosestKey(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixAndStackName(t *testing.T) {
+	for prefix, stack := range map[string]string{
+		"surge":                 "surge",
+		"surge-yourname":        "surge-yourname",
+		"x":                     "x",
+		"1225754101":            "surge-1225754101",
+		"9":                     "surge-9",
+		"2026-course":           "surge-2026-course",
+		strings.Repeat("a", 40): strings.Repeat("a", 40),
+		// Invalid: upper case, underscores, dots, hyphens at either end,
+		// S3's reserved beginnings, too long.
+		"Surge": "", "surge_prod": "", "surge.prod": "", "-surge": "", "surge-": "", "": "",
+		"xn--surge": "", "sthree-surge": "", "amzn-s3-demo-surge": "", strings.Repeat("a", 41): "",
+	} {
+		if valid := validPrefix(prefix); valid != (stack != "") {
+			t.Errorf("validPrefix(%q) = %v", prefix, valid)
+			continue
+		}
+		if stack == "" {
+			continue
+		}
+		if got := stackName(prefix); got != stack {
+			t.Errorf("stackName(%q) = %q, want %q", prefix, got, stack)
+		}
+		if !regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9]*$`).MatchString(stackName(prefix)) || len(stackName(prefix)) > 128 {
+			t.Errorf("stackName(%q) = %q, which CloudFormation refuses", prefix, stackName(prefix))
+		}
+	}
+}

@@ -52,7 +52,7 @@ func run() error {
 // no analytics metadata.
 func stackProps(cfg Config) *awscdk.StackProps {
 	return &awscdk.StackProps{
-		StackName:   jsii.String(cfg.Prefix),
+		StackName:   jsii.String(cfg.StackName),
 		Description: jsii.String("Surge: elastic image recognition (" + cfg.Prefix + ")"),
 		Synthesizer: awscdk.NewDefaultStackSynthesizer(&awscdk.DefaultStackSynthesizerProps{
 			GenerateBootstrapVersionRule: jsii.Bool(false),

@@ -49,9 +49,11 @@ const (
 )
 
 // NewSurgeStack defines the whole deployment. Its construct id is the
-// prefix, so two deployments in one account and region name nothing alike.
+// stack's name, which the CLI selects it by and names its template after;
+// the prefix names everything in it, so two deployments in one account and
+// region name nothing alike.
 func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
-	stack := awscdk.NewStack(scope, jsii.String(cfg.Prefix), props)
+	stack := awscdk.NewStack(scope, jsii.String(cfg.StackName), props)
 	s := &surge{stack: stack, cfg: cfg, names: events.NamesFor(cfg.Prefix)}
 
 	s.network()

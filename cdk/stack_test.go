@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -461,8 +462,8 @@ func TestTwoPrefixesShareNoPhysicalName(t *testing.T) {
 			}
 		}
 		for _, s := range []*synthesis{a, b} {
-			if _, err := os.Stat(filepath.Join(s.outdir, s.cfg.Prefix+".template.json")); err != nil {
-				t.Errorf("the stack's artifact is not named for its prefix: %v", err)
+			if _, err := os.Stat(filepath.Join(s.outdir, s.cfg.StackName+".template.json")); err != nil {
+				t.Errorf("the stack's artifact is not named for its stack: %v", err)
 			}
 		}
 	}
@@ -714,7 +715,8 @@ func TestContextValidation(t *testing.T) {
 	for name, ctx := range map[string]map[string]any{
 		"bad cidr":             {"allowedCidr": "everyone"},
 		"bad prefix":           {"prefix": "Surge_Prod"},
-		"prefix not a letter":  {"prefix": "1surge"},
+		"prefix S3 reserves":   {"prefix": "xn--surge"},
+		"prefix ends in -":     {"prefix": "surge-"},
 		"vpc without subnets":  {"vpcId": "vpc-123"},
 		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
 		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
@@ -807,4 +809,63 @@ func TestCourse2026(t *testing.T) {
 	})
 	over.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
 		"maxWorkers 18: the course 2026 grader fails a fleet above 15")))
+}
+
+// The 2026 grader names everything after the student's ASU ID, a
+// 10-digit number: the course's names, under a stack name CloudFormation
+// accepts (it must start with a letter).
+func TestASUIDPrefix(t *testing.T) {
+	s := synthWith(t, map[string]any{"prefix": "1225754101", "course": "2026", "maxWorkers": nil})
+	for _, q := range []string{"1225754101-req-queue", "1225754101-resp-queue", "1225754101-req-dlq"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{"QueueName": q})
+	}
+	for _, b := range []string{"1225754101-in-bucket", "1225754101-out-bucket"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{"BucketName": b})
+	}
+	(*s.template).HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), map[string]any{"TableName": "1225754101-dynamoDB"})
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{"LaunchTemplateName": "1225754101-worker"})
+	(*s.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_FLEET": "1225754101", "SURGE_MAX_WORKERS": "15"})},
+	})
+
+	// The stack as the cloud assembly names it for cdk deploy.
+	b, err := os.ReadFile(filepath.Join(s.outdir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Artifacts map[string]struct {
+			Type       string `json:"type"`
+			Properties struct {
+				StackName    string `json:"stackName"`
+				TemplateFile string `json:"templateFile"`
+			} `json:"properties"`
+		} `json:"artifacts"`
+	}
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	cfnName := regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9]*$`)
+	stacks := 0
+	for id, a := range manifest.Artifacts {
+		if a.Type != "aws:cloudformation:stack" {
+			continue
+		}
+		stacks++
+		name := a.Properties.StackName
+		if name == "" {
+			// The manifest leaves out a name that is the artifact's id.
+			name = id
+		}
+		if !cfnName.MatchString(name) || len(name) > 128 {
+			t.Errorf("stack %s is named %q, which CloudFormation refuses ([a-zA-Z][-a-zA-Z0-9]*, at most 128)", id, name)
+		}
+		if name != "surge-1225754101" || id != name || a.Properties.TemplateFile != name+".template.json" {
+			t.Errorf("stack %s: name %q, template %s; want surge-1225754101 throughout", id, name, a.Properties.TemplateFile)
+		}
+	}
+	if stacks != 1 {
+		t.Errorf("%d stacks in the cloud assembly", stacks)
+	}
 }
