@@ -511,13 +511,27 @@ func (s *surge) scaler() {
 	role, logs := s.functionRole("Scaler", "Surge scaler: read the backlog, launch and end this fleet's workers")
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
+	// Launches come from the stack's launch template only
+	// (ec2:LaunchTemplate on every resource of the request), with the
+	// fleet's tag and the template's instance type. What the template
+	// names, its image and security group, must be the template's
+	// (ec2:IsLaunchTemplateResource), so no launch swaps in another
+	// image; the subnet, which the scaler names itself to spread the fleet
+	// over zones, must be one of the stack's.
+	fromTemplate := map[string]any{"ec2:LaunchTemplate": s.ec2ARN("launch-template", *s.template.LaunchTemplateId())}
+	instance := s.fleetTag("aws:RequestTag/")
+	instance["ec2:InstanceType"] = s.cfg.WorkerInstanceType
 	role.AddToPolicy(statementIf("LaunchFleetInstances", []string{"ec2:RunInstances"},
-		map[string]any{"StringEquals": s.fleetTag("aws:RequestTag/")}, s.ec2ARN("instance", "*")))
-	role.AddToPolicy(statement("LaunchFromTemplate", []string{"ec2:RunInstances"},
-		s.ec2ARN("launch-template", *s.template.LaunchTemplateId()),
-		s.ec2ARN("subnet", "*"), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId()),
-		s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*"),
-		s.ec2ARN("image", "*", "")))
+		map[string]any{"StringEquals": instance, "ArnLike": fromTemplate}, s.ec2ARN("instance", "*")))
+	launchResources := []*string{s.ec2ARN("launch-template", *s.template.LaunchTemplateId()), s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*")}
+	for _, subnet := range s.subnets {
+		launchResources = append(launchResources, s.ec2ARN("subnet", *subnet))
+	}
+	role.AddToPolicy(statementIf("LaunchFromTemplate", []string{"ec2:RunInstances"},
+		map[string]any{"ArnLike": fromTemplate}, launchResources...))
+	role.AddToPolicy(statementIf("LaunchTheTemplatesImageAndGroup", []string{"ec2:RunInstances"},
+		map[string]any{"ArnLike": fromTemplate, "Bool": map[string]any{"ec2:IsLaunchTemplateResource": "true"}},
+		s.ec2ARN("image", "*", ""), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId())))
 	role.AddToPolicy(statementIf("TagAtLaunch", []string{"ec2:CreateTags"},
 		map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "RunInstances"}}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
 	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},

@@ -869,3 +869,44 @@ func TestASUIDPrefix(t *testing.T) {
 		t.Errorf("%d stacks in the cloud assembly", stacks)
 	}
 }
+
+// The scaler launches only from the stack's launch template, as AWS's
+// "Launch templates" example policies require one: every RunInstances
+// statement has ec2:LaunchTemplate, and the resources the template names
+// (its image, its security group) must come from it
+// (ec2:IsLaunchTemplateResource), so a launch cannot swap in another
+// image; the subnets the scaler names itself, to spread the fleet over
+// zones, are the stack's only.
+func TestScalerLaunchesOnlyFromItsTemplate(t *testing.T) {
+	for _, s := range []*synthesis{synthWith(t, nil), synthWith(t, map[string]any{"vpcId": "vpc-0123456789abcdef0", "subnetIds": "subnet-0b23456789abcdef0,subnet-0c23456789abcdef0"})} {
+		doc := s.json
+		template := fmt.Sprintf(`":launch-template/",{"Ref":"%s"}`, resourceID(t, doc, "AWS::EC2::LaunchTemplate", "WorkerTemplate"))
+		launches, fromTemplate := 0, 0
+		for id, p := range resources(doc, "AWS::IAM::Policy") {
+			for _, st := range p["Properties"].(map[string]any)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				if !slices.Contains(strings_(st["Action"]), "ec2:RunInstances") {
+					continue
+				}
+				launches++
+				cond, _ := json.Marshal(st["Condition"])
+				res, _ := json.Marshal(st["Resource"])
+				if !strings.Contains(string(cond), `"ec2:LaunchTemplate":{"Fn::Join"`) || !strings.Contains(string(cond), template) {
+					t.Errorf("%s %v: RunInstances on %s without the stack's launch template: %s", id, st["Sid"], res, cond)
+				}
+				if strings.Contains(string(res), ":image/") || strings.Contains(string(res), ":security-group/") {
+					fromTemplate++
+					if !strings.Contains(string(cond), `"Bool":{"ec2:IsLaunchTemplateResource":"true"}`) {
+						t.Errorf("%s %v: the image or security group need not be the template's: %s", id, st["Sid"], cond)
+					}
+				}
+				if strings.Contains(string(res), ":subnet/*") {
+					t.Errorf("%s %v: launches into any subnet: %s", id, st["Sid"], res)
+				}
+			}
+		}
+		if launches < 2 || fromTemplate < 1 {
+			t.Errorf("%d RunInstances statements, %d on the template's own resources", launches, fromTemplate)
+		}
+	}
+}
