@@ -97,7 +97,10 @@ func options(repo string, grader course) []option {
 		{"course", ""},
 		{"maxWorkers", strconv.Itoa(grader.maxWorkers())},
 		{"minWorkers", "0"},
-		{"workerInstanceType", "t3.small"},
+		// Workers exist only while there is work, so they never save CPU
+		// credits: a burstable type would run them at its baseline or bill
+		// surplus credits (docs/aws.md, Cost).
+		{"workerInstanceType", "c7i.large"},
 		{"webInstanceType", "t3.small"},
 		{"allowedCidr", ""},
 		{"vpcId", ""},
@@ -425,6 +428,13 @@ func armInstanceType(t string) bool {
 	}
 	i := strings.IndexAny(family, "0123456789")
 	return i >= 0 && strings.Contains(strings.TrimLeft(family[i:], "0123456789"), "g")
+}
+
+// burstable reports whether an instance type earns CPU credits (T2, T3,
+// T3a, T4g): the only types that take a credit specification.
+func burstable(instanceType string) bool {
+	family, _, _ := strings.Cut(instanceType, ".")
+	return slices.Contains([]string{"t2", "t3", "t3a", "t4g"}, family)
 }
 
 // defaultModelDir finds the default model where `make run` would: in the

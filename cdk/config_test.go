@@ -265,3 +265,15 @@ func TestPrefixAndStackName(t *testing.T) {
 		}
 	}
 }
+
+func TestBurstable(t *testing.T) {
+	for typ, want := range map[string]bool{
+		"t2.micro": true, "t3.small": true, "t3a.medium": true, "t4g.small": true, "t3.2xlarge": true,
+		"c7i.large": false, "m7i-flex.large": false, "m5.large": false, "c6a.large": false, "r6i.large": false,
+		"trn1.2xlarge": false, "a1.medium": false,
+	} {
+		if got := burstable(typ); got != want {
+			t.Errorf("burstable(%q) = %v, want %v", typ, got, want)
+		}
+	}
+}

@@ -374,7 +374,7 @@ func (s *surge) workers() {
 		Description:      jsii.String("Surge workers: no inbound traffic"),
 		AllowAllOutbound: jsii.Bool(true),
 	})
-	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), &awsec2.LaunchTemplateProps{
+	props := &awsec2.LaunchTemplateProps{
 		LaunchTemplateName:                jsii.String(s.names.LaunchTemplate),
 		MachineImage:                      amazonLinux(),
 		InstanceType:                      awsec2.NewInstanceType(jsii.String(s.cfg.WorkerInstanceType)),
@@ -386,7 +386,16 @@ func (s *surge) workers() {
 		InstanceMetadataTags:              jsii.Bool(true),
 		InstanceInitiatedShutdownBehavior: awsec2.InstanceInitiatedShutdownBehavior_TERMINATE,
 		BlockDevices:                      encryptedRoot(),
-	})
+	}
+	if burstable(s.cfg.WorkerInstanceType) {
+		// T3 and later launch unlimited by default, and a worker, busy
+		// whenever it exists, would pay surplus credits all its life.
+		// Standard caps the bill at the hourly price; having saved no
+		// credits (T3 gets no launch credits), such a worker runs at the
+		// type's baseline (docs/aws.md, Cost).
+		props.CpuCredits = awsec2.CpuCredits_STANDARD
+	}
+	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), props)
 }
 
 func amazonLinux() awsec2.IMachineImage {
@@ -472,7 +481,7 @@ func (s *surge) webTier() {
 	} else {
 		awscdk.Annotations_Of(sg).AddWarningV2(jsii.String("surge:closed"), jsii.String(fmt.Sprintf("no allowedCidr: port %d is closed to everyone; deploy with -c allowedCidr=<your address>/32", events.WebPort)))
 	}
-	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), &awsec2.InstanceProps{
+	props := &awsec2.InstanceProps{
 		Vpc:                       s.vpc,
 		VpcSubnets:                &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
 		InstanceType:              awsec2.NewInstanceType(jsii.String(s.cfg.WebInstanceType)),
@@ -484,7 +493,14 @@ func (s *surge) webTier() {
 		HttpPutResponseHopLimit:   jsii.Number(1),
 		BlockDevices:              encryptedRoot(),
 		UserDataCausesReplacement: jsii.Bool(true),
-	})
+	}
+	if burstable(s.cfg.WebInstanceType) {
+		// The web tier mostly waits on the network and runs all the time,
+		// saving credits for its bursts; standard means a long burst slows
+		// it to the baseline instead of billing surplus credits.
+		props.CreditSpecification = awsec2.CpuCredits_STANDARD
+	}
+	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), props)
 	// The subnet decides the zone. CDK would also name one, taken from the
 	// VPC's zone list, which for an existing VPC is a placeholder that
 	// need not be the subnet's zone: EC2 refuses such an instance.

@@ -260,7 +260,7 @@ func TestWorkerLaunchTemplate(t *testing.T) {
 		"LaunchTemplateName": "surge-worker",
 		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{
 			"ImageId":                           map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("SsmParameterValue.*al2023.*x8664"))},
-			"InstanceType":                      "t3.small",
+			"InstanceType":                      "c7i.large",
 			"InstanceInitiatedShutdownBehavior": "terminate",
 			"MetadataOptions":                   assertions.Match_ObjectLike(&map[string]any{"HttpTokens": "required", "InstanceMetadataTags": "enabled"}),
 			"BlockDeviceMappings": []any{map[string]any{
@@ -909,4 +909,27 @@ func TestScalerLaunchesOnlyFromItsTemplate(t *testing.T) {
 			t.Errorf("%d RunInstances statements, %d on the template's own resources", launches, fromTemplate)
 		}
 	}
+}
+
+// T3 instances launch as unlimited unless told otherwise, and pay for
+// surplus credits under sustained load: the workers, busy whenever they
+// exist, default to a non-burstable type; a burstable type, the web
+// tier's by default, runs standard. A credit specification only on
+// burstable types: EC2 refuses one on any other.
+func TestCreditSpecification(t *testing.T) {
+	s := synthWith(t, nil)
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
+		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{"InstanceType": "c7i.large", "CreditSpecification": assertions.Match_Absent()}),
+	})
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
+		"InstanceType": "t3.small", "CreditSpecification": map[string]any{"CPUCredits": "standard"},
+	})
+
+	swapped := synthWith(t, map[string]any{"workerInstanceType": "t3a.medium", "webInstanceType": "m7i.large"})
+	(*swapped.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
+		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{"InstanceType": "t3a.medium", "CreditSpecification": map[string]any{"CpuCredits": "standard"}}),
+	})
+	(*swapped.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
+		"InstanceType": "m7i.large", "CreditSpecification": assertions.Match_Absent(),
+	})
 }
