@@ -65,7 +65,9 @@ emulate: build ort cdk-cli
 		$(EMULATE_ARGS) -- $(EMULATE_CONTEXT)
 
 # The CloudFormation template, offline, synthesized by the AWS CDK CLI as
-# cdk deploy would (cdk.json's app) into cdk.out, and checked by cfn-lint.
+# cdk deploy would (cdk.json's app) into cdk.out/<stack>.template.json
+# (the stack is named PREFIX, or surge-PREFIX for a prefix that starts
+# with a digit, and CDK_ARGS may set the prefix too), checked by cfn-lint.
 # Deploy options go in CDK context: make synth
 # CDK_ARGS="-c allowedCidr=203.0.113.7/32".
 synth: ort cdk-cli

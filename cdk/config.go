@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,21 +19,22 @@ import (
 )
 
 // Config is everything a deployment can be told, through CDK context
-// (`cdk deploy -c key=value`, or cdk.json).
+// (`cdk deploy -c key=value`); the defaults are options'.
 type Config struct {
-	Prefix string // names every resource [surge]
+	Prefix string // names every resource
+	// StackName is the CloudFormation stack's: see stackName.
+	StackName string
 	// Course is the course grader to deploy for ("" for none, or
 	// "2026"); it changes the defaults of MaxWorkers and CourseNames.
-	// [empty]
 	Course string
 	// CourseLimit is the most workers the course's grader accepts; 0
 	// without a course.
 	CourseLimit        int
-	MaxWorkers         int      // fleet cap [events.DefaultMaxWorkers; the course's limit with a course]
-	MinWorkers         int      // workers kept running with no backlog, at most MaxWorkers [0]
-	WorkerInstanceType string   // [t3.small]
-	WebInstanceType    string   // [t3.small]
-	AllowedCIDR        string   // who may reach port 8000; empty closes it [empty]
+	MaxWorkers         int // fleet cap
+	MinWorkers         int // workers kept running with no backlog, at most MaxWorkers
+	WorkerInstanceType string
+	WebInstanceType    string
+	AllowedCIDR        string   // who may reach port 8000; empty closes it
 	VpcID              string   // an existing VPC, else a new one
 	SubnetIDs          []string // public subnets of that VPC
 	ModelDir           string   // local model folder (model.onnx, labels.txt)
@@ -42,104 +45,171 @@ type Config struct {
 	// CourseNames names the buckets exactly as docs/protocol.md does
 	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
 	// look for them; bucket names are global, so by default CloudFormation
-	// makes unique ones. [false; true with a course]
+	// makes unique ones.
 	CourseNames bool
 	// RetainData keeps the buckets and the results table, and what they
 	// hold, when the stack is destroyed; by default destroy empties and
-	// deletes them. [false]
+	// deletes them.
 	RetainData bool
 	// PointInTimeRecovery turns on the results table's continuous
-	// backups (billed per GB-month). [false]
+	// backups (billed per GB-month).
 	PointInTimeRecovery bool
 	// ScalerReservedConcurrency reserves Lambda concurrency for the
 	// scaler; 0 reserves none. Accounts must keep 10 unreserved, so on a
 	// new account (limit 10) any reservation fails the deployment, and
-	// overlapping scaler invocations are safe anyway. [0]
+	// overlapping scaler invocations are safe anyway.
 	ScalerReservedConcurrency int
 	// PoolSize is how many booted workers the scaler keeps stopped, to
 	// start in place of launches (a warm pool; stopped, they pay for
 	// their volumes only). 0 keeps none: every drained worker is
-	// terminated, as before the pool. [0]
+	// terminated, as before the pool.
 	PoolSize int
 	// AlarmEmail subscribes an address to a topic of the stack's that
 	// the dead-letter alarm notifies (AWS mails a confirmation first);
 	// AlarmTopicArn names an existing topic instead. Neither: the alarm
-	// notifies no one, and shows on the dashboard. [empty]
+	// notifies no one, and shows on the dashboard.
 	AlarmEmail    string
 	AlarmTopicArn string
 	// SSM lets Session Manager reach the instances (no SSH, no open
-	// port). [true]
+	// port).
 	SSM              bool
-	IdleShutdown     string // a worker with no work this long terminates its instance [60s]
-	ScalerTick       string // how often the scaler Lambda reconciles [3s]
-	BootDeadline     string // a worker not ready this long after launch is replaced [5m]
-	LogRetentionDays int    // [14]
+	IdleShutdown     string // a worker with no work this long terminates its instance
+	ScalerTick       string // how often the scaler Lambda reconciles
+	BootDeadline     string // a worker not ready this long after launch is replaced
+	LogRetentionDays int
 	Repo             string // repository root, for builds
 }
 
-// configFromContext reads the context, applying defaults and checking
-// what it can before anything is built.
-func configFromContext(node interface {
+// option is one of Surge's context keys and its default.
+type option struct {
+	key string
+	def string // the value when the context does not set key; "" for none
+}
+
+// options are Surge's context keys with their defaults, in the order of
+// docs/aws.md's table: the one list that configFromContext reads them by
+// and the docs follow (TestContextOptionsDocumented). A course changes the
+// defaults of maxWorkers and courseNames; modelDir and ortLib default to
+// where this machine keeps them.
+func options(repo string, grader course) []option {
+	return []option{
+		{"prefix", "surge"},
+		{"course", ""},
+		{"maxWorkers", strconv.Itoa(grader.maxWorkers())},
+		{"minWorkers", "0"},
+		// Workers exist only while there is work, so they never save CPU
+		// credits: a burstable type would run them at its baseline or bill
+		// surplus credits (docs/aws.md, Cost).
+		{"workerInstanceType", "c7i.large"},
+		{"webInstanceType", "t3.small"},
+		{"allowedCidr", ""},
+		{"vpcId", ""},
+		{"subnetIds", ""},
+		{"courseNames", strconv.FormatBool(grader.exactNames)},
+		{"retainData", "false"},
+		{"pointInTimeRecovery", "false"},
+		{"scalerReservedConcurrency", "0"},
+		{"poolSize", "0"},
+		{"ssm", "true"},
+		{"modelDir", defaultModelDir(repo)},
+		{"modelUrl", ""},
+		{"modelSha256", ""},
+		{"gallery", ""},
+		{"ortLib", defaultRuntimeLib(repo)},
+		{"idleShutdown", "60s"},
+		{"scalerTick", "3s"},
+		{"bootDeadline", "5m"},
+		{"logRetentionDays", "14"},
+		{"alarmEmail", ""},
+		{"alarmTopicArn", ""},
+	}
+}
+
+// contextReader is what the configuration is read from: a CDK app's node.
+type contextReader interface {
 	TryGetContext(*string) interface{}
-}, repo string) (Config, error) {
-	str := func(key, def string) string {
+	GetAllContext(*map[string]interface{}) interface{}
+}
+
+// configFromContext reads the context, applying the defaults of options
+// and checking what it can before anything is built.
+func configFromContext(node contextReader, repo string) (Config, error) {
+	// given is the context's value for key as text ("" when unset): the
+	// CLI passes -c values as strings, cdk.json's as JSON.
+	given := func(key string) string {
 		switch v := node.TryGetContext(jsii.String(key)).(type) {
 		case string:
-			if v != "" {
-				return v
-			}
+			return v
 		case float64:
 			return strconv.FormatFloat(v, 'f', -1, 64)
 		case bool:
 			return strconv.FormatBool(v)
 		}
-		return def
-	}
-	cfg := Config{
-		Prefix:             str("prefix", "surge"),
-		WorkerInstanceType: str("workerInstanceType", "t3.small"),
-		WebInstanceType:    str("webInstanceType", "t3.small"),
-		AllowedCIDR:        str("allowedCidr", ""),
-		VpcID:              str("vpcId", ""),
-		ModelDir:           str("modelDir", defaultModelDir(repo)),
-		ModelURL:           str("modelUrl", ""),
-		ModelSHA256:        str("modelSha256", ""),
-		Gallery:            str("gallery", ""),
-		RuntimeLib:         str("ortLib", defaultRuntimeLib(repo)),
-		IdleShutdown:       str("idleShutdown", "60s"),
-		ScalerTick:         str("scalerTick", "3s"),
-		BootDeadline:       str("bootDeadline", "5m"),
-		AlarmEmail:         str("alarmEmail", ""),
-		AlarmTopicArn:      str("alarmTopicArn", ""),
-		Repo:               repo,
+		return ""
 	}
 	var errs []error
-	cfg.Course = str("course", "")
-	grader, err := courseFor(cfg.Course)
+	// The course comes first: it sets other keys' defaults.
+	grader, err := courseFor(given("course"))
 	if err != nil {
 		errs = append(errs, err)
 	}
-	cfg.CourseLimit = grader.limit
-	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers", strconv.Itoa(grader.maxWorkers()))); err != nil || cfg.MaxWorkers < 1 {
+	opts := options(repo, grader)
+	if err := unknownKeys(node, opts); err != nil {
+		errs = append(errs, err)
+	}
+	defaults := map[string]string{}
+	for _, o := range opts {
+		defaults[o.key] = o.def
+	}
+	str := func(key string) string {
+		def, ok := defaults[key]
+		if !ok {
+			panic(fmt.Sprintf("context key %q is read but not among options", key))
+		}
+		if v := given(key); v != "" {
+			return v
+		}
+		return def
+	}
+	cfg := Config{
+		Prefix:             str("prefix"),
+		WorkerInstanceType: str("workerInstanceType"),
+		WebInstanceType:    str("webInstanceType"),
+		AllowedCIDR:        str("allowedCidr"),
+		VpcID:              str("vpcId"),
+		ModelDir:           str("modelDir"),
+		ModelURL:           str("modelUrl"),
+		ModelSHA256:        str("modelSha256"),
+		Gallery:            str("gallery"),
+		RuntimeLib:         str("ortLib"),
+		IdleShutdown:       str("idleShutdown"),
+		ScalerTick:         str("scalerTick"),
+		BootDeadline:       str("bootDeadline"),
+		AlarmEmail:         str("alarmEmail"),
+		AlarmTopicArn:      str("alarmTopicArn"),
+		Course:             str("course"),
+		CourseLimit:        grader.limit,
+		Repo:               repo,
+	}
+	if cfg.MaxWorkers, err = strconv.Atoi(str("maxWorkers")); err != nil || cfg.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("maxWorkers must be a positive integer"))
 	}
-	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers", "0")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
+	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
 		errs = append(errs, fmt.Errorf("minWorkers must be a whole number no greater than maxWorkers (%d)", cfg.MaxWorkers))
 	}
-	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays", "14")); err != nil || cfg.LogRetentionDays < 1 {
+	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays")); err != nil || cfg.LogRetentionDays < 1 {
 		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))
 	}
-	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency", "0")); err != nil || cfg.ScalerReservedConcurrency < 0 {
+	if cfg.ScalerReservedConcurrency, err = strconv.Atoi(str("scalerReservedConcurrency")); err != nil || cfg.ScalerReservedConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("scalerReservedConcurrency must be a whole number (0 reserves none)"))
 	}
-	if cfg.PoolSize, err = strconv.Atoi(str("poolSize", "0")); err != nil || cfg.PoolSize < 0 {
+	if cfg.PoolSize, err = strconv.Atoi(str("poolSize")); err != nil || cfg.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("poolSize must be a whole number (0 keeps no warm pool)"))
 	}
 	for key, dst := range map[string]*bool{
 		"courseNames": &cfg.CourseNames, "retainData": &cfg.RetainData, "ssm": &cfg.SSM, "pointInTimeRecovery": &cfg.PointInTimeRecovery,
 	} {
-		def := strconv.FormatBool(key == "ssm" || key == "courseNames" && grader.exactNames)
-		switch v := str(key, def); v {
+		switch v := str(key); v {
 		case "true", "false":
 			*dst = v == "true"
 		default:
@@ -151,7 +221,7 @@ func configFromContext(node interface {
 			errs = append(errs, fmt.Errorf("%s %q is not a positive duration such as 90s or 5m", key, v))
 		}
 	}
-	if s := str("subnetIds", ""); s != "" {
+	if s := str("subnetIds"); s != "" {
 		cfg.SubnetIDs = strings.Split(s, ",")
 	}
 	if (cfg.VpcID == "") != (len(cfg.SubnetIDs) == 0) {
@@ -168,8 +238,9 @@ func configFromContext(node interface {
 		}
 	}
 	if !validPrefix(cfg.Prefix) {
-		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting with a letter (it names the stack, queues and buckets)", cfg.Prefix))
+		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting and ending with a letter or digit, and not with xn--, sthree- or amzn-s3-demo- (S3 keeps those); it names the queues, buckets and table", cfg.Prefix))
 	}
+	cfg.StackName = stackName(cfg.Prefix)
 	if cfg.AlarmEmail != "" && cfg.AlarmTopicArn != "" {
 		errs = append(errs, errors.New("alarmEmail and alarmTopicArn: give one (a topic of the stack's with that subscription, or your topic)"))
 	}
@@ -201,6 +272,87 @@ func configFromContext(node interface {
 	return cfg, errors.Join(errs...)
 }
 
+// unknownKeys refuses the context's keys that are neither Surge's nor
+// the CDK's: a misspelt key would otherwise be ignored, and its default
+// deployed.
+func unknownKeys(node contextReader, opts []option) error {
+	all, ok := node.GetAllContext(nil).(map[string]interface{})
+	if !ok {
+		return fmt.Errorf("reading the context's keys: got %T", node.GetAllContext(nil))
+	}
+	var known, unknown []string
+	for _, o := range opts {
+		known = append(known, o.key)
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		if cdkKey(k) || slices.Contains(known, k) {
+			continue
+		}
+		if meant := closest(k, known); meant != "" {
+			k = fmt.Sprintf("%q (did you mean %s?)", k, meant)
+		} else {
+			k = fmt.Sprintf("%q", k)
+		}
+		unknown = append(unknown, k)
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	keys := "key"
+	if len(unknown) > 1 {
+		keys = "keys"
+	}
+	return fmt.Errorf("unknown context %s %s; Surge's keys are %s (the CDK's own, @..., aws:cdk:..., cdk-..., pass)",
+		keys, strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+// cdkKey reports whether a context key is the CDK's rather than Surge's.
+// The CLI and the library key theirs with a colon (aws:cdk:bundling-stacks,
+// lookups cached in cdk.context.json such as
+// availability-zones:account=...:region=...) or an @ (feature flags,
+// @aws-cdk/core:...); cdk-migrate, acknowledged-issue-numbers and
+// cli-telemetry are what `cdk migrate`, `cdk acknowledge` and `cdk
+// cli-telemetry` write. Surge's keys are plain words, so none is taken
+// for the CDK's.
+func cdkKey(k string) bool {
+	return strings.HasPrefix(k, "@") || strings.Contains(k, ":") || strings.HasPrefix(k, "cdk-") ||
+		k == "acknowledged-issue-numbers" || k == "cli-telemetry"
+}
+
+// closest is the known key a misspelt one most likely meant, ignoring
+// case, or "" when none is within a third of its length of edits.
+func closest(key string, known []string) string {
+	best, bestDist := "", 0
+	for _, k := range known {
+		d := editDistance(strings.ToLower(key), strings.ToLower(k))
+		if d*3 <= len(key) && (best == "" || d < bestDist) {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
 // course is what a course's grader expects of a deployment, and so what
 // the `course` context changes the defaults to.
 type course struct {
@@ -229,12 +381,22 @@ func courseFor(name string) (course, error) {
 	return course{}, fmt.Errorf("course %q: valid values are 2026 (the course's 2026 grader) or empty (none)", name)
 }
 
-// validPrefix: stack names start with a letter; bucket names take lower
-// case, digits and hyphens, and "<prefix>-resp-queue" must stay within
-// 80 characters.
+// validPrefix: the prefix begins the queues', buckets' and table's names
+// and, through the stack's name, those CloudFormation makes for the rest.
+// SQS takes letters, digits, hyphens and underscores, up to 80
+// ("<prefix>-resp-queue"); S3 lower-case letters, digits, dots and
+// hyphens, 3-63, beginning and ending with a letter or digit, never
+// beginning with xn--, sthree- or amzn-s3-demo- (and no dots here, so no
+// name looks like an IP address); DynamoDB 3-255 of [a-zA-Z0-9_.-]. A
+// stack name must start with a letter, which stackName sees to.
 func validPrefix(p string) bool {
-	if len(p) < 1 || len(p) > 40 || p[0] < 'a' || p[0] > 'z' || p[len(p)-1] == '-' {
+	if len(p) < 1 || len(p) > 40 || p[0] == '-' || p[len(p)-1] == '-' {
 		return false
+	}
+	for _, reserved := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(p, reserved) {
+			return false
+		}
 	}
 	for _, r := range p {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
@@ -242,6 +404,18 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
+}
+
+// stackName is the CloudFormation stack's name for a valid prefix: the
+// prefix, as it always was, if it starts with a letter, so existing
+// deployments keep their stack; else surge-<prefix>, since a stack name
+// must start with a letter ([a-zA-Z][-a-zA-Z0-9]*, at most 128) and the
+// 2026 course names everything after a 10-digit ASU ID.
+func stackName(prefix string) string {
+	if prefix != "" && prefix[0] >= 'a' && prefix[0] <= 'z' {
+		return prefix
+	}
+	return "surge-" + prefix
 }
 
 // armInstanceType reports whether an EC2 instance type is Graviton: a1,
@@ -254,6 +428,13 @@ func armInstanceType(t string) bool {
 	}
 	i := strings.IndexAny(family, "0123456789")
 	return i >= 0 && strings.Contains(strings.TrimLeft(family[i:], "0123456789"), "g")
+}
+
+// burstable reports whether an instance type earns CPU credits (T2, T3,
+// T3a, T4g): the only types that take a credit specification.
+func burstable(instanceType string) bool {
+	family, _, _ := strings.Cut(instanceType, ".")
+	return slices.Contains([]string{"t2", "t3", "t3a", "t4g"}, family)
 }
 
 // defaultModelDir finds the default model where `make run` would: in the

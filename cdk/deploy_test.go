@@ -58,9 +58,9 @@ func deployStack(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := cloud.Deploy(ctx, s.outdir, s.cfg.Prefix)
+	st, err := cloud.Deploy(ctx, s.outdir, s.cfg.StackName)
 	if err != nil {
-		t.Fatalf("deploying %s: %v", s.cfg.Prefix, err)
+		t.Fatalf("deploying %s: %v", s.cfg.StackName, err)
 	}
 	return st.Outputs
 }
@@ -136,11 +136,21 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 
 // Fault 3, names that collide: two prefixes side by side in one account
 // and region; the course's exact names only on request (and here other
-// accounts own them, as the first deployer of "surge" would).
+// accounts own them, as the first deployer of "surge" would). Beside them
+// the 2026 course's deployment, named after an ASU ID, in its stack
+// surge-<ASU ID>.
 func TestDeploymentsSideBySide(t *testing.T) {
 	cloud := emulatedAccount(t)
 	for _, prefix := range []string{"alpha", "beta"} {
 		deployStack(t, cloud, synthWith(t, map[string]any{"prefix": prefix}))
+	}
+	asu := deployStack(t, cloud, synthWith(t, map[string]any{"prefix": "1225754101", "course": "2026"}))
+	for o, want := range map[string]string{
+		"RequestQueueName": "1225754101-req-queue", "InputBucketName": "1225754101-in-bucket", "ResultsTableName": "1225754101-dynamoDB",
+	} {
+		if asu[o] != want {
+			t.Errorf("stack surge-1225754101: %s = %q, want %q", o, asu[o], want)
+		}
 	}
 	course := synthWith(t, map[string]any{"courseNames": "true"})
 	if _, err := cloud.Deploy(context.Background(), course.outdir, "surge"); err == nil || !strings.Contains(err.Error(), "surge-in-bucket") {

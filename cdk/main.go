@@ -15,11 +15,24 @@ import (
 )
 
 func main() {
+	os.Exit(synthApp())
+}
+
+// synthApp runs the app and is its exit code, once the jsii runtime has
+// stopped and stderr is out.
+func synthApp() int {
+	flush, err := quietJsiiStderr()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cdk:", err)
+		return 1
+	}
+	defer flush()
 	defer jsii.Close()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cdk:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func run() error {
@@ -52,7 +65,7 @@ func run() error {
 // no analytics metadata.
 func stackProps(cfg Config) *awscdk.StackProps {
 	return &awscdk.StackProps{
-		StackName:   jsii.String(cfg.Prefix),
+		StackName:   jsii.String(cfg.StackName),
 		Description: jsii.String("Surge: elastic image recognition (" + cfg.Prefix + ")"),
 		Synthesizer: awscdk.NewDefaultStackSynthesizer(&awscdk.DefaultStackSynthesizerProps{
 			GenerateBootstrapVersionRule: jsii.Bool(false),

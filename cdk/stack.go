@@ -49,9 +49,11 @@ const (
 )
 
 // NewSurgeStack defines the whole deployment. Its construct id is the
-// prefix, so two deployments in one account and region name nothing alike.
+// stack's name, which the CLI selects it by and names its template after;
+// the prefix names everything in it, so two deployments in one account and
+// region name nothing alike.
 func NewSurgeStack(scope constructs.Construct, cfg Config, props *awscdk.StackProps) awscdk.Stack {
-	stack := awscdk.NewStack(scope, jsii.String(cfg.Prefix), props)
+	stack := awscdk.NewStack(scope, jsii.String(cfg.StackName), props)
 	s := &surge{stack: stack, cfg: cfg, names: events.NamesFor(cfg.Prefix)}
 
 	s.network()
@@ -372,7 +374,7 @@ func (s *surge) workers() {
 		Description:      jsii.String("Surge workers: no inbound traffic"),
 		AllowAllOutbound: jsii.Bool(true),
 	})
-	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), &awsec2.LaunchTemplateProps{
+	props := &awsec2.LaunchTemplateProps{
 		LaunchTemplateName:                jsii.String(s.names.LaunchTemplate),
 		MachineImage:                      amazonLinux(),
 		InstanceType:                      awsec2.NewInstanceType(jsii.String(s.cfg.WorkerInstanceType)),
@@ -384,7 +386,16 @@ func (s *surge) workers() {
 		InstanceMetadataTags:              jsii.Bool(true),
 		InstanceInitiatedShutdownBehavior: awsec2.InstanceInitiatedShutdownBehavior_TERMINATE,
 		BlockDevices:                      encryptedRoot(),
-	})
+	}
+	if burstable(s.cfg.WorkerInstanceType) {
+		// T3 and later launch unlimited by default, and a worker, busy
+		// whenever it exists, would pay surplus credits all its life.
+		// Standard caps the bill at the hourly price; having saved no
+		// credits (T3 gets no launch credits), such a worker runs at the
+		// type's baseline (docs/aws.md, Cost).
+		props.CpuCredits = awsec2.CpuCredits_STANDARD
+	}
+	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), props)
 }
 
 func amazonLinux() awsec2.IMachineImage {
@@ -470,7 +481,7 @@ func (s *surge) webTier() {
 	} else {
 		awscdk.Annotations_Of(sg).AddWarningV2(jsii.String("surge:closed"), jsii.String(fmt.Sprintf("no allowedCidr: port %d is closed to everyone; deploy with -c allowedCidr=<your address>/32", events.WebPort)))
 	}
-	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), &awsec2.InstanceProps{
+	props := &awsec2.InstanceProps{
 		Vpc:                       s.vpc,
 		VpcSubnets:                &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
 		InstanceType:              awsec2.NewInstanceType(jsii.String(s.cfg.WebInstanceType)),
@@ -482,7 +493,14 @@ func (s *surge) webTier() {
 		HttpPutResponseHopLimit:   jsii.Number(1),
 		BlockDevices:              encryptedRoot(),
 		UserDataCausesReplacement: jsii.Bool(true),
-	})
+	}
+	if burstable(s.cfg.WebInstanceType) {
+		// The web tier mostly waits on the network and runs all the time,
+		// saving credits for its bursts; standard means a long burst slows
+		// it to the baseline instead of billing surplus credits.
+		props.CreditSpecification = awsec2.CpuCredits_STANDARD
+	}
+	s.web = awsec2.NewInstance(s.stack, s.id("WebInstance"), props)
 	// The subnet decides the zone. CDK would also name one, taken from the
 	// VPC's zone list, which for an existing VPC is a placeholder that
 	// need not be the subnet's zone: EC2 refuses such an instance.
@@ -509,13 +527,27 @@ func (s *surge) scaler() {
 	role, logs := s.functionRole("Scaler", "Surge scaler: read the backlog, launch and end this fleet's workers")
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
 	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
+	// Launches come from the stack's launch template only
+	// (ec2:LaunchTemplate on every resource of the request), with the
+	// fleet's tag and the template's instance type. What the template
+	// names, its image and security group, must be the template's
+	// (ec2:IsLaunchTemplateResource), so no launch swaps in another
+	// image; the subnet, which the scaler names itself to spread the fleet
+	// over zones, must be one of the stack's.
+	fromTemplate := map[string]any{"ec2:LaunchTemplate": s.ec2ARN("launch-template", *s.template.LaunchTemplateId())}
+	instance := s.fleetTag("aws:RequestTag/")
+	instance["ec2:InstanceType"] = s.cfg.WorkerInstanceType
 	role.AddToPolicy(statementIf("LaunchFleetInstances", []string{"ec2:RunInstances"},
-		map[string]any{"StringEquals": s.fleetTag("aws:RequestTag/")}, s.ec2ARN("instance", "*")))
-	role.AddToPolicy(statement("LaunchFromTemplate", []string{"ec2:RunInstances"},
-		s.ec2ARN("launch-template", *s.template.LaunchTemplateId()),
-		s.ec2ARN("subnet", "*"), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId()),
-		s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*"),
-		s.ec2ARN("image", "*", "")))
+		map[string]any{"StringEquals": instance, "ArnLike": fromTemplate}, s.ec2ARN("instance", "*")))
+	launchResources := []*string{s.ec2ARN("launch-template", *s.template.LaunchTemplateId()), s.ec2ARN("network-interface", "*"), s.ec2ARN("volume", "*")}
+	for _, subnet := range s.subnets {
+		launchResources = append(launchResources, s.ec2ARN("subnet", *subnet))
+	}
+	role.AddToPolicy(statementIf("LaunchFromTemplate", []string{"ec2:RunInstances"},
+		map[string]any{"ArnLike": fromTemplate}, launchResources...))
+	role.AddToPolicy(statementIf("LaunchTheTemplatesImageAndGroup", []string{"ec2:RunInstances"},
+		map[string]any{"ArnLike": fromTemplate, "Bool": map[string]any{"ec2:IsLaunchTemplateResource": "true"}},
+		s.ec2ARN("image", "*", ""), s.ec2ARN("security-group", *s.workerSG.SecurityGroupId())))
 	role.AddToPolicy(statementIf("TagAtLaunch", []string{"ec2:CreateTags"},
 		map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "RunInstances"}}, s.ec2ARN("instance", "*"), s.ec2ARN("volume", "*")))
 	role.AddToPolicy(statementIf("EndFleetInstances", []string{"ec2:TerminateInstances"},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -259,7 +260,7 @@ func TestWorkerLaunchTemplate(t *testing.T) {
 		"LaunchTemplateName": "surge-worker",
 		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{
 			"ImageId":                           map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("SsmParameterValue.*al2023.*x8664"))},
-			"InstanceType":                      "t3.small",
+			"InstanceType":                      "c7i.large",
 			"InstanceInitiatedShutdownBehavior": "terminate",
 			"MetadataOptions":                   assertions.Match_ObjectLike(&map[string]any{"HttpTokens": "required", "InstanceMetadataTags": "enabled"}),
 			"BlockDeviceMappings": []any{map[string]any{
@@ -461,8 +462,8 @@ func TestTwoPrefixesShareNoPhysicalName(t *testing.T) {
 			}
 		}
 		for _, s := range []*synthesis{a, b} {
-			if _, err := os.Stat(filepath.Join(s.outdir, s.cfg.Prefix+".template.json")); err != nil {
-				t.Errorf("the stack's artifact is not named for its prefix: %v", err)
+			if _, err := os.Stat(filepath.Join(s.outdir, s.cfg.StackName+".template.json")); err != nil {
+				t.Errorf("the stack's artifact is not named for its stack: %v", err)
 			}
 		}
 	}
@@ -667,7 +668,7 @@ func TestArmInstanceType(t *testing.T) {
 // contextNode is what configFromContext reads ctx through: a CDK app's
 // node, as in `cdk synth`; under -short, which starts no jsii runtime
 // (node), a fakeContext.
-func contextNode(ctx map[string]any) interface{ TryGetContext(*string) any } {
+func contextNode(ctx map[string]any) contextReader {
 	if testing.Short() {
 		return fakeContext(ctx)
 	}
@@ -679,6 +680,8 @@ func contextNode(ctx map[string]any) interface{ TryGetContext(*string) any } {
 type fakeContext map[string]any
 
 func (c fakeContext) TryGetContext(key *string) any { return c[*key] }
+
+func (c fakeContext) GetAllContext(*map[string]any) any { return map[string]any(c) }
 
 // runtimeFiles are the model folder and ONNX Runtime library a context
 // names: the real ones, or under -short empty stand-ins, which is all
@@ -712,7 +715,8 @@ func TestContextValidation(t *testing.T) {
 	for name, ctx := range map[string]map[string]any{
 		"bad cidr":             {"allowedCidr": "everyone"},
 		"bad prefix":           {"prefix": "Surge_Prod"},
-		"prefix not a letter":  {"prefix": "1surge"},
+		"prefix S3 reserves":   {"prefix": "xn--surge"},
+		"prefix ends in -":     {"prefix": "surge-"},
 		"vpc without subnets":  {"vpcId": "vpc-123"},
 		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
 		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
@@ -732,6 +736,7 @@ func TestContextValidation(t *testing.T) {
 		"email and topic":      {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"},
 		"not an email":         {"alarmEmail": "ops.example.com"},
 		"not a topic":          {"alarmTopicArn": "arn:aws:sqs:us-east-1:123456789012:ops"},
+		"misspelt key":         {"maxWorker": "5"},
 	} {
 		ctx["ortLib"] = ortLib
 		if _, ok := ctx["modelDir"]; !ok {
@@ -804,4 +809,127 @@ func TestCourse2026(t *testing.T) {
 	})
 	over.annotations.HasWarning(jsii.String("/surge"), assertions.Match_StringLikeRegexp(jsii.String(
 		"maxWorkers 18: the course 2026 grader fails a fleet above 15")))
+}
+
+// The 2026 grader names everything after the student's ASU ID, a
+// 10-digit number: the course's names, under a stack name CloudFormation
+// accepts (it must start with a letter).
+func TestASUIDPrefix(t *testing.T) {
+	s := synthWith(t, map[string]any{"prefix": "1225754101", "course": "2026", "maxWorkers": nil})
+	for _, q := range []string{"1225754101-req-queue", "1225754101-resp-queue", "1225754101-req-dlq"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::SQS::Queue"), map[string]any{"QueueName": q})
+	}
+	for _, b := range []string{"1225754101-in-bucket", "1225754101-out-bucket"} {
+		(*s.template).HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{"BucketName": b})
+	}
+	(*s.template).HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), map[string]any{"TableName": "1225754101-dynamoDB"})
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{"LaunchTemplateName": "1225754101-worker"})
+	(*s.template).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Handler":     "scaler",
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{"SURGE_FLEET": "1225754101", "SURGE_MAX_WORKERS": "15"})},
+	})
+
+	// The stack as the cloud assembly names it for cdk deploy.
+	b, err := os.ReadFile(filepath.Join(s.outdir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Artifacts map[string]struct {
+			Type       string `json:"type"`
+			Properties struct {
+				StackName    string `json:"stackName"`
+				TemplateFile string `json:"templateFile"`
+			} `json:"properties"`
+		} `json:"artifacts"`
+	}
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	cfnName := regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9]*$`)
+	stacks := 0
+	for id, a := range manifest.Artifacts {
+		if a.Type != "aws:cloudformation:stack" {
+			continue
+		}
+		stacks++
+		name := a.Properties.StackName
+		if name == "" {
+			// The manifest leaves out a name that is the artifact's id.
+			name = id
+		}
+		if !cfnName.MatchString(name) || len(name) > 128 {
+			t.Errorf("stack %s is named %q, which CloudFormation refuses ([a-zA-Z][-a-zA-Z0-9]*, at most 128)", id, name)
+		}
+		if name != "surge-1225754101" || id != name || a.Properties.TemplateFile != name+".template.json" {
+			t.Errorf("stack %s: name %q, template %s; want surge-1225754101 throughout", id, name, a.Properties.TemplateFile)
+		}
+	}
+	if stacks != 1 {
+		t.Errorf("%d stacks in the cloud assembly", stacks)
+	}
+}
+
+// The scaler launches only from the stack's launch template, as AWS's
+// "Launch templates" example policies require one: every RunInstances
+// statement has ec2:LaunchTemplate, and the resources the template names
+// (its image, its security group) must come from it
+// (ec2:IsLaunchTemplateResource), so a launch cannot swap in another
+// image; the subnets the scaler names itself, to spread the fleet over
+// zones, are the stack's only.
+func TestScalerLaunchesOnlyFromItsTemplate(t *testing.T) {
+	for _, s := range []*synthesis{synthWith(t, nil), synthWith(t, map[string]any{"vpcId": "vpc-0123456789abcdef0", "subnetIds": "subnet-0b23456789abcdef0,subnet-0c23456789abcdef0"})} {
+		doc := s.json
+		template := fmt.Sprintf(`":launch-template/",{"Ref":"%s"}`, resourceID(t, doc, "AWS::EC2::LaunchTemplate", "WorkerTemplate"))
+		launches, fromTemplate := 0, 0
+		for id, p := range resources(doc, "AWS::IAM::Policy") {
+			for _, st := range p["Properties"].(map[string]any)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				if !slices.Contains(strings_(st["Action"]), "ec2:RunInstances") {
+					continue
+				}
+				launches++
+				cond, _ := json.Marshal(st["Condition"])
+				res, _ := json.Marshal(st["Resource"])
+				if !strings.Contains(string(cond), `"ec2:LaunchTemplate":{"Fn::Join"`) || !strings.Contains(string(cond), template) {
+					t.Errorf("%s %v: RunInstances on %s without the stack's launch template: %s", id, st["Sid"], res, cond)
+				}
+				if strings.Contains(string(res), ":image/") || strings.Contains(string(res), ":security-group/") {
+					fromTemplate++
+					if !strings.Contains(string(cond), `"Bool":{"ec2:IsLaunchTemplateResource":"true"}`) {
+						t.Errorf("%s %v: the image or security group need not be the template's: %s", id, st["Sid"], cond)
+					}
+				}
+				if strings.Contains(string(res), ":subnet/*") {
+					t.Errorf("%s %v: launches into any subnet: %s", id, st["Sid"], res)
+				}
+			}
+		}
+		if launches < 2 || fromTemplate < 1 {
+			t.Errorf("%d RunInstances statements, %d on the template's own resources", launches, fromTemplate)
+		}
+	}
+}
+
+// T3 instances launch as unlimited unless told otherwise, and pay for
+// surplus credits under sustained load: the workers, busy whenever they
+// exist, default to a non-burstable type; a burstable type, the web
+// tier's by default, runs standard. A credit specification only on
+// burstable types: EC2 refuses one on any other.
+func TestCreditSpecification(t *testing.T) {
+	s := synthWith(t, nil)
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
+		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{"InstanceType": "c7i.large", "CreditSpecification": assertions.Match_Absent()}),
+	})
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
+		"InstanceType": "t3.small", "CreditSpecification": map[string]any{"CPUCredits": "standard"},
+	})
+
+	swapped := synthWith(t, map[string]any{"workerInstanceType": "t3a.medium", "webInstanceType": "m7i.large"})
+	(*swapped.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
+		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{"InstanceType": "t3a.medium", "CreditSpecification": map[string]any{"CpuCredits": "standard"}}),
+	})
+	(*swapped.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
+		"InstanceType": "m7i.large", "CreditSpecification": assertions.Match_Absent(),
+	})
 }
