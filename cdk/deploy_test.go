@@ -9,10 +9,12 @@ import (
 	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -247,4 +249,92 @@ func TestDeploysIntoAnExistingVpc(t *testing.T) {
 	if sdk.ToString(in.SubnetId) != subnets[0] || sdk.ToString(in.Placement.AvailabilityZone) != "us-east-1c" {
 		t.Errorf("web instance in %s/%s, want %s/us-east-1c", sdk.ToString(in.SubnetId), sdk.ToString(in.Placement.AvailabilityZone), subnets[0])
 	}
+}
+
+// The user's own commands, issue 20: the pinned CDK CLI bootstraps the
+// emulated account, then deploys cdk.json's app exactly as a 2026 student
+// does (`cdk deploy -c course=2026 -c prefix=<ASU ID>`, cdk.json's context
+// included), then destroys it (`cdk destroy` with the same flags). After
+// the deploy the course's names exist and the scaler's cap is the
+// grader's 15; after the destroy nothing of the stack is left.
+func TestCLIDeploysTheCourseStackAndDestroys(t *testing.T) {
+	cloud := emulatedAccount(t)
+	ctx := context.Background()
+	const asu = "1225754101"
+	flags := []string{"course=2026", "prefix=" + asu}
+	st, err := cloud.DeployApp(ctx, t.TempDir(), flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Name != "surge-"+asu {
+		t.Errorf("stack %q, want surge-%s", st.Name, asu)
+	}
+	c := cloud.Clients
+	for _, q := range []string{asu + "-req-queue", asu + "-resp-queue"} {
+		if _, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: sdk.String(q)}); err != nil {
+			t.Errorf("queue %s: %v", q, err)
+		}
+	}
+	for _, b := range []string{asu + "-in-bucket", asu + "-out-bucket"} {
+		if _, err := c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: sdk.String(b)}); err != nil {
+			t.Errorf("bucket %s: %v", b, err)
+		}
+	}
+	db := dynamodb.NewFromConfig(c.Config)
+	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String(asu + "-dynamoDB")}); err != nil {
+		t.Errorf("table %s-dynamoDB: %v", asu, err)
+	}
+	if n := instances(t, cloud, []string{"running"}, ec2types.Filter{Name: sdk.String("tag:Name"), Values: []string{"web-instance"}}); n != 1 {
+		t.Errorf("%d running web-instance, want 1", n)
+	}
+	scaler, err := lambda.NewFromConfig(c.Config).GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: sdk.String(st.Outputs["ScalerFunction"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := scaler.Environment.Variables["SURGE_MAX_WORKERS"]; got != "15" {
+		t.Errorf("the scaler's cap is %s, want the 2026 grader's 15", got)
+	}
+
+	if err := cloud.Destroy(ctx, st.Name); err != nil {
+		t.Fatal(err)
+	}
+	if n := instances(t, cloud, []string{"pending", "running", "stopping", "stopped", "shutting-down"}); n != 0 {
+		t.Errorf("%d instances outlived the stack", n)
+	}
+	queues, err := c.SQS.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: sdk.String(asu)})
+	if err != nil || len(queues.QueueUrls) != 0 {
+		t.Errorf("queues left: %v, %v", queues.QueueUrls, err)
+	}
+	buckets, err := c.S3.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range buckets.Buckets {
+		if strings.HasPrefix(sdk.ToString(b.Name), asu) {
+			t.Errorf("bucket %s outlived the stack", sdk.ToString(b.Name))
+		}
+	}
+	tables, err := db.ListTables(ctx, &dynamodb.ListTablesInput{})
+	if err != nil || len(tables.TableNames) != 0 {
+		t.Errorf("tables left: %v, %v", tables.TableNames, err)
+	}
+	if _, err := cloudformation.NewFromConfig(c.Config).DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: sdk.String(st.Name)}); err == nil {
+		t.Errorf("stack %s still exists", st.Name)
+	}
+}
+
+// instances counts the instances in states that match filters.
+func instances(t *testing.T, cloud *emulate.Cloud, states []string, filters ...ec2types.Filter) int {
+	t.Helper()
+	out, err := cloud.Clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{
+		Filters: append(filters, ec2types.Filter{Name: sdk.String("instance-state-name"), Values: states}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range out.Reservations {
+		n += len(r.Instances)
+	}
+	return n
 }
