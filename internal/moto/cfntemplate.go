@@ -22,9 +22,15 @@ type templateParameter struct {
 }
 
 type templateResource struct {
-	Type       string
-	Properties map[string]any
-	DependsOn  any // a logical id or a list of them
+	Type           string
+	Properties     map[string]any
+	DependsOn      any // a logical id or a list of them
+	CreationPolicy *struct {
+		ResourceSignal *struct {
+			Count   any
+			Timeout string
+		}
+	}
 }
 
 // parseTemplate reads a JSON template; ok is false for anything else

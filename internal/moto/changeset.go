@@ -210,8 +210,10 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 		stackForm[k] = v
 	}
 	stackForm.Set("Action", action)
+	var before map[string]string
 	if !cs.create {
 		p.keepPrevious(ctx, c.region, cs.stackID, stackForm)
+		before = p.physicalIDs(ctx, c.region, cs.stackID)
 	}
 	answer, err := p.roundTrip(r, []byte(stackForm.Encode()))
 	if err != nil {
@@ -233,12 +235,31 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 		p.afterCreate(answer.body, c.region, stackForm, tmpl)
 	} else {
 		p.cfn.given(cs.stackID, paramList(stackForm), true)
-		if st, _ := p.stackFor(ctx, c.region, cs.stackName); st != nil {
-			// An update that succeeds ends an earlier failed update's status.
-			p.cfn.setStatus(st, "", "")
-		}
+		p.afterUpdate(ctx, c.region, cs.stackID, tmpl, before)
 	}
 	cfnAnswer(w, "ExecuteChangeSet")
+}
+
+// afterUpdate records a stack's new template, ends an earlier failed
+// update's status, and waits for the signals of resources the update
+// made or replaced.
+func (p *Proxy) afterUpdate(ctx context.Context, region, stackID string, tmplBody []byte, before map[string]string) {
+	st, err := p.stackFor(ctx, region, stackID)
+	if err != nil || st == nil {
+		p.log.Warn("finding an updated stack", "stack", stackID, "err", err)
+		return
+	}
+	t, ok := parseTemplate(tmplBody)
+	if !ok {
+		p.cfn.setStatus(st, "", "")
+		return
+	}
+	customs, _ := t.customResources()
+	p.cfn.mu.Lock()
+	st.tmpl, st.customs = t, customs
+	p.cfn.mu.Unlock()
+	p.cfn.setStatus(st, "", "")
+	p.awaitSignals(st, signalsToAwait(t, before, p.physicalIDs(ctx, region, stackID)), true)
 }
 
 // failChangeSet shows a change set that fails while its resources are

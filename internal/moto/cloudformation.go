@@ -49,6 +49,7 @@ type stackRecord struct {
 	status, reason   string                    // shown instead of moto's; "" shows moto's
 	events           []stackEvent              // shown before moto's, newest first
 	deleting         bool
+	awaiting         map[string]*awaited // resources waiting for their creation policy's signals
 }
 
 type customCreated struct {
@@ -119,6 +120,8 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 		p.deleteChangeSet(w, r, c, form)
 	case "DescribeChangeSet":
 		p.describeChangeSet(w, r, form, body)
+	case "SignalResource":
+		p.signalResource(w, r, c, form)
 	case "UpdateStack":
 		if p.keepPrevious(r.Context(), c.region, form.Get("StackName"), form) != "" {
 			body = []byte(form.Encode())
@@ -448,7 +451,8 @@ func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplB
 		return
 	}
 	customs, err := t.customResources()
-	if err != nil || len(customs) == 0 {
+	signalled := signalsToAwait(t, nil, nil)
+	if (err != nil || len(customs) == 0) && len(signalled) == 0 {
 		return
 	}
 	st := &stackRecord{
@@ -458,6 +462,10 @@ func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplB
 	p.cfn.mu.Lock()
 	p.cfn.stacks[stackID] = st
 	p.cfn.mu.Unlock()
+	p.awaitSignals(st, signalled, false)
+	if len(customs) == 0 {
+		return
+	}
 	if p.cfg.Lambdas == nil {
 		reason := "The emulated cloud has no Lambda invoker to run custom resources."
 		p.cfn.setStatus(st, "ROLLBACK_COMPLETE", fmt.Sprintf("The following resource(s) failed to create: [%s]. %s", customs[0], reason),

@@ -47,6 +47,9 @@ type ProxyConfig struct {
 	// CustomResourceTimeout is how long a custom resource may take to answer
 	// before its stack fails [5m; AWS waits up to an hour].
 	CustomResourceTimeout time.Duration
+	// SignalTimeout, when set, replaces the Timeout of every creation
+	// policy's resource signals [0: the template's].
+	SignalTimeout time.Duration
 }
 
 // Invoker runs a Lambda function asynchronously-in-effect, as
