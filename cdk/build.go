@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,42 +66,98 @@ func (g *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 	return jsii.Bool(true)
 }
 
-// bundling runs g at synth time. The asset is named by a hash of the
-// build's target and the repository's Go sources, so a change anywhere in
-// the code makes a new asset, and an unchanged tree reuses the last one.
+// bundling runs g at synth time. The asset is named by a hash of exactly
+// what the binary is built from (sourceHash), so an unchanged binary keeps
+// its asset, and the instance whose boot script names it stays as it is.
 func bundling(g goBuild, output awscdk.BundlingOutput) (*awscdk.BundlingOptions, *string) {
+	hash, err := sourceHash(g)
+	if err != nil {
+		panic(fmt.Sprintf("cdk: hashing the sources of %s: %v", g.pkg, err))
+	}
 	return &awscdk.BundlingOptions{
 		// Required by the API; never pulled, since the local build runs.
 		Image:      awscdk.DockerImage_FromRegistry(jsii.String("scratch")),
 		Local:      &g,
 		OutputType: output,
-	}, jsii.String(sourceHash(g))
+	}, jsii.String(hash)
 }
 
-func sourceHash(g goBuild) string {
+// sourceHash hashes what `go build` of g compiles: the build's target and
+// flags, the Go toolchain's version, each of the module's packages that
+// the binary imports (its source, embedded and C files, as go list names
+// them for that target) and the version of every other module's. Test
+// files, other commands and documents are not part of it.
+func sourceHash(g goBuild) (string, error) {
+	env := append(os.Environ(), "GOOS="+g.goos, "GOARCH="+g.goarch, "CGO_ENABLED="+map[bool]string{true: "1", false: "0"}[g.cgo])
+	version, err := goOutput(g.repo, env, "env", "GOVERSION")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"list", "-deps", "-json=ImportPath,Dir,Standard,Module,GoFiles,CgoFiles,CFiles,CXXFiles,HFiles,SFiles,SysoFiles,EmbedFiles"}
+	if g.tags != "" {
+		args = append(args, "-tags", g.tags)
+	}
+	listing, err := goOutput(g.repo, env, append(args, g.pkg)...)
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s %s/%s cgo=%v tags=%s\n", g.pkg, g.binary, g.goos, g.goarch, g.cgo, g.tags)
-	var files []string
-	filepath.WalkDir(g.repo, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	fmt.Fprintf(h, "%s %s %s/%s cgo=%v tags=%s %s\n", g.pkg, g.binary, g.goos, g.goarch, g.cgo, g.tags, strings.TrimSpace(string(version)))
+	dec := json.NewDecoder(bytes.NewReader(listing))
+	for {
+		var pkg struct {
+			ImportPath string
+			Dir        string
+			Standard   bool
+			Module     *struct {
+				Path, Version string
+				Main          bool
+				Replace       *struct{ Path, Version string }
+			}
+			GoFiles, CgoFiles, CFiles, CXXFiles, HFiles, SFiles, SysoFiles, EmbedFiles []string
 		}
-		if d.IsDir() && path != g.repo && (strings.HasPrefix(d.Name(), ".") || slices.Contains([]string{"bin", "cdk.out", "node_modules", "testdata"}, d.Name())) {
-			return filepath.SkipDir
+		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return "", fmt.Errorf("reading go list's packages: %w", err)
 		}
-		if name := d.Name(); strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" || strings.HasSuffix(name, ".sql") {
-			files = append(files, path)
-		}
-		return nil
-	})
-	slices.Sort(files)
-	for _, f := range files {
-		rel, _ := filepath.Rel(g.repo, f)
-		fmt.Fprintf(h, "%s\n", rel)
-		if r, err := os.Open(f); err == nil {
-			io.Copy(h, r)
-			r.Close()
+		switch {
+		case pkg.Standard:
+			fmt.Fprintf(h, "std %s\n", pkg.ImportPath)
+		case pkg.Module == nil || !pkg.Module.Main:
+			mod := "?"
+			if m := pkg.Module; m != nil {
+				mod = m.Path + "@" + m.Version
+				if m.Replace != nil {
+					mod += " => " + m.Replace.Path + "@" + m.Replace.Version
+				}
+			}
+			fmt.Fprintf(h, "dep %s %s\n", pkg.ImportPath, mod)
+		default:
+			files := slices.Concat(pkg.GoFiles, pkg.CgoFiles, pkg.CFiles, pkg.CXXFiles, pkg.HFiles, pkg.SFiles, pkg.SysoFiles, pkg.EmbedFiles)
+			slices.Sort(files)
+			for _, f := range files {
+				b, err := os.ReadFile(filepath.Join(pkg.Dir, f))
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(h, "file %s/%s %d\n", pkg.ImportPath, f, len(b))
+				h.Write(b)
+			}
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// goOutput runs the go command in dir and returns what it printed.
+func goOutput(dir string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir, cmd.Env = dir, env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }
