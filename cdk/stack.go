@@ -90,6 +90,7 @@ type surge struct {
 	workerSG       awsec2.SecurityGroup
 	template       awsec2.LaunchTemplate
 	web            awsec2.Instance
+	webAddress     awsec2.CfnEIP
 	scalerFn       awslambda.Function
 	schedule       awsevents.Rule
 }
@@ -460,8 +461,12 @@ func (s *surge) webTier() {
 	role.AddToPolicy(statement("WatchDeadLetters", []string{"sqs:ReceiveMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, s.dlq.QueueArn()))
 	role.AddToPolicy(statement("StoreUploads", []string{"s3:PutObject"}, s.in.ArnForObjects(jsii.String("*"))))
 	role.AddToPolicy(statement("LookUpAnswers", []string{"dynamodb:GetItem"}, s.table.TableArn()))
-	// DescribeInstances has no resource-level permissions.
+	// DescribeInstances has no resource-level permissions. The boot also
+	// reads its own instance's logical id from its tags with it.
 	role.AddToPolicy(statement("ShowFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
+	// The instance tells the stack when the web tier answers (its
+	// creation policy, below).
+	role.AddToPolicy(statement("SignalReady", []string{"cloudformation:SignalResource"}, awscdk.Aws_STACK_ID()))
 
 	script := s.bootScript(role, deploy.Service{
 		Name: "webtier",
@@ -470,6 +475,7 @@ func (s *surge) webTier() {
 			// A cached answer counts only if the workers' model gave it.
 			"SURGE_MODEL_NAME": s.modelName,
 		}),
+		Ready: &deploy.Readiness{Stack: *awscdk.Aws_STACK_NAME(), Path: "/healthz", PortEnv: "SURGE_PORT"},
 	}, s.binaryAsset("WebBinary", "./webtier", "webtier"))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
@@ -506,6 +512,18 @@ func (s *surge) webTier() {
 	// need not be the subnet's zone: EC2 refuses such an instance.
 	s.web.Instance().AddPropertyDeletionOverride(jsii.String("AvailabilityZone"))
 	awscdk.Tags_Of(s.web).Add(jsii.String("Name"), jsii.String("web-instance"), nil)
+	// The stack is complete only once the web tier answers /healthz: the
+	// instance signals (its boot's readiness unit) or the deploy fails.
+	s.web.Instance().CfnOptions().SetCreationPolicy(&awscdk.CfnCreationPolicy{
+		ResourceSignal: &awscdk.CfnResourceSignal{Count: jsii.Number(1), Timeout: jsii.String("PT15M")},
+	})
+	// One address for the stack's life: an instance replaced by a
+	// redeploy (new code, a newer image) takes it over once it answers.
+	s.webAddress = awsec2.NewCfnEIP(s.stack, s.id("WebAddress"), &awsec2.CfnEIPProps{
+		Domain:     jsii.String("vpc"),
+		InstanceId: s.web.InstanceId(),
+		Tags:       &[]*awscdk.CfnTag{{Key: jsii.String("Name"), Value: jsii.String("web-instance")}},
+	})
 }
 
 // functionRole is a Lambda function's log group (with the stack's
@@ -687,7 +705,7 @@ func (s *surge) outputs() {
 	out := func(id string, value *string, desc string) {
 		awscdk.NewCfnOutput(s.stack, s.id(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(desc)})
 	}
-	out("WebUrl", jsii.String("http://"+*s.web.InstancePublicDnsName()+":"+strconv.Itoa(events.WebPort)+"/"), "POST images here")
+	out("WebUrl", jsii.String("http://"+*s.webAddress.Ref()+":"+strconv.Itoa(events.WebPort)+"/"), "POST images here")
 	out("WebInstanceId", s.web.InstanceId(), "the web tier's instance (aws ssm start-session --target <id>)")
 	out("RequestQueueName", s.req.QueueName(), "request queue")
 	out("ResponseQueueName", s.resp.QueueName(), "response queue")

@@ -336,6 +336,38 @@ func TestWebTier(t *testing.T) {
 	}
 }
 
+// Issue 20, the web address: the stack is complete only once the web
+// tier answers (a creation policy its boot signals, with the permission to
+// signal this stack alone), and its address is an Elastic IP that follows
+// the instance across replacements, which is what WebUrl names.
+func TestWebTierReadyAndAddressed(t *testing.T) {
+	tmpl, doc, _ := synth(t)
+	web := resourceID(t, doc, "AWS::EC2::Instance", "WebInstance")
+	instance := doc["Resources"].(map[string]any)[web].(map[string]any)
+	policy, _ := json.Marshal(instance["CreationPolicy"])
+	if string(policy) != `{"ResourceSignal":{"Count":1,"Timeout":"PT15M"}}` {
+		t.Errorf("the web instance's creation policy: %s", policy)
+	}
+	script := userData(t, doc, "AWS::EC2::Instance")
+	for _, want := range []string{"enable --now surge-webtier.service surge-ready.service", "cloudformation signal-resource", `--stack-name ",{"Ref":"AWS::StackName"}`, "/healthz"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("web tier user data lacks %q", want)
+		}
+	}
+	(*tmpl).HasResourceProperties(jsii.String("AWS::IAM::Policy"), map[string]any{
+		"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{map[string]any{
+			"Sid": "SignalReady", "Action": "cloudformation:SignalResource", "Effect": "Allow", "Resource": map[string]any{"Ref": "AWS::StackId"},
+		}})},
+	})
+	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::EIP"), map[string]any{
+		"Domain": "vpc", "InstanceId": map[string]any{"Ref": web},
+	})
+	url, _ := json.Marshal(doc["Outputs"].(map[string]any)["WebUrl"])
+	if eip := resourceID(t, doc, "AWS::EC2::EIP", "WebAddress"); !strings.Contains(string(url), `{"Ref":"`+eip+`"}`) {
+		t.Errorf("WebUrl does not name the Elastic IP: %s", url)
+	}
+}
+
 func TestScaler(t *testing.T) {
 	tmpl, _, _ := synth(t)
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{

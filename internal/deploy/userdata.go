@@ -18,6 +18,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // RootEnv names the variable the script prefixes every path it writes
@@ -52,7 +53,31 @@ type Service struct {
 	// shutdown, so the scaler replaces them). Without it a failed boot
 	// stays up for someone to look at, and the service restarts forever.
 	EndOnFailure bool
+	// Ready, when set, has the instance tell CloudFormation whether its
+	// service answers (the instance's creation policy), so a deployment
+	// completes only once it does, and fails at once when it never does.
+	Ready *Readiness
 }
+
+// Readiness is how an instance signals CloudFormation that its service
+// is ready: once http://127.0.0.1:$<PortEnv><Path> answers 200, or when
+// Wait has passed without it (a FAILURE signal). The instance finds its
+// logical id in its own aws:cloudformation:logical-id tag, which
+// CloudFormation puts on what it creates; naming it here would change the
+// very user data the CDK derives that id from.
+type Readiness struct {
+	Stack   string        // the stack's name or id (a CDK token)
+	Path    string        // /healthz
+	PortEnv string        // the service's variable that holds its port: SURGE_PORT
+	Wait    time.Duration // [10m]
+}
+
+// readyScript and readyUnit are where the script writes the readiness
+// signal's program and unit.
+const (
+	readyScript = "/opt/surge/bin/surge-ready"
+	readyUnit   = "surge-ready.service"
+)
 
 // ServiceFile is an S3 object an instance fetches at boot.
 type ServiceFile struct {
@@ -215,13 +240,79 @@ cat > "$root/etc/logrotate.d/surge" <<'ROTATE'
 ROTATE
 systemctl daemon-reload
 `)
-	fmt.Fprintf(&b, "systemctl enable --now %s\necho \"surge: %s started\"\n", s.Unit(), s.Name)
+	units := s.Unit()
+	if s.Ready != nil {
+		if err := readiness(&b, s); err != nil {
+			return "", err
+		}
+		units += " " + readyUnit
+	}
+	fmt.Fprintf(&b, "systemctl enable --now %s\necho \"surge: %s started\"\n", units, s.Name)
 	// EC2 takes 16 KB of user data; CloudFormation's names can be longer
 	// than the CDK tokens that stand for them here.
 	if b.Len() > maxScript {
 		return "", fmt.Errorf("boot script of %d bytes: EC2 takes at most 16 KB of user data, and deploy-time names need room", b.Len())
 	}
 	return b.String(), nil
+}
+
+// readiness writes the program and the unit that signal CloudFormation
+// once the service answers. A unit, not a step of this script: the
+// service starts only as the boot ends.
+func readiness(b *strings.Builder, s Service) error {
+	r := *s.Ready
+	if r.Wait <= 0 {
+		r.Wait = 10 * time.Minute
+	}
+	if !validValue(r.Stack) || !validValue(s.Region) || !validKey(r.PortEnv) || !strings.HasPrefix(r.Path, "/") || !validValue(r.Path) {
+		return fmt.Errorf("readiness %+v cannot go in user data", r)
+	}
+	const every = 5 * time.Second
+	fmt.Fprintf(b, `
+install -d -m 0755 "$root%[1]s"
+cat > "$root%[2]s" <<'READY'
+#!/bin/bash
+# Tells CloudFormation whether this instance's %[3]s answers: its creation
+# policy holds the deployment until then.
+set -uo pipefail
+metadata="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
+token=$(curl -sf -X PUT "${metadata%%/}/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" "${metadata%%/}/latest/meta-data/instance-id")
+status=FAILURE
+for attempt in $(seq %[4]d); do
+  if curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:${%[5]s}%[6]s"; then status=SUCCESS; break; fi
+  sleep %[7]d
+done
+logical=$(aws ec2 describe-instances --region %[8]s --instance-ids "$id"   --query 'Reservations[0].Instances[0].Tags[?Key==%[9]saws:cloudformation:logical-id%[9]s] | [0].Value' --output text)
+echo "surge: %[3]s on $id: $status; signalling $logical of stack %[10]s"
+for delay in 2 4 8 16 32 0; do
+  if aws cloudformation signal-resource --region %[8]s --stack-name %[10]s     --logical-resource-id "$logical" --unique-id "$id" --status "$status"; then
+    exit 0
+  fi
+  sleep "$delay"
+done
+echo "surge: CloudFormation did not take the signal" >&2
+exit 1
+READY
+chmod 0755 "$root%[2]s"
+cat > "$root/etc/systemd/system/%[11]s" <<'UNIT'
+[Unit]
+Description=Tell CloudFormation whether Surge %[3]s answers
+After=%[12]s
+
+[Service]
+Type=oneshot
+EnvironmentFile=%[13]s
+ExecStart=%[2]s
+LogsDirectory=surge
+StandardOutput=append:/var/log/surge/ready.log
+StandardError=append:/var/log/surge/ready.log
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+`, dir(readyScript), readyScript, s.Name, int(r.Wait/every), r.PortEnv, r.Path, int(every/time.Second), s.Region, "`", r.Stack, readyUnit, s.Unit(), s.EnvFile())
+	return nil
 }
 
 // maxScript leaves 4 KB of EC2's 16 KB user data limit for what

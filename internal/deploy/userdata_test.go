@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func worker() Service {
@@ -263,5 +264,76 @@ func TestNoMetricsWithoutAgent(t *testing.T) {
 		if strings.Contains(script, absent) {
 			t.Errorf("script has %q", absent)
 		}
+	}
+}
+
+// With Ready, the boot writes a unit that, once the service answers,
+// signals CloudFormation SUCCESS for the instance's own logical id (from
+// its aws:cloudformation:logical-id tag), and FAILURE when it never
+// answers. The boot script and then the unit's program run in bash with
+// stand-ins for curl and aws.
+func TestReadinessSignal(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		unanswered int // health checks that fail first
+		status     string
+	}{
+		{"answers", 3, "SUCCESS"},
+		{"never answers", 1000, "FAILURE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, bin := t.TempDir(), t.TempDir()
+			stub := func(name, body string) {
+				os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/bash\n"+body+"\n"), 0o755)
+			}
+			stub("aws", `case "$1 $2" in
+"ec2 describe-instances") echo WebInstanceABC ;;
+"cloudformation signal-resource") echo "$*" >> "$ROOT/.signals" ;;
+*) touch "${@: -1}" ;;
+esac`)
+			stub("curl", `case "$*" in
+*api/token*) echo token ;;
+*instance-id*) echo i-0abc ;;
+*healthz*) n=$(cat "$ROOT/.health" 2>/dev/null || echo 0); echo $((n+1)) > "$ROOT/.health"; [ "$n" -ge `+strconv.Itoa(tc.unanswered)+` ] ;;
+esac`)
+			stub("sleep", "")
+			stub("systemctl", `echo "$*" >> "$ROOT/.systemctl"`)
+			stub("useradd", "")
+			stub("dnf", "exit 1")
+			s := worker()
+			s.Name, s.EndOnFailure = "webtier", false
+			s.Ready = &Readiness{Stack: "surge-1225754101", Path: "/healthz", PortEnv: "SURGE_PORT", Wait: time.Minute}
+			script, err := RenderUserData(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := []string{"PATH=" + bin + ":/usr/bin:/bin", RootEnv + "=" + root, "ROOT=" + root}
+			boot := exec.Command("bash", "-c", script)
+			boot.Env = env
+			if out, err := boot.CombinedOutput(); err != nil {
+				t.Fatalf("boot: %v\n%s", err, out)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, ".systemctl")); !strings.Contains(string(b), "enable --now surge-webtier.service surge-ready.service") {
+				t.Errorf("units enabled: %q", b)
+			}
+			unit, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/surge-ready.service"))
+			if err != nil || !strings.Contains(string(unit), "EnvironmentFile=/etc/surge/webtier.env") || !strings.Contains(string(unit), "After=surge-webtier.service") {
+				t.Fatalf("the readiness unit: %v\n%s", err, unit)
+			}
+			ready := exec.Command(filepath.Join(root, "opt/surge/bin/surge-ready"))
+			ready.Env = append(env, "SURGE_PORT=8000")
+			out, err := ready.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the readiness program: %v\n%s", err, out)
+			}
+			signals, _ := os.ReadFile(filepath.Join(root, ".signals"))
+			want := "cloudformation signal-resource --region us-east-1 --stack-name surge-1225754101 --logical-resource-id WebInstanceABC --unique-id i-0abc --status " + tc.status + "\n"
+			if string(signals) != want {
+				t.Errorf("signals:\n%s\nwant\n%s", signals, want)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, ".health")); tc.status == "FAILURE" && strings.TrimSpace(string(b)) != "12" {
+				t.Errorf("the service was asked %s times in a minute, want 12 (every 5 s)", b)
+			}
+		})
 	}
 }

@@ -301,8 +301,7 @@ func (in *instance) boot(ctx context.Context) error {
 	cmd.Env = append(in.baseEnv(),
 		deploy.RootEnv+"="+in.root,
 		"SURGE_EMULATOR_RUN="+in.path("/run/surge-emulator"),
-		"SURGE_EMULATOR_SHIMS="+in.m.shims,
-		"SURGE_EMULATOR_TIME_SCALE="+strconv.FormatFloat(in.m.cfg.TimeScale, 'f', -1, 64))
+		"SURGE_EMULATOR_SHIMS="+in.m.shims)
 	cmd.Dir = in.path("/root")
 	cmd.Stdout, cmd.Stderr = bootLog, bootLog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -354,6 +353,8 @@ func (in *instance) baseEnv() []string {
 		"AWS_ENDPOINT_URL=" + in.m.endpoint,
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + in.md.url,
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv4",
+		// The sleep stand-in's scale, for the boot and for its units.
+		"SURGE_EMULATOR_TIME_SCALE=" + strconv.FormatFloat(in.m.cfg.TimeScale, 'f', -1, 64),
 	}
 }
 
@@ -377,20 +378,24 @@ func (in *instance) startUnits(ctx context.Context) error {
 		if len(f) < 2 || !(f[0] == "start" || f[0] == "enable" && slices.Contains(f, "--now")) {
 			continue
 		}
-		name := f[len(f)-1]
-		u, err := in.readUnit(name)
-		if err != nil {
-			return err
-		}
-		s := &service{u: u, host: in, log: in.log, done: make(chan struct{})}
-		in.mu.Lock()
-		if in.off {
+		for _, name := range f[1:] {
+			if strings.HasPrefix(name, "-") {
+				continue
+			}
+			u, err := in.readUnit(name)
+			if err != nil {
+				return err
+			}
+			s := &service{u: u, host: in, log: in.log, done: make(chan struct{})}
+			in.mu.Lock()
+			if in.off {
+				in.mu.Unlock()
+				return nil
+			}
+			in.services = append(in.services, s)
 			in.mu.Unlock()
-			return nil
+			go s.run(ctx)
 		}
-		in.services = append(in.services, s)
-		in.mu.Unlock()
-		go s.run(ctx)
 	}
 	return nil
 }
@@ -446,12 +451,16 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 		// the lines go to the service's own log instead.
 		env[deploy.EnvEMF] = "stdout"
 	}
-	if strings.HasSuffix(u.exec[0], "/webtier") {
+	// The web tier, and what checks on it with its settings (the
+	// readiness signal), find it where this machine serves it.
+	if web := (deploy.Service{Name: "webtier"}); strings.HasSuffix(u.exec[0], "/webtier") || slices.Contains(u.envFiles, web.EnvFile()) {
 		port, err := in.m.webPort()
 		if err != nil {
 			return nil, err
 		}
 		env["SURGE_HOST"], env["SURGE_PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
+	}
+	if strings.HasSuffix(u.exec[0], "/webtier") {
 		in.m.mu.Lock()
 		in.m.webURL = "http://" + hostForURL(env["SURGE_HOST"]) + ":" + env["SURGE_PORT"] + "/"
 		in.m.mu.Unlock()
