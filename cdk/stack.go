@@ -544,7 +544,10 @@ func (s *surge) functionRole(name, description string) (awsiam.Role, awslogs.Log
 func (s *surge) scaler() {
 	role, logs := s.functionRole("Scaler", "Surge scaler: read the backlog, launch and end this fleet's workers")
 	role.AddToPolicy(statement("ReadBacklog", []string{"sqs:GetQueueAttributes"}, s.req.QueueArn()))
-	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances"}, jsii.String("*")))
+	// Neither Describe action has resource-level permissions. The launch
+	// template's latest version says which warm-pool members a redeploy
+	// made outdated.
+	role.AddToPolicy(statement("SeeFleet", []string{"ec2:DescribeInstances", "ec2:DescribeLaunchTemplates"}, jsii.String("*")))
 	// Launches come from the stack's launch template only
 	// (ec2:LaunchTemplate on every resource of the request), with the
 	// fleet's tag and the template's instance type. What the template

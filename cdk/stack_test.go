@@ -519,7 +519,7 @@ func TestLogsAndSessionManager(t *testing.T) {
 // actionsWithoutResources lists the actions Surge uses that have no
 // resource-level permissions, so only "*" can name their resource.
 func actionsWithoutResources() []string {
-	return []string{"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
+	return []string{"ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
 		"ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}
 }
 

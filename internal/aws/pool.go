@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,16 +39,26 @@ func (f *Fleet) describePool(ctx context.Context, states ...string) ([]types.Ins
 	}), nil
 }
 
-// Pool lists the stopped pool members in the order Launch starts them:
-// by instance id, so that two scalers deciding the same launch start the
-// same instance rather than two.
+// Pool lists the stopped pool members Launch may start, in the order it
+// starts them: by instance id, so that two scalers deciding the same
+// launch start the same instance rather than two. Members launched from
+// an older version of the launch template (before a redeploy) are left
+// out: their boot installed the old worker, and starting one does not
+// boot it again; MaintainPool replaces them.
 func (f *Fleet) Pool(ctx context.Context) ([]PoolMember, error) {
 	stopped, err := f.describePool(ctx, "stopped")
+	if err != nil || len(stopped) == 0 {
+		return nil, err
+	}
+	current, err := f.templateVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]PoolMember, 0, len(stopped))
 	for _, in := range stopped {
+		if outdated(in, current) {
+			continue
+		}
 		out = append(out, PoolMember{ID: sdk.ToString(in.InstanceId), Name: nameOf(in), Subnet: sdk.ToString(in.SubnetId)})
 	}
 	slices.SortFunc(out, func(a, b PoolMember) int { return strings.Compare(a.ID, b.ID) })
@@ -120,6 +131,33 @@ func (f *Fleet) stopIntoPool(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// TagTemplateVersion is the tag EC2 puts on an instance launched from a
+// launch template: the version it was launched from, which says what its
+// boot installed.
+// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-launch-templates.html
+const TagTemplateVersion = "aws:ec2launchtemplate:version"
+
+// templateVersion is the version of the fleet's launch template that
+// launches take ($Latest): a redeploy that changes what workers boot
+// makes a new one.
+func (f *Fleet) templateVersion(ctx context.Context) (string, error) {
+	out, err := f.client.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{f.template}})
+	if err != nil {
+		return "", fmt.Errorf("describing launch template %s: %w", f.template, err)
+	}
+	if len(out.LaunchTemplates) != 1 {
+		return "", fmt.Errorf("launch template %s: %d found", f.template, len(out.LaunchTemplates))
+	}
+	return strconv.FormatInt(sdk.ToInt64(out.LaunchTemplates[0].LatestVersionNumber), 10), nil
+}
+
+// outdated reports whether in was launched from another version of the
+// launch template than current (or from none that EC2 recorded).
+func outdated(in types.Instance, current string) bool {
+	v, ok := tagOf(in, TagTemplateVersion)
+	return !ok || v != current
+}
+
 // poolWarming is TagPool's value on an instance launched to join the
 // pool, until it is ready and stopped; a member's is "true".
 const poolWarming = "warming"
@@ -137,6 +175,7 @@ type PoolReport struct {
 	Stopped  []string `json:"stopped,omitempty"`  // warming instances now ready, stopped into the pool
 	Replaced []string `json:"replaced,omitempty"` // warming instances terminated for missing the boot deadline
 	Shed     []string `json:"shed,omitempty"`     // members terminated because the pool was made smaller
+	Outdated []string `json:"outdated,omitempty"` // members terminated because a redeploy changed the launch template since they were launched
 }
 
 // MaintainPool fills the warm pool towards its size: it launches
@@ -147,12 +186,20 @@ type PoolReport struct {
 // an idle fleet: warming instances take vCPUs a scale-out would want.
 // Launches carry client tokens like Launch's, so two scalers in one scope
 // warm the same instances. A pool made smaller, down to 0, terminates its
-// surplus members, the highest-numbered first.
+// surplus members, the highest-numbered first; members launched from an
+// older version of the launch template (a redeploy since) are terminated
+// and replaced, since they would run the old worker.
 func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (PoolReport, error) {
 	var rep PoolReport
 	members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
 	if err != nil {
 		return rep, err
+	}
+	current := ""
+	if len(members) > 0 {
+		if current, err = f.templateVersion(ctx); err != nil {
+			return rep, err
+		}
 	}
 	var replace []string
 	var kept []types.Instance // members that count towards the size
@@ -167,6 +214,9 @@ func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (P
 		}
 		_, isReady := tagOf(in, TagReady)
 		switch {
+		case outdated(in, current):
+			replace = append(replace, sdk.ToString(in.InstanceId))
+			rep.Outdated = append(rep.Outdated, nameOf(in))
 		case warming && !isReady && bootDeadline > 0 && now.Sub(sdk.ToTime(in.LaunchTime)) > bootDeadline:
 			replace = append(replace, sdk.ToString(in.InstanceId))
 			rep.Replaced = append(rep.Replaced, nameOf(in))

@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -278,5 +279,64 @@ func TestIsPoolMember(t *testing.T) {
 	}
 	if _, err := aws.IsPoolMember(ctx, c, "i-00000000000000000"); err == nil {
 		t.Error("an unknown instance answered without an error")
+	}
+}
+
+// After a redeploy changed the launch template, the members launched from
+// the old version (whose boot installed the old worker, and whose start
+// would not boot again) are never started: a launch makes a new instance,
+// and MaintainPool replaces them with members of the new version.
+func TestOutdatedPoolMembersAreReplaced(t *testing.T) {
+	_, c, f, fleetName, _, _ := poolSetup(t, 2)
+	ctx := context.Background()
+	if _, err := f.MaintainPool(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]string{}
+	for name, ins := range described(t, c, fleetName) {
+		old[name] = sdk.ToString(ins[0].InstanceId)
+		if err := aws.MarkReady(ctx, c, old[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, err := f.MaintainPool(ctx, time.Hour); err != nil || len(rep.Stopped) != 2 {
+		t.Fatalf("stopping the ready members: %+v, %v", rep, err)
+	}
+	// The redeploy: a new version of the template, as CloudFormation
+	// makes for new user data.
+	if _, err := c.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
+		LaunchTemplateName: sdk.String(fleetName + "-worker"),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: sdk.String("ami-12345678"), InstanceType: types.InstanceTypeT3Micro},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pool, err := f.Pool(ctx); err != nil || len(pool) != 0 {
+		t.Fatalf("the pool after the redeploy offers %+v (%v), want no member to start", pool, err)
+	}
+	launch(t, ctx, f, "app-tier-instance-1")
+	got := list(t, f)
+	if len(got) != 1 || slices.Contains(slices.Collect(maps.Values(old)), got[0].ID) {
+		t.Fatalf("a launch after the redeploy: %+v; want a new instance, not one of %v", got, old)
+	}
+	rep, err := f.MaintainPool(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Sort(rep.Outdated); !slices.Equal(rep.Outdated, []string{"app-tier-pool-1", "app-tier-pool-2"}) || len(rep.Launched) != 2 {
+		t.Errorf("maintenance after the redeploy: %+v; want both members outdated and replaced", rep)
+	}
+	for name, ins := range described(t, c, fleetName) {
+		for _, in := range ins {
+			v := ""
+			for _, tag := range in.Tags {
+				if sdk.ToString(tag.Key) == aws.TagTemplateVersion {
+					v = sdk.ToString(tag.Value)
+				}
+			}
+			live := in.State.Name != types.InstanceStateNameTerminated && in.State.Name != types.InstanceStateNameShuttingDown
+			if live && v != "2" {
+				t.Errorf("%s (%s) is live from template version %q, want 2", name, sdk.ToString(in.InstanceId), v)
+			}
+		}
 	}
 }

@@ -194,8 +194,9 @@ func (h *Handler) maintainPool(ctx context.Context, sum *Summary) {
 		h.log.Error("keeping the warm pool filled", "err", err, "members", rep.Members, "launched", rep.Launched)
 		return
 	}
-	if len(rep.Launched)+len(rep.Stopped)+len(rep.Replaced)+len(rep.Shed) > 0 {
-		h.log.Info("warm pool", "members", rep.Members, "launched", rep.Launched, "stopped", rep.Stopped, "replaced", rep.Replaced, "shed", rep.Shed)
+	if len(rep.Launched)+len(rep.Stopped)+len(rep.Replaced)+len(rep.Shed)+len(rep.Outdated) > 0 {
+		h.log.Info("warm pool", "members", rep.Members, "launched", rep.Launched, "stopped", rep.Stopped, "replaced", rep.Replaced,
+			"shed", rep.Shed, "outdated", rep.Outdated)
 	}
 }
 
