@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/beevik/etree"
 )
 
@@ -259,7 +261,33 @@ func (p *Proxy) afterUpdate(ctx context.Context, region, stackID string, tmplBod
 	st.tmpl, st.customs = t, customs
 	p.cfn.mu.Unlock()
 	p.cfn.setStatus(st, "", "")
-	p.awaitSignals(st, signalsToAwait(t, before, p.physicalIDs(ctx, region, stackID)), true)
+	after := p.physicalIDs(ctx, region, stackID)
+	made := signalsToAwait(t, before, after)
+	p.tagMadeInstances(ctx, st, t, made, after)
+	p.awaitSignals(st, made, true)
+}
+
+// tagMadeInstances gives instances an update made the tags CloudFormation
+// puts on what it creates, which moto gives only at a stack's creation:
+// an instance finds its logical id in them to signal.
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-resource-tags.html
+func (p *Proxy) tagMadeInstances(ctx context.Context, st *stackRecord, t *template, ids []string, physical map[string]string) {
+	for _, id := range ids {
+		if t.Resources[id].Type != "AWS::EC2::Instance" || physical[id] == "" {
+			continue
+		}
+		_, err := p.moto.in(st.region).EC2.CreateTags(ctx, &ec2.CreateTagsInput{
+			Resources: []string{physical[id]},
+			Tags: []ec2types.Tag{
+				{Key: aws.String("aws:cloudformation:logical-id"), Value: aws.String(id)},
+				{Key: aws.String("aws:cloudformation:stack-name"), Value: aws.String(st.name)},
+				{Key: aws.String("aws:cloudformation:stack-id"), Value: aws.String(st.id)},
+			},
+		})
+		if err != nil {
+			p.log.Warn("tagging an instance an update made", "stack", st.name, "resource", id, "err", err)
+		}
+	}
 }
 
 // failChangeSet shows a change set that fails while its resources are

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
 func TestISODuration(t *testing.T) {
@@ -79,6 +80,23 @@ func TestCreationPolicyWaitsForTheSignal(t *testing.T) {
 	}
 	if st, err := describeStack(t, c, "web"); err != nil || st.StackStatus != cfntypes.StackStatusUpdateInProgress {
 		t.Fatalf("an update before the new instance's signal: %s, %v", st.StackStatus, err)
+	}
+	// The new instance carries CloudFormation's tags, as one the stack's
+	// creation made does: the instance reads its logical id there.
+	res, err := c.DescribeStackResource(context.Background(), &cloudformation.DescribeStackResourceInput{StackName: aws.String("web"), LogicalResourceId: aws.String("Web2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ec2Client(p).DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{InstanceIds: []string{aws.ToString(res.StackResourceDetail.PhysicalResourceId)}})
+	if err != nil || len(out.Reservations) != 1 {
+		t.Fatalf("the new instance: %v", err)
+	}
+	tags := map[string]string{}
+	for _, tag := range out.Reservations[0].Instances[0].Tags {
+		tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	if tags["aws:cloudformation:logical-id"] != "Web2" || tags["aws:cloudformation:stack-name"] != "web" {
+		t.Errorf("the new instance's tags: %v", tags)
 	}
 	if err := signal(c, "web", "Web2", cfntypes.ResourceSignalStatusSuccess); err != nil {
 		t.Fatal(err)
