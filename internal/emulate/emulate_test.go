@@ -107,14 +107,19 @@ var poolAssembly struct {
 
 const poolSize = 2
 
+// poolContext is the context of the stack with a warm pool.
+func poolContext() map[string]string {
+	return map[string]string{
+		"prefix": prefix, "gallery": assembly.gallery, "allowedCidr": "127.0.0.1/32", "course": "2026",
+		"scalerTick": "1s", "idleShutdown": "3s", "poolSize": strconv.Itoa(poolSize),
+	}
+}
+
 func synthesizedWithPool(t *testing.T) string {
 	t.Helper()
 	synthesized(t) // enrolls the gallery
 	poolAssembly.once.Do(func() {
-		dir := testenv.Synth(t, map[string]string{
-			"prefix": prefix, "gallery": assembly.gallery, "allowedCidr": "127.0.0.1/32", "course": "2026",
-			"scalerTick": "1s", "idleShutdown": "3s", "poolSize": strconv.Itoa(poolSize),
-		})
+		dir := testenv.Synth(t, poolContext())
 		copied, err := os.MkdirTemp("", "surge-assembly-")
 		if err != nil {
 			t.Fatal(err)
@@ -890,4 +895,91 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 		}
 	}
 	t.Logf("100/100 in %v with a warm pool; peak %d workers; pool after: %v", rep.Duration.Round(time.Millisecond), fine.peak(start), stoppedMembers(t, cloud))
+}
+
+// Issue 20: a redeploy after editing a test file keeps the web instance
+// and its address (the web binary's asset is the same, so is the
+// instance's user data), and after editing the worker's code the next
+// member of the warm pool to start runs the new worker: members of the
+// old launch template are replaced, never started.
+func TestRedeployKeepsTheWebTierAndRenewsThePool(t *testing.T) {
+	cloud, url := faceCloudFrom(t, synthesizedWithPool(t))
+	ctx := context.Background()
+	for deadline := time.Now().Add(2 * time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not fill: %v", poolMembers(t, cloud))
+		}
+	}
+	oldPool := stoppedMembers(t, cloud)
+	web := func() (id, address string) {
+		t.Helper()
+		out, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+			{Name: sdk.String("tag:Name"), Values: []string{"web-instance"}}, {Name: sdk.String("instance-state-name"), Values: []string{"running"}},
+		}})
+		if err != nil || len(out.Reservations) != 1 || len(out.Reservations[0].Instances) != 1 {
+			t.Fatalf("the running web-instance: %+v, %v", out, err)
+		}
+		return sdk.ToString(out.Reservations[0].Instances[0].InstanceId), stackOutputs(t, cloud.Clients, prefix)["WebUrl"]
+	}
+	webID, webAddress := web()
+	version := func() int64 {
+		t.Helper()
+		out, err := cloud.Clients.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{prefix + "-worker"}})
+		if err != nil || len(out.LaunchTemplates) != 1 {
+			t.Fatalf("the launch template: %v", err)
+		}
+		return sdk.ToInt64(out.LaunchTemplates[0].LatestVersionNumber)
+	}
+	before := version()
+
+	repo := testenv.CopyRepo(t)
+	for _, f := range []string{"internal/frontend/frontend_test.go", "worker/main.go"} {
+		b, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, f), append(b, "\n// Edited by TestRedeployKeepsTheWebTierAndRenewsThePool.\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deployCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if _, err := cloud.Deploy(deployCtx, testenv.SynthIn(t, repo, poolContext()), prefix); err != nil {
+		t.Fatal(err)
+	}
+	if id, address := web(); id != webID || address != webAddress {
+		t.Errorf("after the redeploy the web tier is %s at %s; want %s at %s, as before", id, address, webID, webAddress)
+	}
+	after := version()
+	if after <= before {
+		t.Fatalf("the launch template is at version %d after a redeploy with a new worker, as before", after)
+	}
+
+	files, expected := faces(t)
+	named, labels := renamedFaces(t, files[:5], expected, "redeployed_")
+	if rep := testenv.Workload(t, url, named, labels); rep.Correct != 5 {
+		t.Fatalf("after the redeploy: %d of 5 correct", rep.Correct)
+	}
+	out, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: sdk.String("tag:Name"), Values: []string{"app-tier-instance-*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := 0
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			workers++
+			if v := tagOf(in, aws.TagTemplateVersion); v != strconv.FormatInt(after, 10) {
+				t.Errorf("worker %s (%s) runs launch template version %s, not the deployed %d", sdk.ToString(in.InstanceId), tagOf(in, "Name"), v, after)
+			}
+			if slices.Contains(oldPool, sdk.ToString(in.InstanceId)) {
+				t.Errorf("worker %s is an outdated pool member, started", sdk.ToString(in.InstanceId))
+			}
+		}
+	}
+	if workers == 0 {
+		t.Fatal("no worker ran after the redeploy")
+	}
+	t.Logf("web instance %s kept at %s; launch template %d -> %d; %d workers ran, all of version %d", webID, webAddress, before, after, workers, after)
 }

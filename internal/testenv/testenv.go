@@ -297,8 +297,14 @@ func Workload(t testing.TB, url string, files []string, expected map[string]stri
 // assembly's directory; it is removed when the test ends.
 func Synth(t testing.TB, context map[string]string) string {
 	t.Helper()
+	return SynthIn(t, Root(t), context)
+}
+
+// SynthIn is Synth of the CDK app of the repository at root (a copy of
+// Root, say, with files edited).
+func SynthIn(t testing.TB, root string, context map[string]string) string {
+	t.Helper()
 	SkipShort(t, "the CDK's jsii runtime (node)")
-	root := Root(t)
 	if _, ok := context["modelDir"]; !ok {
 		context["modelDir"] = Path(t, "models", "mobilenetv2-12-int8")
 	}
@@ -319,6 +325,41 @@ func Synth(t testing.TB, context map[string]string) string {
 	}
 	t.Logf("synthesized %v in %v", context, time.Since(start).Round(time.Second))
 	return out
+}
+
+// CopyRepo copies the repository's sources (not its caches, builds or
+// history) into a new temporary directory, for a test that edits them.
+func CopyRepo(t testing.TB) string {
+	t.Helper()
+	src, dst := Root(t), t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			if path != src && (strings.HasPrefix(d.Name(), ".") || slices.Contains([]string{"bin", "cdk.out", "node_modules"}, d.Name())) {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatalf("copying the repository: %v", err)
+	}
+	return dst
 }
 
 // FreePort is a TCP port on loopback that nothing listens on right now.
