@@ -85,6 +85,17 @@ func TestAdminEndpoints(t *testing.T) {
 	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=many"); status != 400 {
 		t.Errorf("a bad quota: %d", status)
 	}
+	if status, state = admin(t, p, http.MethodPost, "/_surge/ec2?runInstancesDelay=1500ms"); status != 200 || state["runInstancesDelay"] != "1.5s" {
+		t.Errorf("POST ec2?runInstancesDelay: %d %v", status, state)
+	}
+	// A malformed setting changes nothing, not even the good ones beside it.
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=4&runInstancesDelay=soon"); status != 400 {
+		t.Errorf("a bad delay: %d", status)
+	}
+	if _, state = admin(t, p, http.MethodGet, "/_surge/ec2"); state["vcpuQuota"] != 2.0 || state["runInstancesDelay"] != "1.5s" {
+		t.Errorf("after a refused POST: %v", state)
+	}
+	p.SetRunInstancesDelay(0)
 
 	s := s3Client(p, "i-1")
 	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("admin-bucket")}); err != nil {

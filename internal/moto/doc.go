@@ -41,6 +41,11 @@
 //     (a stopped instance cannot move zones), leaving it stopped; otherwise
 //     "pending" for PendingFor again and LaunchTime moved to the start, as
 //     EC2 shows the last start there.
+//   - RunInstances that takes time to answer (RunInstancesDelay, 0 by
+//     default), as a launch on EC2 takes seconds: its instances show in
+//     DescribeInstances only once it has answered, so a launch of many
+//     names one at a time is seen by others as a fleet growing name by
+//     name. https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
 //   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
 //     MaxCount (moto launches MinCount).
 //   - An instance launched from a template takes the template's
@@ -95,6 +100,9 @@
 //   - vCPUs come from a small table of the t2, t3, t3a, t4g, m5, m6i, m7i,
 //     c5, c6i, c7i, r5 and r6i families (and m1.small, EC2's default type);
 //     any other type is refused with InvalidParameterValue.
+//   - A RunInstances whose caller gives up (closes its connection) within
+//     RunInstancesDelay launches nothing; on AWS a request already
+//     received may launch all the same.
 //   - One account is served (moto's default, which every caller moto did
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the
@@ -108,6 +116,7 @@
 //	GET  /_surge/clock                       {"now": RFC3339}
 //	POST /_surge/clock?advance=2h            advances the clock
 //	POST /_surge/ec2?vcpuQuota=8&noCapacity=us-east-1a,us-east-1b   (empty noCapacity clears)
+//	POST /_surge/ec2?runInstancesDelay=2s    RunInstancesDelay (0: none); a malformed setting sets nothing
 //	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
 //	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL
 package moto

@@ -486,3 +486,45 @@ func TestShutdownBehaviourFromLaunchTemplate(t *testing.T) {
 		}
 	}
 }
+
+// A slow RunInstances shows nothing until it answers; one whose caller
+// gives up first launches nothing.
+func TestRunInstancesDelay(t *testing.T) {
+	p := start(t, ProxyConfig{RunInstancesDelay: time.Second})
+	c := ec2Client(p)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+		answered <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-answered:
+		t.Fatalf("answered within a third of the delay: %v", err)
+	default:
+	}
+	if got := states(t, c); len(got) != 0 {
+		t.Fatalf("before RunInstances answered, DescribeInstances shows %v", got)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if got := states(t, c); len(got) != 1 {
+		t.Fatalf("after RunInstances answered, DescribeInstances shows %v", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.RunInstances(ctx, &ec2.RunInstancesInput{
+		ImageId: aws.String("ami-12345678"), InstanceType: types.InstanceTypeT3Small, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+	}); err == nil {
+		t.Fatal("a RunInstances cut short by its caller answered")
+	}
+	time.Sleep(1500 * time.Millisecond) // past when it would have launched
+	if got := states(t, c); len(got) != 1 {
+		t.Fatalf("a RunInstances its caller gave up on launched: %v", got)
+	}
+
+	p.SetRunInstancesDelay(0)
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+}

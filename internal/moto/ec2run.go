@@ -188,10 +188,21 @@ type launchSpec struct {
 // launch checks quota and capacity, then forwards the launch to moto. It
 // returns moto's answer for the token memory.
 func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) (answer []byte, ids []string, ok bool) {
+	ctx := r.Context()
+	if d := p.runInstancesDelay(); d > 0 {
+		// EC2 at work on the request: nothing shows in DescribeInstances
+		// yet, and a caller that gives up (its connection closed) is
+		// taken to have launched nothing.
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			p.log.Info("RunInstances abandoned by its caller before EC2 answered: nothing launched", "delay", d)
+			return nil, nil, false
+		}
+	}
 	reg := p.ec2.region(c.region)
 	reg.launch.Lock()
 	defer reg.launch.Unlock()
-	ctx := r.Context()
 	spec, err := p.launchSpec(ctx, c.region, form)
 	if err != nil {
 		// moto answers a request it cannot serve (an unknown template, say)

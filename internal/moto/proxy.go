@@ -34,6 +34,9 @@ type ProxyConfig struct {
 	ShuttingDownFor   time.Duration // how long a terminated instance shows "shutting-down" first [0: none]
 	TokenMemory       time.Duration // client tokens are remembered this long after their instances terminated [24h]
 	TerminatedVisible time.Duration // terminated instances stay in DescribeInstances this long [1h]
+	// RunInstancesDelay is how long EC2 takes to answer a RunInstances
+	// that launches [0]; its instances exist only once it has answered.
+	RunInstancesDelay time.Duration
 
 	// S3
 	TakenBucketNames []string // global bucket names owned by other accounts
@@ -76,6 +79,7 @@ type Proxy struct {
 	mu          sync.Mutex
 	vcpuQuota   int
 	noCapacity  map[string]bool
+	runDelay    time.Duration
 	failCallers map[string]bool
 
 	ec2    *ec2State
@@ -127,6 +131,7 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		cancel:      cancel,
 		vcpuQuota:   cfg.VCPUQuota,
 		noCapacity:  setOf(cfg.NoCapacity),
+		runDelay:    cfg.RunInstancesDelay,
 		failCallers: map[string]bool{},
 		ec2:         newEC2State(),
 		cfn:         newCFNState(),
@@ -188,6 +193,20 @@ func (p *Proxy) SetNoCapacity(azs ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.noCapacity = setOf(azs)
+}
+
+// SetRunInstancesDelay changes how long a RunInstances that launches
+// takes to answer; 0 answers as fast as moto does.
+func (p *Proxy) SetRunInstancesDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runDelay = max(0, d)
+}
+
+func (p *Proxy) runInstancesDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runDelay
 }
 
 // FailDownloads makes S3 object reads by this caller (access key id) fail
