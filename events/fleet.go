@@ -62,6 +62,20 @@ func (e *CapacityError) Error() string {
 // Is makes errors.Is(err, ErrNoCapacity) true for any CapacityError.
 func (e *CapacityError) Is(target error) bool { return target == ErrNoCapacity }
 
+// LaunchStopped is a launch that stopped partway for a reason other than
+// capacity: its caller's time ran out, or launching was no longer allowed.
+// What launched before it stays; errors.Is sees through to the cause.
+type LaunchStopped struct {
+	Cause    error
+	Launched []string // the names that did launch first
+}
+
+func (e *LaunchStopped) Error() string {
+	return fmt.Sprintf("launch stopped (%d launched first): %v", len(e.Launched), e.Cause)
+}
+
+func (e *LaunchStopped) Unwrap() error { return e.Cause }
+
 // DefaultPrefix names worker instances as the course graders expect.
 const DefaultPrefix = "app-tier-instance-"
 

@@ -224,7 +224,8 @@ func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 // A capacity error in one subnet moves the name on to the next; a subnet
 // that failed is skipped for the rest of the call. An account quota, or a
 // name that no subnet can take, ends the call with a *events.CapacityError
-// that lists the names launched before it.
+// that lists the names launched before it; the end of ctx (a scaler's
+// minute over) ends it with a *events.LaunchStopped that does.
 func (f *Fleet) Launch(ctx context.Context, names []string) error {
 	scope := f.launchScope(ctx)
 	endedList, err := f.describe(ctx, "shutting-down", "terminated")
@@ -244,7 +245,13 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 	}
 	var launched []string
 	var errs []error
+	stop := func(cause error) error {
+		return errors.Join(append([]error{&events.LaunchStopped{Cause: cause, Launched: launched}}, errs...)...)
+	}
 	for _, name := range names {
+		if ctx.Err() != nil {
+			return stop(context.Cause(ctx))
+		}
 		started, err := f.startPooled(ctx, name, &stopped, full)
 		if !started && err == nil {
 			err = f.launchName(ctx, scope, name, ended, full)
@@ -253,6 +260,9 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 		switch {
 		case err == nil:
 			launched = append(launched, name)
+		case ctx.Err() != nil:
+			// Cut short by the caller: no failure of the name's.
+			return stop(context.Cause(ctx))
 		case errors.As(err, &ceiling):
 			ceiling.Launched = launched
 			if len(errs) == 0 {

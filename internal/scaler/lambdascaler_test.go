@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	awsevents "github.com/aws/aws-lambda-go/events"
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -51,6 +54,17 @@ func scheduledEvent(t *testing.T, when time.Time) awsevents.EventBridgeEvent {
 	}
 	return ev
 }
+
+// eventNow is a scheduled event for this moment, which a handler whose tick is
+// longer than its window reconciles once.
+func eventNow(t *testing.T) awsevents.EventBridgeEvent {
+	t.Helper()
+	return scheduledEvent(t, time.Now())
+}
+
+// onceTick makes a handler wired from its environment reconcile once per
+// event: the first reconcile, and no tick within the window.
+const onceTick = "1h"
 
 // onTheSecond waits for the next whole second and returns a scheduled
 // event for it: EventBridge's times are whole seconds, and an invocation
@@ -196,17 +210,29 @@ func TestScheduledInvocation(t *testing.T) {
 	}
 }
 
+// An event whose minute is over (a retry Lambda sends later, a delivery
+// held up) is another invocation's minute: it is not reconciled at all.
 func TestStaleAndForeignEvents(t *testing.T) {
 	r := newRig(t, 1)
 	var logs, metrics syncBuffer
-	h := r.handler(time.Minute, time.Second, &logs, &metrics)
-	// A retry delivered long after its schedule reconciles once, at once.
-	start := time.Now()
-	sum, err := h.Handle(context.Background(), scheduledEvent(t, start.Add(-10*time.Minute)))
-	if err != nil || sum.Reconciles != 1 || time.Since(start) > 5*time.Second {
-		t.Fatalf("stale event: %+v, %v after %v", sum, err, time.Since(start))
+	h := r.handler(time.Minute, time.Hour, &logs, &metrics)
+	for _, late := range []time.Duration{61 * time.Second, 10 * time.Minute} {
+		sum, err := h.Handle(context.Background(), scheduledEvent(t, time.Now().Add(-late)))
+		if err != nil || sum.Reconciles != 0 {
+			t.Fatalf("an event %v old: %+v, %v", late, sum, err)
+		}
 	}
-	ev := scheduledEvent(t, time.Now())
+	if n := len(r.tokensByName(t)); n != 0 {
+		t.Fatalf("stale events launched %d instances", n)
+	}
+	if n := strings.Count(logs.b.String(), "event outside its window"); n != 2 {
+		t.Fatalf("%d stale events logged, want 2:\n%s", n, logs.b.String())
+	}
+	// One delivered late but within its minute still decides.
+	if sum, err := h.Handle(context.Background(), scheduledEvent(t, time.Now().Add(-50*time.Second))); err != nil || len(sum.Launched) != 1 {
+		t.Fatalf("an event 50s old: %+v, %v", sum, err)
+	}
+	ev := eventNow(t)
 	ev.Source, ev.DetailType = "aws.s3", "Object Created"
 	if _, err := h.Handle(context.Background(), ev); err == nil || !strings.Contains(err.Error(), "not a scheduled event") {
 		t.Fatalf("foreign event: %v", err)
@@ -265,12 +291,13 @@ func TestOverlappingInvocationsShareClientTokens(t *testing.T) {
 func TestEventIsTheLaunchScope(t *testing.T) {
 	r := newRig(t, 1)
 	ctx := context.Background()
-	at := time.Now().Add(-10 * time.Minute) // stale: one reconcile each
+	// Within a long window and a longer tick, one reconcile each.
+	at := time.Now().Add(-2 * time.Minute)
 	first, next := scheduledEvent(t, at), scheduledEvent(t, at.Add(time.Minute))
 	next.ID = "2b6c05a5-0c1c-4b4f-9a53-6f1c1b0ee2a1"
 	for _, ev := range []awsevents.EventBridgeEvent{first, next, first} {
 		var logs, metrics syncBuffer
-		if sum, err := r.handler(time.Minute, time.Second, &logs, &metrics).Handle(ctx, ev); err != nil || len(sum.Launched) != 1 {
+		if sum, err := r.handler(10*time.Minute, time.Hour, &logs, &metrics).Handle(ctx, ev); err != nil || len(sum.Launched) != 1 {
 			t.Fatalf("%+v, %v", sum, err)
 		}
 		if err := r.fleet.Drain(ctx, []string{"app-tier-instance-1"}); err != nil {
@@ -386,6 +413,7 @@ func TestFromEnv(t *testing.T) {
 		"SURGE_MAX_WORKERS":       "3",
 		"SURGE_BOOT_DEADLINE":     "2m",
 		"SURGE_CAPACITY_BACKOFF":  "10s",
+		"SURGE_TICK":              onceTick,
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := context.Background()
@@ -394,7 +422,7 @@ func TestFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	sum, err := h.Handle(ctx, eventNow(t))
 	if err != nil || !slices.Equal(sum.Launched, []string{"app-tier-instance-1"}) {
 		t.Fatalf("%+v, %v", sum, err)
 	}
@@ -444,7 +472,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 	moto.Function(t, r.clients, fn)
 	env := map[string]string{
 		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-		"AWS_LAMBDA_FUNCTION_NAME": fn,
+		"AWS_LAMBDA_FUNCTION_NAME": fn, "SURGE_TICK": onceTick,
 	}
 	var out syncBuffer
 	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, &out)
@@ -457,7 +485,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil {
+		if _, err := h.Handle(ctx, eventNow(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -471,7 +499,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 	if _, err := lambda.NewFromConfig(r.clients.Config).DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: &fn}); err != nil {
 		t.Fatal(err)
 	}
-	if sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil || len(sum.Launched) != 1 {
+	if sum, err := h.Handle(ctx, eventNow(t)); err != nil || len(sum.Launched) != 1 {
 		t.Fatalf("%+v, %v", sum, err)
 	}
 	if in, err := r.fleet.List(ctx); err != nil || len(in) != 1 {
@@ -487,7 +515,7 @@ func TestHandlerKeepsThePoolWhenIdle(t *testing.T) {
 		t.Helper()
 		env := map[string]string{
 			"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-			"SURGE_POOL_SIZE": "2",
+			"SURGE_POOL_SIZE": "2", "SURGE_TICK": onceTick,
 		}
 		h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, io.Discard)
 		if err != nil {
@@ -497,14 +525,14 @@ func TestHandlerKeepsThePoolWhenIdle(t *testing.T) {
 	}
 
 	busy := newRig(t, 3)
-	sum, err := handler(busy).Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	sum, err := handler(busy).Handle(ctx, eventNow(t))
 	if err != nil || !slices.Equal(sum.Launched, []string{"app-tier-instance-1"}) || len(sum.PoolLaunched) != 0 {
 		t.Fatalf("with a backlog: %+v, %v", sum, err)
 	}
 
 	idle := newRig(t, 0)
 	h := handler(idle)
-	sum, err = h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	sum, err = h.Handle(ctx, eventNow(t))
 	if err != nil || len(sum.Launched) != 0 || !slices.Equal(sum.PoolLaunched, []string{"app-tier-pool-1", "app-tier-pool-2"}) {
 		t.Fatalf("idle: %+v, %v", sum, err)
 	}
@@ -512,7 +540,7 @@ func TestHandlerKeepsThePoolWhenIdle(t *testing.T) {
 		t.Fatalf("the pool's instances show in the fleet: %v (%v)", in, err)
 	}
 	// The pool is filling: nothing more to launch, and the fleet is still idle.
-	sum, err = h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour)))
+	sum, err = h.Handle(ctx, eventNow(t))
 	if err != nil || len(sum.Launched)+len(sum.PoolLaunched) != 0 {
 		t.Fatalf("idle again: %+v, %v", sum, err)
 	}
@@ -526,7 +554,7 @@ func TestStoppedScalerWarmsNothing(t *testing.T) {
 	moto.Function(t, r.clients, fn)
 	env := map[string]string{
 		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-		"SURGE_POOL_SIZE": "2", "AWS_LAMBDA_FUNCTION_NAME": fn,
+		"SURGE_POOL_SIZE": "2", "AWS_LAMBDA_FUNCTION_NAME": fn, "SURGE_TICK": onceTick,
 	}
 	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -537,10 +565,104 @@ func TestStoppedScalerWarmsNothing(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if sum, err := h.Handle(ctx, scheduledEvent(t, time.Now().Add(-time.Hour))); err != nil || len(sum.PoolLaunched) != 0 {
+	if sum, err := h.Handle(ctx, eventNow(t)); err != nil || len(sum.PoolLaunched) != 0 {
 		t.Fatalf("stopped: %+v, %v", sum, err)
 	}
 	if n := len(r.tokensByName(t)); n != 0 {
 		t.Fatalf("a stopped scaler launched %d instances", n)
+	}
+}
+
+// throughSlowEC2 is the options that point a handler's clients at a proxy
+// in front of moto whose RunInstances takes delay to answer, as EC2's
+// takes seconds.
+func throughSlowEC2(t *testing.T, delay time.Duration) []func(*awsconfig.LoadOptions) error {
+	t.Helper()
+	p, err := moto.StartProxy(context.Background(), moto.ProxyConfig{Upstream: os.Getenv("AWS_ENDPOINT_URL"), RunInstancesDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return []func(*awsconfig.LoadOptions) error{awsconfig.WithBaseEndpoint(p.URL())}
+}
+
+// liveByName counts the fleet's instances that are not terminated, by
+// Name tag.
+func (r *rig) liveByName(t *testing.T) map[string]int {
+	t.Helper()
+	out, err := r.clients.EC2.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: sdk.String("tag:" + aws.TagFleet), Values: []string{r.name}},
+		{Name: sdk.String("instance-state-name"), Values: []string{"pending", "running"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]int{}
+	for _, res := range out.Reservations {
+		for _, in := range res.Instances {
+			for _, tag := range in.Tags {
+				if sdk.ToString(tag.Key) == "Name" {
+					byName[sdk.ToString(tag.Value)]++
+				}
+			}
+		}
+	}
+	return byName
+}
+
+// Consecutive minutes' invocations, each in its own execution
+// environment, while every launch takes long enough that one minute's
+// launches cannot all fit in it: a reconcile still launching when its
+// minute ends would launch names the next minute's invocation (deciding
+// at once, under other client tokens, from what DescribeInstances lists)
+// launches too. Each name runs once, and the fleet stays within its cap.
+func TestMinutesNeverLaunchANameTwice(t *testing.T) {
+	const capacity, window = 6, 2 * time.Second
+	r := newRig(t, 40) // wants more than the cap
+	opts := throughSlowEC2(t, 800*time.Millisecond)
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+		"SURGE_MAX_WORKERS": strconv.Itoa(capacity), "SURGE_WINDOW": window.String(), "SURGE_TICK": "1s",
+	}
+	first := onTheSecond(t)
+	var wg sync.WaitGroup
+	logs := make([]*syncBuffer, 3)
+	for i := range logs {
+		logs[i] = &syncBuffer{}
+		ev := first
+		ev.ID = fmt.Sprintf("%s-%d", first.ID, i)
+		ev.Time = first.Time.Add(time.Duration(i) * window)
+		wg.Go(func() {
+			time.Sleep(time.Until(ev.Time)) // EventBridge invokes on the minute
+			h, err := scaler.FromEnv(context.Background(), func(k string) string { return env[k] }, logs[i], opts...)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			// Lambda's deadline: the stack's timeout outlasts the window.
+			ctx, cancel := context.WithDeadline(context.Background(), ev.Time.Add(window+10*time.Second))
+			defer cancel()
+			h.Handle(ctx, ev)
+		})
+	}
+	wg.Wait()
+	live := r.liveByName(t)
+	total := 0
+	for name, n := range live {
+		total += n
+		if n > 1 {
+			t.Errorf("%s runs %d times", name, n)
+		}
+	}
+	if total > capacity {
+		t.Errorf("%d instances run, over the cap of %d: %v", total, capacity, live)
+	}
+	if !strings.Contains(logs[0].b.String(), "reconcile cut off at the end of its window") {
+		t.Error("the first minute's launches all fitted in it: nothing here crossed into the next minute")
+	}
+	if t.Failed() || testing.Verbose() {
+		for i, l := range logs {
+			t.Logf("invocation %d:\n%s", i, l.b.String())
+		}
 	}
 }

@@ -31,7 +31,8 @@ type Fleet interface {
 	List(ctx context.Context) ([]events.Instance, error)
 	// Launch starts workers with the given names. A refusal for want of
 	// capacity or quota is a *events.CapacityError naming the workers that
-	// did launch.
+	// did launch; so is a launch that stopped partway otherwise (ctx
+	// ended), as a *events.LaunchStopped.
 	Launch(ctx context.Context, names []string) error
 	// Drain tells workers to finish what they hold and leave.
 	Drain(ctx context.Context, names []string) error
@@ -64,8 +65,8 @@ type Decision struct {
 	Desired  int `json:"desired"`
 	Running  int `json:"running"`  // instances taking or about to take work, before this decision
 	Draining int `json:"draining"` // instances leaving, the replaced ones included
-	// Launched are the names launched; after a capacity refusal, only
-	// those that did launch.
+	// Launched are the names launched; after a capacity refusal or a
+	// launch stopped partway, only those that did launch.
 	Launched []string `json:"launched,omitempty"`
 	Drained  []string `json:"drained,omitempty"`
 	// Replaced are instances terminated for not becoming ready within
@@ -175,19 +176,23 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 		d = d.Within(s.episode.Size)
 	}
 	var errs []error
-	if len(d.Launched) > 0 {
-		err := s.fleet.Launch(ctx, d.Launched)
+	if wanted := d.Launched; len(wanted) > 0 {
+		err := s.fleet.Launch(ctx, wanted)
 		var refused *events.CapacityError
-		if errors.As(err, &refused) {
-			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(d.Launched), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
+		var stopped *events.LaunchStopped
+		switch {
+		case errors.As(err, &refused):
+			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(wanted), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
 			d.Launched = refused.Launched
 			s.ceilingHit(now, &d, refused, len(instances)+len(refused.Launched))
 			err = withoutCapacityErrors(err)
-		} else if err == nil && !backingOff {
+		case errors.As(err, &stopped):
+			d.Launched = stopped.Launched
+		case err == nil && !backingOff:
 			s.ceilingLifted(now, len(instances)+len(d.Launched), "launched in full")
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("launching %v: %w", d.Launched, err))
+			errs = append(errs, fmt.Errorf("launching %v: %w", wanted, err))
 		}
 	} else if !backingOff && len(d.Held) == 0 {
 		// Nothing beyond the ceiling is wanted any more: it no longer
