@@ -104,18 +104,7 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 	case "CreateStack":
 		p.createStack(w, r, c, form, body)
 	case "UpdateStack":
-		tmpl, err := p.templateOf(r.Context(), c.region, form)
-		if err != nil {
-			p.forwardFailed(w, "reading a stack update's template", err)
-			return true
-		}
-		if refusal, err := p.preflight(r.Context(), c, form, tmpl, false); err != nil {
-			p.forwardFailed(w, "checking a stack update", err)
-		} else if refusal != "" {
-			cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
-		} else {
-			return false
-		}
+		p.updateStack(w, r, c, form, body)
 	case "DeleteStack":
 		p.deleteStack(w, r, c, form, body)
 	case "DescribeStacks", "ListStacks", "DescribeStackEvents":
@@ -124,6 +113,38 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 		return false
 	}
 	return true
+}
+
+// updateStack checks an update as AWS would, forwards it, and carries out
+// what moto leaves out of it.
+func (p *Proxy) updateStack(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) {
+	ctx := r.Context()
+	tmplBody, err := p.templateOf(ctx, c.region, form)
+	if err != nil {
+		p.forwardFailed(w, "reading a stack update's template", err)
+		return
+	}
+	if refusal, err := p.preflight(ctx, c, form, tmplBody, false); err != nil {
+		p.forwardFailed(w, "checking a stack update", err)
+		return
+	} else if refusal != "" {
+		cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
+		return
+	}
+	answer, err := p.roundTrip(r, body)
+	if err != nil {
+		p.forwardFailed(w, "forwarding UpdateStack", err)
+		return
+	}
+	defer answer.write(w)
+	t, ok := parseTemplate(tmplBody)
+	if answer.status != http.StatusOK || !ok {
+		return
+	}
+	stack := form.Get("StackName")
+	if failed, err := p.applyUnimplemented(ctx, c.region, stack, stack, t, stackParameters(form)); err != nil {
+		p.log.Error("a resource moto does not implement failed to update", "stack", stack, "resource", failed, "err", err)
+	}
 }
 
 // cfnError answers in CloudFormation's Query error format.
@@ -412,31 +433,46 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 	if !ok {
 		return
 	}
-	customs, err := t.customResources()
-	if err != nil || len(customs) == 0 {
-		return
-	}
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(answer.body); err != nil {
 		p.log.Error("reading moto's CreateStack answer", "err", err)
 		return
 	}
 	stackID := strings.TrimSpace(doc.FindElement("//StackId").Text())
+	customs, _ := t.customResources()
 	st := &stackRecord{
 		id: stackID, name: form.Get("StackName"), region: c.region,
 		tmpl: t, params: stackParameters(form), customs: customs, created: map[string]*customCreated{},
 	}
+	failed, err := p.applyUnimplemented(ctx, c.region, stackID, st.name, t, st.params)
+	if err != nil {
+		p.log.Info("a resource moto does not implement failed to create", "stack", st.name, "resource", failed, "err", err)
+		p.failCreate(st, failed, err.Error())
+		return
+	}
+	if len(customs) == 0 {
+		return
+	}
+	if p.cfg.Lambdas == nil {
+		p.failCreate(st, customs[0], "The emulated cloud has no Lambda invoker to run custom resources.")
+		return
+	}
 	p.cfn.mu.Lock()
 	p.cfn.stacks[stackID] = st
 	p.cfn.mu.Unlock()
-	if p.cfg.Lambdas == nil {
-		reason := "The emulated cloud has no Lambda invoker to run custom resources."
-		p.cfn.setStatus(st, "ROLLBACK_COMPLETE", fmt.Sprintf("The following resource(s) failed to create: [%s]. %s", customs[0], reason),
-			stackEvent{at: p.clock.Now(), logicalID: customs[0], resourceTy: t.Resources[customs[0]].Type, status: "CREATE_FAILED", reason: reason},
-			stackEvent{at: p.clock.Now(), logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "ROLLBACK_COMPLETE"})
-		return
-	}
 	p.background(func(ctx context.Context) { p.createCustomResources(ctx, st) })
+}
+
+// failCreate shows a new stack rolled back for the failure of one of its
+// resources, none of its custom resources created yet.
+func (p *Proxy) failCreate(st *stackRecord, logicalID, reason string) {
+	p.cfn.mu.Lock()
+	p.cfn.stacks[st.id] = st
+	p.cfn.mu.Unlock()
+	now := p.clock.Now()
+	p.cfn.setStatus(st, "ROLLBACK_COMPLETE", fmt.Sprintf("The following resource(s) failed to create: [%s]. %s", logicalID, reason),
+		stackEvent{at: now, logicalID: logicalID, resourceTy: st.tmpl.Resources[logicalID].Type, status: "CREATE_FAILED", reason: reason},
+		stackEvent{at: now, logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "ROLLBACK_COMPLETE"})
 }
 
 // createCustomResources runs each custom resource's Create, one at a time,

@@ -86,6 +86,12 @@
 //     moto deletes the rest (its CloudFormation cannot, and then fails on
 //     the VPC), and the stack's instances have ended when it is gone, as
 //     CloudFormation waits for them.
+//   - Resource types moto's CloudFormation does not implement are skipped
+//     by moto with only a warning in its log. AWS::Lambda::EventInvokeConfig
+//     is not: once moto has made (or updated) the stack, the proxy sets the
+//     function's asynchronous invocation through Lambda's API, and one it
+//     cannot set rolls a new stack back with the reason.
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventinvokeconfig.html
 //   - DescribeStacks, ListStacks and DescribeStackEvents show the status
 //     and events of the stacks the proxy works on.
 //
@@ -107,6 +113,10 @@
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the
 //     stack is deleted; UpdateStack does not run custom resources' Update.
+//   - Resources the proxy carries out for moto (EventInvokeConfig) are not
+//     listed among the stack's resources; an update that cannot carry one
+//     out is logged, not rolled back. Other types moto does not implement
+//     (AWS::CloudWatch::Alarm, say) are still left out silently.
 //
 // # Admin endpoints
 //
