@@ -13,6 +13,7 @@ import (
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -124,6 +125,15 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 	}
 	if g := groups.SecurityGroups[0]; len(g.IpPermissions) != 0 || len(g.IpPermissionsEgress) != 0 {
 		t.Errorf("the default security group still allows traffic: in %v, out %v", g.IpPermissions, g.IpPermissionsEgress)
+	}
+	// Lambda retries no scaler invocation: a minute that is over is
+	// another invocation's.
+	invoke, err := lambda.NewFromConfig(c.Config).GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: sdk.String(outputs["ScalerFunction"])})
+	if err != nil {
+		t.Fatalf("the scaler's asynchronous invocation config: %v", err)
+	}
+	if sdk.ToInt32(invoke.MaximumRetryAttempts) != 0 || sdk.ToInt32(invoke.MaximumEventAgeInSeconds) != 60 {
+		t.Errorf("the scaler is retried %d times, events up to %d s old", sdk.ToInt32(invoke.MaximumRetryAttempts), sdk.ToInt32(invoke.MaximumEventAgeInSeconds))
 	}
 	url, err := cloud.WebURL(ctx)
 	if err != nil {

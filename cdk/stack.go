@@ -547,6 +547,14 @@ func (s *surge) scaler() {
 		LogGroup:    logs,
 		// Each invocation reconciles for the whole of its minute.
 		Timeout: awscdk.Duration_Seconds(jsii.Number(scalerTimeout)),
+		// EventBridge invokes it asynchronously, and Lambda would retry
+		// an invocation that failed or timed out a minute or two later,
+		// and a throttled one for up to 6 hours: by then its minute is
+		// another invocation's, whose decisions it could only duplicate
+		// under other client tokens. The next minute's event is the
+		// retry. (60 s is the least age Lambda takes.)
+		RetryAttempts: jsii.Number(0),
+		MaxEventAge:   awscdk.Duration_Seconds(jsii.Number(60)),
 		// Opt-in only (see Config): overlapping invocations are safe, since
 		// duplicates of one scheduled event share their launches' client
 		// tokens and different minutes' decisions do not overlap.
