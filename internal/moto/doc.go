@@ -42,10 +42,15 @@
 //     "pending" for PendingFor again and LaunchTime moved to the start, as
 //     EC2 shows the last start there.
 //   - RunInstances that takes time to answer (RunInstancesDelay, 0 by
-//     default), as a launch on EC2 takes seconds: its instances show in
-//     DescribeInstances only once it has answered, so a launch of many
-//     names one at a time is seen by others as a fleet growing name by
-//     name. https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
+//     default), as a launch on EC2 takes seconds: its instances exist at
+//     once (they count against the quota and hold their network
+//     interfaces, so a security group they are in cannot be deleted) but
+//     DescribeInstances lists them only once it has answered (naming one
+//     before then answers InvalidInstanceID.NotFound), as EC2's eventual
+//     consistency allows; a caller that gives up in the meantime launched
+//     them all the same. So a launch of many names one at a time is seen
+//     by others as a fleet growing name by name, each name late.
+//     https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
 //   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
 //     MaxCount (moto launches MinCount).
 //   - An instance launched from a template takes the template's
@@ -106,9 +111,6 @@
 //   - vCPUs come from a small table of the t2, t3, t3a, t4g, m5, m6i, m7i,
 //     c5, c6i, c7i, r5 and r6i families (and m1.small, EC2's default type);
 //     any other type is refused with InvalidParameterValue.
-//   - A RunInstances whose caller gives up (closes its connection) within
-//     RunInstancesDelay launches nothing; on AWS a request already
-//     received may launch all the same.
 //   - One account is served (moto's default, which every caller moto did
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the

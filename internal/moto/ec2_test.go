@@ -487,10 +487,11 @@ func TestShutdownBehaviourFromLaunchTemplate(t *testing.T) {
 	}
 }
 
-// A slow RunInstances shows nothing until it answers; one whose caller
-// gives up first launches nothing.
+// A slow RunInstances launches at once (its instance counts against the
+// quota) but is listed only once it has answered; a caller that gives up
+// first launched all the same.
 func TestRunInstancesDelay(t *testing.T) {
-	p := start(t, ProxyConfig{RunInstancesDelay: time.Second})
+	p := start(t, ProxyConfig{RunInstancesDelay: time.Second, VCPUQuota: 4})
 	c := ec2Client(p)
 	answered := make(chan error, 1)
 	go func() {
@@ -520,11 +521,15 @@ func TestRunInstancesDelay(t *testing.T) {
 	}); err == nil {
 		t.Fatal("a RunInstances cut short by its caller answered")
 	}
-	time.Sleep(1500 * time.Millisecond) // past when it would have launched
-	if got := states(t, c); len(got) != 1 {
-		t.Fatalf("a RunInstances its caller gave up on launched: %v", got)
+	// Unlisted yet, it holds its vCPUs: the quota of 4 is full.
+	if _, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small}); err == nil {
+		t.Fatal("a launch past the quota, counting one not yet listed, went through")
+	} else if code, _, _ := apiError(t, err); code != "VcpuLimitExceeded" {
+		t.Fatalf("a launch past the quota: %s", code)
 	}
+	eventually(t, "the given-up launch to be listed", func() bool { return len(states(t, c)) == 2 })
 
 	p.SetRunInstancesDelay(0)
+	p.SetVCPUQuota(0)
 	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
 }

@@ -185,21 +185,38 @@ type launchSpec struct {
 	shutdown     string // instance-initiated shutdown behaviour: stop or terminate
 }
 
-// launch checks quota and capacity, then forwards the launch to moto. It
-// returns moto's answer for the token memory.
+// launch checks quota and capacity, then forwards the launch to moto and
+// answers. It returns moto's answer for the token memory.
+//
+// With a RunInstancesDelay the instances exist from the start (they count
+// against the quota and hold their network interfaces) while EC2 takes
+// the delay to answer, and DescribeInstances lists them only once it has,
+// as EC2's eventual consistency allows; a caller that gives up in the
+// meantime launched them all the same.
 func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) (answer []byte, ids []string, ok bool) {
-	ctx := r.Context()
+	up, doc, ids, ok := p.accept(w, r, c, form, body)
+	if !ok {
+		return nil, nil, false
+	}
+	answer = up.body
 	if d := p.runInstancesDelay(); d > 0 {
-		// EC2 at work on the request: nothing shows in DescribeInstances
-		// yet, and a caller that gives up (its connection closed) is
-		// taken to have launched nothing.
+		p.ec2.hide(c.region, ids, p.clock.Now().Add(d))
 		select {
 		case <-time.After(d):
-		case <-ctx.Done():
-			p.log.Info("RunInstances abandoned by its caller before EC2 answered: nothing launched", "delay", d)
-			return nil, nil, false
+		case <-r.Context().Done():
+			p.log.Info("RunInstances given up by its caller before EC2 answered: launched all the same", "instances", ids, "delay", d)
+			return answer, ids, true
 		}
 	}
+	p.writeXML(w, up, doc)
+	return answer, ids, true
+}
+
+// accept is the launch up to EC2's answer: checks, then moto's launch,
+// whose rewritten answer it returns. When it returns false it has
+// answered the client itself.
+func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) (up *upstreamAnswer, doc *etree.Document, ids []string, ok bool) {
+	ctx := r.Context()
 	reg := p.ec2.region(c.region)
 	reg.launch.Lock()
 	defer reg.launch.Unlock()
@@ -216,7 +233,7 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		// a real type the emulation's vCPU table leaves out.
 		p.log.Warn("RunInstances refused: instance type not in the proxy's vCPU table", "type", spec.instanceType)
 		ec2Error(w, http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Invalid value '%s' for InstanceType.", spec.instanceType))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	minCount := atoiOr(form.Get("MinCount"), 1)
 	maxCount := max(atoiOr(form.Get("MaxCount"), minCount), minCount)
@@ -226,12 +243,12 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		usage, err := p.vcpuUsage(ctx, c.region)
 		if err != nil {
 			p.forwardFailed(w, "counting the account's vCPUs", err)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		if usage+vcpus*minCount > quota {
 			p.log.Info("RunInstances refused: vCPU quota", "quota", quota, "usage", usage, "asked", vcpus*minCount)
 			ec2Error(w, http.StatusBadRequest, "VcpuLimitExceeded", vcpuLimitMessage(quota))
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		launching = min(launching, (quota-usage)/vcpus)
 	}
@@ -245,7 +262,7 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		zones, err := p.zones(ctx, c.region)
 		if err != nil {
 			p.forwardFailed(w, "listing Availability Zones", err)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		var open []string
 		for _, z := range zones {
@@ -258,12 +275,12 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 			p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
 			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
 				capacityMessage(spec.instanceType, spec.az, without(open, spec.az)))
-			return nil, nil, false
+			return nil, nil, nil, false
 		case len(open) == 0:
 			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
 				fmt.Sprintf("We currently do not have sufficient %s capacity in the Region you requested (%s). "+
 					"Our system will be working on provisioning additional capacity.", spec.instanceType, c.region))
-			return nil, nil, false
+			return nil, nil, nil, false
 		default:
 			// Left to choose, EC2 places the instance where there is
 			// capacity; moto would take its default, <region>a.
@@ -277,7 +294,7 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		r.URL.RawQuery = ""
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	}
-	answer, ids, ok = p.forwardLaunch(w, r, c, body)
+	up, doc, ids, ok = p.forwardLaunch(w, r, c, body)
 	if ok && spec.shutdown == "terminate" {
 		// moto takes the shutdown behaviour from the request only, never
 		// from the launch template: an instance that powers itself off
@@ -290,13 +307,15 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 			}
 		}
 	}
-	return answer, ids, ok
+	return up, doc, ids, ok
 }
 
-func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (answer []byte, ids []string, ok bool) {
-	up, doc, ok := p.forwardXML(w, r, body, "RunInstances")
+// forwardLaunch launches in moto and rewrites its answer, for the caller
+// to write.
+func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (up *upstreamAnswer, doc *etree.Document, ids []string, ok bool) {
+	up, doc, ok = p.forwardXML(w, r, body, "RunInstances")
 	if !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	now := p.clock.Now()
 	life := p.lifecycle()
@@ -310,9 +329,7 @@ func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, bo
 			setState(st, shown)
 		}
 	}
-	answer = up.body
-	p.writeXML(w, up, doc)
-	return answer, ids, true
+	return up, doc, ids, true
 }
 
 func vcpuLimitMessage(quota int) string {
