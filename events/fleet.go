@@ -62,6 +62,9 @@ func (e *CapacityError) Error() string {
 // Is makes errors.Is(err, ErrNoCapacity) true for any CapacityError.
 func (e *CapacityError) Is(target error) bool { return target == ErrNoCapacity }
 
+// ErrLaunchStopped is what a LaunchStopped matches with errors.Is.
+var ErrLaunchStopped = errors.New("launch stopped partway")
+
 // LaunchStopped is a launch that stopped partway for a reason other than
 // capacity: its caller's time ran out, or launching was no longer allowed.
 // What launched before it stays; errors.Is sees through to the cause.
@@ -75,6 +78,9 @@ func (e *LaunchStopped) Error() string {
 }
 
 func (e *LaunchStopped) Unwrap() error { return e.Cause }
+
+// Is makes errors.Is(err, ErrLaunchStopped) true for any LaunchStopped.
+func (e *LaunchStopped) Is(target error) bool { return target == ErrLaunchStopped }
 
 // DefaultPrefix names worker instances as the course graders expect.
 const DefaultPrefix = "app-tier-instance-"

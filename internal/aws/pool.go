@@ -146,8 +146,10 @@ type PoolReport struct {
 // those not ready bootDeadline after launch (0: never). It is meant for
 // an idle fleet: warming instances take vCPUs a scale-out would want.
 // Launches carry client tokens like Launch's, so two scalers in one scope
-// warm the same instances. A pool made smaller, down to 0, terminates its
-// surplus members, the highest-numbered first.
+// warm the same instances, and stop as Launch's do where launching may
+// not go on (a *events.LaunchStopped among the errors). A pool made
+// smaller, down to 0, terminates its surplus members, the
+// highest-numbered first.
 func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (PoolReport, error) {
 	var rep PoolReport
 	members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
@@ -210,6 +212,10 @@ func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (P
 			name := events.InstanceName(PoolPrefix, n)
 			if inUse[name] {
 				continue
+			}
+			if err := f.mayLaunch(ctx); err != nil {
+				errs = append(errs, &events.LaunchStopped{Cause: err, Launched: rep.Launched})
+				break
 			}
 			if err := f.launchName(ctx, scope, name, endedIDs, full, warmingTag); err != nil {
 				errs = append(errs, err)

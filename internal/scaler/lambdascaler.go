@@ -16,6 +16,7 @@ import (
 
 	awsevents "github.com/aws/aws-lambda-go/events"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
 )
 
@@ -25,7 +26,11 @@ type LambdaConfig struct {
 	Tick   time.Duration // between reconciles [5s]
 	Window time.Duration // how long one invocation reconciles from its scheduled time [60s]: at most the schedule's period, so windows never overlap
 	Margin time.Duration // stop this long before the Lambda deadline [3s]
-	Fleet  string        // names the fleet in metrics
+	// LaunchAllowance is how long before the window's end launching
+	// stops [DefaultLaunchAllowance]: time for EC2 to answer the last
+	// launch, so that the next minute's invocation sees it.
+	LaunchAllowance time.Duration
+	Fleet           string // names the fleet in metrics
 }
 
 func (c *LambdaConfig) defaults() {
@@ -38,7 +43,17 @@ func (c *LambdaConfig) defaults() {
 	if c.Margin <= 0 {
 		c.Margin = 3 * time.Second
 	}
+	if c.LaunchAllowance <= 0 {
+		c.LaunchAllowance = DefaultLaunchAllowance
+	}
 }
+
+// DefaultLaunchAllowance is a few times what RunInstances usually takes
+// to answer. A launch EC2 has received goes ahead even if its caller
+// gives up, and DescribeInstances lists it only once EC2 has answered:
+// one still being answered when the next minute decides, under other
+// client tokens, would be launched again.
+const DefaultLaunchAllowance = 5 * time.Second
 
 // DefaultWindow is the schedule's period. Ticks fall strictly inside a
 // window, so one minute's last decision comes a tick before the next
@@ -100,12 +115,13 @@ type Summary struct {
 // EC2 client tokens coincide because the launch scope is the event's id
 // and time, which a duplicate shares and no other minute's event does.
 //
-// The window's end cuts off a reconcile still running then, its launches
-// included: from then on the next minute's invocation decides, under
+// From the window's end the next minute's invocation decides, under
 // other client tokens, from what DescribeInstances lists, and would
-// launch again any name this one was still to launch. For the same
-// reason an event whose window is over (a retry Lambda sends later, a
-// delivery delayed past its minute) is not reconciled at all.
+// launch again any name this one was still launching. So no launch starts
+// within LaunchAllowance of the window's end (EC2 has it listed by then),
+// the end cuts off a reconcile still running, and an event whose window
+// is over (a retry Lambda sends later, a delivery delayed past its
+// minute) is not reconciled at all.
 func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Summary, error) {
 	var sum Summary
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
@@ -118,7 +134,8 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 			"event", ev.ID, "scheduled", ev.Time, "window", h.cfg.Window)
 		return sum, nil
 	}
-	ctx, cancel := context.WithDeadline(aws.WithLaunchScope(ctx, LaunchScope(ev)), end)
+	ctx = aws.WithLaunchCutoff(aws.WithLaunchScope(ctx, LaunchScope(ev)), end.Add(-h.cfg.LaunchAllowance))
+	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	h.tick(ctx, &sum)
 	for _, next := range h.cfg.ticks(ev.Time, end) {
@@ -204,9 +221,13 @@ func (h *Handler) tick(ctx context.Context, sum *Summary) {
 		}
 		return
 	}
-	h.log.Info("decision", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
+	args := []any{"backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
 		"draining", d.Draining, "launched", d.Launched, "terminated", d.Drained,
-		"replaced", d.Replaced, "held", len(d.Held))
+		"replaced", d.Replaced, "held", len(d.Held)}
+	if d.LaunchStopped != "" {
+		args = append(args, "launch_stopped", d.LaunchStopped)
+	}
+	h.log.Info("decision", args...)
 	h.emit(d, true)
 	if h.pool != nil && idle(d) {
 		h.maintainPool(ctx, sum)
@@ -222,6 +243,12 @@ func idle(d Decision) bool {
 func (h *Handler) maintainPool(ctx context.Context, sum *Summary) {
 	rep, err := h.pool.MaintainPool(ctx, h.bootDeadline)
 	sum.PoolLaunched = append(sum.PoolLaunched, rep.Launched...)
+	if errors.Is(err, events.ErrLaunchStopped) && ctx.Err() == nil {
+		// The scaler was stopped, or the window is nearly over: the pool
+		// fills further another time.
+		h.log.Info("warm pool: launching stopped partway", "why", err, "members", rep.Members, "launched", rep.Launched)
+		err = without(err, events.ErrLaunchStopped)
+	}
 	if err != nil {
 		h.log.Error("keeping the warm pool filled", "err", err, "members", rep.Members, "launched", rep.Launched)
 		return

@@ -130,11 +130,13 @@ func newRig(t *testing.T, backlog int) *rig {
 }
 
 // handler is one Lambda execution environment's handler: its own scaler
-// and its own view of the fleet, as another process would have.
+// and its own view of the fleet, as another process would have. moto
+// answers a launch at once, so launches may start until the window's
+// last moment.
 func (r *rig) handler(window, tick time.Duration, logs, metrics *syncBuffer) *scaler.Handler {
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	s := scaler.New(scaler.Config{Max: 19}, r.queue, aws.NewFleet(r.clients.EC2, r.name, r.name+"-worker"), log)
-	return scaler.NewHandler(scaler.LambdaConfig{Tick: tick, Window: window, Fleet: r.name}, s, log, metrics)
+	return scaler.NewHandler(scaler.LambdaConfig{Tick: tick, Window: window, LaunchAllowance: time.Millisecond, Fleet: r.name}, s, log, metrics)
 }
 
 type syncBuffer struct {
@@ -364,7 +366,7 @@ func TestLaunchCeilingMetricOncePerEpisode(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	quota := &fakeQuota{Fleet: aws.NewFleet(r.clients.EC2, r.name, r.name+"-worker"), limit: 3}
 	s := scaler.New(scaler.Config{Max: 19, CapacityBackoff: 150 * time.Millisecond, CapacityBackoffMax: 300 * time.Millisecond}, r.queue, quota, log)
-	h := scaler.NewHandler(scaler.LambdaConfig{Tick: 100 * time.Millisecond, Window: time.Second, Fleet: r.name}, s, log, &metrics)
+	h := scaler.NewHandler(scaler.LambdaConfig{Tick: 100 * time.Millisecond, Window: time.Second, LaunchAllowance: time.Millisecond, Fleet: r.name}, s, log, &metrics)
 	ctx := context.Background()
 
 	sum, err := h.Handle(ctx, onTheSecond(t))
@@ -492,7 +494,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 	if in, err := r.fleet.List(ctx); err != nil || len(in) != 0 {
 		t.Fatalf("a stopped scaler launched %v (%v)", in, err)
 	}
-	if n := strings.Count(out.b.String(), "the scaler is stopped"); n != 1 {
+	if n := strings.Count(out.b.String(), `"msg":"the scaler is stopped`); n != 1 {
 		t.Fatalf("said it was stopped %d times, want once:\n%s", n, out.b.String())
 	}
 	// Started again (concurrency no longer 0), it launches.
@@ -617,12 +619,15 @@ func (r *rig) liveByName(t *testing.T) map[string]int {
 // at once, under other client tokens, from what DescribeInstances lists)
 // launches too. Each name runs once, and the fleet stays within its cap.
 func TestMinutesNeverLaunchANameTwice(t *testing.T) {
-	const capacity, window = 6, 2 * time.Second
+	// A minute of 3 s, launches starting only in its first 1.5 s, each
+	// answered 0.8 s after it starts: two per minute.
+	const capacity, window = 6, 3 * time.Second
 	r := newRig(t, 40) // wants more than the cap
 	opts := throughSlowEC2(t, 800*time.Millisecond)
 	env := map[string]string{
 		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
 		"SURGE_MAX_WORKERS": strconv.Itoa(capacity), "SURGE_WINDOW": window.String(), "SURGE_TICK": "1s",
+		"SURGE_LAUNCH_ALLOWANCE": "1500ms",
 	}
 	first := onTheSecond(t)
 	var wg sync.WaitGroup
@@ -657,12 +662,61 @@ func TestMinutesNeverLaunchANameTwice(t *testing.T) {
 	if total > capacity {
 		t.Errorf("%d instances run, over the cap of %d: %v", total, capacity, live)
 	}
-	if !strings.Contains(logs[0].b.String(), "reconcile cut off at the end of its window") {
-		t.Error("the first minute's launches all fitted in it: nothing here crossed into the next minute")
+	if !strings.Contains(logs[0].b.String(), `"launch_stopped":"too late to start a launch`) {
+		t.Error("the first minute's launches all fitted in it: none was left to the next minute")
 	}
 	if t.Failed() || testing.Verbose() {
 		for i, l := range logs {
 			t.Logf("invocation %d:\n%s", i, l.b.String())
 		}
+	}
+}
+
+// A scaler stopped while it launches, each launch taking a while, stops
+// between one launch and the next: at most the launch under way at the
+// stop still adds an instance, not the rest of the decision's.
+func TestStopTakesEffectBetweenLaunches(t *testing.T) {
+	r := newRig(t, 25) // five workers wanted
+	ctx := context.Background()
+	fn := r.name + "-scaler"
+	moto.Function(t, r.clients, fn)
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+		"AWS_LAMBDA_FUNCTION_NAME": fn, "SURGE_TICK": onceTick,
+	}
+	var out syncBuffer
+	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, &out, throughSlowEC2(t, time.Second)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan scaler.Summary, 1)
+	go func() {
+		sum, err := h.Handle(ctx, eventNow(t))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- sum
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(r.liveByName(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no launch within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := lambda.NewFromConfig(r.clients.Config).PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
+		FunctionName: &fn, ReservedConcurrentExecutions: sdk.Int32(0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sum := <-done
+	if n := len(r.liveByName(t)); n > 3 {
+		t.Errorf("%d of the 5 wanted launched; stopped after the first, at most the one under way should have followed", n)
+	}
+	if len(sum.Launched) != len(r.liveByName(t)) {
+		t.Errorf("the summary says %v launched; EC2 runs %v", sum.Launched, r.liveByName(t))
+	}
+	if !strings.Contains(out.b.String(), `"launch_stopped":"the scaler is stopped`) {
+		t.Errorf("the decision does not say why launching stopped:\n%s", out.b.String())
 	}
 }

@@ -76,6 +76,10 @@ type Decision struct {
 	// Held are the names the policy wanted launched but a launch ceiling
 	// kept back.
 	Held []string `json:"held,omitempty"`
+	// LaunchStopped says why launching stopped partway, when it did for
+	// a reason other than capacity (the scaler was stopped, it was too
+	// late in the invocation's window); the rest are the next decision's.
+	LaunchStopped string `json:"launch_stopped,omitempty"`
 	// CeilingStarted is set on the decision whose launch was refused
 	// first in a launch-ceiling episode, and on no other.
 	CeilingStarted *Ceiling `json:"ceiling_started,omitempty"`
@@ -185,9 +189,14 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(wanted), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
 			d.Launched = refused.Launched
 			s.ceilingHit(now, &d, refused, len(instances)+len(refused.Launched))
-			err = withoutCapacityErrors(err)
+			err = without(err, events.ErrNoCapacity)
 		case errors.As(err, &stopped):
-			d.Launched = stopped.Launched
+			d.Launched, d.LaunchStopped = stopped.Launched, stopped.Cause.Error()
+			if ctx.Err() == nil {
+				// Stopped on purpose, between one launch and the next:
+				// no failure.
+				err = without(err, events.ErrLaunchStopped)
+			}
 		case err == nil && !backingOff:
 			s.ceilingLifted(now, len(instances)+len(d.Launched), "launched in full")
 		}
@@ -241,19 +250,19 @@ func (s *Scaler) ceilingLifted(now time.Time, size int, why string) {
 	s.episode = nil
 }
 
-// withoutCapacityErrors is err less the capacity refusal in it, which the
-// caller has dealt with.
-func withoutCapacityErrors(err error) error {
+// without is err less the errors in it that match target (a capacity
+// refusal, a launch stopped on purpose), which the caller has dealt with.
+func without(err, target error) error {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		var rest []error
 		for _, e := range joined.Unwrap() {
-			if !errors.Is(e, events.ErrNoCapacity) {
+			if !errors.Is(e, target) {
 				rest = append(rest, e)
 			}
 		}
 		return errors.Join(rest...)
 	}
-	if errors.Is(err, events.ErrNoCapacity) {
+	if errors.Is(err, target) {
 		return nil
 	}
 	return err
