@@ -618,10 +618,11 @@ func (s *surge) hooks() {
 	env := map[string]*string{
 		"SURGE_FLEET":           jsii.String(s.names.Fleet),
 		"SURGE_SCALER_FUNCTION": s.scalerFn.FunctionName(),
-		// The scaler checks before each launch whether it was stopped, so
-		// after stopping it the hook need only outwait a launch already
-		// under way.
-		"SURGE_SCALER_WINDOW": jsii.String("15s"),
+		// The scaler checks before every launch whether it was stopped,
+		// and an invocation under way at the stop launches nothing after
+		// its window's end: the hook looks for the fleet's last instances
+		// after that, whatever went wrong with the check.
+		"SURGE_SCALER_WINDOW": jsii.String(scalerWindow),
 	}
 	if s.newVpc != nil {
 		// Only the VPC this stack made: an existing VPC's default group

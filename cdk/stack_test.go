@@ -389,6 +389,8 @@ func TestStackHooks(t *testing.T) {
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 			"SURGE_FLEET": "surge", "SURGE_VPC_ID": assertions.Match_AnyValue(), "SURGE_SCALER_FUNCTION": assertions.Match_AnyValue(),
 			"SURGE_EMPTY_BUCKETS": assertions.Match_AnyValue(),
+			// The scaler's own SURGE_WINDOW: after it, nothing launches.
+			"SURGE_SCALER_WINDOW": "60s",
 		})},
 	})
 	hooks := resources(doc, "Custom::SurgeStackHooks")

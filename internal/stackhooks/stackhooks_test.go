@@ -258,7 +258,7 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	var elapsed atomic.Int64
 	start := time.Now()
 	h := New(Config{
-		Fleet: fleet, ScalerFunction: scaler, ScalerWindow: time.Minute, Poll: 20 * time.Millisecond,
+		Fleet: fleet, ScalerFunction: scaler, ScalerWindow: time.Minute, LaunchSettle: 5 * time.Second, Poll: 20 * time.Millisecond,
 		EmptyBuckets: []string{plain, versioned, fleet + "-never-made"},
 	}, c, testLog(t))
 	h.now = func() time.Time { return start.Add(time.Duration(elapsed.Load())) }
@@ -281,12 +281,17 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	// A scaler invocation that began before the stop launches one more.
 	late := launch(t, c, fleet, 1, false)
 	waitFor(t, done, "the late instance terminated", func() bool { return allIn(t, c, late, "terminated") })
+	// Past the window, a launch answered late comes into view: the hook
+	// still looks for it.
+	elapsed.Store(int64(time.Minute + time.Second))
+	later := launch(t, c, fleet, 1, false)
+	waitFor(t, done, "the instance listed after the window terminated", func() bool { return allIn(t, c, later, "terminated") })
 	select {
 	case r := <-done:
-		t.Fatalf("Delete answered within the scaler's window: %v %v", r.answer, r.err)
+		t.Fatalf("Delete answered within the scaler's window and its settling: %v %v", r.answer, r.err)
 	default:
 	}
-	elapsed.Store(int64(time.Minute + time.Second))
+	elapsed.Store(int64(time.Minute + 6*time.Second))
 	var r result
 	select {
 	case r = <-done:
