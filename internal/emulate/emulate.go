@@ -63,6 +63,7 @@ var AWSLifecycle = Lifecycle{Pending: 10 * time.Second, Boot: 15 * time.Second, 
 type Account struct {
 	VCPUQuota         int      // Running On-Demand Standard instances, vCPUs; 0 = unlimited
 	NoCapacity        []string // zones without capacity for new instances
+	Unsupported       []string // zone:type pairs, instance types a zone does not offer
 	LambdaConcurrency int      // the account's Lambda concurrency limit [1000]
 	TakenBucketNames  []string // global S3 names other accounts own
 }
@@ -163,6 +164,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		Log:              slog.New(slog.NewJSONHandler(endpointLog, nil)),
 		VCPUQuota:        cfg.Account.VCPUQuota,
 		NoCapacity:       cfg.Account.NoCapacity,
+		Unsupported:      cfg.Account.Unsupported,
 		PendingFor:       cfg.scaled(cfg.Lifecycle.Pending),
 		ShuttingDownFor:  cfg.scaled(cfg.Lifecycle.ShuttingDown),
 		TakenBucketNames: cfg.Account.TakenBucketNames,

@@ -36,7 +36,8 @@ func (p *Proxy) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		p.mu.Lock()
-		state := map[string]any{"vcpuQuota": p.vcpuQuota, "noCapacity": sortedKeys(p.noCapacity), "runInstancesDelay": p.runDelay.String()}
+		state := map[string]any{"vcpuQuota": p.vcpuQuota, "noCapacity": sortedKeys(p.noCapacity), "unsupported": sortedKeys(p.unsupported),
+			"runInstancesDelay": p.runDelay.String()}
 		p.mu.Unlock()
 		writeJSON(w, http.StatusOK, state)
 	case "fail-downloads":
@@ -73,6 +74,15 @@ func (p *Proxy) setEC2(q url.Values) string {
 	}
 	if q.Has("noCapacity") {
 		set = append(set, func() { p.SetNoCapacity(strings.Split(q.Get("noCapacity"), ",")...) })
+	}
+	if q.Has("unsupported") {
+		pairs := strings.Split(q.Get("unsupported"), ",")
+		for _, pair := range pairs {
+			if zone, typ, ok := strings.Cut(strings.TrimSpace(pair), ":"); pair != "" && (!ok || zone == "" || typ == "") {
+				return "unsupported must be zone:type pairs such as us-east-1e:t3.small, comma-separated"
+			}
+		}
+		set = append(set, func() { p.SetUnsupported(pairs...) })
 	}
 	if q.Has("runInstancesDelay") {
 		d, err := time.ParseDuration(q.Get("runInstancesDelay"))

@@ -85,6 +85,20 @@ func TestAdminEndpoints(t *testing.T) {
 	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=many"); status != 400 {
 		t.Errorf("a bad quota: %d", status)
 	}
+	status, state = admin(t, p, http.MethodPost, "/_surge/ec2?unsupported=us-east-1e:t3.small,us-east-1f:t3.small")
+	if status != 200 || len(state["unsupported"].([]any)) != 2 {
+		t.Errorf("POST ec2?unsupported: %d %v", status, state)
+	}
+	_, err = run(t, e, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1f")}})
+	if code, _, _ := apiError(t, err); code != "Unsupported" {
+		t.Errorf("an unsupported type set through the admin endpoint: %s", code)
+	}
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?unsupported=us-east-1e"); status != 400 {
+		t.Errorf("a zone without a type: %d", status)
+	}
+	if _, state = admin(t, p, http.MethodPost, "/_surge/ec2?unsupported="); len(state["unsupported"].([]any)) != 0 {
+		t.Errorf("clearing unsupported: %v", state)
+	}
 	if status, state = admin(t, p, http.MethodPost, "/_surge/ec2?runInstancesDelay=1500ms"); status != 200 || state["runInstancesDelay"] != "1.5s" {
 		t.Errorf("POST ec2?runInstancesDelay: %d %v", status, state)
 	}

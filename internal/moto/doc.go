@@ -36,6 +36,12 @@
 //     with AWS's message naming the zones that have capacity. A launch
 //     that names no subnet or zone goes to a zone with capacity, as EC2
 //     chooses one.
+//   - Instance types a zone does not offer (Unsupported, zone:type pairs):
+//     RunInstances in that zone answers Unsupported (400) naming the zones
+//     that offer the type, before any quota or capacity check; a launch
+//     that names no subnet or zone goes to a zone that offers it.
+//     https://repost.aws/knowledge-center/ec2-instance-type-not-supported-az-error
+//     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
 //   - StartInstances of a stopped instance: refused with
 //     InsufficientInstanceCapacity (500) when its own zone has no capacity
 //     (a stopped instance cannot move zones), leaving it stopped; otherwise
@@ -128,6 +134,7 @@
 //	GET  /_surge/clock                       {"now": RFC3339}
 //	POST /_surge/clock?advance=2h            advances the clock
 //	POST /_surge/ec2?vcpuQuota=8&noCapacity=us-east-1a,us-east-1b   (empty noCapacity clears)
+//	POST /_surge/ec2?unsupported=us-east-1e:t3.small,us-east-1f:t3.small   (empty clears)
 //	POST /_surge/ec2?runInstancesDelay=2s    RunInstancesDelay (0: none); a malformed setting sets nothing
 //	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
 //	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL

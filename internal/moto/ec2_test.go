@@ -533,3 +533,46 @@ func TestRunInstancesDelay(t *testing.T) {
 	p.SetVCPUQuota(0)
 	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
 }
+
+// A zone that does not offer an instance type refuses it with
+// Unsupported (400) and names the zones that do; left to choose, EC2
+// picks one that offers it.
+func TestUnsupportedInZone(t *testing.T) {
+	p := start(t, ProxyConfig{Unsupported: []string{"us-east-1a:t3.small", "us-east-1e:t3.small"}})
+	c := ec2Client(p)
+	subnets, err := c.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnetIn := map[string]string{}
+	for _, s := range subnets.Subnets {
+		subnetIn[*s.AvailabilityZone] = *s.SubnetId
+	}
+	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
+	code, msg, status := apiError(t, err)
+	want := "Your requested instance type (t3.small) is not supported in your requested Availability Zone (us-east-1e). " +
+		"Please retry your request by not specifying an Availability Zone or choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f."
+	if code != "Unsupported" || status != 400 || msg != want {
+		t.Errorf("unsupported: %s (%d) %q", code, status, msg)
+	}
+	// Another type is offered there; and where capacity is short too, the
+	// type is what EC2 answers about.
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Micro, SubnetId: aws.String(subnetIn["us-east-1e"])})
+	p.SetNoCapacity("us-east-1e", "us-east-1b")
+	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1e")}})
+	if code, _, _ := apiError(t, err); code != "Unsupported" {
+		t.Errorf("a zone without the type nor capacity: %s", code)
+	}
+	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1b"])})
+	if code, msg, _ := apiError(t, err); code != "InsufficientInstanceCapacity" || !strings.HasSuffix(msg, "choosing us-east-1c, us-east-1d, us-east-1f.") {
+		t.Errorf("no capacity where the type is offered: %s %q", code, msg)
+	}
+	// Left to choose, EC2 finds a zone that offers the type and has room.
+	anywhere := mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+	if az := *anywhere.Instances[0].Placement.AvailabilityZone; az != "us-east-1c" {
+		t.Errorf("an instance with no zone asked for landed in %s, want us-east-1c", az)
+	}
+	p.SetNoCapacity()
+	p.SetUnsupported()
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -235,6 +236,17 @@ func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.
 		ec2Error(w, http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Invalid value '%s' for InstanceType.", spec.instanceType))
 		return nil, nil, nil, false
 	}
+	if spec.az != "" && !p.offers(spec.az, spec.instanceType) {
+		zones, err := p.zones(ctx, c.region)
+		if err != nil {
+			p.forwardFailed(w, "listing Availability Zones", err)
+			return nil, nil, nil, false
+		}
+		p.log.Info("RunInstances refused: type not offered in the zone", "az", spec.az, "type", spec.instanceType)
+		ec2Error(w, http.StatusBadRequest, "Unsupported",
+			unsupportedMessage(spec.instanceType, spec.az, slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })))
+		return nil, nil, nil, false
+	}
 	minCount := atoiOr(form.Get("MinCount"), 1)
 	maxCount := max(atoiOr(form.Get("MaxCount"), minCount), minCount)
 	launching := maxCount // EC2 launches as many as it can, up to MaxCount
@@ -258,35 +270,43 @@ func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.
 		form.Set("MaxCount", strconv.Itoa(launching))
 		changed = true
 	}
-	if p.hasNoCapacity(firstOf(spec.az, c.region+"a")) {
+	if spec.az == "" {
+		// Left to choose, EC2 places the instance in a zone that offers
+		// its type and has capacity; moto would take its default,
+		// <region>a.
+		if z := c.region + "a"; !p.offers(z, spec.instanceType) || p.hasNoCapacity(z) {
+			zones, err := p.zones(ctx, c.region)
+			if err != nil {
+				p.forwardFailed(w, "listing Availability Zones", err)
+				return nil, nil, nil, false
+			}
+			offering := slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })
+			open := slices.DeleteFunc(slices.Clone(offering), p.hasNoCapacity)
+			switch {
+			case len(offering) == 0:
+				ec2Error(w, http.StatusBadRequest, "Unsupported",
+					fmt.Sprintf("Your requested instance type (%s) is not supported in your requested Region (%s).", spec.instanceType, c.region))
+				return nil, nil, nil, false
+			case len(open) == 0:
+				ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
+					fmt.Sprintf("We currently do not have sufficient %s capacity in the Region you requested (%s). "+
+						"Our system will be working on provisioning additional capacity.", spec.instanceType, c.region))
+				return nil, nil, nil, false
+			}
+			form.Set("Placement.AvailabilityZone", open[0])
+			changed = true
+		}
+	} else if p.hasNoCapacity(spec.az) {
 		zones, err := p.zones(ctx, c.region)
 		if err != nil {
 			p.forwardFailed(w, "listing Availability Zones", err)
 			return nil, nil, nil, false
 		}
-		var open []string
-		for _, z := range zones {
-			if !p.hasNoCapacity(z) {
-				open = append(open, z)
-			}
-		}
-		switch {
-		case spec.az != "":
-			p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
-			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
-				capacityMessage(spec.instanceType, spec.az, without(open, spec.az)))
-			return nil, nil, nil, false
-		case len(open) == 0:
-			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
-				fmt.Sprintf("We currently do not have sufficient %s capacity in the Region you requested (%s). "+
-					"Our system will be working on provisioning additional capacity.", spec.instanceType, c.region))
-			return nil, nil, nil, false
-		default:
-			// Left to choose, EC2 places the instance where there is
-			// capacity; moto would take its default, <region>a.
-			form.Set("Placement.AvailabilityZone", open[0])
-			changed = true
-		}
+		offering := slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })
+		p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
+		ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
+			capacityMessage(spec.instanceType, spec.az, without(slices.DeleteFunc(offering, p.hasNoCapacity), spec.az)))
+		return nil, nil, nil, false
 	}
 	if changed {
 		body = []byte(form.Encode())
@@ -345,6 +365,14 @@ func capacityMessage(instanceType, az string, others []string) string {
 			instanceType, strings.Join(others, ", "))
 	}
 	return msg
+}
+
+// unsupportedMessage is EC2's wording for a type a zone does not offer,
+// naming the zones that do.
+// https://repost.aws/knowledge-center/ec2-instance-type-not-supported-az-error
+func unsupportedMessage(instanceType, az string, offering []string) string {
+	return fmt.Sprintf("Your requested instance type (%s) is not supported in your requested Availability Zone (%s). "+
+		"Please retry your request by not specifying an Availability Zone or choosing %s.", instanceType, az, strings.Join(offering, ", "))
 }
 
 // launchSpec reads the instance type and placement from the request and,

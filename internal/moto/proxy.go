@@ -30,6 +30,7 @@ type ProxyConfig struct {
 	// EC2
 	VCPUQuota         int           // the account's "Running On-Demand Standard instances" vCPU quota; 0 = unlimited
 	NoCapacity        []string      // Availability Zones where RunInstances answers InsufficientInstanceCapacity
+	Unsupported       []string      // zone:type pairs (us-east-1e:t3.small): instance types a zone does not offer, where RunInstances answers Unsupported
 	PendingFor        time.Duration // how long a new instance shows "pending" before "running" [0: moto's own]
 	ShuttingDownFor   time.Duration // how long a terminated instance shows "shutting-down" first [0: none]
 	TokenMemory       time.Duration // client tokens are remembered this long after their instances terminated [24h]
@@ -79,6 +80,7 @@ type Proxy struct {
 	mu          sync.Mutex
 	vcpuQuota   int
 	noCapacity  map[string]bool
+	unsupported map[string]bool // zone:type
 	runDelay    time.Duration
 	failCallers map[string]bool
 
@@ -131,6 +133,7 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		cancel:      cancel,
 		vcpuQuota:   cfg.VCPUQuota,
 		noCapacity:  setOf(cfg.NoCapacity),
+		unsupported: setOf(cfg.Unsupported),
 		runDelay:    cfg.RunInstancesDelay,
 		failCallers: map[string]bool{},
 		ec2:         newEC2State(),
@@ -193,6 +196,21 @@ func (p *Proxy) SetNoCapacity(azs ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.noCapacity = setOf(azs)
+}
+
+// SetUnsupported replaces the instance types zones do not offer, as
+// zone:type pairs (us-east-1e:t3.small).
+func (p *Proxy) SetUnsupported(pairs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unsupported = setOf(pairs)
+}
+
+// offers reports whether zone offers instanceType.
+func (p *Proxy) offers(zone, instanceType string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.unsupported[zone+":"+instanceType]
 }
 
 // SetRunInstancesDelay changes how long a RunInstances that launches
