@@ -46,7 +46,8 @@ type Instance struct {
 var ErrNoCapacity = errors.New("no capacity to launch workers")
 
 // CapacityError is a launch refused for want of capacity: an account
-// quota, or no instances of the type to be had in any zone tried. It is a
+// quota, or no instances of the type to be had (or offered) in any zone
+// tried. It is a
 // ceiling rather than a failure: what launched before it stays, and the
 // same launch may succeed later without anyone changing anything.
 type CapacityError struct {

@@ -252,8 +252,9 @@ func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 // two scalers deciding the same launch in the same scope make one
 // instance, while no token repeats within the day EC2 remembers tokens.
 //
-// A capacity error in one subnet moves the name on to the next; a subnet
-// that failed is skipped for the rest of the call. An account quota, or a
+// A zone error in one subnet (no capacity, or the instance type not
+// offered in its zone) moves the name on to the next; a subnet that failed
+// is skipped for the rest of the call. An account quota, or a
 // name that no subnet can take, ends the call with a *events.CapacityError
 // that lists the names launched before it; so does a *events.LaunchStopped
 // when, before a name, launching may not go on (see mayLaunch), or when
