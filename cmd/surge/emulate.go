@@ -36,6 +36,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	unsupported := fs.String("unsupported", "", "comma-separated zone:type pairs, instance types a zone does not offer (us-east-1e:t3.small)")
 	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
 	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
+	fs.DurationVar(&cfg.Account.RolePropagation, "role-propagation", 0, "refuse the stack's functions' calls for this long after each one's first, as while IAM propagates their new roles")
 	fs.IntVar(&cfg.FailBoots, "fail-boots", 0, "make the downloads of the first N worker instances fail for good")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err

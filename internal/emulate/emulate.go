@@ -66,6 +66,10 @@ type Account struct {
 	Unsupported       []string // zone:type pairs, instance types a zone does not offer
 	LambdaConcurrency int      // the account's Lambda concurrency limit [1000]
 	TakenBucketNames  []string // global S3 names other accounts own
+	// RolePropagation is how long the stack's functions' calls are
+	// refused after each one's first, as while IAM propagates the roles
+	// the stack has just made them [0].
+	RolePropagation time.Duration
 }
 
 // Config describes an emulated cloud. Zero values take the defaults in
@@ -169,6 +173,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		ShuttingDownFor:  cfg.scaled(cfg.Lifecycle.ShuttingDown),
 		TakenBucketNames: cfg.Account.TakenBucketNames,
 		ConcurrencyLimit: cfg.Account.LambdaConcurrency,
+		// The Lambda stand-in's callers (see functions.awsOptions).
+		RolePropagation: map[string]time.Duration{"lambda-*": cfg.Account.RolePropagation},
 		Lambdas:          c.lambdas,
 	}); err != nil {
 		return nil, fmt.Errorf("starting the emulated AWS endpoint: %w", err)

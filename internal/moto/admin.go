@@ -3,6 +3,7 @@ package moto
 import (
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,18 @@ func (p *Proxy) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		state := map[string]any{"failing": sortedKeys(p.failCallers)}
 		p.mu.Unlock()
 		writeJSON(w, http.StatusOK, state)
+	case "iam":
+		if r.Method == http.MethodPost {
+			caller := q.Get("caller")
+			d, err := time.ParseDuration(q.Get("propagation"))
+			_, badPattern := path.Match(caller, "")
+			if caller == "" || badPattern != nil || err != nil || d < 0 {
+				adminError(w, http.StatusBadRequest, "caller=<access key id pattern>&propagation=<duration, 0 to remove>")
+				return
+			}
+			p.SetRolePropagation(caller, d)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"propagation": p.propagationState()})
 	case "cfn-response":
 		p.cfnResponse(w, r)
 	default:

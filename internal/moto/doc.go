@@ -68,6 +68,13 @@
 // 409), and callers whose object reads are denied (AccessDenied, 403), as
 // an instance sees while its role propagates.
 //
+// IAM: a new role's permissions propagate (RolePropagation): calls from
+// callers matching a pattern ("lambda-*") are refused for a while after
+// each one's first, as EC2 (UnauthorizedOperation), S3 (AccessDenied) and
+// Lambda (AccessDeniedException) refuse a role that lacks the permission,
+// all 403; other services' calls go through.
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+//
 // Lambda: the account's concurrency limit, which moto lacks:
 // GetAccountSettings, and PutFunctionConcurrency refused when fewer than
 // 10 executions would stay unreserved.
@@ -137,5 +144,6 @@
 //	POST /_surge/ec2?unsupported=us-east-1e:t3.small,us-east-1f:t3.small   (empty clears)
 //	POST /_surge/ec2?runInstancesDelay=2s    RunInstancesDelay (0: none); a malformed setting sets nothing
 //	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
+//	POST /_surge/iam?caller=<access key id pattern>&propagation=10s   (0 removes the pattern)
 //	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL
 package moto

@@ -39,6 +39,13 @@ type ProxyConfig struct {
 	// that launches [0]; its instances exist only once it has answered.
 	RunInstancesDelay time.Duration
 
+	// IAM
+	// RolePropagation refuses the calls of callers (access key ids)
+	// matching a pattern (path.Match: "lambda-*") for the given time after
+	// each one's first call, as AWS refuses a new role's calls until IAM
+	// has propagated it (EC2, S3 and Lambda calls only).
+	RolePropagation map[string]time.Duration
+
 	// S3
 	TakenBucketNames []string // global bucket names owned by other accounts
 
@@ -83,6 +90,8 @@ type Proxy struct {
 	unsupported map[string]bool // zone:type
 	runDelay    time.Duration
 	failCallers map[string]bool
+	propagation map[string]time.Duration // caller pattern → how long its roles take to propagate
+	firstCall   map[string]time.Time     // by caller, for propagation
 
 	ec2    *ec2State
 	lambda lambdaState
@@ -136,8 +145,13 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		unsupported: setOf(cfg.Unsupported),
 		runDelay:    cfg.RunInstancesDelay,
 		failCallers: map[string]bool{},
+		propagation: map[string]time.Duration{},
+		firstCall:   map[string]time.Time{},
 		ec2:         newEC2State(),
 		cfn:         newCFNState(),
+	}
+	for pattern, d := range cfg.RolePropagation {
+		p.SetRolePropagation(pattern, d)
 	}
 	p.moto = newMotoClients(cfg.Upstream, p.http)
 	p.forward = &httputil.ReverseProxy{
@@ -263,6 +277,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	call := identify(r)
+	if p.propagating(call) && p.deny(w, r, call) {
+		return
+	}
 	handled := false
 	switch call.service {
 	case "ec2":
