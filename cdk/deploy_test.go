@@ -67,9 +67,11 @@ func deployStack(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]st
 
 // Fault 1, reserved concurrency: a reservation leaves fewer than the 10
 // unreserved executions Lambda keeps on an account whose limit is 10.
-// Fault 9: the new VPC's default security group allows nothing.
+// Fault 9: the new VPC's default security group allows nothing, though
+// the hook that closes it is refused its first calls while IAM
+// propagates the role the stack has just made it (issue 20).
 func TestDeploysIntoANewAccount(t *testing.T) {
-	cloud := emulatedAccount(t)
+	cloud := emulatedAccount(t, func(c *emulate.Config) { c.Account.RolePropagation = 3 * time.Second })
 	ctx := context.Background()
 	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "prefix": "reserved"})
 	if _, err := cloud.Deploy(ctx, reserved.outdir, "reserved"); err == nil || !strings.Contains(err.Error(), "UnreservedConcurrentExecution") {

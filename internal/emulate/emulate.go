@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		ConcurrencyLimit: cfg.Account.LambdaConcurrency,
 		// The Lambda stand-in's callers (see functions.awsOptions).
 		RolePropagation: map[string]time.Duration{"lambda-*": cfg.Account.RolePropagation},
-		Lambdas:          c.lambdas,
+		Lambdas:         c.lambdas,
 	}); err != nil {
 		return nil, fmt.Errorf("starting the emulated AWS endpoint: %w", err)
 	}

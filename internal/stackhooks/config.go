@@ -22,6 +22,10 @@ type Config struct {
 	EmptyBuckets []string      // buckets to empty on Delete
 	Poll         time.Duration // between looks at the fleet on Delete [5s]
 	Margin       time.Duration // answer this long before the invocation's deadline [10s]
+	// RoleWait is how long Create and Update wait, calls refused, for the
+	// hook's role to propagate through IAM [2m]: a new role's
+	// permissions may take seconds to reach every endpoint.
+	RoleWait time.Duration
 }
 
 // DefaultScalerWindow is the scaler's reconcile window (internal/scaler's
@@ -47,13 +51,16 @@ func (c *Config) defaults() {
 	if c.Margin <= 0 {
 		c.Margin = 10 * time.Second
 	}
+	if c.RoleWait <= 0 {
+		c.RoleWait = 2 * time.Minute
+	}
 }
 
 // ConfigFromEnv reads the hook's settings from its function's environment:
 // SURGE_FLEET (required), SURGE_VPC_ID, SURGE_SCALER_FUNCTION,
 // SURGE_SCALER_WINDOW (a duration such as "60s": the scaler's
 // SURGE_WINDOW), SURGE_EMPTY_BUCKETS
-// (comma-separated) and SURGE_POLL (a duration). getenv is os.Getenv in
+// (comma-separated), SURGE_POLL and SURGE_ROLE_WAIT (durations). getenv is os.Getenv in
 // Lambda; the emulator passes the deployed function's environment.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	cfg := Config{
@@ -69,6 +76,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if cfg.Poll, err = duration(getenv, "SURGE_POLL"); err != nil {
+		return Config{}, err
+	}
+	if cfg.RoleWait, err = duration(getenv, "SURGE_ROLE_WAIT"); err != nil {
 		return Config{}, err
 	}
 	for _, b := range strings.Split(getenv("SURGE_EMPTY_BUCKETS"), ",") {

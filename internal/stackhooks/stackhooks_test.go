@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -522,4 +523,82 @@ func putObjects(t *testing.T, c *aws.Clients, bucket string, n int) {
 	if err != nil || (n <= 1000 && len(out.Contents) < n) {
 		t.Fatalf("bucket %s lists %d objects (%v), want %d", bucket, len(out.Contents), err, n)
 	}
+}
+
+// throughPropagatingRole are clients that reach moto through the emulated
+// endpoint as a caller whose new role is refused for propagation after
+// its first call, as a stack's hook is on its first deploy.
+func throughPropagatingRole(t *testing.T, propagation time.Duration) *aws.Clients {
+	t.Helper()
+	moto.Clients(t) // skips under -short
+	caller := unique("lambda-hooks")
+	p, err := moto.StartProxy(context.Background(), moto.ProxyConfig{
+		Upstream: os.Getenv("AWS_ENDPOINT_URL"), RolePropagation: map[string]time.Duration{caller: propagation},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c, err := aws.LoadClients(context.Background(), aws.Endpoint(p.URL(), "us-east-1", caller)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// On create the hook's role may be seconds old: its first calls are
+// refused until IAM has propagated it. The hook waits for it, within a
+// bound, rather than fail the first deploy; past the bound it fails,
+// saying so.
+func TestCreateWaitsForItsRole(t *testing.T) {
+	c := moto.Clients(t)
+	vpc, group := vpcWithAWSDefaultGroup(t, c, "10.2.0.0/16")
+	cf := newCloudFormation(t)
+
+	var logs syncBuffer
+	fleet := unique("fleet")
+	h := New(Config{Fleet: fleet, VPCID: vpc}, throughPropagatingRole(t, 3*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	ev := cf.event(cfn.RequestCreate, "")
+	answer, err := cf.invoke(t.Context(), h, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, answer, ev, "SUCCESS", "surge-hooks-"+fleet)
+	if in, out := rules(t, c, group); len(in)+len(out) != 0 {
+		t.Fatalf("default group still has rules: in %v, out %v", in, out)
+	}
+	if !strings.Contains(logs.String(), "waiting for the hook's role") {
+		t.Errorf("the wait is not logged:\n%s", logs.String())
+	}
+
+	h = New(Config{Fleet: fleet, VPCID: vpc, RoleWait: 2 * time.Second}, throughPropagatingRole(t, time.Hour), testLog(t))
+	ev = cf.event(cfn.RequestCreate, "")
+	if answer, err = cf.invoke(t.Context(), h, ev); err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, answer, ev, "FAILED", "surge-hooks-"+fleet)
+	reason := answer["Reason"].(string)
+	for _, want := range []string{"UnauthorizedOperation", "ec2:DescribeSecurityGroups", "role", "2s"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("reason %q does not say %q", reason, want)
+		}
+	}
+}
+
+// syncBuffer is a log any goroutine may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
