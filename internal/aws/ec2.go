@@ -55,12 +55,11 @@ type Fleet struct {
 	// scope stands in for a launch scope when the context carries none:
 	// random, so this process's tokens are its own.
 	scope string
-
-	mu sync.Mutex
 	// check, if set, is asked before every instance the fleet launches or
 	// starts (see WithLaunchCheck).
 	check func(context.Context) error
 
+	mu sync.Mutex
 	// placedScope and placed remember in which subnet each name last
 	// launched within one scope, so a relaunch of the name in that scope
 	// asks the same subnet first, under the same token, and EC2 answers

@@ -32,7 +32,8 @@ type Fleet interface {
 	// Launch starts workers with the given names. A refusal for want of
 	// capacity or quota is a *events.CapacityError naming the workers that
 	// did launch; so is a launch that stopped partway otherwise (ctx
-	// ended), as a *events.LaunchStopped.
+	// ended, or launching was no longer allowed), as a
+	// *events.LaunchStopped.
 	Launch(ctx context.Context, names []string) error
 	// Drain tells workers to finish what they hold and leave.
 	Drain(ctx context.Context, names []string) error
