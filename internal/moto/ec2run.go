@@ -237,14 +237,13 @@ func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.
 		return nil, nil, nil, false
 	}
 	if spec.az != "" && !p.offers(spec.az, spec.instanceType) {
-		zones, err := p.zones(ctx, c.region)
+		offering, err := p.offering(ctx, c.region, spec.instanceType)
 		if err != nil {
 			p.forwardFailed(w, "listing Availability Zones", err)
 			return nil, nil, nil, false
 		}
 		p.log.Info("RunInstances refused: type not offered in the zone", "az", spec.az, "type", spec.instanceType)
-		ec2Error(w, http.StatusBadRequest, "Unsupported",
-			unsupportedMessage(spec.instanceType, spec.az, slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })))
+		ec2Error(w, http.StatusBadRequest, "Unsupported", unsupportedMessage(spec.instanceType, spec.az, offering))
 		return nil, nil, nil, false
 	}
 	minCount := atoiOr(form.Get("MinCount"), 1)
@@ -275,12 +274,11 @@ func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.
 		// its type and has capacity; moto would take its default,
 		// <region>a.
 		if z := c.region + "a"; !p.offers(z, spec.instanceType) || p.hasNoCapacity(z) {
-			zones, err := p.zones(ctx, c.region)
+			offering, err := p.offering(ctx, c.region, spec.instanceType)
 			if err != nil {
 				p.forwardFailed(w, "listing Availability Zones", err)
 				return nil, nil, nil, false
 			}
-			offering := slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })
 			open := slices.DeleteFunc(slices.Clone(offering), p.hasNoCapacity)
 			switch {
 			case len(offering) == 0:
@@ -297,12 +295,11 @@ func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.
 			changed = true
 		}
 	} else if p.hasNoCapacity(spec.az) {
-		zones, err := p.zones(ctx, c.region)
+		offering, err := p.offering(ctx, c.region, spec.instanceType)
 		if err != nil {
 			p.forwardFailed(w, "listing Availability Zones", err)
 			return nil, nil, nil, false
 		}
-		offering := slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, spec.instanceType) })
 		p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
 		ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
 			capacityMessage(spec.instanceType, spec.az, without(slices.DeleteFunc(offering, p.hasNoCapacity), spec.az)))
@@ -459,6 +456,12 @@ func (p *Proxy) vcpuUsage(ctx context.Context, region string) (int, error) {
 		}
 	}
 	return usage, nil
+}
+
+// offering lists the region's Availability Zones that offer instanceType.
+func (p *Proxy) offering(ctx context.Context, region, instanceType string) ([]string, error) {
+	zones, err := p.zones(ctx, region)
+	return slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, instanceType) }), err
 }
 
 // zones lists the region's Availability Zones.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -588,11 +587,7 @@ func TestStoppedScalerWarmsNothing(t *testing.T) {
 // takes seconds.
 func throughSlowEC2(t *testing.T, delay time.Duration) []func(*awsconfig.LoadOptions) error {
 	t.Helper()
-	p, err := moto.StartProxy(context.Background(), moto.ProxyConfig{Upstream: os.Getenv("AWS_ENDPOINT_URL"), RunInstancesDelay: delay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := moto.Endpoint(t, moto.ProxyConfig{RunInstancesDelay: delay})
 	return []func(*awsconfig.LoadOptions) error{awsconfig.WithBaseEndpoint(p.URL())}
 }
 

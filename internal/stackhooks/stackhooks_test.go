@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -530,15 +529,8 @@ func putObjects(t *testing.T, c *aws.Clients, bucket string, n int) {
 // its first call, as a stack's hook is on its first deploy.
 func throughPropagatingRole(t *testing.T, propagation time.Duration) *aws.Clients {
 	t.Helper()
-	moto.Clients(t) // skips under -short
 	caller := unique("lambda-hooks")
-	p, err := moto.StartProxy(context.Background(), moto.ProxyConfig{
-		Upstream: os.Getenv("AWS_ENDPOINT_URL"), RolePropagation: map[string]time.Duration{caller: propagation},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := moto.Endpoint(t, moto.ProxyConfig{RolePropagation: map[string]time.Duration{caller: propagation}})
 	c, err := aws.LoadClients(context.Background(), aws.Endpoint(p.URL(), "us-east-1", caller)...)
 	if err != nil {
 		t.Fatal(err)
