@@ -371,18 +371,25 @@ func TestVCPUQuota(t *testing.T) {
 	}
 }
 
-func TestCapacityPerAZ(t *testing.T) {
-	p := start(t, ProxyConfig{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
-	c := ec2Client(p)
+// defaultSubnets are the default VPC's subnets by zone.
+func defaultSubnets(t *testing.T, c *ec2.Client) map[string]string {
+	t.Helper()
 	subnets, err := c.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subnetIn := map[string]string{}
+	byZone := map[string]string{}
 	for _, s := range subnets.Subnets {
-		subnetIn[*s.AvailabilityZone] = *s.SubnetId
+		byZone[*s.AvailabilityZone] = *s.SubnetId
 	}
-	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1a"])})
+	return byZone
+}
+
+func TestCapacityPerAZ(t *testing.T) {
+	p := start(t, ProxyConfig{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
+	c := ec2Client(p)
+	subnetIn := defaultSubnets(t, c)
+	_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1a"])})
 	code, msg, status := apiError(t, err)
 	want := "We currently do not have sufficient t3.small capacity in the Availability Zone you requested (us-east-1a). " +
 		"Our system will be working on provisioning additional capacity. You can currently get t3.small capacity by not " +
@@ -540,15 +547,8 @@ func TestRunInstancesDelay(t *testing.T) {
 func TestUnsupportedInZone(t *testing.T) {
 	p := start(t, ProxyConfig{Unsupported: []string{"us-east-1a:t3.small", "us-east-1e:t3.small"}})
 	c := ec2Client(p)
-	subnets, err := c.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	subnetIn := map[string]string{}
-	for _, s := range subnets.Subnets {
-		subnetIn[*s.AvailabilityZone] = *s.SubnetId
-	}
-	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
+	subnetIn := defaultSubnets(t, c)
+	_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
 	code, msg, status := apiError(t, err)
 	want := "Your requested instance type (t3.small) is not supported in your requested Availability Zone (us-east-1e). " +
 		"Please retry your request by not specifying an Availability Zone or choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f."

@@ -128,6 +128,18 @@ func newRig(t *testing.T, backlog int) *rig {
 	return &rig{clients: c, queue: q, fleet: aws.NewFleet(c.EC2, name, name+"-worker"), name: name}
 }
 
+// env is the environment of the rig's scaler function, with more
+// variables, in pairs, on top.
+func (r *rig) env(more ...string) map[string]string {
+	env := map[string]string{
+		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		env[more[i]] = more[i+1]
+	}
+	return env
+}
+
 // handler is one Lambda execution environment's handler: its own scaler
 // and its own view of the fleet, as another process would have. moto
 // answers a launch at once, so launches may start until the window's
@@ -479,10 +491,7 @@ func TestStoppedScalerLaunchesNothing(t *testing.T) {
 	ctx := context.Background()
 	fn := r.name + "-scaler"
 	moto.Function(t, r.clients, fn)
-	env := map[string]string{
-		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-		"AWS_LAMBDA_FUNCTION_NAME": fn, "SURGE_TICK": onceTick,
-	}
+	env := r.env("AWS_LAMBDA_FUNCTION_NAME", fn, "SURGE_TICK", onceTick)
 	var out syncBuffer
 	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, &out)
 	if err != nil {
@@ -627,11 +636,8 @@ func TestMinutesNeverLaunchANameTwice(t *testing.T) {
 	const capacity, window = 6, 3 * time.Second
 	r := newRig(t, 40) // wants more than the cap
 	opts := throughSlowEC2(t, 800*time.Millisecond)
-	env := map[string]string{
-		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-		"SURGE_MAX_WORKERS": strconv.Itoa(capacity), "SURGE_WINDOW": window.String(), "SURGE_TICK": "1s",
-		"SURGE_LAUNCH_ALLOWANCE": "1500ms",
-	}
+	env := r.env("SURGE_MAX_WORKERS", strconv.Itoa(capacity), "SURGE_WINDOW", window.String(), "SURGE_TICK", "1s",
+		"SURGE_LAUNCH_ALLOWANCE", "1500ms")
 	first := onTheSecond(t)
 	var wg sync.WaitGroup
 	logs := make([]*syncBuffer, 3)
@@ -683,10 +689,7 @@ func TestStopTakesEffectBetweenLaunches(t *testing.T) {
 	ctx := context.Background()
 	fn := r.name + "-scaler"
 	moto.Function(t, r.clients, fn)
-	env := map[string]string{
-		"SURGE_REQUEST_QUEUE_URL": r.queue.URL(), "SURGE_LAUNCH_TEMPLATE": r.name + "-worker", "SURGE_FLEET": r.name,
-		"AWS_LAMBDA_FUNCTION_NAME": fn, "SURGE_TICK": onceTick,
-	}
+	env := r.env("AWS_LAMBDA_FUNCTION_NAME", fn, "SURGE_TICK", onceTick)
 	var out syncBuffer
 	h, err := scaler.FromEnv(ctx, func(k string) string { return env[k] }, &out, throughSlowEC2(t, time.Second)...)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/moto"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 // The hook is tested against moto_server on loopback.
@@ -547,7 +548,7 @@ func TestCreateWaitsForItsRole(t *testing.T) {
 	vpc, group := vpcWithAWSDefaultGroup(t, c, "10.2.0.0/16")
 	cf := newCloudFormation(t)
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	fleet := unique("fleet")
 	h := New(Config{Fleet: fleet, VPCID: vpc}, throughPropagatingRole(t, 3*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
 	ev := cf.event(cfn.RequestCreate, "")
@@ -575,22 +576,4 @@ func TestCreateWaitsForItsRole(t *testing.T) {
 			t.Errorf("reason %q does not say %q", reason, want)
 		}
 	}
-}
-
-// syncBuffer is a log any goroutine may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
