@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,9 +70,11 @@ func deployStack(t *testing.T, cloud *emulate.Cloud, s *synthesis) map[string]st
 
 // Fault 1, reserved concurrency: a reservation leaves fewer than the 10
 // unreserved executions Lambda keeps on an account whose limit is 10.
-// Fault 9: the new VPC's default security group allows nothing.
+// Fault 9: the new VPC's default security group allows nothing, though
+// the hook that closes it is refused its first calls while IAM
+// propagates the role the stack has just made it (issue 20).
 func TestDeploysIntoANewAccount(t *testing.T) {
-	cloud := emulatedAccount(t)
+	cloud := emulatedAccount(t, func(c *emulate.Config) { c.Account.RolePropagation = 3 * time.Second })
 	ctx := context.Background()
 	reserved := synthWith(t, map[string]any{"scalerReservedConcurrency": "1", "prefix": "reserved"})
 	if _, err := cloud.Deploy(ctx, reserved.outdir, "reserved"); err == nil || !strings.Contains(err.Error(), "UnreservedConcurrentExecution") {
@@ -129,6 +132,15 @@ func TestDeploysIntoANewAccount(t *testing.T) {
 	if g := groups.SecurityGroups[0]; len(g.IpPermissions) != 0 || len(g.IpPermissionsEgress) != 0 {
 		t.Errorf("the default security group still allows traffic: in %v, out %v", g.IpPermissions, g.IpPermissionsEgress)
 	}
+	// Lambda retries no scaler invocation: a minute that is over is
+	// another invocation's.
+	invoke, err := lambda.NewFromConfig(c.Config).GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: sdk.String(outputs["ScalerFunction"])})
+	if err != nil {
+		t.Fatalf("the scaler's asynchronous invocation config: %v", err)
+	}
+	if sdk.ToInt32(invoke.MaximumRetryAttempts) != 0 || sdk.ToInt32(invoke.MaximumEventAgeInSeconds) != 60 {
+		t.Errorf("the scaler is retried %d times, events up to %d s old", sdk.ToInt32(invoke.MaximumRetryAttempts), sdk.ToInt32(invoke.MaximumEventAgeInSeconds))
+	}
 	url, err := cloud.WebURL(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -161,27 +173,66 @@ func TestDeploymentsSideBySide(t *testing.T) {
 }
 
 // Fault 7, destroy leaves instances behind; fault 3, deploy → destroy →
-// deploy, and a redeploy within SQS's minute (issue 20). Workers the scaler launched (not the stack's resources) are
-// running when the stack is destroyed: nothing of the stack remains, and
-// the same prefix deploys again.
-func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
+// deploy, and a redeploy within SQS's minute; issue 20, destroy races a
+// launch. The scaler itself is launching workers (not the stack's
+// resources), one at a time and each launch slow, when the stack is
+// destroyed: its last launches come after the hook has stopped it.
+// Nothing of the stack remains, no instance outlives it, a deploy right
+// away is refused saying to wait, and a minute later the same prefix
+// deploys again.
+func TestDestroyDuringALaunchBurstThenDeployAgain(t *testing.T) {
 	cloud := emulatedAccount(t)
 	ctx := context.Background()
 	s := synthWith(t, nil)
 	outputs := deployStack(t, cloud, s)
-	workers := aws.NewFleet(cloud.Clients.EC2, "surge", "surge-worker")
-	if err := workers.Launch(ctx, []string{"app-tier-instance-1", "app-tier-instance-2", "app-tier-instance-3"}); err != nil {
+	c := cloud.Clients
+	// Eight workers wanted at once (44 requests, sent in a moment), each
+	// launch taking 8 s, longer than the hook's look at the fleet every 5 s:
+	// a burst of a minute with gaps in it, which the destroy lands in.
+	cloud.Endpoint.SetRunInstancesDelay(8 * time.Second)
+	queue, err := c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: sdk.String(outputs["RequestQueueName"])})
+	if err != nil {
 		t.Fatal(err)
 	}
-	c := cloud.Clients
+	// Queued while the scaler is stopped (as the destroy stops it), so
+	// that its first launch is for all of them.
+	scaler := lambda.NewFromConfig(c.Config)
+	if _, err := scaler.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{
+		FunctionName: sdk.String(outputs["ScalerFunction"]), ReservedConcurrentExecutions: sdk.Int32(0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const requests = 44
+	for first := 0; first < requests; first += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for i := first; i < min(first+10, requests); i++ {
+			id := fmt.Sprint(i)
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: sdk.String(id), MessageBody: sdk.String(`{"n":` + id + `}`)})
+		}
+		if out, err := c.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: queue.QueueUrl, Entries: entries}); err != nil || len(out.Failed) > 0 {
+			t.Fatalf("queueing requests: %v %v", out, err)
+		}
+	}
+	if _, err := scaler.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: sdk.String(outputs["ScalerFunction"])}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: sdk.String(outputs["InputBucketName"]), Key: sdk.String("x.jpg"), Body: strings.NewReader("x")}); err != nil {
 		t.Fatal(err)
 	}
+	workers := aws.NewFleet(c.EC2, "surge", "surge-worker")
+	waitUntil(t, 2*time.Minute, "burst of launches under way", func() bool {
+		in, err := workers.List(ctx)
+		return err == nil && len(in) >= 2
+	})
+	// No scaler invocation running now outlives the function's timeout
+	// from here: what is left then was left for good.
+	settled := time.Now().Add(70 * time.Second)
 	start := time.Now()
 	if err := cloud.Destroy(ctx, "surge"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("destroyed in %v", time.Since(start).Round(time.Second))
+	time.Sleep(time.Until(settled))
 	all, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
 		{Name: sdk.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
 	}})
@@ -209,6 +260,7 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	if _, err := dynamodb.NewFromConfig(c.Config).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: sdk.String("surge-dynamoDB")}); !errors.As(err, &gone) {
 		t.Errorf("the results table outlived the stack: %v", err)
 	}
+	cloud.Endpoint.SetRunInstancesDelay(0)
 	// SQS holds a deleted queue's name for 60 s: a deploy at once fails,
 	// saying to wait; a minute later the same deploy (which first removes
 	// the rolled-back stack, as cdk deploy does) succeeds.
@@ -217,6 +269,18 @@ func TestDestroyWithRunningWorkersThenDeployAgain(t *testing.T) {
 	}
 	cloud.Endpoint.Clock().Advance(moto.QueueNameHeld)
 	deployStack(t, cloud, s)
+}
+
+// waitUntil polls cond until it holds, failing after limit.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // Fault 5: an existing VPC whose subnets are not in the region's first

@@ -600,6 +600,14 @@ func (s *surge) scaler() {
 		LogGroup:    logs,
 		// Each invocation reconciles for the whole of its minute.
 		Timeout: awscdk.Duration_Seconds(jsii.Number(scalerTimeout)),
+		// EventBridge invokes it asynchronously, and Lambda would retry
+		// an invocation that failed or timed out a minute or two later,
+		// and a throttled one for up to 6 hours: by then its minute is
+		// another invocation's, whose decisions it could only duplicate
+		// under other client tokens. The next minute's event is the
+		// retry. (60 s is the least age Lambda takes.)
+		RetryAttempts: jsii.Number(0),
+		MaxEventAge:   awscdk.Duration_Seconds(jsii.Number(60)),
 		// Opt-in only (see Config): overlapping invocations are safe, since
 		// duplicates of one scheduled event share their launches' client
 		// tokens and different minutes' decisions do not overlap.
@@ -663,10 +671,11 @@ func (s *surge) hooks() {
 	env := map[string]*string{
 		"SURGE_FLEET":           jsii.String(s.names.Fleet),
 		"SURGE_SCALER_FUNCTION": s.scalerFn.FunctionName(),
-		// The scaler checks before each launch whether it was stopped, so
-		// after stopping it the hook need only outwait a launch already
-		// under way.
-		"SURGE_SCALER_WINDOW": jsii.String("15s"),
+		// The scaler checks before every launch whether it was stopped,
+		// and an invocation under way at the stop launches nothing after
+		// its window's end: the hook looks for the fleet's last instances
+		// after that, whatever went wrong with the check.
+		"SURGE_SCALER_WINDOW": jsii.String(scalerWindow),
 	}
 	if s.newVpc != nil {
 		// Only the VPC this stack made: an existing VPC's default group

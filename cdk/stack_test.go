@@ -369,7 +369,7 @@ func TestWebTierReadyAndAddressed(t *testing.T) {
 }
 
 func TestScaler(t *testing.T) {
-	tmpl, _, _ := synth(t)
+	tmpl, doc, _ := synth(t)
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 		"Runtime":       "provided.al2023",
 		"Architectures": []any{"arm64"},
@@ -383,6 +383,14 @@ func TestScaler(t *testing.T) {
 			"SURGE_POOL_SIZE":         "0",
 			"SURGE_REQUEST_QUEUE_URL": assertions.Match_AnyValue(), "SURGE_SUBNETS": assertions.Match_AnyValue(),
 		})},
+	})
+	// No retries of a minute that is over: the next minute is the retry.
+	(*tmpl).ResourceCountIs(jsii.String("AWS::Lambda::EventInvokeConfig"), jsii.Number(1))
+	(*tmpl).HasResourceProperties(jsii.String("AWS::Lambda::EventInvokeConfig"), map[string]any{
+		"FunctionName":             map[string]any{"Ref": resourceID(t, doc, "AWS::Lambda::Function", "Scaler")},
+		"Qualifier":                "$LATEST",
+		"MaximumRetryAttempts":     0,
+		"MaximumEventAgeInSeconds": 60,
 	})
 	(*tmpl).HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
 	(*tmpl).ResourcePropertiesCountIs(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 14}, jsii.Number(4)) // every log group
@@ -414,6 +422,8 @@ func TestStackHooks(t *testing.T) {
 		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 			"SURGE_FLEET": "surge", "SURGE_VPC_ID": assertions.Match_AnyValue(), "SURGE_SCALER_FUNCTION": assertions.Match_AnyValue(),
 			"SURGE_EMPTY_BUCKETS": assertions.Match_AnyValue(),
+			// The scaler's own SURGE_WINDOW: after it, nothing launches.
+			"SURGE_SCALER_WINDOW": "60s",
 		})},
 	})
 	hooks := resources(doc, "Custom::SurgeStackHooks")

@@ -46,7 +46,8 @@ type Instance struct {
 var ErrNoCapacity = errors.New("no capacity to launch workers")
 
 // CapacityError is a launch refused for want of capacity: an account
-// quota, or no instances of the type to be had in any zone tried. It is a
+// quota, or no instances of the type to be had (or offered) in any zone
+// tried. It is a
 // ceiling rather than a failure: what launched before it stays, and the
 // same launch may succeed later without anyone changing anything.
 type CapacityError struct {
@@ -61,6 +62,26 @@ func (e *CapacityError) Error() string {
 
 // Is makes errors.Is(err, ErrNoCapacity) true for any CapacityError.
 func (e *CapacityError) Is(target error) bool { return target == ErrNoCapacity }
+
+// ErrLaunchStopped is what a LaunchStopped matches with errors.Is.
+var ErrLaunchStopped = errors.New("launch stopped partway")
+
+// LaunchStopped is a launch that stopped partway for a reason other than
+// capacity: its caller's time ran out, or launching was no longer allowed.
+// What launched before it stays; errors.Is sees through to the cause.
+type LaunchStopped struct {
+	Cause    error
+	Launched []string // the names that did launch first
+}
+
+func (e *LaunchStopped) Error() string {
+	return fmt.Sprintf("launch stopped (%d launched first): %v", len(e.Launched), e.Cause)
+}
+
+func (e *LaunchStopped) Unwrap() error { return e.Cause }
+
+// Is makes errors.Is(err, ErrLaunchStopped) true for any LaunchStopped.
+func (e *LaunchStopped) Is(target error) bool { return target == ErrLaunchStopped }
 
 // DefaultPrefix names worker instances as the course graders expect.
 const DefaultPrefix = "app-tier-instance-"

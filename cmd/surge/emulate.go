@@ -42,8 +42,10 @@ func emulateCmd(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "multiply AWS's delays (launch, boot, shutdown) and boot-script sleeps by this")
 	fs.IntVar(&cfg.Account.VCPUQuota, "vcpu-quota", 0, "the account's on-demand vCPU quota; 0 for none")
 	noCapacity := fs.String("no-capacity", "", "comma-separated zones that have no capacity for new instances")
+	unsupported := fs.String("unsupported", "", "comma-separated zone:type pairs, instance types a zone does not offer (us-east-1e:t3.small)")
 	fs.IntVar(&cfg.Account.LambdaConcurrency, "lambda-concurrency", 10, "the account's Lambda concurrency limit (new accounts: 10)")
 	taken := fs.String("taken-buckets", "", "comma-separated bucket names other accounts own")
+	fs.DurationVar(&cfg.Account.RolePropagation, "role-propagation", 0, "refuse the stack's functions' calls for this long after each one's first, as while IAM propagates their new roles")
 	fs.IntVar(&cfg.FailBoots, "fail-boots", 0, "make the downloads of the first N worker instances fail for good")
 	fs.StringVar(&cfg.CDK, "cdk", "", "the AWS CDK CLI's bin/cdk (default: the pinned version, fetched into the cache)")
 	keep := fs.Bool("keep", false, "on stop, leave the stack deployed instead of running cdk destroy")
@@ -59,6 +61,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	}
 	cfg.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
 	cfg.Account.NoCapacity = list(*noCapacity)
+	cfg.Account.Unsupported = list(*unsupported)
 	cfg.Account.TakenBucketNames = list(*taken)
 	if cfg.Repo, err = repoRoot(); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -55,6 +56,9 @@ type Fleet struct {
 	// scope stands in for a launch scope when the context carries none:
 	// random, so this process's tokens are its own.
 	scope string
+	// check, if set, is asked before every instance the fleet launches or
+	// starts (see WithLaunchCheck).
+	check func(context.Context) error
 
 	mu sync.Mutex
 	// placedScope and placed remember in which subnet each name last
@@ -80,6 +84,32 @@ func NewFleet(client EC2API, fleetName, template string, subnets ...string) *Fle
 func (f *Fleet) WithPool(size int) *Fleet {
 	f.pool = max(0, size)
 	return f
+}
+
+// WithLaunchCheck has f ask check before it launches or starts each
+// instance, the warm pool's included: an error stops the launch there (a
+// *events.LaunchStopped, its cause the error). A scaler that can be
+// stopped while it launches stops between one instance and the next. It
+// returns f.
+func (f *Fleet) WithLaunchCheck(check func(context.Context) error) *Fleet {
+	f.check = check
+	return f
+}
+
+// mayLaunch says why no further instance may be launched now, if so: the
+// caller's time is up, the context's cutoff has passed (see
+// WithLaunchCutoff), or the launch check says no.
+func (f *Fleet) mayLaunch(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if cutoff, ok := ctx.Value(cutoffKey{}).(time.Time); ok && !time.Now().Before(cutoff) {
+		return ErrLaunchCutoff
+	}
+	if f.check != nil {
+		return f.check(ctx)
+	}
+	return nil
 }
 
 // PoolSize is the most instances f keeps stopped.
@@ -222,10 +252,13 @@ func (f *Fleet) List(ctx context.Context) ([]events.Instance, error) {
 // two scalers deciding the same launch in the same scope make one
 // instance, while no token repeats within the day EC2 remembers tokens.
 //
-// A capacity error in one subnet moves the name on to the next; a subnet
-// that failed is skipped for the rest of the call. An account quota, or a
+// A zone error in one subnet (no capacity, or the instance type not
+// offered in its zone) moves the name on to the next; a subnet that failed
+// is skipped for the rest of the call. An account quota, or a
 // name that no subnet can take, ends the call with a *events.CapacityError
-// that lists the names launched before it.
+// that lists the names launched before it; so does a *events.LaunchStopped
+// when, before a name, launching may not go on (see mayLaunch), or when
+// ctx ends during one.
 func (f *Fleet) Launch(ctx context.Context, names []string) error {
 	scope := f.launchScope(ctx)
 	endedList, err := f.describe(ctx, "shutting-down", "terminated")
@@ -245,7 +278,13 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 	}
 	var launched []string
 	var errs []error
+	stop := func(cause error) error {
+		return errors.Join(append([]error{&events.LaunchStopped{Cause: cause, Launched: launched}}, errs...)...)
+	}
 	for _, name := range names {
+		if err := f.mayLaunch(ctx); err != nil {
+			return stop(err)
+		}
 		started, err := f.startPooled(ctx, name, &stopped, full)
 		if !started && err == nil {
 			err = f.launchName(ctx, scope, name, ended, full)
@@ -254,6 +293,9 @@ func (f *Fleet) Launch(ctx context.Context, names []string) error {
 		switch {
 		case err == nil:
 			launched = append(launched, name)
+		case ctx.Err() != nil:
+			// Cut short by the caller: no failure of the name's.
+			return stop(context.Cause(ctx))
 		case errors.As(err, &ceiling):
 			ceiling.Launched = launched
 			if len(errs) == 0 {

@@ -23,12 +23,18 @@ var (
 		"MaxIOPSLimitExceeded":  true, // EBS IOPS in the Region
 		"PendingVerification":   true, // a new account, until AWS verifies it
 	}
-	// zoneCapacityCodes are shortages in one zone or subnet: another may
-	// have room.
+	// zoneCapacityCodes are what one zone or subnet cannot give: another
+	// may.
 	zoneCapacityCodes = map[string]bool{
 		"InsufficientInstanceCapacity":      true, // no instances of the type in the zone
 		"InsufficientVolumeCapacity":        true, // no EBS capacity for the root volume
 		"InsufficientFreeAddressesInSubnet": true, // the subnet's private addresses are used up
+		// The type is not offered in the zone at all (not every zone has
+		// every type: us-east-1e lacks many), so the launch moves on as
+		// for capacity. Other unsupported requests fail in every zone and
+		// end as a ceiling with this code, logged and backed off alike.
+		// https://repost.aws/knowledge-center/ec2-instance-type-not-supported-az-error
+		"Unsupported": true,
 	}
 )
 

@@ -443,3 +443,28 @@ func TestRepeatInScopeAsksTheSameSubnet(t *testing.T) {
 		t.Fatalf("instance 2 went to %v", got)
 	}
 }
+
+// A zone that does not offer the instance type (EC2's Unsupported) is
+// a zone error, as a zone without capacity is: the launch moves on to the
+// fleet's other subnets; with the type offered nowhere, the launch is
+// held at a ceiling. Against the emulated EC2 in front of moto.
+func TestUnsupportedTypeMovesToAnotherZone(t *testing.T) {
+	p, client, f, fleetName, zoneOf, subnets := poolSetup(t, 0)
+	ctx := context.Background()
+	n := func(i int) string { return events.InstanceName(events.DefaultPrefix, i) }
+	// moto.LaunchTemplate's type.
+	p.SetUnsupported(zoneOf[subnets[0]] + ":t3.micro")
+	launch(t, ctx, f, n(1), n(2), n(3))
+	for name, ins := range described(t, client, fleetName) {
+		if len(ins) != 1 || sdk.ToString(ins[0].SubnetId) != subnets[1] {
+			t.Errorf("%s: %d instances, in %s; want one, in %s (%s)", name, len(ins), sdk.ToString(ins[0].SubnetId), subnets[1], zoneOf[subnets[1]])
+		}
+	}
+
+	p.SetUnsupported(zoneOf[subnets[0]]+":t3.micro", zoneOf[subnets[1]]+":t3.micro")
+	err := f.Launch(ctx, []string{n(4)})
+	var refused *events.CapacityError
+	if !errors.As(err, &refused) || refused.Code != "Unsupported" || len(refused.Launched) != 0 || !strings.Contains(refused.Message, "not supported") {
+		t.Fatalf("a type no subnet's zone offers: %v", err)
+	}
+}

@@ -185,10 +185,12 @@ type PoolReport struct {
 // those not ready bootDeadline after launch (0: never). It is meant for
 // an idle fleet: warming instances take vCPUs a scale-out would want.
 // Launches carry client tokens like Launch's, so two scalers in one scope
-// warm the same instances. A pool made smaller, down to 0, terminates its
-// surplus members, the highest-numbered first; members launched from an
-// older version of the launch template (a redeploy since) are terminated
-// and replaced, since they would run the old worker.
+// warm the same instances, and stop as Launch's do where launching may
+// not go on (a *events.LaunchStopped among the errors). A pool made
+// smaller, down to 0, terminates its surplus members, the
+// highest-numbered first; members launched from an older version of the
+// launch template (a redeploy since) are terminated and replaced, since
+// they would run the old worker.
 func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (PoolReport, error) {
 	var rep PoolReport
 	members, err := f.describePool(ctx, "pending", "running", "stopping", "stopped")
@@ -260,6 +262,10 @@ func (f *Fleet) MaintainPool(ctx context.Context, bootDeadline time.Duration) (P
 			name := events.InstanceName(PoolPrefix, n)
 			if inUse[name] {
 				continue
+			}
+			if err := f.mayLaunch(ctx); err != nil {
+				errs = append(errs, &events.LaunchStopped{Cause: err, Launched: rep.Launched})
+				break
 			}
 			if err := f.launchName(ctx, scope, name, endedIDs, full, warmingTag); err != nil {
 				errs = append(errs, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,11 +25,7 @@ import (
 func poolSetup(t *testing.T, size int) (*moto.Proxy, *ec2.Client, *aws.Fleet, string, map[string]string, []string) {
 	t.Helper()
 	c := moto.Clients(t)
-	p, err := moto.StartProxy(context.Background(), moto.ProxyConfig{Upstream: os.Getenv("AWS_ENDPOINT_URL")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := moto.Endpoint(t, moto.ProxyConfig{})
 	client := ec2.NewFromConfig(c.Config, func(o *ec2.Options) { o.BaseEndpoint = sdk.String(p.URL()) })
 	name := fmt.Sprintf("fleet-%d", serial.Add(1))
 	moto.LaunchTemplate(t, c, name+"-worker")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"time"
 )
 
 // EC2 remembers a RunInstances client token for at least 24 hours after
@@ -24,6 +26,21 @@ type scopeKey struct{}
 func WithLaunchScope(ctx context.Context, scope string) context.Context {
 	return context.WithValue(ctx, scopeKey{}, scope)
 }
+
+type cutoffKey struct{}
+
+// WithLaunchCutoff returns a context under which no launch starts at or
+// after cutoff: one started later might not be answered before the
+// caller's deadline, and a launch EC2 received goes ahead whether or not
+// its caller is still there to see the answer. The scheduled Lambda uses
+// its window's end less the time EC2 may take to answer, so that every
+// launch of one minute is listed before the next minute decides.
+func WithLaunchCutoff(ctx context.Context, cutoff time.Time) context.Context {
+	return context.WithValue(ctx, cutoffKey{}, cutoff)
+}
+
+// ErrLaunchCutoff is why a launch stopped at its context's cutoff.
+var ErrLaunchCutoff = errors.New("too late to start a launch (its cutoff has passed)")
 
 // launchScope is the context's scope, or the fleet's own random one,
 // which never repeats and is shared with no one.

@@ -63,8 +63,13 @@ var AWSLifecycle = Lifecycle{Pending: 10 * time.Second, Boot: 15 * time.Second, 
 type Account struct {
 	VCPUQuota         int      // Running On-Demand Standard instances, vCPUs; 0 = unlimited
 	NoCapacity        []string // zones without capacity for new instances
+	Unsupported       []string // zone:type pairs, instance types a zone does not offer
 	LambdaConcurrency int      // the account's Lambda concurrency limit [1000]
 	TakenBucketNames  []string // global S3 names other accounts own
+	// RolePropagation is how long the stack's functions' calls are
+	// refused after each one's first, as while IAM propagates the roles
+	// the stack has just made them [0].
+	RolePropagation time.Duration
 }
 
 // Config describes an emulated cloud. Zero values take the defaults in
@@ -176,11 +181,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		Log:              slog.New(slog.NewJSONHandler(endpointLog, nil)),
 		VCPUQuota:        cfg.Account.VCPUQuota,
 		NoCapacity:       cfg.Account.NoCapacity,
+		Unsupported:      cfg.Account.Unsupported,
 		PendingFor:       cfg.scaled(cfg.Lifecycle.Pending),
 		ShuttingDownFor:  cfg.scaled(cfg.Lifecycle.ShuttingDown),
 		TakenBucketNames: cfg.Account.TakenBucketNames,
 		ConcurrencyLimit: cfg.Account.LambdaConcurrency,
-		Lambdas:          c.lambdas,
+		// The Lambda stand-in's callers (see functions.awsOptions).
+		RolePropagation: map[string]time.Duration{"lambda-*": cfg.Account.RolePropagation},
+		Lambdas:         c.lambdas,
 	}); err != nil {
 		return nil, fmt.Errorf("starting the emulated AWS endpoint: %w", err)
 	}

@@ -55,6 +55,7 @@ type functions struct {
 type invocation struct {
 	name, handler string
 	env           map[string]string
+	timeout       time.Duration
 }
 
 func (f *functions) config(ctx context.Context, function string) (*invocation, error) {
@@ -62,7 +63,8 @@ func (f *functions) config(ctx context.Context, function string) (*invocation, e
 	if err != nil {
 		return nil, fmt.Errorf("reading function %s: %w", function, err)
 	}
-	inv := &invocation{name: sdk.ToString(out.FunctionName), handler: sdk.ToString(out.Handler), env: map[string]string{}}
+	inv := &invocation{name: sdk.ToString(out.FunctionName), handler: sdk.ToString(out.Handler), env: map[string]string{},
+		timeout: time.Duration(max(1, sdk.ToInt32(out.Timeout))) * time.Second}
 	if out.Environment != nil {
 		maps.Copy(inv.env, out.Environment.Variables)
 	}
@@ -171,7 +173,7 @@ func (f *functions) syncSchedules(ctx context.Context) error {
 			if !strings.Contains(arn, ":function:") {
 				continue
 			}
-			want[rule+" "+arn] = func(ctx context.Context) { f.run(ctx, rule, arn, period) }
+			want[rule+" "+arn] = func(schedule context.Context) { f.run(schedule, ctx, rule, arn, period) }
 		}
 	}
 	f.mu.Lock()
@@ -193,28 +195,31 @@ func (f *functions) syncSchedules(ctx context.Context) error {
 }
 
 // run invokes function with EventBridge's scheduled-event payload every
-// period, each invocation under a deadline of its timeout, until ctx ends.
-// A function whose reserved concurrency is 0 is throttled: not invoked.
-func (f *functions) run(ctx context.Context, rule, function string, period time.Duration) {
+// period, until schedule ends (its rule is gone). Each invocation runs
+// under its function's timeout within invocations, which ends only with
+// the emulator: as on Lambda, an invocation under way runs on after its
+// rule, or its function, is deleted. A function whose reserved
+// concurrency is 0 is throttled: not invoked.
+func (f *functions) run(schedule, invocations context.Context, rule, function string, period time.Duration) {
 	f.log.Info("schedule started", "rule", rule, "function", function, "every", period)
-	for next := time.Now().Truncate(time.Second); ctx.Err() == nil; next = next.Add(period) {
+	for next := time.Now().Truncate(time.Second); schedule.Err() == nil; next = next.Add(period) {
 		if wait := time.Until(next); wait > 0 {
 			select {
-			case <-ctx.Done():
+			case <-schedule.Done():
 				return
 			case <-time.After(wait):
 			}
 		}
-		if c, err := f.lambda.GetFunctionConcurrency(ctx, &lambda.GetFunctionConcurrencyInput{FunctionName: &function}); err == nil &&
+		if c, err := f.lambda.GetFunctionConcurrency(schedule, &lambda.GetFunctionConcurrencyInput{FunctionName: &function}); err == nil &&
 			c.ReservedConcurrentExecutions != nil && *c.ReservedConcurrentExecutions == 0 {
 			f.log.Info("function throttled (reserved concurrency 0)", "function", function)
 			continue
 		}
-		go f.scheduled(ctx, rule, function, next, period)
+		go f.scheduled(invocations, rule, function, next)
 	}
 }
 
-func (f *functions) scheduled(ctx context.Context, rule, function string, at time.Time, period time.Duration) {
+func (f *functions) scheduled(ctx context.Context, rule, function string, at time.Time) {
 	inv, err := f.config(ctx, function)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -242,7 +247,7 @@ func (f *functions) scheduled(ctx context.Context, rule, function string, at tim
 	if parts := strings.Split(rule, ":"); len(parts) > 4 {
 		region, account = parts[3], parts[4]
 	}
-	invocation, cancel := context.WithTimeout(ctx, period)
+	invocation, cancel := context.WithTimeout(ctx, inv.timeout)
 	defer cancel()
 	h.Handle(invocation, awsevents.EventBridgeEvent{
 		Version: "0", ID: uuid.NewString(), DetailType: "Scheduled Event", Source: "aws.events",

@@ -2,6 +2,8 @@ package moto
 
 import (
 	"net/http"
+	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,20 +31,14 @@ func (p *Proxy) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"now": p.clock.Now().UTC().Format(time.RFC3339)})
 	case "ec2":
 		if r.Method == http.MethodPost {
-			if q.Has("vcpuQuota") {
-				n, err := strconv.Atoi(q.Get("vcpuQuota"))
-				if err != nil || n < 0 {
-					adminError(w, http.StatusBadRequest, "vcpuQuota must be a number of vCPUs (0: unlimited)")
-					return
-				}
-				p.SetVCPUQuota(n)
-			}
-			if q.Has("noCapacity") {
-				p.SetNoCapacity(strings.Split(q.Get("noCapacity"), ",")...)
+			if msg := p.setEC2(q); msg != "" {
+				adminError(w, http.StatusBadRequest, msg)
+				return
 			}
 		}
 		p.mu.Lock()
-		state := map[string]any{"vcpuQuota": p.vcpuQuota, "noCapacity": sortedKeys(p.noCapacity)}
+		state := map[string]any{"vcpuQuota": p.vcpuQuota, "noCapacity": sortedKeys(p.noCapacity), "unsupported": sortedKeys(p.unsupported),
+			"runInstancesDelay": p.runDelay.String()}
 		p.mu.Unlock()
 		writeJSON(w, http.StatusOK, state)
 	case "fail-downloads":
@@ -59,11 +55,59 @@ func (p *Proxy) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		state := map[string]any{"failing": sortedKeys(p.failCallers)}
 		p.mu.Unlock()
 		writeJSON(w, http.StatusOK, state)
+	case "iam":
+		if r.Method == http.MethodPost {
+			caller := q.Get("caller")
+			d, err := time.ParseDuration(q.Get("propagation"))
+			_, badPattern := path.Match(caller, "")
+			if caller == "" || badPattern != nil || err != nil || d < 0 {
+				adminError(w, http.StatusBadRequest, "caller=<access key id pattern>&propagation=<duration, 0 to remove>")
+				return
+			}
+			p.SetRolePropagation(caller, d)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"propagation": p.propagationState()})
 	case "cfn-response":
 		p.cfnResponse(w, r)
 	default:
 		adminError(w, http.StatusNotFound, "no such endpoint; see the awsproxy package documentation")
 	}
+}
+
+// setEC2 applies the EC2 settings q gives, all or (when one is malformed,
+// which it says) none.
+func (p *Proxy) setEC2(q url.Values) string {
+	var set []func()
+	if q.Has("vcpuQuota") {
+		n, err := strconv.Atoi(q.Get("vcpuQuota"))
+		if err != nil || n < 0 {
+			return "vcpuQuota must be a number of vCPUs (0: unlimited)"
+		}
+		set = append(set, func() { p.SetVCPUQuota(n) })
+	}
+	if q.Has("noCapacity") {
+		set = append(set, func() { p.SetNoCapacity(strings.Split(q.Get("noCapacity"), ",")...) })
+	}
+	if q.Has("unsupported") {
+		pairs := strings.Split(q.Get("unsupported"), ",")
+		for _, pair := range pairs {
+			if zone, typ, ok := strings.Cut(strings.TrimSpace(pair), ":"); pair != "" && (!ok || zone == "" || typ == "") {
+				return "unsupported must be zone:type pairs such as us-east-1e:t3.small, comma-separated"
+			}
+		}
+		set = append(set, func() { p.SetUnsupported(pairs...) })
+	}
+	if q.Has("runInstancesDelay") {
+		d, err := time.ParseDuration(q.Get("runInstancesDelay"))
+		if err != nil || d < 0 {
+			return "runInstancesDelay must be a duration such as 2s (0: none)"
+		}
+		set = append(set, func() { p.SetRunInstancesDelay(d) })
+	}
+	for _, f := range set {
+		f()
+	}
+	return ""
 }
 
 func adminError(w http.ResponseWriter, status int, message string) {

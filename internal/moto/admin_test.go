@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -85,6 +86,31 @@ func TestAdminEndpoints(t *testing.T) {
 	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=many"); status != 400 {
 		t.Errorf("a bad quota: %d", status)
 	}
+	status, state = admin(t, p, http.MethodPost, "/_surge/ec2?unsupported=us-east-1e:t3.small,us-east-1f:t3.small")
+	if status != 200 || len(state["unsupported"].([]any)) != 2 {
+		t.Errorf("POST ec2?unsupported: %d %v", status, state)
+	}
+	_, err = run(t, e, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1f")}})
+	if code, _, _ := apiError(t, err); code != "Unsupported" {
+		t.Errorf("an unsupported type set through the admin endpoint: %s", code)
+	}
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?unsupported=us-east-1e"); status != 400 {
+		t.Errorf("a zone without a type: %d", status)
+	}
+	if _, state = admin(t, p, http.MethodPost, "/_surge/ec2?unsupported="); len(state["unsupported"].([]any)) != 0 {
+		t.Errorf("clearing unsupported: %v", state)
+	}
+	if status, state = admin(t, p, http.MethodPost, "/_surge/ec2?runInstancesDelay=1500ms"); status != 200 || state["runInstancesDelay"] != "1.5s" {
+		t.Errorf("POST ec2?runInstancesDelay: %d %v", status, state)
+	}
+	// A malformed setting changes nothing, not even the good ones beside it.
+	if status, _ := admin(t, p, http.MethodPost, "/_surge/ec2?vcpuQuota=4&runInstancesDelay=soon"); status != 400 {
+		t.Errorf("a bad delay: %d", status)
+	}
+	if _, state = admin(t, p, http.MethodGet, "/_surge/ec2"); state["vcpuQuota"] != 2.0 || state["runInstancesDelay"] != "1.5s" {
+		t.Errorf("after a refused POST: %v", state)
+	}
+	p.SetRunInstancesDelay(0)
 
 	s := s3Client(p, "i-1")
 	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("admin-bucket")}); err != nil {
@@ -123,5 +149,59 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if status, _ := admin(t, p, http.MethodGet, "/_surge/nothing"); status != 404 {
 		t.Errorf("unknown endpoint: %d", status)
+	}
+}
+
+// A caller whose role is propagating has its first calls refused as each
+// service refuses a role without the permission, then goes through;
+// callers that match no pattern never wait.
+func TestRolePropagation(t *testing.T) {
+	p := start(t, ProxyConfig{RolePropagation: map[string]time.Duration{"lambda-*": 2 * time.Second}})
+	ctx := context.Background()
+	fresh := ec2.NewFromConfig(sdkConfig(p, "lambda-hooks"))
+	_, err := fresh.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
+	code, msg, status := apiError(t, err)
+	if code != "UnauthorizedOperation" || status != 403 || !strings.Contains(msg, "not authorized to perform: ec2:DescribeSecurityGroups") {
+		t.Errorf("EC2 while the role propagates: %s (%d) %q", code, status, msg)
+	}
+	if _, err := lambda.NewFromConfig(sdkConfig(p, "lambda-hooks")).GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{}); err == nil {
+		t.Error("Lambda while the role propagates: no error")
+	} else if code, _, status := apiError(t, err); code != "AccessDeniedException" || status != 403 {
+		t.Errorf("Lambda while the role propagates: %s (%d)", code, status)
+	}
+	if _, err := s3Client(p, "lambda-hooks").ListBuckets(ctx, &s3.ListBucketsInput{}); err == nil {
+		t.Error("S3 while the role propagates: no error")
+	} else if code, _, _ := apiError(t, err); code != "AccessDenied" {
+		t.Errorf("S3 while the role propagates: %s", code)
+	}
+	if _, err := ec2Client(p).DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{}); err != nil {
+		t.Errorf("a caller matching no pattern: %v", err)
+	}
+	eventually(t, "the role to propagate", func() bool {
+		_, err := fresh.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
+		return err == nil
+	})
+	// Another new caller waits from its own first call.
+	if _, err := ec2.NewFromConfig(sdkConfig(p, "lambda-scaler")).DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err == nil {
+		t.Error("a second new role's first call went through")
+	}
+
+	status, state := admin(t, p, http.MethodPost, "/_surge/iam?caller=i-*&propagation=1h")
+	if status != 200 || state["propagation"].(map[string]any)["i-*"] != "1h0m0s" {
+		t.Errorf("POST iam: %d %v", status, state)
+	}
+	if _, err := ec2.NewFromConfig(sdkConfig(p, "i-0123")).DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err == nil {
+		t.Error("a caller set through the admin endpoint went through")
+	}
+	if _, state = admin(t, p, http.MethodPost, "/_surge/iam?caller=i-*&propagation=0"); len(state["propagation"].(map[string]any)) != 1 {
+		t.Errorf("removing a pattern: %v", state)
+	}
+	if _, err := ec2.NewFromConfig(sdkConfig(p, "i-0123")).DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err != nil {
+		t.Errorf("after the pattern was removed: %v", err)
+	}
+	for _, bad := range []string{"/_surge/iam?caller=x", "/_surge/iam?caller=[&propagation=1s", "/_surge/iam?propagation=1s"} {
+		if status, _ := admin(t, p, http.MethodPost, bad); status != 400 {
+			t.Errorf("%s: %d", bad, status)
+		}
 	}
 }

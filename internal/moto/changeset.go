@@ -234,7 +234,7 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 			p.cfn.aliases[cs.stackID] = strings.TrimSpace(textOf(doc, "//StackId"))
 			p.cfn.mu.Unlock()
 		}
-		p.afterCreate(answer.body, c.region, stackForm, tmpl)
+		p.afterCreate(ctx, answer.body, c.region, stackForm, tmpl)
 	} else {
 		p.cfn.given(cs.stackID, paramList(stackForm), true)
 		p.afterUpdate(ctx, c.region, cs.stackID, tmpl, before)
@@ -242,9 +242,10 @@ func (p *Proxy) executeChangeSet(w http.ResponseWriter, r *http.Request, c call,
 	cfnAnswer(w, "ExecuteChangeSet")
 }
 
-// afterUpdate records a stack's new template, ends an earlier failed
-// update's status, and waits for the signals of resources the update
-// made or replaced.
+// afterUpdate carries out, for a stack moto has just updated, what moto
+// leaves undone (the resources of types it does not implement), records
+// its new template, ends an earlier failed update's status, and waits for
+// the signals of resources the update made or replaced.
 func (p *Proxy) afterUpdate(ctx context.Context, region, stackID string, tmplBody []byte, before map[string]string) {
 	st, err := p.stackFor(ctx, region, stackID)
 	if err != nil || st == nil {
@@ -255,6 +256,9 @@ func (p *Proxy) afterUpdate(ctx context.Context, region, stackID string, tmplBod
 	if !ok {
 		p.cfn.setStatus(st, "", "")
 		return
+	}
+	if failed, err := p.applyUnimplemented(ctx, region, stackID, st.name, t, st.params); err != nil {
+		p.log.Error("a resource moto does not implement failed to update", "stack", st.name, "resource", failed, "err", err)
 	}
 	customs, _ := t.customResources()
 	p.cfn.mu.Lock()

@@ -123,22 +123,7 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 	case "SignalResource":
 		p.signalResource(w, r, c, form)
 	case "UpdateStack":
-		if p.keepPrevious(r.Context(), c.region, form.Get("StackName"), form) != "" {
-			body = []byte(form.Encode())
-			setBody(r, body)
-		}
-		tmpl, err := p.templateOf(r.Context(), c.region, form)
-		if err != nil {
-			p.forwardFailed(w, "reading a stack update's template", err)
-			return true
-		}
-		if refusal, err := p.preflight(r.Context(), c, form, tmpl, false); err != nil {
-			p.forwardFailed(w, "checking a stack update", err)
-		} else if refusal != "" {
-			cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
-		} else {
-			return false
-		}
+		p.updateStack(w, r, c, form, body)
 	case "DeleteStack":
 		p.deleteStack(w, r, c, form, body)
 	case "DescribeStacks", "ListStacks", "DescribeStackEvents":
@@ -147,6 +132,41 @@ func (p *Proxy) serveCloudFormation(w http.ResponseWriter, r *http.Request, c ca
 		return false
 	}
 	return true
+}
+
+// updateStack checks an update as AWS would, forwards it, and carries out
+// what moto leaves out of it.
+func (p *Proxy) updateStack(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) {
+	ctx := r.Context()
+	stackID := p.keepPrevious(ctx, c.region, form.Get("StackName"), form)
+	if stackID != "" {
+		body = []byte(form.Encode())
+		setBody(r, body)
+	}
+	tmplBody, err := p.templateOf(ctx, c.region, form)
+	if err != nil {
+		p.forwardFailed(w, "reading a stack update's template", err)
+		return
+	}
+	if refusal, err := p.preflight(ctx, c, form, tmplBody, false); err != nil {
+		p.forwardFailed(w, "checking a stack update", err)
+		return
+	} else if refusal != "" {
+		cfnError(w, http.StatusBadRequest, "ValidationError", refusal)
+		return
+	}
+	before := p.physicalIDs(ctx, c.region, form.Get("StackName"))
+	answer, err := p.roundTrip(r, body)
+	if err != nil {
+		p.forwardFailed(w, "forwarding UpdateStack", err)
+		return
+	}
+	defer answer.write(w)
+	if answer.status != http.StatusOK || stackID == "" {
+		return
+	}
+	p.cfn.given(stackID, paramList(form), true)
+	p.afterUpdate(ctx, c.region, stackID, tmplBody, before)
 }
 
 // cfnError answers in CloudFormation's Query error format.
@@ -432,13 +452,14 @@ func (p *Proxy) createStack(w http.ResponseWriter, r *http.Request, c call, form
 	}
 	defer answer.write(w)
 	if answer.status == http.StatusOK {
-		p.afterCreate(answer.body, c.region, form, tmplBody)
+		p.afterCreate(ctx, answer.body, c.region, form, tmplBody)
 	}
 }
 
-// afterCreate starts the custom resources of a stack moto has just
-// created (its CreateStack answer).
-func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplBody []byte) {
+// afterCreate carries out, for a stack moto has just created (its
+// CreateStack answer), what moto leaves undone: the resources of types it
+// does not implement, the custom resources, the creation policies.
+func (p *Proxy) afterCreate(ctx context.Context, answer []byte, region string, form url.Values, tmplBody []byte) {
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(answer); err != nil {
 		p.log.Error("reading moto's CreateStack answer", "err", err)
@@ -450,30 +471,44 @@ func (p *Proxy) afterCreate(answer []byte, region string, form url.Values, tmplB
 	if !ok {
 		return
 	}
-	customs, err := t.customResources()
-	signalled := signalsToAwait(t, nil, nil)
-	if (err != nil || len(customs) == 0) && len(signalled) == 0 {
-		return
-	}
+	customs, _ := t.customResources()
 	st := &stackRecord{
 		id: stackID, name: form.Get("StackName"), region: region,
 		tmpl: t, params: stackParameters(form), customs: customs, created: map[string]*customCreated{},
+	}
+	failed, err := p.applyUnimplemented(ctx, region, stackID, st.name, t, st.params)
+	if err != nil {
+		p.log.Info("a resource moto does not implement failed to create", "stack", st.name, "resource", failed, "err", err)
+		p.failCreate(st, failed, err.Error())
+		return
+	}
+	signalled := signalsToAwait(t, nil, nil)
+	if len(customs) == 0 && len(signalled) == 0 {
+		return
+	}
+	if len(customs) > 0 && p.cfg.Lambdas == nil {
+		p.failCreate(st, customs[0], "The emulated cloud has no Lambda invoker to run custom resources.")
+		return
 	}
 	p.cfn.mu.Lock()
 	p.cfn.stacks[stackID] = st
 	p.cfn.mu.Unlock()
 	p.awaitSignals(st, signalled, false)
-	if len(customs) == 0 {
-		return
+	if len(customs) > 0 {
+		p.background(func(ctx context.Context) { p.createCustomResources(ctx, st) })
 	}
-	if p.cfg.Lambdas == nil {
-		reason := "The emulated cloud has no Lambda invoker to run custom resources."
-		p.cfn.setStatus(st, "ROLLBACK_COMPLETE", fmt.Sprintf("The following resource(s) failed to create: [%s]. %s", customs[0], reason),
-			stackEvent{at: p.clock.Now(), logicalID: customs[0], resourceTy: t.Resources[customs[0]].Type, status: "CREATE_FAILED", reason: reason},
-			stackEvent{at: p.clock.Now(), logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "ROLLBACK_COMPLETE"})
-		return
-	}
-	p.background(func(ctx context.Context) { p.createCustomResources(ctx, st) })
+}
+
+// failCreate shows a new stack rolled back for the failure of one of its
+// resources, none of its custom resources created yet.
+func (p *Proxy) failCreate(st *stackRecord, logicalID, reason string) {
+	p.cfn.mu.Lock()
+	p.cfn.stacks[st.id] = st
+	p.cfn.mu.Unlock()
+	now := p.clock.Now()
+	p.cfn.setStatus(st, "ROLLBACK_COMPLETE", fmt.Sprintf("The following resource(s) failed to create: [%s]. %s", logicalID, reason),
+		stackEvent{at: now, logicalID: logicalID, resourceTy: st.tmpl.Resources[logicalID].Type, status: "CREATE_FAILED", reason: reason},
+		stackEvent{at: now, logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: "ROLLBACK_COMPLETE"})
 }
 
 // createCustomResources runs each custom resource's Create, one at a time,

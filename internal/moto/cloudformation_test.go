@@ -16,6 +16,7 @@ import (
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
@@ -440,5 +441,56 @@ func TestPreflightReadsTemplateURL(t *testing.T) {
 		if code, msg, _ := apiError(t, err); code != "ValidationError" || msg != "In: surge-in-bucket already exists" {
 			t.Errorf("%s: %s %q", u, code, msg)
 		}
+	}
+}
+
+// AWS::Lambda::EventInvokeConfig, a type moto's CloudFormation skips, is
+// carried out: the function's asynchronous invocation settings are the
+// template's, on create and on update; one that cannot be carried out
+// fails the stack rather than vanish from it.
+func TestEventInvokeConfigApplied(t *testing.T) {
+	p := start(t, ProxyConfig{})
+	c := cfnClient(p)
+	ctx := context.Background()
+	config := func(retries, age int) string {
+		return fmt.Sprintf(`{"Resources": {`+lambdaResources+`,
+	"Async": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {"FunctionName": {"Ref": "Fn"}, "Qualifier": "$LATEST",
+		"MaximumRetryAttempts": %d, "MaximumEventAgeInSeconds": %d}}}}`, retries, age)
+	}
+	if _, err := createStack(c, "async", config(0, 60)); err != nil {
+		t.Fatal(err)
+	}
+	waitForStatus(t, c, "async", cfntypes.StackStatusCreateComplete)
+	fns, err := lambda.NewFromConfig(sdkConfig(p, "tester")).ListFunctions(ctx, &lambda.ListFunctionsInput{})
+	if err != nil || len(fns.Functions) != 1 {
+		t.Fatalf("functions: %v, %v", fns, err)
+	}
+	fn := fns.Functions[0].FunctionName
+	got := func() (int32, int32) {
+		t.Helper()
+		out, err := lambda.NewFromConfig(sdkConfig(p, "tester")).GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: fn})
+		if err != nil {
+			t.Fatalf("the stack's event invoke config: %v", err)
+		}
+		return aws.ToInt32(out.MaximumRetryAttempts), aws.ToInt32(out.MaximumEventAgeInSeconds)
+	}
+	if retries, age := got(); retries != 0 || age != 60 {
+		t.Errorf("after create: %d retries, events up to %d s old; want 0 and 60", retries, age)
+	}
+	if _, err := c.UpdateStack(ctx, &cloudformation.UpdateStackInput{StackName: aws.String("async"), TemplateBody: aws.String(config(1, 300))}); err != nil {
+		t.Fatal(err)
+	}
+	waitForStatus(t, c, "async", cfntypes.StackStatusUpdateComplete)
+	if retries, age := got(); retries != 1 || age != 300 {
+		t.Errorf("after update: %d retries, events up to %d s old; want 1 and 300", retries, age)
+	}
+
+	broken := `{"Resources": {"Async": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {"FunctionName": "never-made", "Qualifier": "$LATEST", "MaximumRetryAttempts": 0}}}}`
+	if _, err := createStack(c, "broken", broken); err != nil {
+		t.Fatal(err)
+	}
+	stack := waitForStatus(t, c, "broken", cfntypes.StackStatusRollbackComplete)
+	if reason := aws.ToString(stack.StackStatusReason); !strings.Contains(reason, "[Async]") || !strings.Contains(reason, "never-made") {
+		t.Errorf("reason = %q, want it to name Async and the function", reason)
 	}
 }

@@ -36,11 +36,27 @@
 //     with AWS's message naming the zones that have capacity. A launch
 //     that names no subnet or zone goes to a zone with capacity, as EC2
 //     chooses one.
+//   - Instance types a zone does not offer (Unsupported, zone:type pairs):
+//     RunInstances in that zone answers Unsupported (400) naming the zones
+//     that offer the type, before any quota or capacity check; a launch
+//     that names no subnet or zone goes to a zone that offers it.
+//     https://repost.aws/knowledge-center/ec2-instance-type-not-supported-az-error
+//     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
 //   - StartInstances of a stopped instance: refused with
 //     InsufficientInstanceCapacity (500) when its own zone has no capacity
 //     (a stopped instance cannot move zones), leaving it stopped; otherwise
 //     "pending" for PendingFor again and LaunchTime moved to the start, as
 //     EC2 shows the last start there.
+//   - RunInstances that takes time to answer (RunInstancesDelay, 0 by
+//     default), as a launch on EC2 takes seconds: its instances exist at
+//     once (they count against the quota and hold their network
+//     interfaces, so a security group they are in cannot be deleted) but
+//     DescribeInstances lists them only once it has answered (naming one
+//     before then answers InvalidInstanceID.NotFound), as EC2's eventual
+//     consistency allows; a caller that gives up in the meantime launched
+//     them all the same. So a launch of many names one at a time is seen
+//     by others as a fleet growing name by name, each name late.
+//     https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
 //   - MinCount/MaxCount as AWS reads them: as many instances as fit, up to
 //     MaxCount (moto launches MinCount).
 //   - An instance launched from a template takes the template's
@@ -51,6 +67,13 @@
 // S3: global bucket names owned by other accounts (BucketAlreadyExists,
 // 409), and callers whose object reads are denied (AccessDenied, 403), as
 // an instance sees while its role propagates.
+//
+// IAM: a new role's permissions propagate (RolePropagation): calls from
+// callers matching a pattern ("lambda-*") are refused for a while after
+// each one's first, as EC2 (UnauthorizedOperation), S3 (AccessDenied) and
+// Lambda (AccessDeniedException) refuse a role that lacks the permission,
+// all 403; other services' calls go through.
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
 //
 // Lambda: the account's concurrency limit, which moto lacks:
 // GetAccountSettings, and PutFunctionConcurrency refused when fewer than
@@ -81,6 +104,12 @@
 //     moto deletes the rest (its CloudFormation cannot, and then fails on
 //     the VPC), and the stack's instances have ended when it is gone, as
 //     CloudFormation waits for them.
+//   - Resource types moto's CloudFormation does not implement are skipped
+//     by moto with only a warning in its log. AWS::Lambda::EventInvokeConfig
+//     is not: once moto has made (or updated) the stack, the proxy sets the
+//     function's asynchronous invocation through Lambda's API, and one it
+//     cannot set rolls a new stack back with the reason.
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventinvokeconfig.html
 //   - DescribeStacks, ListStacks and DescribeStackEvents show the status
 //     and events of the stacks the proxy works on.
 //
@@ -99,6 +128,10 @@
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the
 //     stack is deleted; UpdateStack does not run custom resources' Update.
+//   - Resources the proxy carries out for moto (EventInvokeConfig) are not
+//     listed among the stack's resources; an update that cannot carry one
+//     out is logged, not rolled back. Other types moto does not implement
+//     (AWS::CloudWatch::Alarm, say) are still left out silently.
 //
 // # Admin endpoints
 //
@@ -108,6 +141,9 @@
 //	GET  /_surge/clock                       {"now": RFC3339}
 //	POST /_surge/clock?advance=2h            advances the clock
 //	POST /_surge/ec2?vcpuQuota=8&noCapacity=us-east-1a,us-east-1b   (empty noCapacity clears)
+//	POST /_surge/ec2?unsupported=us-east-1e:t3.small,us-east-1f:t3.small   (empty clears)
+//	POST /_surge/ec2?runInstancesDelay=2s    RunInstancesDelay (0: none); a malformed setting sets nothing
 //	POST /_surge/fail-downloads?caller=<access key id>&fail=true|false
+//	POST /_surge/iam?caller=<access key id pattern>&propagation=10s   (0 removes the pattern)
 //	PUT  /_surge/cfn-response?request=<id>   custom resources' ResponseURL
 package moto

@@ -40,6 +40,9 @@ type instanceRecord struct {
 	// startedAt is the last StartInstances that found it stopped: from
 	// then it boots again, and EC2's LaunchTime says so.
 	startedAt time.Time
+	// listedFrom is when DescribeInstances first lists it: once the
+	// RunInstances that made it has answered.
+	listedFrom time.Time
 }
 
 // tokenRecord is a RunInstances client token and what it answered.
@@ -87,6 +90,17 @@ func (s *ec2State) observe(region, id, motoState string, now time.Time) instance
 		rec.terminatedAt = now
 	}
 	return *rec
+}
+
+// hide keeps new instances out of DescribeInstances until from.
+func (s *ec2State) hide(region string, ids []string, from time.Time) {
+	r := s.region(region)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		rec, _ := r.record(id, from)
+		rec.listedFrom = from
+	}
 }
 
 // terminated records that a TerminateInstances for id went to moto and
@@ -307,7 +321,7 @@ func (p *Proxy) describeInstances(w http.ResponseWriter, r *http.Request, c call
 				rec := p.ec2.observe(c.region, id, motoState, now)
 				shown, isGone := life.show(motoState, rec, now)
 				switch {
-				case isGone:
+				case isGone || now.Before(rec.listedFrom):
 					gone = append(gone, id)
 					instances.RemoveChild(inst)
 				case !matchesStateFilters(state, shown):

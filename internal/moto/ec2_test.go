@@ -371,18 +371,25 @@ func TestVCPUQuota(t *testing.T) {
 	}
 }
 
-func TestCapacityPerAZ(t *testing.T) {
-	p := start(t, ProxyConfig{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
-	c := ec2Client(p)
+// defaultSubnets are the default VPC's subnets by zone.
+func defaultSubnets(t *testing.T, c *ec2.Client) map[string]string {
+	t.Helper()
 	subnets, err := c.DescribeSubnets(context.Background(), &ec2.DescribeSubnetsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subnetIn := map[string]string{}
+	byZone := map[string]string{}
 	for _, s := range subnets.Subnets {
-		subnetIn[*s.AvailabilityZone] = *s.SubnetId
+		byZone[*s.AvailabilityZone] = *s.SubnetId
 	}
-	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1a"])})
+	return byZone
+}
+
+func TestCapacityPerAZ(t *testing.T) {
+	p := start(t, ProxyConfig{NoCapacity: []string{"us-east-1a", "us-east-1c"}})
+	c := ec2Client(p)
+	subnetIn := defaultSubnets(t, c)
+	_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1a"])})
 	code, msg, status := apiError(t, err)
 	want := "We currently do not have sufficient t3.small capacity in the Availability Zone you requested (us-east-1a). " +
 		"Our system will be working on provisioning additional capacity. You can currently get t3.small capacity by not " +
@@ -485,4 +492,87 @@ func TestShutdownBehaviourFromLaunchTemplate(t *testing.T) {
 			t.Errorf("%s: shutdown behaviour %q, want %q", name, got, want)
 		}
 	}
+}
+
+// A slow RunInstances launches at once (its instance counts against the
+// quota) but is listed only once it has answered; a caller that gives up
+// first launched all the same.
+func TestRunInstancesDelay(t *testing.T) {
+	p := start(t, ProxyConfig{RunInstancesDelay: time.Second, VCPUQuota: 4})
+	c := ec2Client(p)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+		answered <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-answered:
+		t.Fatalf("answered within a third of the delay: %v", err)
+	default:
+	}
+	if got := states(t, c); len(got) != 0 {
+		t.Fatalf("before RunInstances answered, DescribeInstances shows %v", got)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if got := states(t, c); len(got) != 1 {
+		t.Fatalf("after RunInstances answered, DescribeInstances shows %v", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.RunInstances(ctx, &ec2.RunInstancesInput{
+		ImageId: aws.String("ami-12345678"), InstanceType: types.InstanceTypeT3Small, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+	}); err == nil {
+		t.Fatal("a RunInstances cut short by its caller answered")
+	}
+	// Unlisted yet, it holds its vCPUs: the quota of 4 is full.
+	if _, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small}); err == nil {
+		t.Fatal("a launch past the quota, counting one not yet listed, went through")
+	} else if code, _, _ := apiError(t, err); code != "VcpuLimitExceeded" {
+		t.Fatalf("a launch past the quota: %s", code)
+	}
+	eventually(t, "the given-up launch to be listed", func() bool { return len(states(t, c)) == 2 })
+
+	p.SetRunInstancesDelay(0)
+	p.SetVCPUQuota(0)
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+}
+
+// A zone that does not offer an instance type refuses it with
+// Unsupported (400) and names the zones that do; left to choose, EC2
+// picks one that offers it.
+func TestUnsupportedInZone(t *testing.T) {
+	p := start(t, ProxyConfig{Unsupported: []string{"us-east-1a:t3.small", "us-east-1e:t3.small"}})
+	c := ec2Client(p)
+	subnetIn := defaultSubnets(t, c)
+	_, err := run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
+	code, msg, status := apiError(t, err)
+	want := "Your requested instance type (t3.small) is not supported in your requested Availability Zone (us-east-1e). " +
+		"Please retry your request by not specifying an Availability Zone or choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f."
+	if code != "Unsupported" || status != 400 || msg != want {
+		t.Errorf("unsupported: %s (%d) %q", code, status, msg)
+	}
+	// Another type is offered there; and where capacity is short too, the
+	// type is what EC2 answers about.
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Micro, SubnetId: aws.String(subnetIn["us-east-1e"])})
+	p.SetNoCapacity("us-east-1e", "us-east-1b")
+	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1e")}})
+	if code, _, _ := apiError(t, err); code != "Unsupported" {
+		t.Errorf("a zone without the type nor capacity: %s", code)
+	}
+	_, err = run(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1b"])})
+	if code, msg, _ := apiError(t, err); code != "InsufficientInstanceCapacity" || !strings.HasSuffix(msg, "choosing us-east-1c, us-east-1d, us-east-1f.") {
+		t.Errorf("no capacity where the type is offered: %s %q", code, msg)
+	}
+	// Left to choose, EC2 finds a zone that offers the type and has room.
+	anywhere := mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small})
+	if az := *anywhere.Instances[0].Placement.AvailabilityZone; az != "us-east-1c" {
+		t.Errorf("an instance with no zone asked for landed in %s, want us-east-1c", az)
+	}
+	p.SetNoCapacity()
+	p.SetUnsupported()
+	mustRun(t, c, &ec2.RunInstancesInput{InstanceType: types.InstanceTypeT3Small, SubnetId: aws.String(subnetIn["us-east-1e"])})
 }

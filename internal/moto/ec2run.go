@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,13 +186,41 @@ type launchSpec struct {
 	shutdown     string // instance-initiated shutdown behaviour: stop or terminate
 }
 
-// launch checks quota and capacity, then forwards the launch to moto. It
-// returns moto's answer for the token memory.
+// launch checks quota and capacity, then forwards the launch to moto and
+// answers. It returns moto's answer for the token memory.
+//
+// With a RunInstancesDelay the instances exist from the start (they count
+// against the quota and hold their network interfaces) while EC2 takes
+// the delay to answer, and DescribeInstances lists them only once it has,
+// as EC2's eventual consistency allows; a caller that gives up in the
+// meantime launched them all the same.
 func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) (answer []byte, ids []string, ok bool) {
+	up, doc, ids, ok := p.accept(w, r, c, form, body)
+	if !ok {
+		return nil, nil, false
+	}
+	answer = up.body
+	if d := p.runInstancesDelay(); d > 0 {
+		p.ec2.hide(c.region, ids, p.clock.Now().Add(d))
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			p.log.Info("RunInstances given up by its caller before EC2 answered: launched all the same", "instances", ids, "delay", d)
+			return answer, ids, true
+		}
+	}
+	p.writeXML(w, up, doc)
+	return answer, ids, true
+}
+
+// accept is the launch up to EC2's answer: checks, then moto's launch,
+// whose rewritten answer it returns. When it returns false it has
+// answered the client itself.
+func (p *Proxy) accept(w http.ResponseWriter, r *http.Request, c call, form url.Values, body []byte) (up *upstreamAnswer, doc *etree.Document, ids []string, ok bool) {
+	ctx := r.Context()
 	reg := p.ec2.region(c.region)
 	reg.launch.Lock()
 	defer reg.launch.Unlock()
-	ctx := r.Context()
 	spec, err := p.launchSpec(ctx, c.region, form)
 	if err != nil {
 		// moto answers a request it cannot serve (an unknown template, say)
@@ -205,7 +234,17 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		// a real type the emulation's vCPU table leaves out.
 		p.log.Warn("RunInstances refused: instance type not in the proxy's vCPU table", "type", spec.instanceType)
 		ec2Error(w, http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Invalid value '%s' for InstanceType.", spec.instanceType))
-		return nil, nil, false
+		return nil, nil, nil, false
+	}
+	if spec.az != "" && !p.offers(spec.az, spec.instanceType) {
+		offering, err := p.offering(ctx, c.region, spec.instanceType)
+		if err != nil {
+			p.forwardFailed(w, "listing Availability Zones", err)
+			return nil, nil, nil, false
+		}
+		p.log.Info("RunInstances refused: type not offered in the zone", "az", spec.az, "type", spec.instanceType)
+		ec2Error(w, http.StatusBadRequest, "Unsupported", unsupportedMessage(spec.instanceType, spec.az, offering))
+		return nil, nil, nil, false
 	}
 	minCount := atoiOr(form.Get("MinCount"), 1)
 	maxCount := max(atoiOr(form.Get("MaxCount"), minCount), minCount)
@@ -215,12 +254,12 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		usage, err := p.vcpuUsage(ctx, c.region)
 		if err != nil {
 			p.forwardFailed(w, "counting the account's vCPUs", err)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		if usage+vcpus*minCount > quota {
 			p.log.Info("RunInstances refused: vCPU quota", "quota", quota, "usage", usage, "asked", vcpus*minCount)
 			ec2Error(w, http.StatusBadRequest, "VcpuLimitExceeded", vcpuLimitMessage(quota))
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		launching = min(launching, (quota-usage)/vcpus)
 	}
@@ -230,35 +269,41 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		form.Set("MaxCount", strconv.Itoa(launching))
 		changed = true
 	}
-	if p.hasNoCapacity(firstOf(spec.az, c.region+"a")) {
-		zones, err := p.zones(ctx, c.region)
-		if err != nil {
-			p.forwardFailed(w, "listing Availability Zones", err)
-			return nil, nil, false
-		}
-		var open []string
-		for _, z := range zones {
-			if !p.hasNoCapacity(z) {
-				open = append(open, z)
+	if spec.az == "" {
+		// Left to choose, EC2 places the instance in a zone that offers
+		// its type and has capacity; moto would take its default,
+		// <region>a.
+		if z := c.region + "a"; !p.offers(z, spec.instanceType) || p.hasNoCapacity(z) {
+			offering, err := p.offering(ctx, c.region, spec.instanceType)
+			if err != nil {
+				p.forwardFailed(w, "listing Availability Zones", err)
+				return nil, nil, nil, false
 			}
-		}
-		switch {
-		case spec.az != "":
-			p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
-			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
-				capacityMessage(spec.instanceType, spec.az, without(open, spec.az)))
-			return nil, nil, false
-		case len(open) == 0:
-			ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
-				fmt.Sprintf("We currently do not have sufficient %s capacity in the Region you requested (%s). "+
-					"Our system will be working on provisioning additional capacity.", spec.instanceType, c.region))
-			return nil, nil, false
-		default:
-			// Left to choose, EC2 places the instance where there is
-			// capacity; moto would take its default, <region>a.
+			open := slices.DeleteFunc(slices.Clone(offering), p.hasNoCapacity)
+			switch {
+			case len(offering) == 0:
+				ec2Error(w, http.StatusBadRequest, "Unsupported",
+					fmt.Sprintf("Your requested instance type (%s) is not supported in your requested Region (%s).", spec.instanceType, c.region))
+				return nil, nil, nil, false
+			case len(open) == 0:
+				ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
+					fmt.Sprintf("We currently do not have sufficient %s capacity in the Region you requested (%s). "+
+						"Our system will be working on provisioning additional capacity.", spec.instanceType, c.region))
+				return nil, nil, nil, false
+			}
 			form.Set("Placement.AvailabilityZone", open[0])
 			changed = true
 		}
+	} else if p.hasNoCapacity(spec.az) {
+		offering, err := p.offering(ctx, c.region, spec.instanceType)
+		if err != nil {
+			p.forwardFailed(w, "listing Availability Zones", err)
+			return nil, nil, nil, false
+		}
+		p.log.Info("RunInstances refused: no capacity", "az", spec.az, "type", spec.instanceType)
+		ec2Error(w, http.StatusInternalServerError, "InsufficientInstanceCapacity",
+			capacityMessage(spec.instanceType, spec.az, without(slices.DeleteFunc(offering, p.hasNoCapacity), spec.az)))
+		return nil, nil, nil, false
 	}
 	if changed {
 		body = []byte(form.Encode())
@@ -266,7 +311,7 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 		r.URL.RawQuery = ""
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	}
-	answer, ids, ok = p.forwardLaunch(w, r, c, body)
+	up, doc, ids, ok = p.forwardLaunch(w, r, c, body)
 	if ok && spec.shutdown == "terminate" {
 		// moto takes the shutdown behaviour from the request only, never
 		// from the launch template: an instance that powers itself off
@@ -279,13 +324,15 @@ func (p *Proxy) launch(w http.ResponseWriter, r *http.Request, c call, form url.
 			}
 		}
 	}
-	return answer, ids, ok
+	return up, doc, ids, ok
 }
 
-func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (answer []byte, ids []string, ok bool) {
-	up, doc, ok := p.forwardXML(w, r, body, "RunInstances")
+// forwardLaunch launches in moto and rewrites its answer, for the caller
+// to write.
+func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, body []byte) (up *upstreamAnswer, doc *etree.Document, ids []string, ok bool) {
+	up, doc, ok = p.forwardXML(w, r, body, "RunInstances")
 	if !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	now := p.clock.Now()
 	life := p.lifecycle()
@@ -299,9 +346,7 @@ func (p *Proxy) forwardLaunch(w http.ResponseWriter, r *http.Request, c call, bo
 			setState(st, shown)
 		}
 	}
-	answer = up.body
-	p.writeXML(w, up, doc)
-	return answer, ids, true
+	return up, doc, ids, true
 }
 
 func vcpuLimitMessage(quota int) string {
@@ -317,6 +362,14 @@ func capacityMessage(instanceType, az string, others []string) string {
 			instanceType, strings.Join(others, ", "))
 	}
 	return msg
+}
+
+// unsupportedMessage is EC2's wording for a type a zone does not offer,
+// naming the zones that do.
+// https://repost.aws/knowledge-center/ec2-instance-type-not-supported-az-error
+func unsupportedMessage(instanceType, az string, offering []string) string {
+	return fmt.Sprintf("Your requested instance type (%s) is not supported in your requested Availability Zone (%s). "+
+		"Please retry your request by not specifying an Availability Zone or choosing %s.", instanceType, az, strings.Join(offering, ", "))
 }
 
 // launchSpec reads the instance type and placement from the request and,
@@ -403,6 +456,12 @@ func (p *Proxy) vcpuUsage(ctx context.Context, region string) (int, error) {
 		}
 	}
 	return usage, nil
+}
+
+// offering lists the region's Availability Zones that offer instanceType.
+func (p *Proxy) offering(ctx context.Context, region, instanceType string) ([]string, error) {
+	zones, err := p.zones(ctx, region)
+	return slices.DeleteFunc(zones, func(z string) bool { return !p.offers(z, instanceType) }), err
 }
 
 // zones lists the region's Availability Zones.

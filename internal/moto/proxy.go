@@ -31,10 +31,21 @@ type ProxyConfig struct {
 	// EC2
 	VCPUQuota         int           // the account's "Running On-Demand Standard instances" vCPU quota; 0 = unlimited
 	NoCapacity        []string      // Availability Zones where RunInstances answers InsufficientInstanceCapacity
+	Unsupported       []string      // zone:type pairs (us-east-1e:t3.small): instance types a zone does not offer, where RunInstances answers Unsupported
 	PendingFor        time.Duration // how long a new instance shows "pending" before "running" [0: moto's own]
 	ShuttingDownFor   time.Duration // how long a terminated instance shows "shutting-down" first [0: none]
 	TokenMemory       time.Duration // client tokens are remembered this long after their instances terminated [24h]
 	TerminatedVisible time.Duration // terminated instances stay in DescribeInstances this long [1h]
+	// RunInstancesDelay is how long EC2 takes to answer a RunInstances
+	// that launches [0]; its instances exist only once it has answered.
+	RunInstancesDelay time.Duration
+
+	// IAM
+	// RolePropagation refuses the calls of callers (access key ids)
+	// matching a pattern (path.Match: "lambda-*") for the given time after
+	// each one's first call, as AWS refuses a new role's calls until IAM
+	// has propagated it (EC2, S3 and Lambda calls only).
+	RolePropagation map[string]time.Duration
 
 	// S3
 	TakenBucketNames []string // global bucket names owned by other accounts
@@ -80,7 +91,11 @@ type Proxy struct {
 	mu          sync.Mutex
 	vcpuQuota   int
 	noCapacity  map[string]bool
+	unsupported map[string]bool // zone:type
+	runDelay    time.Duration
 	failCallers map[string]bool
+	propagation map[string]time.Duration // caller pattern → how long its roles take to propagate
+	firstCall   map[string]time.Time     // by caller, for propagation
 
 	ec2    *ec2State
 	lambda lambdaState
@@ -132,9 +147,16 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		cancel:      cancel,
 		vcpuQuota:   cfg.VCPUQuota,
 		noCapacity:  setOf(cfg.NoCapacity),
+		unsupported: setOf(cfg.Unsupported),
+		runDelay:    cfg.RunInstancesDelay,
 		failCallers: map[string]bool{},
+		propagation: map[string]time.Duration{},
+		firstCall:   map[string]time.Time{},
 		ec2:         newEC2State(),
 		cfn:         newCFNState(),
+	}
+	for pattern, d := range cfg.RolePropagation {
+		p.SetRolePropagation(pattern, d)
 	}
 	p.moto = newMotoClients(cfg.Upstream, p.http)
 	p.forward = &httputil.ReverseProxy{
@@ -195,6 +217,35 @@ func (p *Proxy) SetNoCapacity(azs ...string) {
 	p.noCapacity = setOf(azs)
 }
 
+// SetUnsupported replaces the instance types zones do not offer, as
+// zone:type pairs (us-east-1e:t3.small).
+func (p *Proxy) SetUnsupported(pairs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unsupported = setOf(pairs)
+}
+
+// offers reports whether zone offers instanceType.
+func (p *Proxy) offers(zone, instanceType string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.unsupported[zone+":"+instanceType]
+}
+
+// SetRunInstancesDelay changes how long a RunInstances that launches
+// takes to answer; 0 answers as fast as moto does.
+func (p *Proxy) SetRunInstancesDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runDelay = max(0, d)
+}
+
+func (p *Proxy) runInstancesDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runDelay
+}
+
 // FailDownloads makes S3 object reads by this caller (access key id) fail
 // with 403 AccessDenied, or stop failing.
 func (p *Proxy) FailDownloads(accessKeyID string, fail bool) {
@@ -231,6 +282,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	call := identify(r)
+	if p.propagating(call) && p.deny(w, r, call) {
+		return
+	}
 	handled := false
 	switch call.service {
 	case "ec2":

@@ -87,6 +87,23 @@ func Clients(t testing.TB) *aws.Clients {
 	return c
 }
 
+// Endpoint starts the emulated AWS endpoint with cfg in front of the
+// moto_server Main started, for the rest of the test. Under -short there
+// is none, and the test skips.
+func Endpoint(t testing.TB, cfg ProxyConfig) *Proxy {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(skipShort)
+	}
+	cfg.Upstream = os.Getenv("AWS_ENDPOINT_URL")
+	p, err := StartProxy(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 // LaunchTemplate creates a worker launch template called name.
 func LaunchTemplate(t testing.TB, c *aws.Clients, name string) {
 	t.Helper()

@@ -28,7 +28,7 @@ import (
 // command line: SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE and
 // SURGE_FLEET are required; settingsFrom has the rest and their defaults.
 // AWS_LAMBDA_FUNCTION_NAME, which Lambda sets, makes the scaler check
-// before each launch that it has not been stopped (see stoppable). A
+// before each launch that it has not been stopped (see stopCheck). A
 // malformed value is an error naming its variable, not a silent default.
 func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, awsOptions ...func(*awsconfig.LoadOptions) error) (*Handler, error) {
 	set, err := settingsFrom(getenv)
@@ -46,17 +46,15 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	// cold start begins afresh, so it may announce an episode that was
 	// already going on.
 	fleet := aws.NewFleet(c.EC2, set.lambda.Fleet, set.template, set.subnets...).WithPool(set.poolSize)
-	var workers Fleet = fleet
-	var pool Pool = fleet
 	if self := getenv("AWS_LAMBDA_FUNCTION_NAME"); self != "" {
-		st := &stoppable{Fleet: fleet, lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
-		workers, pool = st, &stoppablePool{stoppable: st, pool: fleet}
+		st := &stopCheck{lambda: lambda.NewFromConfig(c.Config), self: self, log: log}
+		fleet.WithLaunchCheck(st.check)
 	}
-	s := New(set.scaler, aws.QueueFromURL(c.SQS, set.queueURL), workers, log)
+	s := New(set.scaler, aws.QueueFromURL(c.SQS, set.queueURL), fleet, log)
 	h := NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out)
 	// With no pool, too: a pool made smaller, down to none, sheds its
 	// members while the fleet is idle.
-	return h.WithPool(pool, set.scaler.BootDeadline), nil
+	return h.WithPool(fleet, set.scaler.BootDeadline), nil
 }
 
 // settings are a scaler function's, from its environment.
@@ -83,6 +81,7 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	fs.IntVar(&s.poolSize, "pool-size", 0, "how many booted workers to keep stopped, to start in place of launches (0: none)")
 	fs.DurationVar(&s.lambda.Tick, "tick", 5*time.Second, "how often one invocation sizes the fleet")
 	fs.DurationVar(&s.lambda.Window, "window", DefaultWindow, "how long one invocation reconciles from its scheduled time (the schedule's period)")
+	fs.DurationVar(&s.lambda.LaunchAllowance, "launch-allowance", DefaultLaunchAllowance, "start no launch this close to the window's end: EC2 may take this long to answer")
 	fs.DurationVar(&s.scaler.ScaleInDelay, "scale-in-delay", 2*time.Second, "how long the backlog must call for fewer workers before any are drained")
 	fs.DurationVar(&s.scaler.BootDeadline, "boot-deadline", 5*time.Minute, "replace an instance not ready this long after launch (0: never)")
 	fs.DurationVar(&s.scaler.CapacityBackoff, "capacity-backoff", 30*time.Second, "first wait after a capacity error")

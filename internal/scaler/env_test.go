@@ -36,7 +36,7 @@ func TestSettingsFromEnvironment(t *testing.T) {
 		queueURL: requiredEnv["SURGE_REQUEST_QUEUE_URL"], template: "surge-worker",
 		scaler: Config{Max: events.DefaultMaxWorkers, ScaleInDelay: 2 * time.Second, BootDeadline: 5 * time.Minute,
 			CapacityBackoff: 30 * time.Second, CapacityBackoffMax: 5 * time.Minute},
-		lambda: LambdaConfig{Tick: 5 * time.Second, Window: DefaultWindow, Fleet: "surge"},
+		lambda: LambdaConfig{Tick: 5 * time.Second, Window: DefaultWindow, LaunchAllowance: DefaultLaunchAllowance, Fleet: "surge"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)

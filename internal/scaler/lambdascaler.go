@@ -16,6 +16,7 @@ import (
 
 	awsevents "github.com/aws/aws-lambda-go/events"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/aws"
 )
 
@@ -23,9 +24,13 @@ import (
 // brackets.
 type LambdaConfig struct {
 	Tick   time.Duration // between reconciles [5s]
-	Window time.Duration // how long one invocation reconciles from its scheduled time [60s]: the schedule's period, so windows abut
+	Window time.Duration // how long one invocation reconciles from its scheduled time [60s]: at most the schedule's period, so windows never overlap
 	Margin time.Duration // stop this long before the Lambda deadline [3s]
-	Fleet  string        // names the fleet in metrics
+	// LaunchAllowance is how long before the window's end launching
+	// stops [DefaultLaunchAllowance]: time for EC2 to answer the last
+	// launch, so that the next minute's invocation sees it.
+	LaunchAllowance time.Duration
+	Fleet           string // names the fleet in metrics
 }
 
 func (c *LambdaConfig) defaults() {
@@ -38,7 +43,17 @@ func (c *LambdaConfig) defaults() {
 	if c.Margin <= 0 {
 		c.Margin = 3 * time.Second
 	}
+	if c.LaunchAllowance <= 0 {
+		c.LaunchAllowance = DefaultLaunchAllowance
+	}
 }
+
+// DefaultLaunchAllowance is a few times what RunInstances usually takes
+// to answer. A launch EC2 has received goes ahead even if its caller
+// gives up, and DescribeInstances lists it only once EC2 has answered:
+// one still being answered when the next minute decides, under other
+// client tokens, would be launched again.
+const DefaultLaunchAllowance = 5 * time.Second
 
 // DefaultWindow is the schedule's period. Ticks fall strictly inside a
 // window, so one minute's last decision comes a tick before the next
@@ -93,22 +108,37 @@ type Summary struct {
 }
 
 // Handle reconciles at once, then at the event's scheduled time plus each
-// multiple of Tick, until the window or the invocation's deadline ends. Ticks are
-// aligned to the scheduled time, so a duplicate delivery of the same event
-// decides at the same moments, on the same state, and makes the same
-// launches; their EC2 client tokens coincide because the launch scope is
-// the event's id and time, which a duplicate shares and no other minute's
-// event does. An event older than the window, such as a late retry, gets
-// a single reconcile.
+// multiple of Tick, until the event's window ends (or Margin before the
+// invocation's deadline, if that comes first). Ticks are aligned to the
+// scheduled time, so a duplicate delivery of the same event decides at
+// the same moments, on the same state, and makes the same launches; their
+// EC2 client tokens coincide because the launch scope is the event's id
+// and time, which a duplicate shares and no other minute's event does.
+//
+// From the window's end the next minute's invocation decides, under
+// other client tokens, from what DescribeInstances lists, and would
+// launch again any name this one was still launching. So no launch starts
+// within LaunchAllowance of the window's end (EC2 has it listed by then),
+// the end cuts off a reconcile still running, and an event whose window
+// is over (a retry Lambda sends later, a delivery delayed past its
+// minute) is not reconciled at all.
 func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Summary, error) {
 	var sum Summary
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
 		return sum, fmt.Errorf("not a scheduled event: source %q, detail-type %q", ev.Source, ev.DetailType)
 	}
-	ctx = aws.WithLaunchScope(ctx, LaunchScope(ev))
 	deadline, _ := ctx.Deadline()
+	end, ok := h.cfg.window(ev.Time, h.now(), deadline)
+	if !ok {
+		h.log.Warn("event outside its window: not reconciling (the minute it was for is another invocation's)",
+			"event", ev.ID, "scheduled", ev.Time, "window", h.cfg.Window)
+		return sum, nil
+	}
+	ctx = aws.WithLaunchCutoff(aws.WithLaunchScope(ctx, LaunchScope(ev)), end.Add(-h.cfg.LaunchAllowance))
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
 	h.tick(ctx, &sum)
-	for _, next := range h.cfg.ticks(ev.Time, h.now(), deadline) {
+	for _, next := range h.cfg.ticks(ev.Time, end) {
 		wait := next.Sub(h.now())
 		if wait < 0 {
 			continue // passed while an earlier reconcile ran
@@ -123,19 +153,28 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 	return sum, summarise(sum)
 }
 
-// ticks are the moments after the first reconcile at which an invocation
-// for the event scheduled at scheduled, starting at now, reconciles again:
-// the scheduled time plus each multiple of Tick, strictly before the
-// window's end and Margin before the deadline (zero: none). An event
-// outside the window (a late retry, a clock far off) gets none.
-func (c LambdaConfig) ticks(scheduled, now, deadline time.Time) []time.Time {
-	end := scheduled.Add(c.Window)
-	if scheduled.IsZero() || now.Sub(scheduled) > c.Window || scheduled.After(now.Add(c.Window)) {
-		return nil
+// window is when an invocation for the event scheduled at scheduled,
+// starting at now under the Lambda deadline (zero: none), stops deciding:
+// the scheduled time plus Window, or Margin before the deadline if that
+// is sooner. ok is false when there is nothing left of the window: the
+// event is stale, or has no scheduled time, or one more than a window
+// ahead (a clock far off), whose window would overlap the current
+// minute's.
+func (c LambdaConfig) window(scheduled, now, deadline time.Time) (end time.Time, ok bool) {
+	if scheduled.IsZero() || scheduled.After(now.Add(c.Window)) {
+		return time.Time{}, false
 	}
+	end = scheduled.Add(c.Window)
 	if !deadline.IsZero() && deadline.Add(-c.Margin).Before(end) {
 		end = deadline.Add(-c.Margin)
 	}
+	return end, now.Before(end)
+}
+
+// ticks are the moments after the first reconcile at which an invocation
+// for the event scheduled at scheduled reconciles again: the scheduled
+// time plus each multiple of Tick, strictly before end.
+func (c LambdaConfig) ticks(scheduled, end time.Time) []time.Time {
 	var out []time.Time
 	for next := scheduled.Add(c.Tick); next.Before(end); next = next.Add(c.Tick) {
 		out = append(out, next)
@@ -162,6 +201,16 @@ func (h *Handler) tick(ctx context.Context, sum *Summary) {
 	sum.Launched = append(sum.Launched, d.Launched...)
 	sum.Terminated = append(sum.Terminated, d.Drained...)
 	sum.Replaced = append(sum.Replaced, d.Replaced...)
+	if err != nil && ctx.Err() != nil {
+		// Not a failure: the window is over, and what this reconcile did
+		// not finish is the next minute's to decide.
+		h.log.Warn("reconcile cut off at the end of its window", "err", err, "backlog", d.Backlog, "desired", d.Desired,
+			"running", d.Running, "launched", d.Launched, "replaced", d.Replaced)
+		if d.CeilingStarted != nil {
+			h.emit(d, false)
+		}
+		return
+	}
 	if err != nil {
 		sum.Failures++
 		h.log.Error("reconcile failed", "err", err, "launched", d.Launched, "replaced", d.Replaced)
@@ -172,9 +221,13 @@ func (h *Handler) tick(ctx context.Context, sum *Summary) {
 		}
 		return
 	}
-	h.log.Info("decision", "backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
+	args := []any{"backlog", d.Backlog, "desired", d.Desired, "running", d.Running,
 		"draining", d.Draining, "launched", d.Launched, "terminated", d.Drained,
-		"replaced", d.Replaced, "held", len(d.Held))
+		"replaced", d.Replaced, "held", len(d.Held)}
+	if d.LaunchStopped != "" {
+		args = append(args, "launch_stopped", d.LaunchStopped)
+	}
+	h.log.Info("decision", args...)
 	h.emit(d, true)
 	if h.pool != nil && idle(d) {
 		h.maintainPool(ctx, sum)
@@ -190,6 +243,12 @@ func idle(d Decision) bool {
 func (h *Handler) maintainPool(ctx context.Context, sum *Summary) {
 	rep, err := h.pool.MaintainPool(ctx, h.bootDeadline)
 	sum.PoolLaunched = append(sum.PoolLaunched, rep.Launched...)
+	if errors.Is(err, events.ErrLaunchStopped) && ctx.Err() == nil {
+		// The scaler was stopped, or the window is nearly over: the pool
+		// fills further another time.
+		h.log.Info("warm pool: launching stopped partway", "why", err, "members", rep.Members, "launched", rep.Launched)
+		err = without(err, events.ErrLaunchStopped)
+	}
 	if err != nil {
 		h.log.Error("keeping the warm pool filled", "err", err, "members", rep.Members, "launched", rep.Launched)
 		return

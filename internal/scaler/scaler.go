@@ -31,7 +31,9 @@ type Fleet interface {
 	List(ctx context.Context) ([]events.Instance, error)
 	// Launch starts workers with the given names. A refusal for want of
 	// capacity or quota is a *events.CapacityError naming the workers that
-	// did launch.
+	// did launch; so is a launch that stopped partway otherwise (ctx
+	// ended, or launching was no longer allowed), as a
+	// *events.LaunchStopped.
 	Launch(ctx context.Context, names []string) error
 	// Drain tells workers to finish what they hold and leave.
 	Drain(ctx context.Context, names []string) error
@@ -64,8 +66,8 @@ type Decision struct {
 	Desired  int `json:"desired"`
 	Running  int `json:"running"`  // instances taking or about to take work, before this decision
 	Draining int `json:"draining"` // instances leaving, the replaced ones included
-	// Launched are the names launched; after a capacity refusal, only
-	// those that did launch.
+	// Launched are the names launched; after a capacity refusal or a
+	// launch stopped partway, only those that did launch.
 	Launched []string `json:"launched,omitempty"`
 	Drained  []string `json:"drained,omitempty"`
 	// Replaced are instances terminated for not becoming ready within
@@ -75,6 +77,10 @@ type Decision struct {
 	// Held are the names the policy wanted launched but a launch ceiling
 	// kept back.
 	Held []string `json:"held,omitempty"`
+	// LaunchStopped says why launching stopped partway, when it did for
+	// a reason other than capacity (the scaler was stopped, it was too
+	// late in the invocation's window); the rest are the next decision's.
+	LaunchStopped string `json:"launch_stopped,omitempty"`
 	// CeilingStarted is set on the decision whose launch was refused
 	// first in a launch-ceiling episode, and on no other.
 	CeilingStarted *Ceiling `json:"ceiling_started,omitempty"`
@@ -175,19 +181,28 @@ func (s *Scaler) Reconcile(ctx context.Context) (Decision, error) {
 		d = d.Within(s.episode.Size)
 	}
 	var errs []error
-	if len(d.Launched) > 0 {
-		err := s.fleet.Launch(ctx, d.Launched)
+	if wanted := d.Launched; len(wanted) > 0 {
+		err := s.fleet.Launch(ctx, wanted)
 		var refused *events.CapacityError
-		if errors.As(err, &refused) {
-			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(d.Launched), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
+		var stopped *events.LaunchStopped
+		switch {
+		case errors.As(err, &refused):
+			d.Held = append(d.Held, slices.DeleteFunc(slices.Clone(wanted), func(n string) bool { return slices.Contains(refused.Launched, n) })...)
 			d.Launched = refused.Launched
 			s.ceilingHit(now, &d, refused, len(instances)+len(refused.Launched))
-			err = withoutCapacityErrors(err)
-		} else if err == nil && !backingOff {
+			err = without(err, events.ErrNoCapacity)
+		case errors.As(err, &stopped):
+			d.Launched, d.LaunchStopped = stopped.Launched, stopped.Cause.Error()
+			if ctx.Err() == nil {
+				// Stopped on purpose, between one launch and the next:
+				// no failure.
+				err = without(err, events.ErrLaunchStopped)
+			}
+		case err == nil && !backingOff:
 			s.ceilingLifted(now, len(instances)+len(d.Launched), "launched in full")
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("launching %v: %w", d.Launched, err))
+			errs = append(errs, fmt.Errorf("launching %v: %w", wanted, err))
 		}
 	} else if !backingOff && len(d.Held) == 0 {
 		// Nothing beyond the ceiling is wanted any more: it no longer
@@ -236,19 +251,19 @@ func (s *Scaler) ceilingLifted(now time.Time, size int, why string) {
 	s.episode = nil
 }
 
-// withoutCapacityErrors is err less the capacity refusal in it, which the
-// caller has dealt with.
-func withoutCapacityErrors(err error) error {
+// without is err less the errors in it that match target (a capacity
+// refusal, a launch stopped on purpose), which the caller has dealt with.
+func without(err, target error) error {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		var rest []error
 		for _, e := range joined.Unwrap() {
-			if !errors.Is(e, events.ErrNoCapacity) {
+			if !errors.Is(e, target) {
 				rest = append(rest, e)
 			}
 		}
 		return errors.Join(rest...)
 	}
-	if errors.Is(err, events.ErrNoCapacity) {
+	if errors.Is(err, target) {
 		return nil
 	}
 	return err

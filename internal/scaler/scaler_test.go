@@ -445,9 +445,9 @@ func TestCapacityAmongOtherErrors(t *testing.T) {
 		{other, other},
 		{nil, nil},
 	} {
-		got := withoutCapacityErrors(c.err)
+		got := without(c.err, events.ErrNoCapacity)
 		if (got == nil) != (c.rest == nil) || (got != nil && !errors.Is(got, c.rest)) || errors.Is(got, events.ErrNoCapacity) {
-			t.Errorf("withoutCapacityErrors(%v) = %v, want %v", c.err, got, c.rest)
+			t.Errorf("without(%v, ErrNoCapacity) = %v, want %v", c.err, got, c.rest)
 		}
 	}
 }

@@ -2,13 +2,12 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-
-	"github.com/surgeml/surge/internal/aws"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
 
 // Concurrency reads a function's reserved concurrency; *lambda.Client is
@@ -17,54 +16,49 @@ type Concurrency interface {
 	GetFunctionConcurrency(ctx context.Context, in *lambda.GetFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConcurrencyOutput, error)
 }
 
-// stoppable is the fleet as a scaler that can be stopped sees it. The
-// stack's destroy hook stops the scaler by setting its reserved
-// concurrency to 0, which keeps new invocations from starting but not one
-// already reconciling; so before each launch the scaler asks whether it
-// has been stopped, and if so launches nothing. The hook then needs to
-// wait only for a launch already under way, not a whole invocation.
-type stoppable struct {
-	Fleet
+// errStopped is why a stopped scaler's launch stops.
+var errStopped = errors.New("the scaler is stopped (reserved concurrency 0, as the stack's destroy sets it)")
+
+// stopCheck tells the fleet whether a scaler that can be stopped may
+// launch another instance. The stack's destroy hook stops the scaler by
+// setting its reserved concurrency to 0, which keeps new invocations from
+// starting but not one already reconciling; so before every single
+// launch (not once per decision, which may launch many, each taking
+// seconds) the scaler asks whether it has been stopped, and if so
+// launches nothing more. Once the hook has stopped it, only the launch
+// already under way can still add an instance.
+type stopCheck struct {
 	lambda  Concurrency
 	self    string // this function's name
 	log     *slog.Logger
-	stopped atomic.Bool
+	stopped atomic.Bool // said so already
 }
 
-func (s *stoppable) Launch(ctx context.Context, names []string) error {
-	if s.halted(ctx, names) {
-		return nil
-	}
-	return s.Fleet.Launch(ctx, names)
-}
-
-// halted reports whether the scaler has been stopped, saying so once.
-func (s *stoppable) halted(ctx context.Context, wanted []string) bool {
+// check is the fleet's launch check (aws.Fleet.WithLaunchCheck): nil while
+// the scaler may launch.
+func (s *stopCheck) check(ctx context.Context) error {
 	out, err := s.lambda.GetFunctionConcurrency(ctx, &lambda.GetFunctionConcurrencyInput{FunctionName: &s.self})
+	var gone *lambdatypes.ResourceNotFoundException
 	switch {
+	case errors.As(err, &gone):
+		// The function itself is deleted: its stack is being destroyed.
+		return s.halt("the scaler's function is gone")
 	case err != nil:
 		// Launching anyway keeps the service up if the check itself
 		// fails; the destroy hook ends what it finds either way.
 		s.log.Warn("could not tell whether the scaler was stopped; launching", "err", err)
 	case out.ReservedConcurrentExecutions != nil && *out.ReservedConcurrentExecutions == 0:
-		if !s.stopped.Swap(true) {
-			s.log.Warn("the scaler is stopped (reserved concurrency 0, as the stack's destroy sets it): launching nothing", "wanted", wanted)
-		}
-		return true
+		return s.halt("reserved concurrency 0")
+	default:
+		s.stopped.Store(false) // started again: a later stop is news
 	}
-	return false
+	return nil
 }
 
-// stoppablePool is the warm pool as a scaler that can be stopped keeps
-// it: stopped, it launches no members either.
-type stoppablePool struct {
-	*stoppable
-	pool Pool
-}
-
-func (s *stoppablePool) MaintainPool(ctx context.Context, bootDeadline time.Duration) (aws.PoolReport, error) {
-	if s.halted(ctx, []string{"warm pool"}) {
-		return aws.PoolReport{}, nil
+// halt says once per stop that launching has stopped.
+func (s *stopCheck) halt(why string) error {
+	if !s.stopped.Swap(true) {
+		s.log.Warn("the scaler is stopped: launching nothing more", "why", why)
 	}
-	return s.pool.MaintainPool(ctx, bootDeadline)
+	return errStopped
 }

@@ -20,9 +20,13 @@ func TestConsecutiveWindowsAbut(t *testing.T) {
 			scheduled := minute.Add(time.Duration(i) * period)
 			start := scheduled.Add(delivered)
 			// A Lambda deadline of the stack's timeout from the start.
-			ticks := cfg.ticks(scheduled, start, start.Add(scalerTimeout))
-			if len(ticks) == 0 || !ticks[len(ticks)-1].Before(scheduled.Add(period)) {
+			end, ok := cfg.window(scheduled, start, start.Add(scalerTimeout))
+			ticks := cfg.ticks(scheduled, end)
+			if !ok || len(ticks) == 0 || !ticks[len(ticks)-1].Before(scheduled.Add(period)) {
 				t.Fatalf("delivered %v late: minute %d ticks %v reach into the next minute", delivered, i, ticks)
+			}
+			if end.After(scheduled.Add(period)) {
+				t.Fatalf("delivered %v late: minute %d decides until %v, into the next minute", delivered, i, end)
 			}
 			decisions = append(append(decisions, start), ticks...)
 		}
@@ -40,30 +44,52 @@ func TestConsecutiveWindowsAbut(t *testing.T) {
 // the window, would end each minute early and open a gap.
 const scalerTimeout = 70 * time.Second
 
-func TestTicks(t *testing.T) {
+// The window is when every reconcile of an invocation must be over: the
+// end of its minute, or a margin before Lambda's deadline; an event with
+// nothing left of its window gets no reconcile at all.
+func TestWindow(t *testing.T) {
 	cfg := LambdaConfig{Tick: 5 * time.Second, Window: time.Minute, Margin: 3 * time.Second}
 	at := time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		name               string
 		scheduled, now, dl time.Time
-		n                  int
-		last               time.Duration // after scheduled
+		ok                 bool
+		end                time.Duration // after scheduled
+		ticks              int
+		last               time.Duration // the last tick, after scheduled
 	}{
-		{"on time, no deadline", at, at, time.Time{}, 11, 55 * time.Second},
-		{"late delivery keeps the scheduled grid", at, at.Add(7 * time.Second), time.Time{}, 11, 55 * time.Second},
-		{"a short deadline ends it early", at, at, at.Add(30 * time.Second), 5, 25 * time.Second},
-		{"a deadline just past the window does not", at, at, at.Add(63 * time.Second), 11, 55 * time.Second},
-		{"a stale event gets none", at, at.Add(61 * time.Second), time.Time{}, 0, 0},
-		{"an event from the future gets none", at.Add(2 * time.Minute), at, time.Time{}, 0, 0},
-		{"no scheduled time gets none", time.Time{}, at, time.Time{}, 0, 0},
+		{"on time, no deadline", at, at, time.Time{}, true, time.Minute, 11, 55 * time.Second},
+		{"late delivery keeps the scheduled grid and end", at, at.Add(7 * time.Second), time.Time{}, true, time.Minute, 11, 55 * time.Second},
+		{"the Lambda timeout past the window", at, at, at.Add(70 * time.Second), true, time.Minute, 11, 55 * time.Second},
+		{"a short deadline ends it early", at, at, at.Add(30 * time.Second), true, 27 * time.Second, 5, 25 * time.Second},
+		{"a deadline just past the window does not", at, at, at.Add(63 * time.Second), true, time.Minute, 11, 55 * time.Second},
+		{"started in the last moment of its minute", at, at.Add(time.Minute - time.Millisecond), time.Time{}, true, time.Minute, 11, 55 * time.Second},
+		{"started as its minute ends: stale", at, at.Add(time.Minute), time.Time{}, false, 0, 0, 0},
+		{"a retry a minute later: stale", at, at.Add(61 * time.Second), time.Time{}, false, 0, 0, 0},
+		{"a retry hours later: stale", at, at.Add(3 * time.Hour), time.Time{}, false, 0, 0, 0},
+		{"a clock a little behind the event's", at.Add(2 * time.Second), at, time.Time{}, true, time.Minute, 11, 55 * time.Second},
+		{"an event from the future", at.Add(2 * time.Minute), at, time.Time{}, false, 0, 0, 0},
+		{"no scheduled time", time.Time{}, at, time.Time{}, false, 0, 0, 0},
+		{"a deadline already past", at, at.Add(10 * time.Second), at.Add(12 * time.Second), false, 0, 0, 0},
 	} {
-		got := cfg.ticks(c.scheduled, c.now, c.dl)
-		if len(got) != c.n {
-			t.Errorf("%s: %d ticks %v, want %d", c.name, len(got), got, c.n)
+		end, ok := cfg.window(c.scheduled, c.now, c.dl)
+		if ok != c.ok {
+			t.Errorf("%s: ok %v (end %v), want %v", c.name, ok, end, c.ok)
 			continue
 		}
-		if c.n > 0 && got[len(got)-1].Sub(c.scheduled) != c.last {
-			t.Errorf("%s: last tick %v after the scheduled time, want %v", c.name, got[len(got)-1].Sub(c.scheduled), c.last)
+		if !ok {
+			continue
+		}
+		if got := end.Sub(c.scheduled); got != c.end {
+			t.Errorf("%s: window ends %v after the scheduled time, want %v", c.name, got, c.end)
+		}
+		ticks := cfg.ticks(c.scheduled, end)
+		if len(ticks) != c.ticks {
+			t.Errorf("%s: %d ticks %v, want %d", c.name, len(ticks), ticks, c.ticks)
+			continue
+		}
+		if c.ticks > 0 && ticks[len(ticks)-1].Sub(c.scheduled) != c.last {
+			t.Errorf("%s: last tick %v after the scheduled time, want %v", c.name, ticks[len(ticks)-1].Sub(c.scheduled), c.last)
 		}
 	}
 }

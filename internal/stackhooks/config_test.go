@@ -8,7 +8,7 @@ import (
 )
 
 func TestConfigFromEnv(t *testing.T) {
-	defaults := Config{ScalerWindow: 70 * time.Second, Poll: 5 * time.Second, Margin: 10 * time.Second}
+	defaults := Config{ScalerWindow: 60 * time.Second, LaunchSettle: 10 * time.Second, Poll: 5 * time.Second, Margin: 10 * time.Second, RoleWait: 2 * time.Minute}
 	with := func(f func(*Config)) Config {
 		c := defaults
 		f(&c)
@@ -29,10 +29,11 @@ func TestConfigFromEnv(t *testing.T) {
 			name: "everything",
 			env: map[string]string{
 				"SURGE_FLEET": "prod", "SURGE_VPC_ID": "vpc-1", "SURGE_SCALER_FUNCTION": "prod-scaler",
-				"SURGE_SCALER_WINDOW": "90s", "SURGE_EMPTY_BUCKETS": "prod-in, prod-out,,", "SURGE_POLL": "2s",
+				"SURGE_SCALER_WINDOW": "90s", "SURGE_EMPTY_BUCKETS": "prod-in, prod-out,,", "SURGE_POLL": "2s", "SURGE_ROLE_WAIT": "30s",
 			},
 			want: Config{Fleet: "prod", VPCID: "vpc-1", ScalerFunction: "prod-scaler", ScalerWindow: 90 * time.Second,
-				EmptyBuckets: []string{"prod-in", "prod-out"}, Poll: 2 * time.Second, Margin: 10 * time.Second},
+				LaunchSettle: 10 * time.Second, EmptyBuckets: []string{"prod-in", "prod-out"}, Poll: 2 * time.Second, Margin: 10 * time.Second,
+				RoleWait: 30 * time.Second},
 		},
 		{
 			name: "blank lists and spaces",

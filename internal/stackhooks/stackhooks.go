@@ -2,7 +2,8 @@
 // custom resource backed by a Go Lambda:
 //
 //   - Create and Update close the VPC's default security group (no ingress,
-//     no egress rules), as Security Hub's EC2.2 control expects.
+//     no egress rules), as Security Hub's EC2.2 control expects, waiting
+//     (within a bound) for the hook's new role to propagate through IAM.
 //   - Delete stops the scaler, ends every instance of the fleet (the scaler
 //     launched them, not the stack, so CloudFormation does not know them and
 //     cannot delete their security group while they run), and empties the
@@ -112,7 +113,7 @@ func (h *Hook) Handle(ctx context.Context, ev cfn.Event) (physicalID string, dat
 	log.Info("stack hook request")
 	switch ev.RequestType {
 	case cfn.RequestCreate, cfn.RequestUpdate:
-		err = h.closeDefaultGroup(ctx, log)
+		err = h.whileRolePropagates(ctx, log, func(ctx context.Context) error { return h.closeDefaultGroup(ctx, log) })
 	case cfn.RequestDelete:
 		err = h.teardown(ctx, log)
 	default:

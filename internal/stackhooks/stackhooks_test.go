@@ -25,6 +25,7 @@ import (
 
 	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/moto"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 // The hook is tested against moto_server on loopback.
@@ -258,7 +259,7 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	var elapsed atomic.Int64
 	start := time.Now()
 	h := New(Config{
-		Fleet: fleet, ScalerFunction: scaler, ScalerWindow: time.Minute, Poll: 20 * time.Millisecond,
+		Fleet: fleet, ScalerFunction: scaler, ScalerWindow: time.Minute, LaunchSettle: 5 * time.Second, Poll: 20 * time.Millisecond,
 		EmptyBuckets: []string{plain, versioned, fleet + "-never-made"},
 	}, c, testLog(t))
 	h.now = func() time.Time { return start.Add(time.Duration(elapsed.Load())) }
@@ -281,12 +282,17 @@ func TestDeleteEndsFleetStopsScalerEmptiesBuckets(t *testing.T) {
 	// A scaler invocation that began before the stop launches one more.
 	late := launch(t, c, fleet, 1, false)
 	waitFor(t, done, "the late instance terminated", func() bool { return allIn(t, c, late, "terminated") })
+	// Past the window, a launch answered late comes into view: the hook
+	// still looks for it.
+	elapsed.Store(int64(time.Minute + time.Second))
+	later := launch(t, c, fleet, 1, false)
+	waitFor(t, done, "the instance listed after the window terminated", func() bool { return allIn(t, c, later, "terminated") })
 	select {
 	case r := <-done:
-		t.Fatalf("Delete answered within the scaler's window: %v %v", r.answer, r.err)
+		t.Fatalf("Delete answered within the scaler's window and its settling: %v %v", r.answer, r.err)
 	default:
 	}
-	elapsed.Store(int64(time.Minute + time.Second))
+	elapsed.Store(int64(time.Minute + 6*time.Second))
 	var r result
 	select {
 	case r = <-done:
@@ -516,5 +522,58 @@ func putObjects(t *testing.T, c *aws.Clients, bucket string, n int) {
 	out, err := c.S3.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: &bucket})
 	if err != nil || (n <= 1000 && len(out.Contents) < n) {
 		t.Fatalf("bucket %s lists %d objects (%v), want %d", bucket, len(out.Contents), err, n)
+	}
+}
+
+// throughPropagatingRole are clients that reach moto through the emulated
+// endpoint as a caller whose new role is refused for propagation after
+// its first call, as a stack's hook is on its first deploy.
+func throughPropagatingRole(t *testing.T, propagation time.Duration) *aws.Clients {
+	t.Helper()
+	caller := unique("lambda-hooks")
+	p := moto.Endpoint(t, moto.ProxyConfig{RolePropagation: map[string]time.Duration{caller: propagation}})
+	c, err := aws.LoadClients(context.Background(), aws.Endpoint(p.URL(), "us-east-1", caller)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// On create the hook's role may be seconds old: its first calls are
+// refused until IAM has propagated it. The hook waits for it, within a
+// bound, rather than fail the first deploy; past the bound it fails,
+// saying so.
+func TestCreateWaitsForItsRole(t *testing.T) {
+	c := moto.Clients(t)
+	vpc, group := vpcWithAWSDefaultGroup(t, c, "10.2.0.0/16")
+	cf := newCloudFormation(t)
+
+	var logs testenv.Buffer
+	fleet := unique("fleet")
+	h := New(Config{Fleet: fleet, VPCID: vpc}, throughPropagatingRole(t, 3*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	ev := cf.event(cfn.RequestCreate, "")
+	answer, err := cf.invoke(t.Context(), h, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, answer, ev, "SUCCESS", "surge-hooks-"+fleet)
+	if in, out := rules(t, c, group); len(in)+len(out) != 0 {
+		t.Fatalf("default group still has rules: in %v, out %v", in, out)
+	}
+	if !strings.Contains(logs.String(), "waiting for the hook's role") {
+		t.Errorf("the wait is not logged:\n%s", logs.String())
+	}
+
+	h = New(Config{Fleet: fleet, VPCID: vpc, RoleWait: 2 * time.Second}, throughPropagatingRole(t, time.Hour), testLog(t))
+	ev = cf.event(cfn.RequestCreate, "")
+	if answer, err = cf.invoke(t.Context(), h, ev); err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, answer, ev, "FAILED", "surge-hooks-"+fleet)
+	reason := answer["Reason"].(string)
+	for _, want := range []string{"UnauthorizedOperation", "ec2:DescribeSecurityGroups", "role", "2s"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("reason %q does not say %q", reason, want)
+		}
 	}
 }

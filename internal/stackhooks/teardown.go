@@ -36,14 +36,20 @@ func (h *Hook) teardown(ctx context.Context, log *slog.Logger) error {
 	defer cancel()
 
 	var problems []string
-	stopped := h.now()
 	mayLaunch, err := h.stopScaler(ctx, log)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	quietAt := stopped
+	// From the stop on, no scaler invocation starts, and the one under way
+	// (it began before the stop) launches nothing after its window's end;
+	// a launch it began just before then may still take a moment to be
+	// listed. Only a look at the fleet after all that finds the last
+	// instance there can be.
+	quietAt := h.now()
 	if mayLaunch {
-		quietAt = stopped.Add(h.cfg.ScalerWindow)
+		quietAt = quietAt.Add(h.cfg.ScalerWindow + h.cfg.LaunchSettle)
+		log.Info("waiting out the scaler's window for launches already under way", "window", h.cfg.ScalerWindow,
+			"settle", h.cfg.LaunchSettle, "lastLook", quietAt.UTC().Format(time.RFC3339))
 	}
 	if err := h.endFleet(ctx, log, quietAt); err != nil {
 		problems = append(problems, err.Error())
@@ -86,7 +92,7 @@ func (h *Hook) stopScaler(ctx context.Context, log *slog.Logger) (mayLaunch bool
 		// It may still be running: wait out its window all the same.
 		return true, fmt.Errorf("stopping the scaler %s: %w", name, err)
 	}
-	log.Info("scaler stopped (reserved concurrency 0)", "function", name, "window", h.cfg.ScalerWindow)
+	log.Info("scaler stopped (reserved concurrency 0)", "function", name)
 	return true, nil
 }
 
@@ -94,10 +100,11 @@ func (h *Hook) stopScaler(ctx context.Context, log *slog.Logger) (mayLaunch bool
 // its limit of 1000 ids per request.
 const terminateBatch = 100
 
-// endFleet terminates the fleet's instances until none is left in a state
-// other than terminated and quietAt has passed (after which no scaler
-// invocation can launch another), looking again every Poll. What repeats
-// from one look to the next is logged at debug level only.
+// endFleet terminates the fleet's instances until a look that began at or
+// after quietAt (when no scaler invocation can launch another, and every
+// launch is listed) finds none left in a state other than terminated,
+// looking again every Poll. What repeats from one look to the next is
+// logged at debug level only.
 func (h *Hook) endFleet(ctx context.Context, log *slog.Logger, quietAt time.Time) error {
 	var live []ec2types.Instance
 	var lastErr error
@@ -110,6 +117,7 @@ func (h *Hook) endFleet(ctx context.Context, log *slog.Logger, quietAt time.Time
 		log.Log(ctx, level, msg, args...)
 	}
 	for {
+		lookedAt := h.now()
 		current, err := h.fleetInstances(ctx)
 		if err == nil {
 			live = current
@@ -133,11 +141,11 @@ func (h *Hook) endFleet(ctx context.Context, log *slog.Logger, quietAt time.Time
 			} else {
 				lastErr = nil
 			}
-			wait := quietAt.Sub(h.now())
-			if len(live) == 0 && wait <= 0 {
+			if len(live) == 0 && !lookedAt.Before(quietAt) {
 				log.Info("fleet ended")
 				return nil
 			}
+			wait := quietAt.Sub(h.now())
 			logChanged(slog.LevelInfo, "waiting for the fleet to end", fmt.Sprint(len(live)),
 				"live", len(live), "scalerWindowLeft", max(wait, 0).Round(time.Second))
 		} else if ctx.Err() == nil {

@@ -2,9 +2,9 @@
 // to size the worker fleet. Configuration comes from the environment:
 // SURGE_REQUEST_QUEUE_URL, SURGE_LAUNCH_TEMPLATE, SURGE_FLEET (the fleet
 // tag), SURGE_MAX_WORKERS, SURGE_SUBNETS (comma-separated), and optionally
-// SURGE_TICK, SURGE_WINDOW, SURGE_SCALE_IN_DELAY, SURGE_BOOT_DEADLINE,
-// SURGE_CAPACITY_BACKOFF and SURGE_CAPACITY_BACKOFF_MAX (see
-// scaler.FromEnv).
+// SURGE_TICK, SURGE_WINDOW, SURGE_LAUNCH_ALLOWANCE, SURGE_SCALE_IN_DELAY,
+// SURGE_BOOT_DEADLINE, SURGE_CAPACITY_BACKOFF and
+// SURGE_CAPACITY_BACKOFF_MAX (see scaler.FromEnv).
 package main
 
 import (

@@ -3,7 +3,8 @@
 // default security group; Delete stops the scaler, terminates the fleet
 // and empties the buckets to delete. Configuration comes from the
 // environment: SURGE_FLEET, SURGE_VPC_ID, SURGE_SCALER_FUNCTION,
-// SURGE_SCALER_WINDOW, SURGE_EMPTY_BUCKETS and SURGE_POLL.
+// SURGE_SCALER_WINDOW (the scaler's SURGE_WINDOW), SURGE_EMPTY_BUCKETS,
+// SURGE_POLL and SURGE_ROLE_WAIT.
 package main
 
 import (
