@@ -518,11 +518,15 @@ func (s *surge) webTier() {
 		ResourceSignal: &awscdk.CfnResourceSignal{Count: jsii.Number(1), Timeout: jsii.String("PT15M")},
 	})
 	// One address for the stack's life: an instance replaced by a
-	// redeploy (new code, a newer image) takes it over once it answers.
+	// redeploy (new code, a newer image) takes it over once it answers
+	// (the association, made after the instance's signal, is replaced).
 	s.webAddress = awsec2.NewCfnEIP(s.stack, s.id("WebAddress"), &awsec2.CfnEIPProps{
-		Domain:     jsii.String("vpc"),
-		InstanceId: s.web.InstanceId(),
-		Tags:       &[]*awscdk.CfnTag{{Key: jsii.String("Name"), Value: jsii.String("web-instance")}},
+		Domain: jsii.String("vpc"),
+		Tags:   &[]*awscdk.CfnTag{{Key: jsii.String("Name"), Value: jsii.String("web-instance")}},
+	})
+	awsec2.NewCfnEIPAssociation(s.stack, s.id("WebAddressAssociation"), &awsec2.CfnEIPAssociationProps{
+		AllocationId: s.webAddress.AttrAllocationId(),
+		InstanceId:   s.web.InstanceId(),
 	})
 }
 

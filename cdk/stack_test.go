@@ -359,11 +359,12 @@ func TestWebTierReadyAndAddressed(t *testing.T) {
 			"Sid": "SignalReady", "Action": "cloudformation:SignalResource", "Effect": "Allow", "Resource": map[string]any{"Ref": "AWS::StackId"},
 		}})},
 	})
-	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::EIP"), map[string]any{
-		"Domain": "vpc", "InstanceId": map[string]any{"Ref": web},
+	eip := resourceID(t, doc, "AWS::EC2::EIP", "WebAddress")
+	(*tmpl).HasResourceProperties(jsii.String("AWS::EC2::EIPAssociation"), map[string]any{
+		"AllocationId": map[string]any{"Fn::GetAtt": []any{eip, "AllocationId"}}, "InstanceId": map[string]any{"Ref": web},
 	})
 	url, _ := json.Marshal(doc["Outputs"].(map[string]any)["WebUrl"])
-	if eip := resourceID(t, doc, "AWS::EC2::EIP", "WebAddress"); !strings.Contains(string(url), `{"Ref":"`+eip+`"}`) {
+	if !strings.Contains(string(url), `{"Ref":"`+eip+`"}`) {
 		t.Errorf("WebUrl does not name the Elastic IP: %s", url)
 	}
 }

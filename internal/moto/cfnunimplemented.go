@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
@@ -25,7 +26,8 @@ import (
 func (p *Proxy) applyUnimplemented(ctx context.Context, region, stackID, stackName string, t *template, params map[string]string) (failed string, err error) {
 	var ids []string
 	for _, id := range t.order {
-		if t.Resources[id].Type == "AWS::Lambda::EventInvokeConfig" {
+		switch t.Resources[id].Type {
+		case "AWS::Lambda::EventInvokeConfig", "AWS::EC2::EIPAssociation":
 			ids = append(ids, id)
 		}
 	}
@@ -48,7 +50,11 @@ func (p *Proxy) applyUnimplemented(ctx context.Context, region, stackID, stackNa
 		zones: func() ([]string, error) { return p.zones(ctx, region) },
 	}
 	for _, id := range ids {
-		if err := p.putEventInvokeConfig(ctx, region, rv, t.Resources[id].Properties); err != nil {
+		apply := p.putEventInvokeConfig
+		if t.Resources[id].Type == "AWS::EC2::EIPAssociation" {
+			apply = p.associateAddress
+		}
+		if err := apply(ctx, region, rv, t.Resources[id].Properties); err != nil {
 			return id, err
 		}
 		p.log.Info("applied a resource moto's CloudFormation does not implement", "stack", stackName, "resource", id, "type", t.Resources[id].Type)
@@ -103,4 +109,34 @@ func destination(v any) (string, bool) {
 	}
 	d, ok := m["Destination"].(string)
 	return d, ok && d != ""
+}
+
+// associateAddress is AWS::EC2::EIPAssociation's effect: the Elastic IP
+// (by its allocation id, or its address) on the instance, taken from any
+// instance that had it, as a replaced instance's association is replaced.
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-ec2-eipassociation.html
+func (p *Proxy) associateAddress(ctx context.Context, region string, rv *resolver, props map[string]any) error {
+	instance, ok := rv.resolvedString(props["InstanceId"])
+	if !ok || instance == "" {
+		return errors.New("InstanceId cannot be resolved")
+	}
+	in := &ec2.AssociateAddressInput{InstanceId: aws.String(instance), AllowReassociation: aws.Bool(true)}
+	if ip, ok := rv.resolvedString(props["EIP"]); ok && ip != "" {
+		in.PublicIp = aws.String(ip)
+	} else if att, ok := props["AllocationId"].(map[string]any)["Fn::GetAtt"].([]any); ok && len(att) == 2 && att[1] == "AllocationId" {
+		// moto's physical id of an Elastic IP is its address.
+		name, _ := att[0].(string)
+		if rv.physical[name] == "" {
+			return fmt.Errorf("AllocationId: %s is not in the stack", name)
+		}
+		in.PublicIp = aws.String(rv.physical[name])
+	} else if id, ok := rv.resolvedString(props["AllocationId"]); ok && id != "" {
+		in.AllocationId = aws.String(id)
+	} else {
+		return errors.New("neither EIP nor AllocationId can be resolved")
+	}
+	if _, err := p.moto.in(region).EC2.AssociateAddress(ctx, in); err != nil {
+		return fmt.Errorf("associating the Elastic IP with %s: %w", instance, err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -123,4 +124,49 @@ func TestChangeSetFailureRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForStatus(t, c, reviewID, cfntypes.StackStatusDeleteComplete)
+}
+
+// An Elastic IP's association, a resource type moto does not implement,
+// puts the address on the stack's instance, and on its replacement after
+// an update.
+func TestEIPAssociationFollowsTheInstance(t *testing.T) {
+	p := start(t, ProxyConfig{})
+	c := cfnClient(p)
+	ctx := context.Background()
+	tmpl := func(instance string) string {
+		return `{"Resources": {"` + instance + `": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": "ami-12345678", "InstanceType": "t3.small"}},
+			"Address": {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc"}},
+			"Association": {"Type": "AWS::EC2::EIPAssociation", "Properties": {
+				"AllocationId": {"Fn::GetAtt": ["Address", "AllocationId"]}, "InstanceId": {"Ref": "` + instance + `"}}}},
+			"Outputs": {"Url": {"Value": {"Ref": "Address"}}}}`
+	}
+	associated := func(logicalID string) {
+		t.Helper()
+		res, err := c.DescribeStackResource(ctx, &cloudformation.DescribeStackResourceInput{StackName: aws.String("eip"), LogicalResourceId: aws.String(logicalID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := ec2Client(p).DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
+		if err != nil || len(out.Addresses) != 1 {
+			t.Fatalf("addresses: %+v, %v", out, err)
+		}
+		if got, want := aws.ToString(out.Addresses[0].InstanceId), aws.ToString(res.StackResourceDetail.PhysicalResourceId); got != want {
+			t.Errorf("the address is on %q, want %s's %s", got, logicalID, want)
+		}
+	}
+	csID, _ := changeSetFromURL(t, p, "eip", tmpl("Web"), cfntypes.ChangeSetTypeCreate)
+	if _, err := c.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{ChangeSetName: aws.String(csID)}); err != nil {
+		t.Fatal(err)
+	}
+	waitForStatus(t, c, "eip", cfntypes.StackStatusCreateComplete)
+	associated("Web")
+	csID, _ = changeSetFromURL(t, p, "eip", tmpl("Web2"), cfntypes.ChangeSetTypeUpdate)
+	if _, err := c.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{ChangeSetName: aws.String(csID)}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitForStatus(t, c, "eip", cfntypes.StackStatusUpdateComplete)
+	associated("Web2")
+	if len(st.Outputs) != 1 || aws.ToString(st.Outputs[0].OutputValue) == "" || aws.ToString(st.Outputs[0].OutputValue) == "None" {
+		t.Errorf("the address output after the update: %+v", st.Outputs)
+	}
 }

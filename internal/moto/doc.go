@@ -81,7 +81,36 @@
 // https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 // https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html
 //
+// SQS: a deleted queue's name is refused for 60 s (QueueDeletedRecently),
+// through CreateQueue and through a stack that names it, the queues of a
+// deleted stack included.
+// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteQueue.html
+//
 // CloudFormation:
+//   - Change sets, as the CDK CLI deploys: a TemplateURL at this endpoint
+//     (path-style, as the CLI makes it from AWS_ENDPOINT_URL) is given to
+//     moto as the AWS URL of the same object. moto keeps and describes
+//     change sets but executes them through its update path, without
+//     outputs or custom resources, so the proxy executes them: CREATE as a
+//     CreateStack in place of moto's review stack (requests naming the
+//     review stack's id, as the CLI follows it, are sent to the new one),
+//     UPDATE as an UpdateStack, each with the handling below; a change set
+//     whose pre-flight fails leaves the stack ROLLBACK_COMPLETE (or
+//     UPDATE_ROLLBACK_COMPLETE) with the failed resource's event, as AWS
+//     would. DeleteChangeSet of one that is not there succeeds and
+//     DescribeChangeSet answers ChangeSetNotFound (404), as on AWS, where
+//     moto fails. An update keeping a parameter that took its default
+//     (UsePreviousValue, which the CLI sends for every parameter) applies
+//     the default again; moto fails on it.
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html
+//   - Creation policies, which moto ignores: a resource whose
+//     CreationPolicy asks for signals keeps its stack (or the update that
+//     made or replaced it) in progress until SignalResource brings Count
+//     SUCCESS signals; a FAILURE signal or none within the Timeout
+//     (ProxyConfig.SignalTimeout overrides it) fails it. Instances an
+//     update makes get the aws:cloudformation:* tags moto gives only at a
+//     stack's creation.
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-creationpolicy.html
 //   - Pre-flight checks on CreateStack and UpdateStack of JSON templates
 //     (YAML passes unchecked): reserved concurrency, bucket names other
 //     accounts own, named resources that already exist, an instance whose
@@ -106,10 +135,13 @@
 //     CloudFormation waits for them.
 //   - Resource types moto's CloudFormation does not implement are skipped
 //     by moto with only a warning in its log. AWS::Lambda::EventInvokeConfig
-//     is not: once moto has made (or updated) the stack, the proxy sets the
-//     function's asynchronous invocation through Lambda's API, and one it
-//     cannot set rolls a new stack back with the reason.
+//     and AWS::EC2::EIPAssociation are not: once moto has made (or updated)
+//     the stack, the proxy sets the function's asynchronous invocation
+//     through Lambda's API, and puts the Elastic IP on the instance (again
+//     after an update, on a replacement), and one it cannot carry out rolls
+//     a new stack back with the reason.
 //     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventinvokeconfig.html
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-ec2-eipassociation.html
 //   - DescribeStacks, ListStacks and DescribeStackEvents show the status
 //     and events of the stacks the proxy works on.
 //
