@@ -181,6 +181,9 @@ func TestDeploymentsSideBySide(t *testing.T) {
 // away is refused saying to wait, and a minute later the same prefix
 // deploys again.
 func TestDestroyDuringALaunchBurstThenDeployAgain(t *testing.T) {
+	// Most of it is the destroy waiting out the scaler's minute: it runs
+	// beside the other test that destroys.
+	t.Parallel()
 	cloud := emulatedAccount(t)
 	ctx := context.Background()
 	s := synthWith(t, nil)
@@ -322,6 +325,7 @@ func TestDeploysIntoAnExistingVpc(t *testing.T) {
 // the deploy the course's names exist and the scaler's cap is the
 // grader's 15; after the destroy nothing of the stack is left.
 func TestCLIDeploysTheCourseStackAndDestroys(t *testing.T) {
+	t.Parallel() // beside the other test that waits out a destroy
 	cloud := emulatedAccount(t)
 	ctx := context.Background()
 	const asu = "1225754101"

@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/surgeml/surge/internal/deploy"
 )
 
 func main() {
@@ -36,7 +38,7 @@ func synthApp() int {
 }
 
 func run() error {
-	repo, err := repoRoot()
+	repo, err := deploy.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -71,23 +73,6 @@ func stackProps(cfg Config) *awscdk.StackProps {
 			GenerateBootstrapVersionRule: jsii.Bool(false),
 		}),
 		AnalyticsReporting: jsii.Bool(false),
-	}
-}
-
-// repoRoot is the directory holding go.mod, where `cdk` and `go run ./cdk`
-// run from.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
 	}
 }
 

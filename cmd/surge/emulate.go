@@ -63,7 +63,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	cfg.Account.NoCapacity = list(*noCapacity)
 	cfg.Account.Unsupported = list(*unsupported)
 	cfg.Account.TakenBucketNames = list(*taken)
-	if cfg.Repo, err = repoRoot(); err != nil {
+	if cfg.Repo, err = deploy.RepoRoot(); err != nil {
 		return err
 	}
 	if cfg.CDK == "" {
@@ -171,23 +171,6 @@ func contextFlags(pairs []string) []string {
 		out = append(out, "-c", p)
 	}
 	return out
-}
-
-// repoRoot is the directory holding cdk.json, at or above the working
-// directory: the CDK CLI runs there.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "cdk.json")); err == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no cdk.json at or above %s: run surge emulate in the Surge repository", dir)
-		}
-	}
 }
 
 func list(s string) []string {

@@ -56,6 +56,24 @@ func ResolveCLI(ctx context.Context, cache string, download bool, log *slog.Logg
 	return filepath.Join(dir, "package", "bin", "cdk"), nil
 }
 
+// RepoRoot is the directory holding cdk.json at or above the working
+// directory: the repository's root, where the CDK CLI runs (and runs the
+// app from).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "cdk.json")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no cdk.json at or above %s: run this in the Surge repository", dir)
+		}
+	}
+}
+
 // Stack is a deployed stack and its outputs.
 type Stack struct {
 	Name    string

@@ -271,8 +271,10 @@ func TestEmulateCommandInAnotherRegion(t *testing.T) {
 	data, port := t.TempDir(), testenv.FreePort(t)
 	// As make emulate PREFIX=x COURSE=2026 GALLERY=... passes them, with
 	// the test's quicker scaler and idle shutdown.
+	// -keep: no cdk destroy at the end, which TestCLIDeploysTheCourseStackAndDestroys
+	// (cdk/) runs; here it would only add the hook's wait for the scaler.
 	cmd := exec.Command(filepath.Join(bin(t), "surge"), "emulate", "-data", data, "-time-scale", fmt.Sprint(timeScale),
-		"-cdk", testenv.CDKCLI(t), "--",
+		"-cdk", testenv.CDKCLI(t), "-keep", "--",
 		"-c", "prefix="+prefix, "-c", "allowedCidr=127.0.0.1/32", "-c", "course=2026", "-c", "gallery="+assembly.gallery,
 		"-c", "scalerTick=1s", "-c", "idleShutdown=3s")
 	cmd.Dir = testenv.Root(t)
@@ -811,6 +813,16 @@ func poolMembers(t *testing.T, cloud *emulate.Cloud) map[string]ec2types.Instanc
 }
 
 // stoppedMembers are the ids of the pool's stopped members, sorted.
+// waitForFullPool waits until poolSize members are stopped in the pool.
+func waitForFullPool(t *testing.T, cloud *emulate.Cloud, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool is not full within %v: %v", within, poolMembers(t, cloud))
+		}
+	}
+}
+
 func stoppedMembers(t *testing.T, cloud *emulate.Cloud) []string {
 	t.Helper()
 	var ids []string
@@ -833,11 +845,7 @@ func stoppedMembers(t *testing.T, cloud *emulate.Cloud) []string {
 func TestFaceWorkloadWithWarmPool(t *testing.T) {
 	cloud, url := faceCloudFrom(t, synthesizedWithPool(t))
 	ctx := context.Background()
-	for deadline := time.Now().Add(2 * time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool did not fill: %v", poolMembers(t, cloud))
-		}
-	}
+	waitForFullPool(t, cloud, 2*time.Minute)
 	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 0 {
 		t.Fatalf("%d app-tier instances running with only the pool up (%v)", n, err)
 	}
@@ -877,11 +885,7 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 	if peak := fine.peak(start); counts[0] != 0 || counts[len(counts)-1] != 0 || peak < 1 || peak > maxWorkers {
 		t.Fatalf("fleet went %v (peak %d); want from 0, up, at most %d, back to 0", counts, peak, maxWorkers)
 	}
-	for deadline := time.Now().Add(time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool is not full again: %v", poolMembers(t, cloud))
-		}
-	}
+	waitForFullPool(t, cloud, time.Minute)
 	for id := range poolMembers(t, cloud) {
 		if strings.Contains(readLogs(t, cloud.Logs(), id+"/surge/worker.log"), "terminating this instance") {
 			t.Errorf("pool member %s ended its own instance", id)
@@ -905,11 +909,7 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 func TestRedeployKeepsTheWebTierAndRenewsThePool(t *testing.T) {
 	cloud, url := faceCloudFrom(t, synthesizedWithPool(t))
 	ctx := context.Background()
-	for deadline := time.Now().Add(2 * time.Minute); len(stoppedMembers(t, cloud)) < poolSize; time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool did not fill: %v", poolMembers(t, cloud))
-		}
-	}
+	waitForFullPool(t, cloud, 2*time.Minute)
 	oldPool := stoppedMembers(t, cloud)
 	web := func() (id, address string) {
 		t.Helper()

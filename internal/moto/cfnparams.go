@@ -26,40 +26,11 @@ type stackParam struct {
 
 // paramList reads Parameters.member.N in order.
 func paramList(form url.Values) []stackParam {
-	byIndex := map[int]*stackParam{}
-	for k, vs := range form {
-		rest, ok := strings.CutPrefix(k, "Parameters.member.")
-		if !ok || len(vs) == 0 {
-			continue
-		}
-		n, field, ok := strings.Cut(rest, ".")
-		i, err := strconv.Atoi(n)
-		if !ok || err != nil {
-			continue
-		}
-		p := byIndex[i]
-		if p == nil {
-			p = &stackParam{}
-			byIndex[i] = p
-		}
-		switch field {
-		case "ParameterKey":
-			p.key = vs[0]
-		case "ParameterValue":
-			p.value = vs[0]
-		case "UsePreviousValue":
-			p.previous = vs[0] == "true"
-		}
-	}
+	members := queryList(form, "Parameters.member.")
 	var out []stackParam
-	for _, i := range slices.Sorted(func(yield func(int) bool) {
-		for i := range byIndex {
-			if !yield(i) {
-				return
-			}
-		}
-	}) {
-		out = append(out, *byIndex[i])
+	for _, n := range sortedInts(members) {
+		m := members[n]
+		out = append(out, stackParam{key: m["ParameterKey"], value: m["ParameterValue"], previous: m["UsePreviousValue"] == "true"})
 	}
 	return out
 }

@@ -188,34 +188,42 @@ type ec2Filter struct {
 
 // parseFilters reads Filter.N.Name and Filter.N.Value.M in N and M order.
 func parseFilters(form url.Values) []ec2Filter {
-	names := map[int]string{}
-	values := map[int]map[int]string{}
+	members := queryList(form, "Filter.")
+	out := make([]ec2Filter, 0, len(members))
+	for _, n := range sortedInts(members) {
+		f := ec2Filter{name: members[n]["Name"]}
+		values := map[int]string{}
+		for field, v := range members[n] {
+			if m, err := strconv.Atoi(strings.TrimPrefix(field, "Value.")); err == nil && strings.HasPrefix(field, "Value.") {
+				values[m] = v
+			}
+		}
+		for _, m := range sortedInts(values) {
+			f.values = append(f.values, values[m])
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// queryList reads a Query request's list prefix + N.field = value into
+// N → field → value (the first value of each).
+func queryList(form url.Values, prefix string) map[int]map[string]string {
+	out := map[int]map[string]string{}
 	for k, vs := range form {
-		rest, ok := strings.CutPrefix(k, "Filter.")
+		rest, ok := strings.CutPrefix(k, prefix)
 		if !ok || len(vs) == 0 {
 			continue
 		}
-		num, field, _ := strings.Cut(rest, ".")
+		num, field, ok := strings.Cut(rest, ".")
 		n, err := strconv.Atoi(num)
-		if err != nil {
+		if !ok || err != nil {
 			continue
 		}
-		if values[n] == nil {
-			values[n] = map[int]string{}
+		if out[n] == nil {
+			out[n] = map[string]string{}
 		}
-		if field == "Name" {
-			names[n] = vs[0]
-		} else if m, err := strconv.Atoi(strings.TrimPrefix(field, "Value.")); err == nil && strings.HasPrefix(field, "Value.") {
-			values[n][m] = vs[0]
-		}
-	}
-	out := make([]ec2Filter, 0, len(values))
-	for _, n := range sortedInts(values) {
-		f := ec2Filter{name: names[n]}
-		for _, m := range sortedInts(values[n]) {
-			f.values = append(f.values, values[n][m])
-		}
-		out = append(out, f)
+		out[n][field] = vs[0]
 	}
 	return out
 }
