@@ -50,6 +50,22 @@ type stackRecord struct {
 	events           []stackEvent              // shown before moto's, newest first
 	deleting         bool
 	awaiting         map[string]*awaited // resources waiting for their creation policy's signals
+	// heldFrom and heldUntil bound, in real time (moto's), a wait for
+	// signals: moto's own report of the stack complete falls within it.
+	heldFrom, heldUntil time.Time
+}
+
+// hidesEvent tells whether a moto event is the stack's completion that
+// moto reported while the proxy held the stack in progress.
+func (st *stackRecord) hidesEvent(m *etree.Element) bool {
+	if st.heldFrom.IsZero() || childText(m, "ResourceType") != "AWS::CloudFormation::Stack" {
+		return false
+	}
+	if status := childText(m, "ResourceStatus"); status != "CREATE_COMPLETE" && status != "UPDATE_COMPLETE" {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339Nano, childText(m, "Timestamp"))
+	return err == nil && !at.Before(st.heldFrom.Add(-2*time.Second)) && (st.heldUntil.IsZero() || !at.After(st.heldUntil))
 }
 
 type customCreated struct {
@@ -1006,13 +1022,36 @@ func (p *Proxy) describeWithOverlay(w http.ResponseWriter, r *http.Request, body
 	if events := doc.FindElement("//StackEvents"); events != nil {
 		if first := events.SelectElement("member"); first != nil {
 			if st := p.cfn.stacks[childText(first, "StackId")]; st != nil {
-				for i, e := range st.events {
-					events.InsertChildAt(i, eventElement(st, e))
-				}
+				mergeEvents(events, st)
 			}
 		}
 	}
 	p.writeXML(w, answer, doc)
+}
+
+// mergeEvents puts the proxy's events of a stack among moto's, newest
+// first as CloudFormation lists them, leaving out the stack's completion
+// moto reported while the proxy held it in progress (waiting for signals);
+// p.cfn.mu is held.
+func mergeEvents(events *etree.Element, st *stackRecord) {
+	var all []*etree.Element
+	for _, m := range events.SelectElements("member") {
+		events.RemoveChild(m)
+		if !st.hidesEvent(m) {
+			all = append(all, m)
+		}
+	}
+	for _, e := range st.events {
+		all = append(all, eventElement(st, e))
+	}
+	at := func(m *etree.Element) time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, childText(m, "Timestamp"))
+		return t
+	}
+	slices.SortStableFunc(all, func(a, b *etree.Element) int { return at(b).Compare(at(a)) })
+	for _, m := range all {
+		events.AddChild(m)
+	}
 }
 
 // overlayStatus shows a stack's overlay status in a Stacks or

@@ -83,6 +83,7 @@ func (p *Proxy) awaitSignals(st *stackRecord, ids []string, update bool) {
 	if st.awaiting == nil {
 		st.awaiting = map[string]*awaited{}
 	}
+	st.heldFrom, st.heldUntil = time.Now(), time.Time{}
 	timeouts := map[string]time.Duration{}
 	for _, id := range ids {
 		res := st.tmpl.Resources[id]
@@ -179,9 +180,16 @@ func (p *Proxy) signalResource(w http.ResponseWriter, r *http.Request, c call, f
 		delete(st.awaiting, id)
 	}
 	last := done && len(st.awaiting) == 0
+	if last {
+		st.heldUntil = time.Now()
+	}
 	p.cfn.mu.Unlock()
+	complete := strings.Replace(inProgress(a), "IN_PROGRESS", "COMPLETE", 1)
 	if done {
-		events = append(events, stackEvent{at: now, logicalID: id, resourceTy: a.resourceType, status: strings.Replace(inProgress(a), "IN_PROGRESS", "COMPLETE", 1)})
+		events = append(events, stackEvent{at: now.Add(time.Millisecond), logicalID: id, resourceTy: a.resourceType, status: complete})
+	}
+	if last {
+		events = append(events, stackEvent{at: now.Add(2 * time.Millisecond), logicalID: st.name, physicalID: st.id, resourceTy: "AWS::CloudFormation::Stack", status: complete})
 	}
 	status = ""
 	if !last {

@@ -2,6 +2,7 @@ package moto
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,12 +62,20 @@ func TestCreationPolicyWaitsForTheSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForStatus(t, c, "web", cfntypes.StackStatusCreateComplete)
-	found := false
+	// Newest first, as CloudFormation lists them: the stack completes
+	// after its instance's signal, not when moto made it.
+	var got []string
 	for _, e := range stackEvents(t, c, "web") {
-		found = found || aws.ToString(e.LogicalResourceId) == "Web" && aws.ToString(e.ResourceStatusReason) == "Received SUCCESS signal with UniqueId i-test"
+		got = append(got, aws.ToString(e.LogicalResourceId)+" "+string(e.ResourceStatus)+" "+aws.ToString(e.ResourceStatusReason))
 	}
-	if !found {
-		t.Errorf("no event records the signal: %+v", stackEvents(t, c, "web"))
+	want := []string{
+		"web CREATE_COMPLETE ",
+		"Web CREATE_COMPLETE ",
+		"Web CREATE_IN_PROGRESS Received SUCCESS signal with UniqueId i-test",
+		"Web CREATE_IN_PROGRESS Resource creation Initiated; waiting for 1 SUCCESS signal(s) within 15m0s",
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) || slices.Contains(got[len(want):], "web CREATE_COMPLETE ") {
+		t.Errorf("events, newest first:\n%s\nwant to begin with\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if err := signal(c, "web", "Web", cfntypes.ResourceSignalStatusSuccess); err == nil {
 		t.Error("a second signal for a complete resource was taken")
