@@ -52,6 +52,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The CDK records where each annotation was made, for the CLI to
+	// print above it; in a jsii app that is always a line of the jsii
+	// runtime's own bundle (.../jsii-runtime.../lib/program.js:1:5565),
+	// which tells a reader nothing.
+	context["aws:cdk:disable-stack-trace"] = true
 	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &context})
 	cfg, err := configFromContext(app.Node(), repo)
 	if err != nil {
