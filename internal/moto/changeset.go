@@ -50,11 +50,11 @@ func (p *Proxy) aliased(r *http.Request, form url.Values, body []byte) []byte {
 // changeSetKey finds a change set by its name within a stack.
 func changeSetKey(region, stack, name string) string { return region + "/" + stack + "/" + name }
 
-// templateHost tells whether a template URL names AWS's S3, which moto's
+// isAWSS3URL tells whether a template URL names AWS's S3, which moto's
 // CloudFormation can read; any other host is this endpoint, whose S3 URLs
 // (path-style, http://127.0.0.1:port/bucket/key, as the CDK CLI makes
 // them from AWS_ENDPOINT_URL) moto would take for a bucket named "127".
-func templateHost(raw string) bool {
+func isAWSS3URL(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && strings.HasSuffix(u.Hostname(), ".amazonaws.com")
 }
@@ -64,7 +64,7 @@ func templateHost(raw string) bool {
 // its own S3; the request is then forwarded with the rewritten body.
 func motoTemplateURL(r *http.Request, form url.Values, body []byte) ([]byte, error) {
 	raw := form.Get("TemplateURL")
-	if raw == "" || templateHost(raw) {
+	if raw == "" || isAWSS3URL(raw) {
 		return body, nil
 	}
 	bucket, key, err := s3Location(raw)
