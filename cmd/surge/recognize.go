@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	goruntime "runtime"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/recognize"
@@ -133,7 +135,7 @@ func distinct(g *recognize.Gallery) int {
 func fetchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
 	mcfg := recognize.Flags(fs)
-	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime library")
+	runtimeOnly := fs.Bool("runtime-only", false, "fetch only the ONNX Runtime libraries (this machine's, and linux/amd64's and linux/arm64's for deployments)")
 	cdkOnly := fs.Bool("cdk-cli", false, "fetch only the pinned AWS CDK CLI")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -145,6 +147,24 @@ func fetchCmd(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Println("AWS CDK CLI:", bin)
+		return nil
+	}
+	// What deployments ship, whatever this machine is: a stack's workers
+	// run x86_64 or Arm (Graviton) instances.
+	for _, arch := range []string{"amd64", "arm64"} {
+		src, err := assets.RuntimeSourceFor(arch)
+		if err != nil {
+			return err
+		}
+		src.Cache, src.Log = mcfg.Cache, log
+		lib, err := assets.Resolve(ctx, src)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ONNX Runtime for linux/%s instances: %s\n", arch, lib)
+	}
+	if goruntime.GOOS != "linux" {
+		fmt.Printf("this machine (%s/%s) runs no ONNX Runtime of Surge's: local runs and classification need Linux\n", goruntime.GOOS, goruntime.GOARCH)
 		return nil
 	}
 	lib, err := recognize.ResolveRuntime(ctx, *mcfg, log)

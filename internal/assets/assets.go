@@ -18,8 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/google/renameio/v2"
 )
 
 // Source says where one file may come from, in order of preference.
@@ -137,13 +135,16 @@ func download(ctx context.Context, src Source, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 		return err
 	}
-	// Hash while writing a temporary file; only a verified file is renamed
-	// into the cache.
-	t, err := renameio.NewPendingFile(dst, renameio.WithPermissions(0o640))
+	// Hash while writing a temporary file beside dst; only a verified,
+	// synced file is renamed into the cache. (Not renameio, which the
+	// rest of Surge uses: this package is part of the CDK app, which
+	// builds for Windows too.)
+	t, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-")
 	if err != nil {
 		return err
 	}
-	defer t.Cleanup()
+	defer os.Remove(t.Name())
+	defer t.Close()
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(t, h), body); err != nil {
 		return err
@@ -151,7 +152,10 @@ func download(ctx context.Context, src Source, dst string) error {
 	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, src.SHA256) {
 		return fmt.Errorf("download has SHA-256 %s, want %s", got, src.SHA256)
 	}
-	if err := t.CloseAtomicallyReplace(); err != nil {
+	if err := errors.Join(t.Chmod(0o640), t.Sync(), t.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(t.Name(), dst); err != nil {
 		return err
 	}
 	log.Info("downloaded", "what", src.What, "path", dst)

@@ -9,26 +9,46 @@ import (
 // v1.24.0, C API 22) is built against.
 const RuntimeVersion = "1.22.0"
 
-// RuntimeSource describes ONNX Runtime's CPU library for this platform as
-// npm ships it (package onnxruntime-node), which is how it is fetched
-// when no local copy is configured.
+// RuntimeSource describes ONNX Runtime's CPU library for this machine
+// (Linux only), as RuntimeSourceFor does.
 func RuntimeSource() (Source, error) {
+	if runtime.GOOS != "linux" {
+		return Source{}, fmt.Errorf("no known ONNX Runtime %s build for %s/%s", RuntimeVersion, runtime.GOOS, runtime.GOARCH)
+	}
+	return RuntimeSourceFor(runtime.GOARCH)
+}
+
+// RuntimeSourceFor describes ONNX Runtime's CPU library for linux/goarch
+// (amd64 or arm64: what Surge's instances run) as npm ships it (package
+// onnxruntime-node), which is how it is fetched when no local copy is
+// configured.
+func RuntimeSourceFor(goarch string) (Source, error) {
 	var arch, sum string
-	switch runtime.GOOS + "/" + runtime.GOARCH {
-	case "linux/amd64":
+	switch goarch {
+	case "amd64":
 		arch, sum = "x64", "08cf3bf4218f0e816c2a534e960d85221274cb319569bdf1136b29da7065b015"
-	case "linux/arm64":
+	case "arm64":
 		arch, sum = "arm64", "0afd69a0ae38c5099fd0e8604dda398ac43dee67cd9c6394b5142b19e82528de"
 	default:
-		return Source{}, fmt.Errorf("no known ONNX Runtime %s build for %s/%s", RuntimeVersion, runtime.GOOS, runtime.GOARCH)
+		return Source{}, fmt.Errorf("no known ONNX Runtime %s build for linux/%s", RuntimeVersion, goarch)
 	}
 	return Source{
 		What:   fmt.Sprintf("ONNX Runtime %s (linux/%s)", RuntimeVersion, arch),
-		File:   fmt.Sprintf("onnxruntime/%s/linux-%s/libonnxruntime.so.1", RuntimeVersion, arch),
+		File:   RuntimeFile(goarch),
 		URL:    fmt.Sprintf("https://registry.npmjs.org/onnxruntime-node/-/onnxruntime-node-%s.tgz", RuntimeVersion),
 		Member: fmt.Sprintf("package/bin/napi-v6/linux/%s/libonnxruntime.so.1", arch),
 		SHA256: sum,
 	}, nil
+}
+
+// RuntimeFile is where, under a cache or mirror, the library for
+// linux/goarch is kept.
+func RuntimeFile(goarch string) string {
+	arch := map[string]string{"amd64": "x64"}[goarch]
+	if arch == "" {
+		arch = goarch
+	}
+	return fmt.Sprintf("onnxruntime/%s/linux-%s/libonnxruntime.so.1", RuntimeVersion, arch)
 }
 
 // knownModel returns the digests of a model folder's files for the models
