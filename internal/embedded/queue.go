@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	_ "github.com/mattn/go-sqlite3"
 	"maragu.dev/goqite"
 
 	"github.com/surgeml/surge/events"
@@ -110,8 +109,7 @@ func OpenQueue(ctx context.Context, dir, name string, opts QueueOptions) (*Queue
 	// the write lock up front so a busy writer waits instead of failing;
 	// NORMAL sync survives a killed process (not a power cut) at a fraction
 	// of FULL's cost.
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate"
-	db, err := sql.Open("sqlite3", dsn)
+	db, err := openSQLite(path, sqliteOptions{busyTimeout: 10 * time.Second, immediate: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening queue %s: %w", name, err)
 	}

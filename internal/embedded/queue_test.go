@@ -3,7 +3,6 @@ package embedded_test
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -287,7 +286,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	}
 	t.Logf("%d messages, %d workers, one killed: %d redeliveries", messages, workers, redelivered)
 
-	db, err := sql.Open("sqlite3", filepath.Join(dir, "jobs.db"))
+	db, err := embedded.OpenSQLite(filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/surgeml/surge/events"
 )
@@ -37,8 +36,7 @@ func OpenTable(ctx context.Context, dir, name string) (*Table, error) {
 		return nil, fmt.Errorf("results table %s: %w", name, err)
 	}
 	path := filepath.Join(dir, name+".db")
-	dsn := fmt.Sprintf("file:%s?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d", path, busyTimeout.Milliseconds())
-	db, err := sql.Open("sqlite3", dsn)
+	db, err := openSQLite(path, sqliteOptions{busyTimeout: busyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("results table %s: %w", path, err)
 	}
