@@ -34,7 +34,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export CDK_HOME ?= $(SURGE_CACHE)/cdk
 export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: build ort cdk-cli run emulate synth check test test-short bench bench-cloud chaos classify enroll workload clean
+.PHONY: build ort cdk-cli run emulate synth check test test-short test-arm64 bench bench-cloud chaos classify enroll workload clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/surge ./webtier ./worker ./lambdas/scaler ./lambdas/stackhooks
@@ -92,6 +92,14 @@ test: check ort cdk-cli synth
 # such; no moto, model, ../shared, built binaries or node (docs/testing.md).
 test-short:
 	$(GO) test -short ./...
+
+# The arm64 (Graviton) build of `surge classify` run under qemu with the
+# arm64 ONNX Runtime, against this machine's build, on the shared photos
+# and faces. Needs Debian's qemu-user-static and the arm64 C libraries
+# (dpkg --add-architecture arm64; apt-get install qemu-user-static
+# libc6:arm64 libstdc++6:arm64), which make test does not.
+test-arm64: ort
+	$(GO) test -tags arm64emu -count=1 -timeout 60m -v -run TestArm64 ./cmd/surge
 
 bench: build ort
 	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))

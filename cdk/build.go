@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -22,48 +21,49 @@ import (
 )
 
 // goBuild is a CDK local bundling step: `go build` of one of the
-// repository's commands into the asset directory. No Docker is involved.
+// repository's commands into the asset directory, for any target from any
+// host: the build is pure Go (CGO_ENABLED=0; ONNX Runtime is loaded at run
+// time), so it needs nothing of the host but Go. No Docker is involved.
 type goBuild struct {
 	repo   string // repository root
 	pkg    string // ./worker
 	binary string // file name in the asset
 	goos   string
 	goarch string
-	cgo    bool   // needs cgo: must be built on a matching host
 	tags   string // build tags
 }
 
-// TryBundle implements awscdk.ILocalBundling.
+// TryBundle implements awscdk.ILocalBundling. A build that fails stops
+// the synthesis with the reason, rather than answering false, after
+// which the CDK would try a Docker build that has no chance.
 func (g *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool {
-	if g.cgo && (runtime.GOOS != g.goos || runtime.GOARCH != g.goarch) {
-		fmt.Fprintf(os.Stderr, "cdk: %s needs cgo and must be built on %s/%s (this is %s/%s)\n", g.pkg, g.goos, g.goarch, runtime.GOOS, runtime.GOARCH)
-		return jsii.Bool(false)
+	if err := g.build(filepath.Join(*outputDir, g.binary)); err != nil {
+		panic(fmt.Sprintf("cdk: %v", err))
 	}
-	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", filepath.Join(*outputDir, g.binary)}
+	return jsii.Bool(true)
+}
+
+// build builds the binary at out and checks it against the instances'
+// C library.
+func (g *goBuild) build(out string) error {
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out}
 	if g.tags != "" {
 		args = append(args, "-tags", g.tags)
 	}
 	cmd := exec.Command("go", append(args, g.pkg)...)
 	cmd.Dir = g.repo
-	cgo := "0"
-	if g.cgo {
-		cgo = "1"
-	}
-	cmd.Env = append(os.Environ(), "GOOS="+g.goos, "GOARCH="+g.goarch, "CGO_ENABLED="+cgo)
+	cmd.Env = append(os.Environ(), "GOOS="+g.goos, "GOARCH="+g.goarch, "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "cdk: building %s: %v\n", g.pkg, err)
-		return jsii.Bool(false)
+		return fmt.Errorf("building %s for %s/%s: %w", g.pkg, g.goos, g.goarch, err)
 	}
-	// A cgo binary links against the build host's glibc; one needing a
-	// newer glibc than the instances' would only fail when it starts there.
-	if g.cgo {
-		if err := deploy.CheckGlibc(filepath.Join(*outputDir, g.binary), deploy.GlibcAL2023); err != nil {
-			fmt.Fprintf(os.Stderr, "cdk: %s will not start on Amazon Linux 2023 (glibc %s): %v\n", g.pkg, deploy.GlibcAL2023, err)
-			return jsii.Bool(false)
-		}
+	// A binary that loads ONNX Runtime is linked dynamically against the
+	// C library's loader; one needing a newer glibc than the instances'
+	// would only fail when it starts there.
+	if err := deploy.CheckGlibc(out, deploy.GlibcAL2023); err != nil {
+		return fmt.Errorf("%s will not start on Amazon Linux 2023 (glibc %s): %w", g.pkg, deploy.GlibcAL2023, err)
 	}
-	return jsii.Bool(true)
+	return nil
 }
 
 // bundling runs g at synth time. The asset is named by a hash of exactly
@@ -88,7 +88,7 @@ func bundling(g goBuild, output awscdk.BundlingOutput) (*awscdk.BundlingOptions,
 // them for that target) and the version of every other module's. Test
 // files, other commands and documents are not part of it.
 func sourceHash(g goBuild) (string, error) {
-	env := append(os.Environ(), "GOOS="+g.goos, "GOARCH="+g.goarch, "CGO_ENABLED="+map[bool]string{true: "1", false: "0"}[g.cgo])
+	env := append(os.Environ(), "GOOS="+g.goos, "GOARCH="+g.goarch, "CGO_ENABLED=0")
 	version, err := goOutput(g.repo, env, "env", "GOVERSION")
 	if err != nil {
 		return "", err
@@ -102,7 +102,7 @@ func sourceHash(g goBuild) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s %s/%s cgo=%v tags=%s %s\n", g.pkg, g.binary, g.goos, g.goarch, g.cgo, g.tags, strings.TrimSpace(string(version)))
+	fmt.Fprintf(h, "%s %s %s/%s tags=%s %s\n", g.pkg, g.binary, g.goos, g.goarch, g.tags, strings.TrimSpace(string(version)))
 	dec := json.NewDecoder(bytes.NewReader(listing))
 	for {
 		var pkg struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/assets"
+	"github.com/surgeml/surge/internal/deploy"
 )
 
 // Config is everything a deployment can be told, through CDK context
@@ -41,7 +43,10 @@ type Config struct {
 	ModelURL           string   // or a model archive URL for workers to fetch...
 	ModelSHA256        string   // ...with its digest
 	Gallery            string   // optional gallery file: recognise faces
-	RuntimeLib         string   // local ONNX Runtime library for linux/amd64
+	RuntimeLib         string   // local ONNX Runtime library for the workers' architecture
+	// WorkerArch and WebArch are the Go architectures (amd64, arm64) of
+	// the tiers' instance types: what their binaries are built for.
+	WorkerArch, WebArch string
 	// CourseNames names the buckets exactly as docs/protocol.md does
 	// (<prefix>-in-bucket, <prefix>-out-bucket), as the course's graders
 	// look for them; bucket names are global, so by default CloudFormation
@@ -115,7 +120,8 @@ func options(repo string, grader course) []option {
 		{"modelUrl", ""},
 		{"modelSha256", ""},
 		{"gallery", ""},
-		{"ortLib", defaultRuntimeLib(repo)},
+		// Empty: the library for the workers' architecture in the cache.
+		{"ortLib", ""},
 		{"idleShutdown", "60s"},
 		{"scalerTick", "3s"},
 		{"bootDeadline", "5m"},
@@ -232,11 +238,7 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 			errs = append(errs, fmt.Errorf("allowedCidr %q is not a CIDR block", cfg.AllowedCIDR))
 		}
 	}
-	for key, t := range map[string]string{"workerInstanceType": cfg.WorkerInstanceType, "webInstanceType": cfg.WebInstanceType} {
-		if armInstanceType(t) {
-			errs = append(errs, fmt.Errorf("%s %s is an Arm (Graviton) type; the web tier and worker are built for x86_64 (e.g. t3, m7i, c7i)", key, t))
-		}
-	}
+	cfg.WorkerArch, cfg.WebArch = deploy.InstanceArch(cfg.WorkerInstanceType), deploy.InstanceArch(cfg.WebInstanceType)
 	if !validPrefix(cfg.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q: use 1-40 lower-case letters, digits and hyphens, starting and ending with a letter or digit, and not with xn--, sthree- or amzn-s3-demo- (S3 keeps those); it names the queues, buckets and table", cfg.Prefix))
 	}
@@ -261,8 +263,11 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 			}
 		}
 	}
-	if _, err := os.Stat(cfg.RuntimeLib); err != nil {
-		errs = append(errs, fmt.Errorf("ortLib %s: %v (run `make ort`, or set -c ortLib=...)", cfg.RuntimeLib, err))
+	if cfg.RuntimeLib == "" {
+		cfg.RuntimeLib = defaultRuntimeLib(repo, cfg.WorkerArch)
+	}
+	if err := runtimeLibFor(cfg.RuntimeLib, cfg.WorkerArch); err != nil {
+		errs = append(errs, fmt.Errorf("ortLib: %w", err))
 	}
 	if cfg.Gallery != "" {
 		if _, err := os.Stat(cfg.Gallery); err != nil {
@@ -418,17 +423,6 @@ func stackName(prefix string) string {
 	return "surge-" + prefix
 }
 
-// armInstanceType reports whether an EC2 instance type is Graviton: a1,
-// or a "g" among the letters after the family's generation digit (t4g,
-// m7gd, c6gn, im4gn), unlike GPU families such as g4dn.
-func armInstanceType(t string) bool {
-	family, _, _ := strings.Cut(t, ".")
-	if family == "a1" {
-		return true
-	}
-	i := strings.IndexAny(family, "0123456789")
-	return i >= 0 && strings.Contains(strings.TrimLeft(family[i:], "0123456789"), "g")
-}
 
 // burstable reports whether an instance type earns CPU credits (T2, T3,
 // T3a, T4g): the only types that take a credit specification.
@@ -450,12 +444,31 @@ func defaultModelDir(repo string) string {
 	return filepath.Join(repo, "..", "shared", "models", assets.DefaultModel)
 }
 
-// defaultRuntimeLib is where `make ort` leaves the x86-64 library the
-// worker instances (t3) load.
-func defaultRuntimeLib(repo string) string {
+// defaultRuntimeLib is where `make ort` leaves the library the workers
+// of arch load.
+func defaultRuntimeLib(repo, arch string) string {
 	cache := os.Getenv("SURGE_CACHE")
 	if cache == "" {
 		cache = filepath.Join(repo, ".cache")
 	}
-	return filepath.Join(cache, "onnxruntime", assets.RuntimeVersion, "linux-x64", "libonnxruntime.so.1")
+	return filepath.Join(cache, filepath.FromSlash(assets.RuntimeFile(arch)))
+}
+
+// runtimeLibFor checks that lib is an ONNX Runtime library the workers of
+// arch can load: an ELF shared object for that machine, needing no newer
+// glibc than Amazon Linux 2023's.
+func runtimeLibFor(lib, arch string) error {
+	f, err := elf.Open(lib)
+	if err != nil {
+		return fmt.Errorf("%s: %w (run `make ort`, or set -c ortLib=...)", lib, err)
+	}
+	machine := f.Machine
+	f.Close()
+	if want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]; machine != want {
+		return fmt.Errorf("%s is for %v, but the workers' instances are %s (%v)", lib, machine, arch, want)
+	}
+	if err := deploy.CheckGlibc(lib, deploy.GlibcAL2023); err != nil {
+		return fmt.Errorf("%s will not load on Amazon Linux 2023: %w", lib, err)
+	}
+	return nil
 }

@@ -252,8 +252,10 @@ func (s *surge) fileAsset(id, path, dest string) asset {
 	return asset{a: awss3assets.NewAsset(s.stack, s.id(id), &awss3assets.AssetProps{Path: jsii.String(path)}), dest: dest, mode: "0644"}
 }
 
-func (s *surge) binaryAsset(id, pkg, name string) asset {
-	b, hash := bundling(goBuild{repo: s.cfg.Repo, pkg: pkg, binary: name, goos: "linux", goarch: "amd64", cgo: true}, awscdk.BundlingOutput_SINGLE_FILE)
+// binaryAsset is one of the repository's commands built for an instance
+// of arch (amd64 or arm64).
+func (s *surge) binaryAsset(id, pkg, name, arch string) asset {
+	b, hash := bundling(goBuild{repo: s.cfg.Repo, pkg: pkg, binary: name, goos: "linux", goarch: arch}, awscdk.BundlingOutput_SINGLE_FILE)
 	return asset{a: awss3assets.NewAsset(s.stack, s.id(id), &awss3assets.AssetProps{
 		Path:          jsii.String(filepath.Join(s.cfg.Repo, strings.TrimPrefix(pkg, "./"))),
 		AssetHashType: awscdk.AssetHashType_CUSTOM,
@@ -345,7 +347,7 @@ func (s *surge) workers() {
 	}, s.ec2ARN("instance", "*")))
 
 	modelEnv, files := s.modelAssets()
-	files = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker")}, files...)
+	files = append([]asset{s.binaryAsset("WorkerBinary", "./worker", "worker", s.cfg.WorkerArch)}, files...)
 	idleShutdown := s.cfg.IdleShutdown
 	if s.cfg.MinWorkers > 0 {
 		// Workers kept warm would terminate themselves when idle, and the
@@ -377,7 +379,7 @@ func (s *surge) workers() {
 	})
 	props := &awsec2.LaunchTemplateProps{
 		LaunchTemplateName:                jsii.String(s.names.LaunchTemplate),
-		MachineImage:                      amazonLinux(),
+		MachineImage:                      amazonLinux(s.cfg.WorkerArch),
 		InstanceType:                      awsec2.NewInstanceType(jsii.String(s.cfg.WorkerInstanceType)),
 		Role:                              r,
 		SecurityGroup:                     s.workerSG,
@@ -399,8 +401,14 @@ func (s *surge) workers() {
 	s.template = awsec2.NewLaunchTemplate(s.stack, s.id("WorkerTemplate"), props)
 }
 
-func amazonLinux() awsec2.IMachineImage {
-	return awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_X86_64})
+// amazonLinux is the latest Amazon Linux 2023 image for arch (amd64 or
+// arm64), from its SSM parameter at deploy time.
+func amazonLinux(arch string) awsec2.IMachineImage {
+	cpu := awsec2.AmazonLinuxCpuType_X86_64
+	if arch == "arm64" {
+		cpu = awsec2.AmazonLinuxCpuType_ARM_64
+	}
+	return awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: cpu})
 }
 
 // modelAssets are the model (or where to fetch it) and the gallery.
@@ -476,7 +484,7 @@ func (s *surge) webTier() {
 			"SURGE_MODEL_NAME": s.modelName,
 		}),
 		Ready: &deploy.Readiness{Stack: *awscdk.Aws_STACK_NAME(), Path: "/healthz", PortEnv: "SURGE_PORT"},
-	}, s.binaryAsset("WebBinary", "./webtier", "webtier"))
+	}, s.binaryAsset("WebBinary", "./webtier", "webtier", s.cfg.WebArch))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.vpc,
 		Description:      jsii.String(fmt.Sprintf("Surge web tier: port %d from the allowed clients only", events.WebPort)),
@@ -491,7 +499,7 @@ func (s *surge) webTier() {
 		Vpc:                       s.vpc,
 		VpcSubnets:                &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
 		InstanceType:              awsec2.NewInstanceType(jsii.String(s.cfg.WebInstanceType)),
-		MachineImage:              amazonLinux(),
+		MachineImage:              amazonLinux(s.cfg.WebArch),
 		Role:                      role,
 		SecurityGroup:             sg,
 		UserData:                  awsec2.UserData_Custom(jsii.String(script)),

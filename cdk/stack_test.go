@@ -1,10 +1,12 @@
 package main
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -695,18 +697,6 @@ func asSlice(v any) []any {
 	return []any{v}
 }
 
-func TestArmInstanceType(t *testing.T) {
-	for typ, arm := range map[string]bool{
-		"t3.small": false, "t3a.medium": false, "m7i.large": false, "c5n.xlarge": false,
-		"g4dn.xlarge": false, "p4d.24xlarge": false, "hpc6a.48xlarge": false, "inf1.xlarge": false,
-		"t4g.small": true, "m6g.large": true, "m7gd.xlarge": true, "c6gn.large": true,
-		"im4gn.large": true, "g5g.xlarge": true, "hpc7g.4xlarge": true, "a1.medium": true,
-	} {
-		if got := armInstanceType(typ); got != arm {
-			t.Errorf("armInstanceType(%q) = %v, want %v", typ, got, arm)
-		}
-	}
-}
 
 // contextNode is what configFromContext reads ctx through: a CDK app's
 // node, as in `cdk synth`; under -short, which starts no jsii runtime
@@ -975,4 +965,77 @@ func TestCreditSpecification(t *testing.T) {
 	(*swapped.template).HasResourceProperties(jsii.String("AWS::EC2::Instance"), map[string]any{
 		"InstanceType": "m7i.large", "CreditSpecification": assertions.Match_Absent(),
 	})
+}
+
+// Issue 21, Graviton: with Arm workers (t4g.small) beside an x86 web
+// tier, the workers' launch template takes Amazon Linux 2023's arm64 image
+// and ships the arm64 builds of the worker and of ONNX Runtime, the web
+// instance the x86 ones; the template passes cfn-lint.
+func TestGravitonWorkersBesideAnX86WebTier(t *testing.T) {
+	s := synthWith(t, map[string]any{"workerInstanceType": "t4g.small"})
+	image := func(typ string) string {
+		t.Helper()
+		for _, r := range resources(s.json, typ) {
+			props := r["Properties"].(map[string]any)
+			if data, ok := props["LaunchTemplateData"].(map[string]any); ok {
+				props = data
+			}
+			ref, _ := props["ImageId"].(map[string]any)["Ref"].(string)
+			param, _ := s.json["Parameters"].(map[string]any)[ref].(map[string]any)
+			def, _ := param["Default"].(string)
+			return def
+		}
+		t.Fatalf("no %s", typ)
+		return ""
+	}
+	if got := image("AWS::EC2::LaunchTemplate"); !strings.HasSuffix(got, "-arm64") {
+		t.Errorf("the workers' image parameter %q, want Amazon Linux 2023 for arm64", got)
+	}
+	if got := image("AWS::EC2::Instance"); !strings.HasSuffix(got, "-x86_64") {
+		t.Errorf("the web tier's image parameter %q, want Amazon Linux 2023 for x86_64", got)
+	}
+	(*s.template).HasResourceProperties(jsii.String("AWS::EC2::LaunchTemplate"), map[string]any{
+		"LaunchTemplateData": assertions.Match_ObjectLike(&map[string]any{
+			"InstanceType": "t4g.small", "CreditSpecification": map[string]any{"CpuCredits": "standard"},
+		}),
+	})
+	for asset, want := range map[string]elf.Machine{"WorkerBinary": elf.EM_AARCH64, "OnnxRuntime": elf.EM_AARCH64, "WebBinary": elf.EM_X86_64} {
+		f, err := elf.Open(assetPath(t, s, asset))
+		if err != nil {
+			t.Fatalf("asset %s: %v", asset, err)
+		}
+		if f.Machine != want {
+			t.Errorf("asset %s is for %v, want %v", asset, f.Machine, want)
+		}
+		f.Close()
+	}
+	if out, err := exec.Command("cfn-lint", "--ignore-checks", "W3005", "--", filepath.Join(s.outdir, s.cfg.StackName+".template.json")).CombinedOutput(); err != nil {
+		t.Errorf("cfn-lint: %v\n%s", err, out)
+	}
+}
+
+// assetPath is the file of the synthesized asset named name (its display
+// name in the assembly's asset manifest).
+func assetPath(t *testing.T, s *synthesis, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.outdir, s.cfg.StackName+".assets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Files map[string]struct {
+			DisplayName string `json:"displayName"`
+			Source      struct{ Path string }
+		}
+	}
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range manifest.Files {
+		if f.DisplayName == name {
+			return filepath.Join(s.outdir, f.Source.Path)
+		}
+	}
+	t.Fatalf("no asset %s in the assembly", name)
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/emulate"
@@ -66,6 +68,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	if cfg.Repo, err = deploy.RepoRoot(); err != nil {
 		return err
 	}
+	cfg.HostBuilds = hostBuilds()
 	if cfg.CDK == "" {
 		if cfg.CDK, err = deploy.ResolveCLI(ctx, cacheDir(), true, config.Logger()); err != nil {
 			return err
@@ -134,6 +137,29 @@ Stop: Ctrl-C (then cdk destroy runs; Ctrl-C again skips it)
 	}
 	fmt.Fprintln(os.Stderr, "stopping")
 	return nil
+}
+
+// hostBuilds are this machine's builds of what instances install, beside
+// this command (make build puts them there) and in the cache (make ort),
+// for the emulated instances of another CPU.
+func hostBuilds() emulate.HostBuilds {
+	builds := emulate.HostBuilds{}
+	if exe, err := os.Executable(); err == nil {
+		for _, name := range []string{"worker", "webtier"} {
+			if p := filepath.Join(filepath.Dir(exe), name); fileExists(p) {
+				builds[name] = p
+			}
+		}
+	}
+	if lib := filepath.Join(cacheDir(), filepath.FromSlash(assets.RuntimeFile(goruntime.GOARCH))); fileExists(lib) {
+		builds["libonnxruntime.so.1"] = lib
+	}
+	return builds
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // destroy runs `cdk destroy` of the stack, as a user ends a deployment;

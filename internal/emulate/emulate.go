@@ -97,6 +97,9 @@ type Config struct {
 	// CDKOutput receives the CLI's output as it runs, besides the log
 	// (nil: the log only).
 	CDKOutput io.Writer
+	// HostBuilds stand in, on instances of another architecture than
+	// this machine's, for the files they install (foreign.go).
+	HostBuilds HostBuilds
 }
 
 func (c *Config) defaults() {

@@ -107,11 +107,14 @@ var poolAssembly struct {
 
 const poolSize = 2
 
-// poolContext is the context of the stack with a warm pool.
+// poolContext is the context of the stack with a warm pool. Its workers
+// are Graviton (t4g.small), its web tier x86 (the default): the
+// emulator runs this machine's builds on them in place of the arm64 ones
+// they download.
 func poolContext() map[string]string {
 	return map[string]string{
 		"prefix": prefix, "gallery": assembly.gallery, "allowedCidr": "127.0.0.1/32", "course": "2026",
-		"scalerTick": "1s", "idleShutdown": "3s", "poolSize": strconv.Itoa(poolSize),
+		"scalerTick": "1s", "idleShutdown": "3s", "poolSize": strconv.Itoa(poolSize), "workerInstanceType": "t4g.small",
 	}
 }
 
@@ -148,6 +151,10 @@ func faceCloudFrom(t *testing.T, dir string, tune ...func(*emulate.Config)) (*em
 		Account: emulate.Account{LambdaConcurrency: 10},
 	}
 	cfg.CDK, cfg.Repo = testenv.CDKCLI(t), testenv.Root(t)
+	// For instances of another CPU (the pool's are Graviton).
+	cfg.HostBuilds = emulate.HostBuilds{
+		"worker": filepath.Join(bin(t), "worker"), "webtier": filepath.Join(bin(t), "webtier"), "libonnxruntime.so.1": testenv.RuntimeLib(t),
+	}
 	for _, f := range tune {
 		f(&cfg)
 	}

@@ -58,7 +58,8 @@ type instance struct {
 	m        *machines
 	id, name string
 	zone     string
-	fleet    bool // a worker of some Surge fleet
+	arch     string // Go's name of its CPU's architecture: amd64, arm64
+	fleet    bool   // a worker of some Surge fleet
 	root     string
 	md       *metadata
 	log      *slog.Logger
@@ -173,6 +174,7 @@ func (m *machines) newInstance(ctx context.Context, in types.Instance) *instance
 	id := sdk.ToString(in.InstanceId)
 	inst := &instance{
 		m: m, id: id, name: tag(in, "Name"), fleet: tag(in, aws.TagFleet) != "",
+		arch: deploy.InstanceArch(string(in.InstanceType)),
 		root: filepath.Join(m.dir, id), done: make(chan struct{}),
 	}
 	if in.Placement != nil {
@@ -204,7 +206,7 @@ func (m *machines) newInstance(ctx context.Context, in types.Instance) *instance
 func (m *machines) startStopped(ctx context.Context, in types.Instance, prev *instance) *instance {
 	id := sdk.ToString(in.InstanceId)
 	inst := &instance{
-		m: m, id: id, name: tag(in, "Name"), fleet: prev.fleet, zone: prev.zone,
+		m: m, id: id, name: tag(in, "Name"), fleet: prev.fleet, zone: prev.zone, arch: prev.arch,
 		root: prev.root, done: make(chan struct{}),
 	}
 	if inst.name == "" {
@@ -318,6 +320,15 @@ func (in *instance) boot(ctx context.Context) error {
 	}
 	if runErr != nil {
 		return nil // the script said why in its log; the instance stays up
+	}
+	swapped, err := in.installedFor("/opt/surge", machineOf[in.arch])
+	if err != nil {
+		in.log.Error("the instance installed what it cannot run", "arch", in.arch, "err", err)
+		fmt.Fprintf(bootLog, "surge emulator: %v\n", err)
+		return nil
+	}
+	if len(swapped) > 0 {
+		in.log.Info("running this machine's builds in place of the instance's (emulator stand-in for its CPU)", "arch", in.arch, "replaced", swapped)
 	}
 	return in.startUnits(ctx)
 }

@@ -154,8 +154,9 @@
 //     (MaxResults and NextToken are dropped), since the proxy filters after
 //     moto answers.
 //   - vCPUs come from a small table of the t2, t3, t3a, t4g, m5, m6i, m7i,
-//     c5, c6i, c7i, r5 and r6i families (and m1.small, EC2's default type);
-//     any other type is refused with InvalidParameterValue.
+//     c5, c6i, c7i, r5 and r6i families and Graviton's m6g, m7g, c6g, c7g,
+//     r6g and r7g (and m1.small, EC2's default type); any other type is
+//     refused with InvalidParameterValue.
 //   - One account is served (moto's default, which every caller moto did
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the

@@ -25,7 +25,11 @@ func vcpusOf(instanceType string) (int, bool) {
 		"t3a": {"nano": 2, "micro": 2, "small": 2, "medium": 2, "large": 2},
 		"t4g": {"nano": 2, "micro": 2, "small": 2, "medium": 2, "large": 2},
 	}
-	fixed := map[string]bool{"m5": true, "m6i": true, "m7i": true, "c5": true, "c6i": true, "c7i": true, "r5": true, "r6i": true}
+	fixed := map[string]bool{
+		"m5": true, "m6i": true, "m7i": true, "c5": true, "c6i": true, "c7i": true, "r5": true, "r6i": true,
+		// Graviton
+		"m6g": true, "m7g": true, "c6g": true, "c7g": true, "r6g": true, "r7g": true,
+	}
 	small, isBurstable := burstable[family]
 	if !isBurstable && !fixed[family] {
 		return 0, false
