@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -240,5 +241,14 @@ func TestResolveTreeUnpacksOnceAndChecks(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cache", "e", "outside")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a member was written outside: %v", err)
+	}
+}
+
+// The pinned C API is the pinned release's: ONNX Runtime 1.N introduced C
+// API N, so moving one without the other would ship a library the binding
+// refuses, or bind an API older than the one tested.
+func TestRuntimeAPIIsTheRelease(t *testing.T) {
+	if minor := strings.Split(RuntimeVersion, ".")[1]; minor != strconv.Itoa(RuntimeAPIVersion) {
+		t.Errorf("RuntimeVersion %s pins C API %d, want %s", RuntimeVersion, RuntimeAPIVersion, minor)
 	}
 }

@@ -5,9 +5,15 @@ import (
 	"runtime"
 )
 
-// RuntimeVersion is the ONNX Runtime release the binding (onnxruntime_go
-// v1.24.0, C API 22) is built against.
-const RuntimeVersion = "1.22.0"
+// RuntimeVersion is the ONNX Runtime release Surge ships and is tested
+// with; RuntimeAPIVersion is the version of its C API that internal/ort's
+// binding is written against. ONNX Runtime 1.N offers C APIs 1 to N, so
+// internal/ort refuses a library older than 1.22, and uses a newer one
+// through the API it knows.
+const (
+	RuntimeVersion    = "1.22.0"
+	RuntimeAPIVersion = 22
+)
 
 // RuntimeSource describes ONNX Runtime's CPU library for this machine
 // (Linux only), as RuntimeSourceFor does.
