@@ -138,7 +138,7 @@ func TestCdkJSONSetsNoSurgeKey(t *testing.T) {
 // COURSE=2026` synthesizes: the 2026 grader's cap of 15 and its bucket
 // names.
 func TestCLIContextCourse2026(t *testing.T) {
-	modelDir, ortLib := runtimeFiles(t)
+	modelDir, ortLib, _ := runtimeFiles(t)
 	ctx := cliContext(t, map[string]string{"course": "2026", "modelDir": modelDir, "ortLib": ortLib})
 	cfg, err := configFromContext(contextNode(ctx), testenv.Root(t))
 	if err != nil {
@@ -154,7 +154,7 @@ func TestCLIContextCourse2026(t *testing.T) {
 // pass.
 func TestUnknownContextKeys(t *testing.T) {
 	repo := testenv.Root(t)
-	modelDir, ortLib := runtimeFiles(t)
+	modelDir, ortLib, _ := runtimeFiles(t)
 	for key, meant := range map[string]string{
 		"maxWorker": "maxWorkers", "MaxWorkers": "maxWorkers", "prefx": "prefix", "subnets": "subnetIds", "colour": "",
 	} {

@@ -17,7 +17,7 @@ import (
 // several times.
 func TestSynthStderrIsQuiet(t *testing.T) {
 	testenv.SkipShort(t, "the CDK's jsii runtime (node)")
-	modelDir, ortLib := runtimeFiles(t)
+	modelDir, ortLib, _ := runtimeFiles(t)
 	bin := filepath.Join(t.TempDir(), "cdk")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the CDK app: %v\n%s", err, out)

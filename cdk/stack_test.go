@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -59,7 +60,6 @@ func synthWith(t *testing.T, extra map[string]any) *synthesis {
 		"allowedCidr": "203.0.113.7/32",
 		"maxWorkers":  "15",
 		"modelDir":    testenv.Path(t, "models", "mobilenetv2-12-int8"),
-		"ortLib":      testenv.RuntimeLib(t),
 	}
 	maps.Copy(ctx, extra)
 	maps.DeleteFunc(ctx, func(_ string, v any) bool { return v == nil })
@@ -697,7 +697,6 @@ func asSlice(v any) []any {
 	return []any{v}
 }
 
-
 // contextNode is what configFromContext reads ctx through: a CDK app's
 // node, as in `cdk synth`; under -short, which starts no jsii runtime
 // (node), a fakeContext.
@@ -716,62 +715,93 @@ func (c fakeContext) TryGetContext(key *string) any { return c[*key] }
 
 func (c fakeContext) GetAllContext(*map[string]any) any { return map[string]any(c) }
 
-// runtimeFiles are the model folder and ONNX Runtime library a context
-// names: the real ones, or under -short empty stand-ins, which is all
-// configFromContext looks at (it checks that they are there).
-func runtimeFiles(t *testing.T) (modelDir, ortLib string) {
+// runtimeFiles are the model folder and the x86 and arm64 ONNX Runtime
+// libraries a context names: the real ones, or under -short stand-ins,
+// which is all configFromContext looks at (that the model's files are
+// there; that a library is an ELF file for the workers' CPU).
+func runtimeFiles(t *testing.T) (modelDir, x86Lib, armLib string) {
 	t.Helper()
 	if !testing.Short() {
-		return testenv.Path(t, "models", "mobilenetv2-12-int8"), testenv.RuntimeLib(t)
+		return testenv.Path(t, "models", "mobilenetv2-12-int8"), testenv.RuntimeLibFor(t, "amd64"), testenv.RuntimeLibFor(t, "arm64")
 	}
 	dir := t.TempDir()
-	modelDir, ortLib = filepath.Join(dir, "model"), filepath.Join(dir, "libonnxruntime.so.1")
+	modelDir = filepath.Join(dir, "model")
 	if err := os.Mkdir(modelDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{filepath.Join(modelDir, "model.onnx"), filepath.Join(modelDir, "labels.txt"), ortLib} {
+	for _, f := range []string{filepath.Join(modelDir, "model.onnx"), filepath.Join(modelDir, "labels.txt")} {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return modelDir, ortLib
+	return modelDir, emptyLibrary(t, dir, elf.EM_X86_64), emptyLibrary(t, dir, elf.EM_AARCH64)
+}
+
+// emptyLibrary is a stand-in for a shared library of machine's: an ELF
+// header alone, with no sections, so no symbols and no glibc needs.
+func emptyLibrary(t *testing.T, dir string, machine elf.Machine) string {
+	t.Helper()
+	h := make([]byte, 64)
+	copy(h, elf.ELFMAG)
+	h[elf.EI_CLASS], h[elf.EI_DATA], h[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	le := binary.LittleEndian
+	le.PutUint16(h[16:], uint16(elf.ET_DYN))
+	le.PutUint16(h[18:], uint16(machine))
+	le.PutUint32(h[20:], uint32(elf.EV_CURRENT))
+	le.PutUint16(h[52:], 64) // header size
+	le.PutUint16(h[54:], 56) // program header entry size
+	le.PutUint16(h[58:], 64) // section header entry size
+	path := filepath.Join(dir, machine.String()+".so")
+	if err := os.WriteFile(path, h, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestContextValidation(t *testing.T) {
 	repo := testenv.Root(t)
-	modelDir, ortLib := runtimeFiles(t)
+	modelDir, ortLib, armLib := runtimeFiles(t)
 	// Each case below is refused for its own mistake: without it the
 	// context is accepted.
-	if _, err := configFromContext(contextNode(map[string]any{"modelDir": modelDir, "ortLib": ortLib}), repo); err != nil {
-		t.Fatalf("the context the cases start from is refused: %v", err)
+	for _, ctx := range []map[string]any{
+		{"modelDir": modelDir, "ortLib": ortLib},
+		{"modelDir": modelDir, "ortLib": armLib, "workerInstanceType": "t4g.small", "webInstanceType": "m7gd.large"},
+		{"modelDir": modelDir, "ortLib": ortLib, "webInstanceType": "c7g.large"},
+	} {
+		if _, err := configFromContext(contextNode(ctx), repo); err != nil {
+			t.Fatalf("%v is refused: %v", ctx, err)
+		}
 	}
 	for name, ctx := range map[string]map[string]any{
-		"bad cidr":             {"allowedCidr": "everyone"},
-		"bad prefix":           {"prefix": "Surge_Prod"},
-		"prefix S3 reserves":   {"prefix": "xn--surge"},
-		"prefix ends in -":     {"prefix": "surge-"},
-		"vpc without subnets":  {"vpcId": "vpc-123"},
-		"url without digest":   {"modelUrl": "https://example.com/m.tar.gz"},
-		"missing model folder": {"modelDir": filepath.Join(t.TempDir(), "nope")},
-		"bad maximum":          {"maxWorkers": "0"},
-		"negative minimum":     {"minWorkers": "-1"},
-		"minimum over the cap": {"maxWorkers": "3", "minWorkers": "4"},
-		"minimum not a number": {"minWorkers": "one"},
-		"graviton worker":      {"workerInstanceType": "t4g.small"},
-		"graviton web tier":    {"webInstanceType": "m7gd.large"},
-		"not a boolean":        {"retainData": "yes"},
-		"negative reservation": {"scalerReservedConcurrency": "-1"},
-		"negative pool":        {"poolSize": "-2"},
-		"pool not a number":    {"poolSize": "some"},
-		"bad deadline":         {"bootDeadline": "soon"},
-		"unknown course":       {"course": "2025"},
-		"backups not boolean":  {"pointInTimeRecovery": "on"},
-		"email and topic":      {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"},
-		"not an email":         {"alarmEmail": "ops.example.com"},
-		"not a topic":          {"alarmTopicArn": "arn:aws:sqs:us-east-1:123456789012:ops"},
-		"misspelt key":         {"maxWorker": "5"},
+		"bad cidr":                    {"allowedCidr": "everyone"},
+		"bad prefix":                  {"prefix": "Surge_Prod"},
+		"prefix S3 reserves":          {"prefix": "xn--surge"},
+		"prefix ends in -":            {"prefix": "surge-"},
+		"vpc without subnets":         {"vpcId": "vpc-123"},
+		"url without digest":          {"modelUrl": "https://example.com/m.tar.gz"},
+		"missing model folder":        {"modelDir": filepath.Join(t.TempDir(), "nope")},
+		"bad maximum":                 {"maxWorkers": "0"},
+		"negative minimum":            {"minWorkers": "-1"},
+		"minimum over the cap":        {"maxWorkers": "3", "minWorkers": "4"},
+		"minimum not a number":        {"minWorkers": "one"},
+		"not a boolean":               {"retainData": "yes"},
+		"negative reservation":        {"scalerReservedConcurrency": "-1"},
+		"negative pool":               {"poolSize": "-2"},
+		"pool not a number":           {"poolSize": "some"},
+		"bad deadline":                {"bootDeadline": "soon"},
+		"unknown course":              {"course": "2025"},
+		"backups not boolean":         {"pointInTimeRecovery": "on"},
+		"email and topic":             {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"},
+		"not an email":                {"alarmEmail": "ops.example.com"},
+		"not a topic":                 {"alarmTopicArn": "arn:aws:sqs:us-east-1:123456789012:ops"},
+		"misspelt key":                {"maxWorker": "5"},
+		"x86 runtime for arm workers": {"workerInstanceType": "t4g.small", "ortLib": ortLib},
+		"arm runtime for x86 workers": {"ortLib": armLib},
+		"runtime not a library":       {"ortLib": filepath.Join(modelDir, "labels.txt")},
 	} {
-		ctx["ortLib"] = ortLib
+		if _, ok := ctx["ortLib"]; !ok {
+			ctx["ortLib"] = ortLib
+		}
 		if _, ok := ctx["modelDir"]; !ok {
 			ctx["modelDir"] = modelDir
 		}
@@ -785,7 +815,7 @@ func TestContextValidation(t *testing.T) {
 // explicitly wins.
 func TestCourseDefaults(t *testing.T) {
 	repo := testenv.Root(t)
-	modelDir, ortLib := runtimeFiles(t)
+	modelDir, ortLib, _ := runtimeFiles(t)
 	for name, tc := range map[string]struct {
 		ctx         map[string]any
 		maxWorkers  int

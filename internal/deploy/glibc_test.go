@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/deploy"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -113,27 +116,42 @@ func TestRefusesNewerSymbol(t *testing.T) {
 	}
 }
 
-// The worker, this repository's cgo binary, runs on Amazon Linux 2023.
-func TestWorkerFitsAL2023(t *testing.T) {
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		t.Skip("the worker is built for linux/amd64")
-	}
-	bin := filepath.Join(t.TempDir(), "worker")
-	cmd := exec.Command("go", "build", "-o", bin, "./worker")
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./worker: %v\n%s", err, out)
-	}
-	syms, err := deploy.GlibcNeeds(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(syms) == 0 {
-		t.Fatal("the worker imports no versioned glibc symbols: not a cgo build?")
-	}
-	if err := deploy.CheckGlibc(bin, deploy.GlibcAL2023); err != nil {
-		t.Fatal(err)
+// What the instances run needs no newer glibc than Amazon Linux 2023's,
+// for either CPU: the worker (pure Go, which still imports the C
+// library's loader to open ONNX Runtime) and ONNX Runtime's own library,
+// which needs 2.27.
+func TestInstancesFilesFitAL2023(t *testing.T) {
+	testenv.SkipShort(t, "building the worker and reading ONNX Runtime")
+	for _, arch := range []string{"amd64", "arm64"} {
+		bin := filepath.Join(t.TempDir(), "worker")
+		cmd := exec.Command("go", "build", "-o", bin, "./worker")
+		cmd.Dir = testenv.Root(t)
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED=0", "CC=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./worker for linux/%s: %v\n%s", arch, err, out)
+		}
+		if err := deploy.CheckGlibc(bin, deploy.GlibcAL2023); err != nil {
+			t.Errorf("the worker for linux/%s: %v", arch, err)
+		}
+		src, err := assets.RuntimeSourceFor(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Cache, src.URL = testenv.Cache(t), ""
+		lib, err := assets.Resolve(context.Background(), src)
+		if err != nil {
+			t.Fatalf("%v (make ort fetches it)", err)
+		}
+		syms, err := deploy.GlibcNeeds(lib)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(syms) == 0 || syms[0].Version != (deploy.GlibcVersion{Major: 2, Minor: 27}) {
+			t.Errorf("ONNX Runtime for linux/%s needs %v first; want glibc 2.27, as its release says", arch, syms[:min(len(syms), 1)])
+		}
+		if err := deploy.CheckGlibc(lib, deploy.GlibcAL2023); err != nil {
+			t.Errorf("ONNX Runtime for linux/%s: %v", arch, err)
+		}
 	}
 }
 

@@ -905,7 +905,14 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 			t.Errorf("pool member %s: its worker was ready %d times; it was not started for the run", id, n)
 		}
 	}
-	t.Logf("100/100 in %v with a warm pool; peak %d workers; pool after: %v", rep.Duration.Round(time.Millisecond), fine.peak(start), stoppedMembers(t, cloud))
+	// The workers are Graviton: each downloaded the arm64 worker and
+	// ONNX Runtime, which the emulator checked and then ran this
+	// machine's builds in place of.
+	if logs := readLogs(t, cloud.Logs(), "emulator.log"); !strings.Contains(logs, "in place of the instance's") ||
+		!strings.Contains(logs, "/opt/surge/bin/worker (EM_AARCH64)") || !strings.Contains(logs, "/opt/surge/lib/libonnxruntime.so.1 (EM_AARCH64)") {
+		t.Errorf("the Graviton workers did not install the arm64 worker and ONNX Runtime")
+	}
+	t.Logf("100/100 in %v with a warm pool of Graviton workers; peak %d workers; pool after: %v", rep.Duration.Round(time.Millisecond), fine.peak(start), stoppedMembers(t, cloud))
 }
 
 // Issue 20: a redeploy after editing a test file keeps the web instance

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // Stand-in for another CPU: this machine runs only its own architecture's
@@ -50,12 +51,13 @@ func (in *instance) installedFor(dir string, want elf.Machine) ([]string, error)
 		if machine == host {
 			return nil
 		}
+		onInstance := "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(path, in.root)), "/")
 		if want != elf.EM_NONE && machine != want {
-			return fmt.Errorf("%s is for %v, but the instance is %v", filepath.Join(dir, d.Name()), machine, want)
+			return fmt.Errorf("%s is for %v, but the instance is %v", onInstance, machine, want)
 		}
 		build, ok := in.m.cfg.HostBuilds[d.Name()]
 		if !ok {
-			return fmt.Errorf("%s is for %v, which this machine (%v) cannot run, and the emulator has no build of it for this machine", filepath.Join(dir, d.Name()), machine, host)
+			return fmt.Errorf("%s is for %v, which this machine (%v) cannot run, and the emulator has no build of it for this machine", onInstance, machine, host)
 		}
 		b, err := os.ReadFile(build)
 		if err != nil {
@@ -71,7 +73,7 @@ func (in *instance) installedFor(dir string, want elf.Machine) ([]string, error)
 		if err := os.Rename(path+".host", path); err != nil {
 			return err
 		}
-		swapped = append(swapped, fmt.Sprintf("%s (%v)", filepath.Join(dir, d.Name()), machine))
+		swapped = append(swapped, fmt.Sprintf("%s (%v)", onInstance, machine))
 		return nil
 	})
 	return swapped, err

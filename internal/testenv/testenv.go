@@ -15,6 +15,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -124,6 +125,23 @@ func RuntimeLib(t testing.TB) string {
 	lib, err := assets.Resolve(context.Background(), src)
 	if err != nil {
 		t.Fatalf("%v\nrun `make ort` (or set SURGE_ORT_LIB) first", err)
+	}
+	return lib
+}
+
+// RuntimeLibFor resolves, without downloading, the ONNX Runtime library
+// for linux/arch instances (`make ort` fetches both).
+func RuntimeLibFor(t testing.TB, arch string) string {
+	t.Helper()
+	SkipShort(t, "the ONNX Runtime library")
+	src, err := assets.RuntimeSourceFor(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Cache, src.URL = Cache(t), ""
+	lib, err := assets.Resolve(context.Background(), src)
+	if err != nil {
+		t.Fatalf("%v\nrun `make ort` first", err)
 	}
 	return lib
 }
@@ -309,7 +327,7 @@ func SynthIn(t testing.TB, root string, context map[string]string) string {
 		context["modelDir"] = Path(t, "models", "mobilenetv2-12-int8")
 	}
 	if _, ok := context["ortLib"]; !ok {
-		context["ortLib"] = RuntimeLib(t)
+		context["ortLib"] = RuntimeLibFor(t, deploy.InstanceArch(cmp.Or(context["workerInstanceType"], "c7i.large")))
 	}
 	out := t.TempDir()
 	args := []string{"run", "./cdk"}
