@@ -423,7 +423,6 @@ func stackName(prefix string) string {
 	return "surge-" + prefix
 }
 
-
 // burstable reports whether an instance type earns CPU credits (T2, T3,
 // T3a, T4g): the only types that take a credit specification.
 func burstable(instanceType string) bool {

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-
 	"github.com/surgeml/surge/events"
 )
 
