@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -43,6 +44,16 @@ func TestBuildsOnAnyHostForEitherArchitecture(t *testing.T) {
 				t.Errorf("%s for linux/%s is a %v binary", g.pkg, arch, f.Machine)
 			}
 			f.Close()
+		}
+	}
+	// Built without cgo, the web tier still runs on AWS's backends; asked
+	// for the embedded ones, it says what it lacks rather than SQLite's stub
+	// message.
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		cmd := exec.Command(filepath.Join(out, "amd64", "webtier", "webtier"), "-backend", "local", "-data", t.TempDir(), "-host", "127.0.0.1", "-port", "0")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "built without it") || !strings.Contains(string(b), "install gcc") {
+			t.Errorf("the web tier built without cgo, on the embedded backends: %v, want a failure naming gcc\n%s", err, b)
 		}
 	}
 	for _, target := range [][2]string{{"darwin", "arm64"}, {"windows", "amd64"}} {

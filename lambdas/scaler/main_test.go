@@ -8,7 +8,9 @@ import (
 )
 
 // The Lambdas run on provided.al2023 arm64, built without cgo: anything
-// they import that needs cgo (SQLite, ONNX Runtime) breaks the deploy.
+// they import that needs cgo (the embedded backends' SQLite driver) breaks
+// the deploy. This is the fast tier's check; make test builds every
+// deployed binary for both CPUs (cdk's TestBuildsOnAnyHostForEitherArchitecture).
 func TestLambdasBuildWithoutCgo(t *testing.T) {
 	for _, pkg := range []string{".", "../stackhooks"} {
 		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", filepath.Join(t.TempDir(), "bootstrap"), pkg)
