@@ -110,7 +110,8 @@ const (
 	// ErrUndecodable: the stored bytes are not an image the worker can read.
 	// Retrying cannot help, so the web tier answers 422.
 	ErrUndecodable ErrorCode = "undecodable"
-	// ErrImageTooLarge: the image's pixel count is over the worker's limit.
+	// ErrImageTooLarge: the image has more pixels than the worker takes, or
+	// would take more memory to decode than it allows.
 	ErrImageTooLarge ErrorCode = "image_too_large"
 	// ErrInputMissing: the input object is gone or differs from what was
 	// uploaded (another upload replaced it).

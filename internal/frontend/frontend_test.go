@@ -236,6 +236,17 @@ func pixelBomb(t *testing.T, w, h uint32) []byte {
 	return data
 }
 
+// progressiveHeader is the headers of a w×h progressive JPEG, up to its
+// first scan.
+func progressiveHeader(t *testing.T, w, h int) []byte {
+	var buf bytes.Buffer
+	if err := testenv.ProgressiveJPEG(&buf, w, h, func(c, bx, by int) uint8 { return 128 }); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	return data[:bytes.Index(data, []byte{0xff, 0xda})]
+}
+
 func TestBadInput(t *testing.T) {
 	s := newSite(t, frontend.Config{MaxUpload: 200 << 10})
 	s.worker(t)
@@ -254,6 +265,11 @@ func TestBadInput(t *testing.T) {
 		{"html", func() reply { return upload(t, s.url, "inputFile", "x.jpg", []byte("<html></html>")) }, 400, "not an image"},
 		{"over the size limit", func() reply { return upload(t, s.url, "inputFile", "kite.jpg", testenv.Photo(t, "kite.jpg")) }, 413, "limit"},
 		{"pixel bomb", func() reply { return upload(t, s.url, "inputFile", "bomb.png", pixelBomb(t, 100000, 100000)) }, 413, "too many pixels"},
+		// Under the pixel limit, but image/jpeg would keep 706 MB of
+		// coefficients: refused from the header, which is all it sends.
+		{"progressive JPEG too large to decode", func() reply {
+			return upload(t, s.url, "inputFile", "big.jpg", progressiveHeader(t, 7000, 7000))
+		}, 413, "7000×7000, a progressive 4:4:4 JPEG, takes 706 MB to decode, over the limit of 100 MB"},
 		{"truncated", func() reply { return upload(t, s.url, "inputFile", "cut.jpg", dog[:len(dog)/2]) }, 422, "corrupt"},
 		{"name too long to queue", func() reply {
 			return upload(t, s.url, "inputFile", strings.Repeat(`"`, 240)+".jpg", dog)

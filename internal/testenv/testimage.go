@@ -19,14 +19,46 @@ import (
 
 // ProgressiveJPEG writes a progressive (SOF2) JPEG of w×h pixels, 4:4:4,
 // whose 8×8 blocks are flat: block (bx, by) of component c (Y, Cb, Cr) has
-// the value dc(c, bx, by). A spectral-selection DC scan carries the
-// values; one AC scan per component says, in end-of-band runs, that every
-// other coefficient is zero. w and h must be multiples of 8. The file is
-// small for its pixels, which is the point: a decoder that keeps every
-// coefficient of a progressive image needs 12 bytes a pixel for it.
+// the value dc(c, bx, by). The file is small for its pixels, which is the
+// point: a decoder that keeps every coefficient of a progressive image
+// needs 12 bytes a pixel for it. w and h must be multiples of 8.
 func ProgressiveJPEG(w io.Writer, width, height int, dc func(c, bx, by int) uint8) error {
-	if width%8 != 0 || height%8 != 0 || width <= 0 || height <= 0 || width > 65535 || height > 65535 {
-		return fmt.Errorf("progressive JPEG: %d×%d is not a positive multiple of 8 up to 65535", width, height)
+	if width%8 != 0 || height%8 != 0 {
+		return fmt.Errorf("progressive JPEG: %d×%d is not a multiple of 8", width, height)
+	}
+	return FlatJPEG(w, JPEGLayout{Width: width, Height: height, Sampling: [][2]int{{1, 1}, {1, 1}, {1, 1}}, Progressive: true, AdobeTransform: -1}, dc)
+}
+
+// JPEGLayout is how FlatJPEG lays out its image.
+type JPEGLayout struct {
+	Width, Height int
+	// Sampling holds each component's horizontal and vertical sampling
+	// factors (1 to 4): one component is grey, three YCbCr (or RGB, with
+	// AdobeTransform 0), four CMYK (AdobeTransform 0) or YCCK (2).
+	Sampling    [][2]int
+	Progressive bool
+	// AdobeTransform, if not -1, is written in an Adobe APP14 segment
+	// instead of the JFIF one.
+	AdobeTransform int
+}
+
+// FlatJPEG writes a JPEG, baseline (SOF0) or progressive (SOF2), of any
+// layout image/jpeg reads, whose 8×8 blocks are flat: block (bx, by) of
+// component c, in that component's own grid of blocks, has the value
+// dc(c, bx, by). A baseline image is one interleaved scan; a progressive
+// one a DC scan of every component and an AC scan per component saying,
+// in end-of-band runs, that every other coefficient is zero.
+func FlatJPEG(w io.Writer, l JPEGLayout, dc func(c, bx, by int) uint8) error {
+	n := len(l.Sampling)
+	if l.Width <= 0 || l.Height <= 0 || l.Width > 65535 || l.Height > 65535 || n < 1 || n > 4 {
+		return fmt.Errorf("flat JPEG: %d×%d pixels, %d components", l.Width, l.Height, n)
+	}
+	hmax, vmax := 1, 1
+	for _, s := range l.Sampling {
+		if s[0] < 1 || s[0] > 4 || s[1] < 1 || s[1] > 4 {
+			return fmt.Errorf("flat JPEG: sampling factors %v", s)
+		}
+		hmax, vmax = max(hmax, s[0]), max(vmax, s[1])
 	}
 	bw := bufio.NewWriter(w)
 	seg := func(marker byte, body ...byte) {
@@ -34,17 +66,29 @@ func ProgressiveJPEG(w io.Writer, width, height int, dc func(c, bx, by int) uint
 		bw.Write(body)
 	}
 	bw.Write([]byte{0xff, 0xd8})
-	seg(0xe0, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0)
+	if l.AdobeTransform >= 0 {
+		seg(0xee, 'A', 'd', 'o', 'b', 'e', 0, 100, 0, 0, 0, 0, byte(l.AdobeTransform))
+	} else {
+		seg(0xe0, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0)
+	}
 	// Quantisation 8 for DC makes a coefficient the block's value - 128.
 	dqt := make([]byte, 65)
 	for i := 1; i < 65; i++ {
 		dqt[i] = 8
 	}
 	seg(0xdb, dqt...)
-	seg(0xc2, 8, byte(height>>8), byte(height), byte(width>>8), byte(width), 3,
-		1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0)
+	sof := []byte{8, byte(l.Height >> 8), byte(l.Height), byte(l.Width >> 8), byte(l.Width), byte(n)}
+	for c, s := range l.Sampling {
+		sof = append(sof, byte(c+1), byte(s[0]<<4|s[1]), 0)
+	}
+	if l.Progressive {
+		seg(0xc2, sof...)
+	} else {
+		seg(0xc0, sof...)
+	}
 	// DC table 0: categories 0-11, four-bit codes 0000-1011. AC table 0:
-	// EOBRUN symbols 0x00-0xe0, four-bit codes 0000-1110.
+	// symbols 0x00-0xe0, four-bit codes 0000-1110: in a baseline scan 0x00
+	// is the end of the block; in a progressive one, r<<4 an EOBRUN.
 	dht := []byte{0x00, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	for v := range 12 {
 		dht = append(dht, byte(v))
@@ -55,42 +99,81 @@ func ProgressiveJPEG(w io.Writer, width, height int, dc func(c, bx, by int) uint
 	}
 	seg(0xc4, dht...)
 
-	bx, by := width/8, height/8
-	seg(0xda, 3, 1, 0x00, 2, 0x00, 3, 0x00, 0, 0, 0)
 	e := entropy{w: bw}
-	var pred [3]int
-	for y := range by {
-		for x := range bx {
-			for c := range 3 {
-				v := int(dc(c, x, y)) - 128
-				diff := v - pred[c]
-				pred[c] = v
-				cat := bits.Len(uint(abs(diff)))
-				e.put(uint32(cat), 4)
-				if cat > 0 {
-					if diff < 0 {
-						diff += 1<<cat - 1
+	pred := make([]int, n)
+	putDC := func(c, bx, by int) {
+		v := int(dc(c, bx, by)) - 128
+		diff := v - pred[c]
+		pred[c] = v
+		cat := bits.Len(uint(abs(diff)))
+		e.put(uint32(cat), 4)
+		if cat > 0 {
+			if diff < 0 {
+				diff += 1<<cat - 1
+			}
+			e.put(uint32(diff), cat)
+		}
+	}
+	// A scan of one component covers its own blocks (A.2.2); one of
+	// several, whole MCUs of each one's h×v blocks (A.2.3).
+	sos := []byte{byte(n)}
+	for c := range n {
+		sos = append(sos, byte(c+1), 0x00)
+	}
+	if l.Progressive {
+		seg(0xda, append(sos, 0, 0, 0)...)
+	} else {
+		seg(0xda, append(sos, 0, 63, 0)...)
+	}
+	endOfBlock := func() {
+		if !l.Progressive {
+			e.put(0, 4)
+		}
+	}
+	if n == 1 {
+		for by := range ceilDiv(l.Height, 8) {
+			for bx := range ceilDiv(l.Width, 8) {
+				putDC(0, bx, by)
+				endOfBlock()
+			}
+		}
+	} else {
+		for my := range ceilDiv(l.Height, 8*vmax) {
+			for mx := range ceilDiv(l.Width, 8*hmax) {
+				for c, s := range l.Sampling {
+					for j := range s[1] {
+						for i := range s[0] {
+							putDC(c, mx*s[0]+i, my*s[1]+j)
+							endOfBlock()
+						}
 					}
-					e.put(uint32(diff), cat)
 				}
 			}
 		}
 	}
 	e.flush()
-	for c := range 3 {
-		seg(0xda, 1, byte(c+1), 0x00, 1, 63, 0)
-		for left := bx * by; left > 0; {
-			run := min(left, 1<<15-1)
-			r := bits.Len(uint(run)) - 1
-			e.put(uint32(r), 4)
-			e.put(uint32(run-1<<r), r)
-			left -= run
+	if l.Progressive {
+		for c, s := range l.Sampling {
+			seg(0xda, 1, byte(c+1), 0x00, 1, 63, 0)
+			blocks := ceilDiv(ceilDiv(l.Width*s[0], hmax), 8) * ceilDiv(ceilDiv(l.Height*s[1], vmax), 8)
+			if n == 1 {
+				blocks = ceilDiv(l.Width, 8) * ceilDiv(l.Height, 8)
+			}
+			for left := blocks; left > 0; {
+				run := min(left, 1<<15-1)
+				r := bits.Len(uint(run)) - 1
+				e.put(uint32(r), 4)
+				e.put(uint32(run-1<<r), r)
+				left -= run
+			}
+			e.flush()
 		}
-		e.flush()
 	}
 	bw.Write([]byte{0xff, 0xd9})
 	return bw.Flush()
 }
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 func abs(x int) int {
 	if x < 0 {

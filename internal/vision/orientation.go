@@ -29,32 +29,15 @@ func orientation(format string, data []byte) int {
 
 // jpegExif returns the TIFF data of a JPEG's APP1 Exif segment.
 func jpegExif(data []byte) []byte {
-	for i := 2; i+4 <= len(data); {
-		if data[i] != 0xff {
-			return nil
+	var exif []byte
+	jpegSegments(data, func(marker byte, body []byte) bool {
+		if marker == 0xe1 && bytes.HasPrefix(body, []byte("Exif\x00\x00")) {
+			exif = body[6:]
+			return false
 		}
-		marker := data[i+1]
-		switch {
-		case marker == 0xff: // fill byte
-			i++
-			continue
-		case marker == 0x01 || marker >= 0xd0 && marker <= 0xd7: // no length
-			i += 2
-			continue
-		case marker == 0xda || marker == 0xd9: // image data: no more headers
-			return nil
-		}
-		n := int(binary.BigEndian.Uint16(data[i+2:]))
-		if n < 2 || i+2+n > len(data) {
-			return nil
-		}
-		seg := data[i+4 : i+2+n]
-		if marker == 0xe1 && bytes.HasPrefix(seg, []byte("Exif\x00\x00")) {
-			return seg[6:]
-		}
-		i += 2 + n
-	}
-	return nil
+		return true
+	})
+	return exif
 }
 
 // pngExif returns the data of a PNG's eXIf chunk.
