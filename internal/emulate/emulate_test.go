@@ -436,7 +436,10 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 		t.Fatalf("table holds %d items after the warm run, want 100", n)
 	}
 
-	// The table deleted under the running system.
+	// The table deleted under the running system. A lookup slower than
+	// the web tier's second, while 15 workers boot on this machine, is an
+	// outage too, logged before this: only what follows counts.
+	loggedBefore := countInLogs(t, filepath.Join(data, "logs"), "results table unavailable", "looking answers up")
 	if _, err := c.Dynamo.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: sdk.String(outputs["ResultsTableName"])}); err != nil {
 		t.Fatal(err)
 	}
@@ -447,8 +450,8 @@ print("boto3 in", sqs.meta.region_name, "sees", urls, buckets)
 	if rep := testenv.Workload(t, web, files[:3], expected); rep.Correct != 3 {
 		t.Fatalf("repeats with the table deleted: %d of 3 correct", rep.Correct)
 	}
-	if n := countInLogs(t, filepath.Join(data, "logs"), "results table unavailable", "looking answers up"); n != 1 {
-		t.Errorf("the web tier logged the table's outage %d times, want once", n)
+	if n := countInLogs(t, filepath.Join(data, "logs"), "results table unavailable", "looking answers up") - loggedBefore; n != 1 {
+		t.Errorf("the web tier logged the table's outage %d times after its deletion, want once", n)
 	}
 	var st struct {
 		ResultsTable struct {
