@@ -258,14 +258,19 @@ type extProc struct {
 	exited chan struct{} // closed once the process has been waited for
 	quit   chan struct{} // closed when no one will read lines any more
 	once   sync.Once
-	err    error // how stdout ended or the process exited, once exited is closed
+	// outErr says why stdout ended, once lines is closed: a line over
+	// maxLine, or the process closed it.
+	outErr error
+	err    error // how the process exited, once exited is closed
 }
 
 func (e *External) start(ctx context.Context) (*extProc, error) {
 	cmd := exec.Command(e.cfg.Command[0], e.cfg.Command[1:]...)
 	// A group of its own, so a kill reaches whatever it started too (a
-	// shell's children would otherwise hold its stdout open).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// shell's children would otherwise hold its stdout open); and killed
+	// with the worker, should the worker die without stopping it (a model
+	// that ignores the end of its input would otherwise outlive it).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -284,12 +289,16 @@ func (e *External) start(ctx context.Context) (*extProc, error) {
 	p := &extProc{cmd: cmd, stdin: stdin, lines: make(chan string, 1), exited: make(chan struct{}), quit: make(chan struct{})}
 	log := e.log.With("model_pid", cmd.Process.Pid)
 	var logged sync.WaitGroup
+	// Stderr is read to its end whatever it holds, or the process would
+	// block writing it; a long line is logged cut.
 	logged.Go(func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 4096), maxLine)
-		for sc.Scan() {
-			log.Info("model process", "stderr", sc.Text())
-		}
+		readLines(stderr, maxStderrLine, func(line string, cut int) {
+			if cut > 0 {
+				log.Warn("model process", "stderr", line, "cut_bytes", cut)
+				return
+			}
+			log.Info("model process", "stderr", line)
+		})
 	})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -300,11 +309,15 @@ func (e *External) start(ctx context.Context) (*extProc, error) {
 			case <-p.quit:
 			}
 		}
-		scanErr := sc.Err()
+		p.outErr = errors.New("it closed its output")
+		if errors.Is(sc.Err(), bufio.ErrTooLong) {
+			p.outErr = fmt.Errorf("it wrote a line over %d KiB", maxLine>>10)
+		} else if sc.Err() != nil {
+			p.outErr = fmt.Errorf("reading its output: %w", sc.Err())
+		}
 		close(p.lines)
 		logged.Wait()
-		waitErr := cmd.Wait()
-		p.err = errors.Join(scanErr, waitErr)
+		p.err = cmd.Wait()
 		if p.err == nil {
 			p.err = errors.New("exited")
 		}
@@ -333,14 +346,55 @@ func (p *extProc) line(ctx context.Context, timeout time.Duration) (string, erro
 	select {
 	case l, ok := <-p.lines:
 		if !ok {
-			<-p.exited
-			return "", fmt.Errorf("the process ended: %w", p.err)
+			return "", p.ended()
 		}
 		return l, nil
 	case <-t.C:
 		return "", fmt.Errorf("no answer within %v", timeout)
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+}
+
+// ended says why stdout ended: how the process exited, if it does so
+// within a moment; else what it did to its output. It does not wait for
+// a process that stays alive without it.
+func (p *extProc) ended() error {
+	select {
+	case <-p.exited:
+		return fmt.Errorf("the process ended: %w", p.err)
+	case <-time.After(time.Second):
+		return fmt.Errorf("the process is no longer answering: %w", p.outErr)
+	}
+}
+
+// maxStderrLine is how much of a stderr line is logged.
+const maxStderrLine = 4 << 10
+
+// readLines calls fn with each line of r, without its line ending, cut to
+// max bytes (cut says how many were left out), until r ends.
+func readLines(r io.Reader, max int, fn func(line string, cut int)) {
+	br := bufio.NewReaderSize(r, max)
+	var line []byte
+	cut := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		chunk = bytes.TrimSuffix(chunk, []byte("\n"))
+		if room := max - len(line); len(chunk) > room {
+			line, cut = append(line, chunk[:room]...), cut+len(chunk)-room
+		} else {
+			line = append(line, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if len(line) > 0 || cut > 0 {
+			fn(strings.TrimSuffix(string(line), "\r"), cut)
+		}
+		if err != nil {
+			return
+		}
+		line, cut = line[:0], 0
 	}
 }
 
@@ -354,8 +408,7 @@ func (p *extProc) ask(ctx context.Context, path string, timeout time.Duration) (
 		if ok {
 			return "", 0, fmt.Errorf("the process wrote %q unasked: one answer line per request", clip(l))
 		}
-		<-p.exited
-		return "", 0, fmt.Errorf("the process ended: %w", p.err)
+		return "", 0, p.ended()
 	default:
 	}
 	if _, err := io.WriteString(p.stdin, path+"\n"); err != nil {

@@ -1,17 +1,22 @@
 package recognize
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"image/png"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -275,4 +280,161 @@ func TestExternalDiedWhileIdle(t *testing.T) {
 	if e.Restarts() != 1 {
 		t.Errorf("%d restarts, want 1", e.Restarts())
 	}
+}
+
+// png7x3 is a 7×3 PNG, which the sizes model answers png-7x3.
+func png7x3(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 7, 3))); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A process that misbehaves with its output costs at most the request
+// timeout and a restart: the request it was answering gets an error that
+// says what happened, and the next one, on the same External, its answer
+// (issue 23: a 70,000-character answer line, or a closed stdout, wedged
+// the worker for ever). A long stderr line is logged cut, and breaks
+// nothing.
+func TestExternalMisbehavingOutput(t *testing.T) {
+	const timeout = 3 * time.Second
+	for _, c := range []struct {
+		env, value string
+		want       string // in the PNG's error; "" if it is answered
+	}{
+		{"SIZES_LONG", "answer", "a line over 64 KiB"},
+		{"SIZES_CLOSE_STDOUT", "1", "closed its output"},
+		{"SIZES_LONG", "stderr", ""},
+	} {
+		t.Run(c.env+"="+c.value, func(t *testing.T) {
+			t.Setenv(c.env, c.value)
+			var logs bytes.Buffer
+			cfg := ExternalConfig{Command: sizesModel(t), Processes: 1, RequestTimeout: timeout}
+			e, err := StartExternal(context.Background(), cfg, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			start := time.Now()
+			label, _, err := e.RecognizeBytes(context.Background(), png7x3(t))
+			took := time.Since(start)
+			t.Logf("PNG: %q %v, in %v", label, err, took.Round(time.Millisecond))
+			switch {
+			case c.want == "" && (err != nil || label != "png-7x3"):
+				t.Errorf("PNG: %q %v, want png-7x3", label, err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("PNG: %q %v, want an error saying %q", label, err, c.want)
+			}
+			if took > timeout+3*time.Second {
+				t.Errorf("the PNG took %v, over the request timeout (%v) and a restart", took, timeout)
+			}
+			if label, _, err := e.RecognizeBytes(context.Background(), photo(t)); err != nil || label != "jpeg-64x48" {
+				t.Errorf("the JPEG after it: %q %v, want jpeg-64x48", label, err)
+			}
+			if c.want == "" && !strings.Contains(logs.String(), "cut_bytes=") {
+				t.Errorf("the long stderr line was not logged cut:\n%.2000s", logs.String())
+			}
+		})
+	}
+}
+
+// A ready line over 64 KiB fails the start at once, and a start waiting
+// for its ready line stops when its caller gives up (issue 23: it
+// ignored its start timeout and every Ctrl-C).
+func TestExternalLongReadyLine(t *testing.T) {
+	t.Setenv("SIZES_LONG", "ready")
+	start := time.Now()
+	_, err := StartExternal(context.Background(), ExternalConfig{Command: sizesModel(t), Processes: 1, StartTimeout: 10 * time.Second}, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "over 64 KiB") || time.Since(start) > 5*time.Second {
+		t.Errorf("got %v after %v, want a line over 64 KiB within seconds", err, time.Since(start))
+	}
+
+	t.Setenv("SIZES_LONG", "")
+	t.Setenv("SIZES_START_DELAY", "30")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start = time.Now()
+	_, err = StartExternal(ctx, ExternalConfig{Command: sizesModel(t), Processes: 1, StartTimeout: time.Minute}, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+		t.Errorf("got %v after %v, want it cancelled at once", err, time.Since(start))
+	}
+}
+
+// A model process does not outlive the process that started it, even one
+// that ignores the end of its input and SIGTERM, when that process is
+// killed and cannot stop it.
+func TestExternalModelDiesWithItsParent(t *testing.T) {
+	if os.Getenv("SURGE_TEST_MODEL_PARENT") == "1" {
+		t.Skip("the parent's own run, in TestExternalModelParent")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestExternalModelParent$", "-test.v")
+	cmd.Env = append(os.Environ(), "SURGE_TEST_MODEL_PARENT=1", "SIZES_IGNORE_EOF=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var modelPID int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "model pid "); ok {
+			modelPID, _ = strconv.Atoi(v)
+			break
+		}
+	}
+	if modelPID == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("the parent named no model process (%v)", sc.Err())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(modelPID) {
+		if time.Now().After(deadline) {
+			syscall.Kill(modelPID, syscall.SIGKILL)
+			t.Fatalf("model process %d outlived its parent by 5 s", modelPID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestExternalModelParent is the parent TestExternalModelDiesWithItsParent
+// kills: it starts a model and waits.
+func TestExternalModelParent(t *testing.T) {
+	if os.Getenv("SURGE_TEST_MODEL_PARENT") != "1" {
+		t.Skip("run by TestExternalModelDiesWithItsParent")
+	}
+	e, err := StartExternal(context.Background(), ExternalConfig{Command: sizesModel(t), Processes: 1}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-e.slots
+	fmt.Printf("model pid %d\n", s.proc.pid())
+	select {}
+}
+
+// alive says whether pid is a process that has not ended (a zombie has).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// syncWriter lets a test read what concurrent loggers wrote.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -11,8 +11,14 @@ other file is refused ("error\t..."). Switches for tests, by environment:
   SIZES_HOLD=<file>            the first process to get a request creates <file> holding
                                its pid, and then never answers (to be killed or timed out);
                                processes started after that answer normally
+  SIZES_LONG=<what>            a line of 70,000 characters: "ready" as the ready line,
+                               "answer" as the answer to a PNG, "stderr" on stderr before
+                               answering a PNG
+  SIZES_CLOSE_STDOUT=1         given a PNG, close stdout and stay alive
+  SIZES_IGNORE_EOF=1           keep running after the end of input, and ignore SIGTERM
 """
 import os
+import signal
 import struct
 import sys
 import time
@@ -55,15 +61,23 @@ def held(path):
     return True
 
 
+def forever():
+    while True:
+        time.sleep(3600)
+
+
 def main():
+    long_line = "x" * 70000
+    long_what = os.environ.get("SIZES_LONG")
+    if os.environ.get("SIZES_IGNORE_EOF"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(float(os.environ.get("SIZES_START_DELAY", "0")))
-    print("ready sizes", flush=True)
+    print("ready " + long_line if long_what == "ready" else "ready sizes", flush=True)
     hold = os.environ.get("SIZES_HOLD")
     for line in sys.stdin:
         path = line.rstrip("\n")
         if hold and held(hold):
-            while True:
-                time.sleep(3600)
+            forever()
         if os.environ.get("SIZES_GARBAGE"):
             print("this is not an answer", flush=True)
             continue
@@ -73,8 +87,19 @@ def main():
         except (OSError, ValueError, struct.error) as e:
             print("error\t%s" % str(e).replace("\t", " ").replace("\n", " "), flush=True)
             continue
+        if kind == "png" and long_what == "stderr":
+            print(long_line, file=sys.stderr, flush=True)
+        if kind == "png" and long_what == "answer":
+            print(long_line + "\t1", flush=True)
+            continue
+        if kind == "png" and os.environ.get("SIZES_CLOSE_STDOUT"):
+            sys.stdout.close()
+            os.close(1)
+            forever()
         for _ in range(2 if os.environ.get("SIZES_TWICE") else 1):
             print("%s-%dx%d\t1" % (kind, width, height), flush=True)
+    if os.environ.get("SIZES_IGNORE_EOF"):
+        forever()
 
 
 if __name__ == "__main__":
