@@ -134,7 +134,9 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 		return nil, err
 	}
 	b.close = append(b.close, table.Close)
-	b.Table, b.TableName = table, table.Path()
+	// The name, not the path: /status shows it to anyone (the log has the
+	// path).
+	b.Table, b.TableName = table, names.Table
 	b.Requests, b.Responses, b.RequestDeadLetters = req, resp, req.DeadLetters()
 	b.Inputs, b.Outputs = in, out
 	b.Fleet = embedded.NewFleetReader(FleetDir(cfg.DataDir))

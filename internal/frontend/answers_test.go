@@ -91,3 +91,27 @@ func TestAnswersAreNotSniffed(t *testing.T) {
 		}
 	}
 }
+
+// GET /results/{id} takes ids of the form uploads are given, and answers
+// anything else shortly, without echoing it (issue 23, defect 7: a 900 KB
+// id came back as a 900 KB header and a 1.8 MB body).
+func TestResultIDs(t *testing.T) {
+	s := newSite(t, frontend.Config{})
+	const unknown = "0b6f2d1e-5c3a-4f4e-9a1b-2c3d4e5f6a7b"
+	for _, c := range []struct {
+		id     string
+		status int
+	}{
+		{strings.Repeat("a", 900<<10), 400},
+		{"<b>", 400},
+		{strings.ToUpper(unknown), 400},
+		{"{" + unknown + "}", 400},
+		{unknown, 404},
+	} {
+		r := get(t, s.url+"/results/"+c.id)
+		echoed := r.header.Get("X-Request-Id")
+		if r.status != c.status || len(r.body) > 200 || (c.status == 400 && echoed != "") || (c.status == 404 && echoed != c.id) {
+			t.Errorf("%.40q: %d, %d bytes, X-Request-Id %.40q; want %d, a short body, the id echoed only if it is one", c.id, r.status, len(r.body), echoed, c.status)
+		}
+	}
+}

@@ -98,7 +98,7 @@ func TestDispatcherReceiversAndBatchDeletes(t *testing.T) {
 	bodies := make([][]byte, results)
 	for i := range bodies {
 		// Each was sent 50 ms before the batch lands.
-		body, err := events.EncodeResult(events.Result{V: events.Version, ID: fmt.Sprintf("r%02d", i), Stem: fmt.Sprintf("f%02d", i), Label: "cat",
+		body, err := events.EncodeResult(events.Result{V: events.Version, ID: fmt.Sprintf("00000000-0000-4000-8000-0000000000%02d", i), Stem: fmt.Sprintf("f%02d", i), Label: "cat",
 			Answered: time.Now().Add(-50 * time.Millisecond)})
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +143,7 @@ func TestDispatcherReceiversAndBatchDeletes(t *testing.T) {
 		t.Errorf("delivery %+v (%v), want %d results that waited at least 50 ms", d, err, results)
 	}
 	for i := range results {
-		resp, err := http.Get(fmt.Sprintf("http://%s/results/r%02d", ln.Addr(), i))
+		resp, err := http.Get(fmt.Sprintf("http://%s/results/00000000-0000-4000-8000-0000000000%02d", ln.Addr(), i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package frontend_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -20,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
@@ -247,6 +250,34 @@ func progressiveHeader(t *testing.T, w, h int) []byte {
 	return data[:bytes.Index(data, []byte{0xff, 0xda})]
 }
 
+// rawForm is a multipart body, boundary B, of one part with the given
+// Content-Disposition, written as is.
+func rawForm(disposition string, data []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("--B\r\nContent-Disposition: " + disposition + "\r\nContent-Type: image/jpeg\r\n\r\n")
+	b.Write(data)
+	b.WriteString("\r\n--B--\r\n")
+	return b.Bytes()
+}
+
+// http10Chunked posts body as HTTP/1.0 with a chunked transfer encoding,
+// which HTTP/1.0 does not have, and returns the status and body.
+func http10Chunked(t *testing.T, url string, body []byte) reply {
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST / HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=B\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return reply{status: res.StatusCode, body: string(b), header: res.Header}
+}
+
 func TestBadInput(t *testing.T) {
 	s := newSite(t, frontend.Config{MaxUpload: 200 << 10})
 	s.worker(t)
@@ -271,6 +302,18 @@ func TestBadInput(t *testing.T) {
 			return upload(t, s.url, "inputFile", "big.jpg", progressiveHeader(t, 7000, 7000))
 		}, 413, "7000×7000, a progressive 4:4:4 JPEG, takes 706 MB to decode, over the limit of 100 MB"},
 		{"truncated", func() reply { return upload(t, s.url, "inputFile", "cut.jpg", dog[:len(dog)/2]) }, 422, "corrupt"},
+		// Issue 23, defect 9: each was answered "the form has no
+		// "inputFile" field", or with an empty stem.
+		{"unescaped quote in the file name", func() reply {
+			return post(t, s.url, "multipart/form-data; boundary=B", rawForm(`form-data; name="inputFile"; filename="a"b.jpg"`, dog))
+		}, 400, "Content-Disposition cannot be read"},
+		{"line break in filename*", func() reply {
+			return post(t, s.url, "multipart/form-data; boundary=B", rawForm(`form-data; name="inputFile"; filename*=UTF-8''a%0D%0A.jpg`, dog))
+		}, 400, "control characters"},
+		{"file name /", func() reply { return upload(t, s.url, "inputFile", "/", dog) }, 400, "names no file"},
+		{"HTTP/1.0 chunked", func() reply {
+			return http10Chunked(t, s.url, rawForm(`form-data; name="inputFile"; filename="dog.jpg"`, dog))
+		}, 400, "HTTP/1.0"},
 		{"name too long to queue", func() reply {
 			return upload(t, s.url, "inputFile", strings.Repeat(`"`, 240)+".jpg", dog)
 		}, 400, "too long"},
@@ -370,7 +413,7 @@ func TestTimeoutThenFetch(t *testing.T) {
 	if got.status != 200 || got.body != "eagle:bald eagle" {
 		t.Fatalf("fetched result: %d %q", got.status, got.body)
 	}
-	if r := get(t, s.url+"/results/no-such-id"); r.status != 404 {
+	if r := get(t, s.url+"/results/"+uuid.NewString()); r.status != 404 {
 		t.Fatalf("unknown id: %d", r.status)
 	}
 }
@@ -643,7 +686,8 @@ func TestHandoverAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := s.srv.Handover()
-	h.Jobs = append(h.Jobs, frontend.HandedJob{ID: "expired", Stem: "old", Since: time.Now().Add(-2 * time.Hour)})
+	const expiredID = "6f1d2c3b-4a59-4e68-8d7c-0b1a2f3e4d5c"
+	h.Jobs = append(h.Jobs, frontend.HandedJob{ID: expiredID, Stem: "old", Since: time.Now().Add(-2 * time.Hour)})
 	path := filepath.Join(t.TempDir(), "handover.json")
 	if err := frontend.WriteHandover(path, h); err != nil {
 		t.Fatal(err)
@@ -660,7 +704,7 @@ func TestHandoverAcrossRestart(t *testing.T) {
 		lateID:     {200, "eagle:bald eagle"},
 		pendingID:  {202, "pending\n"},
 		answeredID: {404, ""},
-		"expired":  {404, ""},
+		expiredID:  {404, ""},
 	} {
 		if r := get(t, s.url+"/results/"+id); r.status != want.status || want.body != "" && r.body != want.body {
 			t.Errorf("GET /results/%s after the restart: %d %q, want %d %q", id, r.status, r.body, want.status, want.body)

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"github.com/google/uuid"
 	"net/http"
 	"time"
 
@@ -123,6 +124,11 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // request is still being worked on, 404 for ids this web tier never saw.
 func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !isRequestID(id) {
+		// Not echoed: whatever was sent, at whatever length.
+		s.writeError(w, r, fail(http.StatusBadRequest, "not a request id: ids are UUIDs, as uploads answer them"), "")
+		return
+	}
 	w.Header().Set("X-Request-Id", id)
 	j, ok := s.jobs.Get(id)
 	switch {
@@ -142,4 +148,14 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.writeResult(w, r, *j.result, j.cached)
 	}
+}
+
+// isRequestID says whether id has the form upload gives ids
+// (uuid.NewString: 36 characters, lower-case hex and hyphens).
+func isRequestID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
 }

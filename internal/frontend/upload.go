@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -179,6 +180,14 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (image, error
 	if err != nil || mediaType != "multipart/form-data" || params["boundary"] == "" {
 		return image{}, fail(http.StatusBadRequest, "no file: send the image as multipart/form-data in field %q (or %q)", fileField, legacyFileField)
 	}
+	if r.ContentLength == 0 {
+		// Go reads a body of an HTTP/1.0 request only by its
+		// Content-Length: a chunked one arrives as nothing.
+		if !r.ProtoAtLeast(1, 1) {
+			return image{}, fail(http.StatusBadRequest, "no file: the request has no body (HTTP/1.0 needs a Content-Length; a chunked body needs HTTP/1.1)")
+		}
+		return image{}, fail(http.StatusBadRequest, "no file: the request has no body")
+	}
 	body := s.bodies.read(w, r, limit+multipartSlack)
 	defer body.close()
 	// The form's framing is parsed in memory outside the budget: it is
@@ -193,6 +202,11 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (image, error
 		if err != nil {
 			return image{}, s.bodyError(r, body, "reading the form", err)
 		}
+		if cd := part.Header.Get("Content-Disposition"); part.FormName() == "" && cd != "" {
+			if _, _, err := mime.ParseMediaType(cd); err != nil {
+				return image{}, fail(http.StatusBadRequest, "a part's Content-Disposition cannot be read (%v): quote the file name, escaping \\ and \" in it", err)
+			}
+		}
 		if part.FormName() != fileField && part.FormName() != legacyFileField {
 			// Other fields are skipped, not held.
 			body.allow(limit + multipartSlack)
@@ -205,6 +219,14 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) (image, error
 		name := part.FileName()
 		if strings.TrimSpace(name) == "" {
 			return image{}, fail(http.StatusBadRequest, "no file: field %q has no file name", part.FormName())
+		}
+		if strings.ContainsFunc(name, unicode.IsControl) {
+			// Line breaks in the answer "<stem>:<label>" would forge lines.
+			return image{}, fail(http.StatusBadRequest, "file name %q has control characters", name)
+		}
+		if strings.TrimSpace(events.Stem(name)) == "" {
+			// The answer would be ":<label>", which names nothing.
+			return image{}, fail(http.StatusBadRequest, "file name %q names no file: it ends in a separator or has nothing before its extension", name)
 		}
 		return s.takeImage(r, body, part, name)
 	}

@@ -423,6 +423,17 @@ func TestLockedTableStillAnswers(t *testing.T) {
 	if st.Recording.OK || !strings.Contains(st.Recording.Error, "locked") {
 		t.Fatalf("/status results_table with the table locked: %+v", st)
 	}
+	// /status is anyone's to read: it names the table, not where it is
+	// (issue 23, defect 8).
+	res, err := http.Get(sys.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if dataDir := filepath.Dir(filepath.Dir(table.Path())); strings.Contains(string(raw), dataDir) || !strings.Contains(string(raw), `"table":"e2e-dynamoDB"`) {
+		t.Errorf("/status shows the data directory %s, or not the table's name:\n%s", dataDir, raw)
+	}
 	logs, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(table.Path())), "logs", "webtier.log"))
 	if err != nil {
 		t.Fatal(err)
