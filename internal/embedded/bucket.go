@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/surgeml/surge/events"
 )
@@ -107,4 +108,14 @@ func (s *Bucket) List(context.Context) ([]string, error) {
 	}
 	slices.Sort(keys)
 	return keys, nil
+}
+
+// FreeBytes is the space left to unprivileged writers on the bucket's
+// file system: the web tier is not ready for uploads without room for one.
+func (b *Bucket) FreeBytes() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(b.dir, &st); err != nil {
+		return 0, fmt.Errorf("bucket %s: free space: %w", filepath.Base(b.dir), err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
 }

@@ -115,3 +115,48 @@ func TestResultIDs(t *testing.T) {
 		}
 	}
 }
+
+// Readiness fails, with its reason, while uploads cannot be stored, and
+// liveness does not (issue 23, defect 10: /healthz answered 200 while the
+// disk was full and every upload got 503).
+func TestReadiness(t *testing.T) {
+	full := newSite(t, frontend.Config{MinFreeBytes: 1 << 62})
+	for path, want := range map[string]int{"/readyz": 503, "/healthz": 503, "/livez": 200} {
+		if r := get(t, full.url+path); r.status != want || (want == 503 && !strings.Contains(r.body, "KB free")) {
+			t.Errorf("with no disk big enough, %s: %d %q, want %d", path, r.status, r.body, want)
+		}
+	}
+
+	s := newSite(t, frontend.Config{ReadyHold: time.Second})
+	s.worker(t)
+	if r := get(t, s.url+"/readyz"); r.status != 200 {
+		t.Fatalf("/readyz at the start: %d %q", r.status, r.body)
+	}
+	// The input bucket's directory replaced by a file: every store fails,
+	// for real.
+	in := filepath.Join(s.dir, "in")
+	if err := os.RemoveAll(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dog := testenv.Photo(t, "dog.jpg")
+	if r := upload(t, s.url, "inputFile", "dog.jpg", dog); r.status != 503 {
+		t.Fatalf("upload with the bucket unwritable: %d %q", r.status, r.body)
+	}
+	if r := get(t, s.url+"/readyz"); r.status != 503 || !strings.Contains(r.body, "storing an upload failed") || strings.Contains(r.body, s.dir) {
+		t.Errorf("/readyz after a failed store: %d %q, want 503 saying why, without paths", r.status, r.body)
+	}
+	if r := get(t, s.url+"/livez"); r.status != 200 {
+		t.Errorf("/livez after a failed store: %d", r.status)
+	}
+	os.Remove(in)
+	if err := os.Mkdir(in, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "ready again after the hold", func() bool { return get(t, s.url+"/readyz").status == 200 })
+	if r := upload(t, s.url, "inputFile", "dog.jpg", dog); r.status != 200 {
+		t.Errorf("upload once ready again: %d %q", r.status, r.body)
+	}
+}

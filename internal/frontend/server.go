@@ -104,11 +104,23 @@ type Config struct {
 	// recorded answer from another model is not reused. Empty learns it
 	// from the first answer.
 	Model string
+	// MinFreeBytes is the least free space the input bucket's disk must
+	// have (when it is a disk) for the web tier to be ready [MaxUpload].
+	MinFreeBytes int64
+	// ReadyHold is how long a failure to store an upload keeps the web
+	// tier unready, unless an upload is stored meanwhile [30s].
+	ReadyHold time.Duration
 }
 
 func (c *Config) defaults() {
 	if c.MaxUpload <= 0 {
 		c.MaxUpload = defaultMaxUpload
+	}
+	if c.MinFreeBytes <= 0 {
+		c.MinFreeBytes = c.MaxUpload
+	}
+	if c.ReadyHold <= 0 {
+		c.ReadyHold = 30 * time.Second
 	}
 	if c.MaxPixels <= 0 {
 		c.MaxPixels = vision.DefaultMaxPixels
@@ -176,6 +188,7 @@ const multipartSlack = 64 << 10
 
 // Server is the web tier.
 type Server struct {
+	storing storeHealth // whether uploads could be stored lately, for readiness
 	Backends
 	cfg Config
 	log *slog.Logger
@@ -253,7 +266,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status/history", s.statusHistory)
 	mux.HandleFunc("GET /results/{id}", s.result)
 	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /healthz", s.ready)
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET /livez", s.live)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	return nosniff(mux)
 }

@@ -2,6 +2,8 @@ package frontend
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"github.com/google/uuid"
 	"net/http"
 	"time"
@@ -108,16 +110,47 @@ func queueStatus(ctx context.Context, counts func(context.Context) (events.Count
 	return QueueStatus{Counts: c}
 }
 
-// healthz reports whether uploads can be queued right now.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+// live answers as long as the process serves HTTP: whether to restart it.
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// ready answers whether uploads can be taken now, and if not why: whether
+// to send this instance uploads (GET /readyz, and /healthz, which the
+// stack's creation signal waits for).
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.Requests.Counts(ctx); err != nil {
-		s.writeError(w, r, unavailable("the request queue is unavailable"), "")
+	if err := s.readiness(ctx); err != nil {
+		s.writeError(w, r, unavailable("not ready: %v", err), "")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
+}
+
+// readiness is nil when the request queue answers, the input bucket has
+// room for an upload (if it is a disk), and no upload has failed to be
+// stored within ReadyHold without one stored since.
+func (s *Server) readiness(ctx context.Context) error {
+	if _, err := s.Requests.Counts(ctx); err != nil {
+		return errors.New("the request queue is unavailable")
+	}
+	if disk, ok := s.Inputs.(interface{ FreeBytes() (int64, error) }); ok {
+		free, err := disk.FreeBytes()
+		if err != nil {
+			s.log.Error("reading the input bucket's free space", "err", err)
+			return errors.New("the input bucket's free space cannot be read")
+		}
+		if free < s.cfg.MinFreeBytes {
+			return fmt.Errorf("the input bucket's disk has %d KB free, under the %d KB an upload may need", free>>10, s.cfg.MinFreeBytes>>10)
+		}
+	}
+	if ago, reason, failing := s.storing.failing(s.now(), s.cfg.ReadyHold); failing {
+		return fmt.Errorf("storing an upload failed %v ago (%s)", ago.Round(time.Second), reason)
+	}
+	return nil
 }
 
 // result answers GET /results/{id}: the answer once known, 202 while the

@@ -127,8 +127,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	// The input bucket keeps every upload, answered from the table or not:
 	// it is the record of what was sent (and the course's graders count it).
 	if err := s.Inputs.Put(ctx, req.Key, img.data); err != nil {
+		if ctx.Err() == nil {
+			s.storing.observe(s.now(), err)
+		}
 		return res, false, unavailable("storing the image failed").because(err)
 	}
+	s.storing.observe(s.now(), nil)
 	img.memory.release()
 	img.data = nil
 	if hit {
