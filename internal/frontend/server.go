@@ -110,6 +110,10 @@ type Config struct {
 	// ReadyHold is how long a failure to store an upload keeps the web
 	// tier unready, unless an upload is stored meanwhile [30s].
 	ReadyHold time.Duration
+	// MaxConns caps open connections, in all and from one client address;
+	// at a cap, those longest without a request are closed to make room
+	// [the descriptor limit less 512; half of MaxConns].
+	MaxConns, MaxConnsPerClient int
 }
 
 func (c *Config) defaults() {
@@ -285,6 +289,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState:         newConnLimit(s.cfg.MaxConns, s.cfg.MaxConnsPerClient, s.log).state,
 	}
 	routeCtx, stopRouting := context.WithCancel(context.WithoutCancel(ctx))
 	var routing sync.WaitGroup

@@ -1,6 +1,7 @@
 package localrun_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +28,7 @@ import (
 	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // built holds the real binaries, built once for all tests.
@@ -818,5 +821,60 @@ func answeredByID(t *testing.T, url string, stems map[string]string) {
 		if status != 200 || !strings.HasPrefix(string(body), stem+":") {
 			t.Fatalf("GET /results/%s after the restart: %d %q, want %s's answer", id, status, body, stem)
 		}
+	}
+}
+
+// With 19,000 idle keep-alive connections open to the real web tier, an
+// upload is still answered within 2 s (issue 23, defect 6: 20,000 of them
+// took every descriptor, and uploads got no answer).
+func TestUploadBesideIdleConnections(t *testing.T) {
+	testenv.SkipShort(t, "19,000 connections")
+	sys := start(t, 30*time.Second)
+	eagle := testenv.Path(t, "images", "darknet", "eagle.jpg")
+	// A worker up first, so that the upload's time is the web tier's.
+	if rep := testenv.Workload(t, sys.URL, []string{eagle}, map[string]string{"eagle": "bald eagle"}); rep.Correct != 1 {
+		t.Fatal("no answer before the connections were opened")
+	}
+	// The web tier gets 10,000 descriptors, fewer than the connections
+	// this test opens, as a server whose limit the clients exceed.
+	lim := unix.Rlimit{Cur: 10000, Max: 10000}
+	if err := unix.Prlimit(localrun.WebPID(sys), unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the web tier looks at its limit each second
+	addr := strings.TrimPrefix(sys.URL, "http://")
+	conns := make([]net.Conn, 0, 19000)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for len(conns) < cap(conns) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+		// A request, so that it is a kept-alive connection, idle; and every
+		// new connection is served.
+		fmt.Fprint(c, "GET /livez HTTP/1.1\r\nHost: surge\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d got no answer: %v", len(conns), err)
+		}
+		res.Body.Close()
+	}
+	// Another name: the worker answers it, not the results table.
+	again := filepath.Join(t.TempDir(), "eagle-again.jpg")
+	if err := os.Symlink(eagle, again); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep := testenv.Workload(t, sys.URL, []string{again}, map[string]string{"eagle-again": "bald eagle"})
+	took := time.Since(start)
+	t.Logf("upload beside %d idle connections: answered in %v", len(conns), took.Round(time.Millisecond))
+	if rep.Correct != 1 || took > 2*time.Second {
+		t.Errorf("upload beside %d idle connections: %d correct in %v, want it answered within 2 s", len(conns), rep.Correct, took)
 	}
 }

@@ -1,0 +1,4 @@
+package localrun
+
+// WebPID is the web tier process's pid, for tests that act on it.
+func WebPID(s *System) int { return s.web.cmd.Process.Pid }
