@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -48,6 +49,15 @@ func run(args []string, getenv func(string) string) error {
 
 	bcfg.DeadLetters = true
 	log := config.Logger()
+	// The upload budget bounds the bytes held, not the garbage they leave
+	// nor the copies made as a buffer grows: without a soft limit the
+	// process reached 2.5 times the budget (issue 23). GOMEMLIMIT, if set,
+	// wins.
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		limit := cfg.MemoryLimit()
+		debug.SetMemoryLimit(limit)
+		log.Debug("soft memory limit", "bytes", limit)
+	}
 	ctx, hurry := stopSignals(log)
 
 	if bcfg.Kind == "" || bcfg.Kind == "local" {

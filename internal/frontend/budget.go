@@ -92,6 +92,24 @@ func (c *claim) take(ctx context.Context, n int64) error {
 	}
 }
 
+// room is how much more c may take.
+func (c *claim) room() int64 {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	return c.max - c.held
+}
+
+// giveBack returns n of the bytes c holds, which it no longer uses.
+func (c *claim) giveBack(n int64) {
+	b := c.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, c.held)
+	c.held -= n
+	b.held -= n
+	b.wake()
+}
+
 // settle says the upload takes no more: what it holds will only be given
 // back.
 func (c *claim) settle() {

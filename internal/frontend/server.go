@@ -116,6 +116,17 @@ type Config struct {
 	MaxConns, MaxConnsPerClient int
 }
 
+// memoryHeadroom is what a web tier uses besides its uploads: the
+// runtime, its goroutines and buffers, the form parsing outside the budget.
+const memoryHeadroom = 16 << 20
+
+// MemoryLimit is the soft memory limit the web tier process should run
+// under: its upload budget and memoryHeadroom.
+func (c Config) MemoryLimit() int64 {
+	c.defaults()
+	return c.UploadMemory + memoryHeadroom
+}
+
 func (c *Config) defaults() {
 	if c.MaxUpload <= 0 {
 		c.MaxUpload = defaultMaxUpload

