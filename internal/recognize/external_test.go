@@ -10,18 +10,18 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"log/slog"
+
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 // sizesModel is the reference model process, testdata/models/sizes.py.
@@ -310,9 +310,9 @@ func TestExternalMisbehavingOutput(t *testing.T) {
 	} {
 		t.Run(c.env+"="+c.value, func(t *testing.T) {
 			t.Setenv(c.env, c.value)
-			var logs bytes.Buffer
+			var logs testenv.Buffer
 			cfg := ExternalConfig{Command: sizesModel(t), Processes: 1, RequestTimeout: timeout}
-			e, err := StartExternal(context.Background(), cfg, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+			e, err := StartExternal(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -425,16 +425,4 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(rest, "Z")
-}
-
-// syncWriter lets a test read what concurrent loggers wrote.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
