@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/testenv"
 )
 
@@ -48,19 +47,7 @@ func TestArm64BuildClassifiesAsThisMachinesDoes(t *testing.T) {
 		return out
 	}
 	native, arm := build("amd64"), build("arm64")
-	lib := func(arch string) string {
-		t.Helper()
-		src, err := assets.RuntimeSourceFor(arch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src.Cache, src.URL = testenv.Cache(t), ""
-		p, err := assets.Resolve(t.Context(), src)
-		if err != nil {
-			t.Fatalf("%v (make ort fetches both)", err)
-		}
-		return p
-	}
+	lib := func(arch string) string { return testenv.RuntimeLibFor(t, arch) }
 	models := testenv.Path(t, "models")
 	gallery := filepath.Join(dir, "faces.gallery")
 	enroll := exec.Command(native, "enroll", "-ort-lib", lib("amd64"), "-models", models,

@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/deploy"
 	"github.com/surgeml/surge/internal/testenv"
 )
@@ -133,15 +131,7 @@ func TestInstancesFilesFitAL2023(t *testing.T) {
 		if err := deploy.CheckGlibc(bin, deploy.GlibcAL2023); err != nil {
 			t.Errorf("the worker for linux/%s: %v", arch, err)
 		}
-		src, err := assets.RuntimeSourceFor(arch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src.Cache, src.URL = testenv.Cache(t), ""
-		lib, err := assets.Resolve(context.Background(), src)
-		if err != nil {
-			t.Fatalf("%v (make ort fetches it)", err)
-		}
+		lib := testenv.RuntimeLibFor(t, arch)
 		syms, err := deploy.GlibcNeeds(lib)
 		if err != nil {
 			t.Fatal(err)
