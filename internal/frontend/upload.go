@@ -318,9 +318,14 @@ func readPart(ctx context.Context, part io.Reader, memory *claim, limit int64, b
 				}
 			}
 			// Doubling, so that an image costs few copies and little
-			// garbage; the new buffer is taken whole while the old is
+			// garbage, and straight to the limit from over a quarter of
+			// it, so that the old buffer and the new always fit the claim
+			// together: the new one is taken whole while the old is
 			// still held, and the old given back once copied.
-			grown := min(limit, have+max(growStep, have))
+			grown := have + max(growStep, have)
+			if 2*grown > limit {
+				grown = limit
+			}
 			take, giveBack := grown, have
 			if memory.room() < grown {
 				take, giveBack = grown-have, 0
