@@ -1,7 +1,14 @@
 package localrun_test
 
 import (
+	"bytes"
 	"context"
+	"image"
+	pngenc "image/png"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,4 +53,66 @@ func TestFacesByExternalModelProcess(t *testing.T) {
 		t.Fatalf("answered by model %q, want the external model (ext:...)", it.Model)
 	}
 	t.Logf("model %s", it.Model)
+}
+
+// A model process that answers one kind of image with a line over 64 KiB
+// costs that upload its answer, not the worker: the upload is answered
+// with an error and its id once its deliveries are spent, and the next
+// upload on the same worker is answered (issue 23, defect 1: the worker
+// waited for ever, and every request behind it got nothing).
+func TestExternalModelLongLineThroughTheSystem(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 is needed for the reference model process")
+	}
+	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "sizes.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SIZES_LONG", "answer")
+	sys := startWith(t, localrun.Config{
+		Bin:          bin(t),
+		Backend:      backend.Config{Kind: "local", Prefix: "ext", DataDir: t.TempDir(), Visibility: 30 * time.Second, MaxReceives: 3},
+		Host:         "127.0.0.1",
+		MaxWorkers:   1,
+		Tick:         time.Second,
+		ScaleInDelay: time.Second,
+		WorkerArgs:   []string{"-model-command", python + " " + script, "-model-timeout", "3s"},
+	})
+	var png bytes.Buffer
+	if err := pngenc.Encode(&png, image.NewGray(image.Rect(0, 0, 7, 3))); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := postFile(t, sys.URL, "bad.png", png.Bytes())
+	t.Logf("the PNG: %d %q after %v", r.status, r.body, time.Since(start).Round(time.Millisecond))
+	if r.status < 500 || r.id == "" || !strings.Contains(r.body, r.id) {
+		t.Errorf("the PNG: %d %q, want an error naming its id", r.status, r.body)
+	}
+	jpeg := testenv.Path(t, "images", "darknet", "dog.jpg")
+	rep := testenv.Workload(t, sys.URL, []string{jpeg}, map[string]string{"dog": "jpeg-768x576"})
+	if rep.Correct != 1 {
+		t.Errorf("the JPEG after it was not answered jpeg-768x576")
+	}
+}
+
+type postReply struct {
+	status   int
+	body, id string
+}
+
+func postFile(t *testing.T, url, name string, data []byte) postReply {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("inputFile", name)
+	fw.Write(data)
+	mw.Close()
+	res, err := http.Post(url, mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return postReply{res.StatusCode, string(b), res.Header.Get("X-Request-Id")}
 }
