@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,11 +79,13 @@ func (p *WebTier) waitHealthy(ctx context.Context, limit time.Duration) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/healthz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
+			// Not ready says why (a disk with no room for an upload, say).
+			why, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			err = errors.New(resp.Status)
+			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(why)))
 		}
 		select {
 		case <-p.done:
