@@ -18,17 +18,10 @@ import (
 func TestRunWithAModelThatWillNotStart(t *testing.T) {
 	testenv.SkipShort(t, "surge run")
 	bin := testenv.BuildBinaries(t, "./cmd/surge", "./webtier", "./worker")
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is needed for the reference model process")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "sizes.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	model := strings.Join(testenv.SizesModel(t), " ")
 	run := func(env ...string) (*exec.Cmd, *testenv.Buffer) {
 		cmd := exec.Command(filepath.Join(bin, "surge"), "run", "-port", "0", "-host", "127.0.0.1",
-			"-data", t.TempDir(), "-model-command", python+" "+script, "-model-start-timeout", "20s")
+			"-data", t.TempDir(), "-model-command", model, "-model-start-timeout", "20s")
 		var out testenv.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		cmd.Env = append(cmd.Environ(), env...)

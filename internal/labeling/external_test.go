@@ -10,7 +10,6 @@ import (
 	"image/jpeg"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,21 +20,14 @@ import (
 	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/labeling"
 	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/testenv"
 )
 
 // startSizes runs the reference model process, testdata/models/sizes.py,
 // with env (NAME=value) added to its environment.
 func startSizes(t *testing.T, processes int, env ...string) *recognize.External {
 	t.Helper()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "sizes.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, err := recognize.StartExternal(context.Background(), recognize.ExternalConfig{Command: append(append([]string{"env"}, env...), python, script), Processes: processes}, slog.New(slog.DiscardHandler))
+	ext, err := recognize.StartExternal(context.Background(), recognize.ExternalConfig{Command: append(append([]string{"env"}, env...), testenv.SizesModel(t)...), Processes: processes}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,14 +60,6 @@ func TestFacesByExternalModelProcess(t *testing.T) {
 // upload on the same worker is answered (issue 23, defect 1: the worker
 // waited for ever, and every request behind it got nothing).
 func TestExternalModelLongLineThroughTheSystem(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is needed for the reference model process")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "sizes.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("SIZES_LONG", "answer")
 	sys := startWith(t, localrun.Config{
 		Bin:          bin(t),
@@ -77,7 +68,7 @@ func TestExternalModelLongLineThroughTheSystem(t *testing.T) {
 		MaxWorkers:   1,
 		Tick:         time.Second,
 		ScaleInDelay: time.Second,
-		WorkerArgs:   []string{"-model-command", python + " " + script, "-model-timeout", "3s"},
+		WorkerArgs:   []string{"-model-command", strings.Join(testenv.SizesModel(t), " "), "-model-timeout", "3s"},
 	})
 	var png bytes.Buffer
 	if err := pngenc.Encode(&png, image.NewGray(image.Rect(0, 0, 7, 3))); err != nil {

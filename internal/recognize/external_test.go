@@ -25,18 +25,7 @@ import (
 )
 
 // sizesModel is the reference model process, testdata/models/sizes.py.
-func sizesModel(t *testing.T) []string {
-	t.Helper()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "sizes.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []string{python, script}
-}
+func sizesModel(t *testing.T) []string { return testenv.SizesModel(t) }
 
 func startSizes(t *testing.T, cfg ExternalConfig) *External {
 	t.Helper()

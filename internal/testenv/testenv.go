@@ -425,3 +425,15 @@ func Logger(t testing.TB, dir, name string) *slog.Logger {
 	t.Cleanup(func() { f.Close() })
 	return slog.New(slog.NewJSONHandler(f, nil))
 }
+
+// SizesModel is the command of the reference model process,
+// testdata/models/sizes.py, under python3 (skipped without it: the fast
+// tier needs no Python).
+func SizesModel(t testing.TB) []string {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	return []string{python, filepath.Join(Root(t), "testdata", "models", "sizes.py")}
+}
