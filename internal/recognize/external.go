@@ -67,6 +67,11 @@ type External struct {
 	name  string
 	dir   string        // private directory of the images handed to the model
 	slots chan *extSlot // idle slots; a caller takes one per request
+	// starts runs cmd.Start on one OS thread that lives as long as the
+	// External: a process's parent-death signal fires when the thread
+	// that started it ends, and Go ends threads it no longer needs (a
+	// model killed as its starter's thread went was a second restart).
+	starts chan func()
 
 	mu       sync.Mutex
 	restarts int
@@ -97,7 +102,8 @@ func StartExternal(ctx context.Context, cfg ExternalConfig, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("external model: making its image directory: %w", err)
 	}
-	e := &External{cfg: cfg, log: log, dir: dir, slots: make(chan *extSlot, cfg.Processes)}
+	e := &External{cfg: cfg, log: log, dir: dir, slots: make(chan *extSlot, cfg.Processes), starts: make(chan func())}
+	go e.startProcesses()
 	procs := make([]*extProc, cfg.Processes)
 	errs := make([]error, cfg.Processes)
 	var wg sync.WaitGroup
@@ -246,7 +252,16 @@ func (e *External) Close() error {
 		}
 	}
 	wg.Wait()
+	close(e.starts) // every process is stopped: its thread may go
 	return os.RemoveAll(e.dir)
+}
+
+// startProcesses runs the starts asked of it, on a thread of its own.
+func (e *External) startProcesses() {
+	runtime.LockOSThread()
+	for start := range e.starts {
+		start()
+	}
 }
 
 // extProc is one running model process.
@@ -283,7 +298,9 @@ func (e *External) start(ctx context.Context) (*extProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	started := make(chan error, 1)
+	e.starts <- func() { started <- cmd.Start() }
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("external model: starting %q: %w", e.cfg.Command, err)
 	}
 	p := &extProc{cmd: cmd, stdin: stdin, lines: make(chan string, 1), exited: make(chan struct{}), quit: make(chan struct{})}
