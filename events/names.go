@@ -80,9 +80,9 @@ type Names struct {
 	RequestQueue, RequestDeadLetters, ResponseQueue string
 	// ReplyQueuePrefix starts every web instance's reply queue name
 	// (ReplyQueue); IAM policies grant on it.
-	ReplyQueuePrefix string
-	InputBucket, OutputBucket                       string
-	LaunchTemplate                                  string // the workers'
+	ReplyQueuePrefix          string
+	InputBucket, OutputBucket string
+	LaunchTemplate            string // the workers'
 	// Table is the results table: always <prefix>-dynamoDB, since table
 	// names are unique only within an account and region, as the prefix
 	// already makes them.
