@@ -36,14 +36,18 @@ type Config struct {
 	MinWorkers         int // workers kept running with no backlog, at most MaxWorkers
 	WorkerInstanceType string
 	WebInstanceType    string
-	AllowedCIDR        string   // who may reach port 8000; empty closes it
-	VpcID              string   // an existing VPC, else a new one
-	SubnetIDs          []string // public subnets of that VPC
-	ModelDir           string   // local model folder (model.onnx, labels.txt)
-	ModelURL           string   // or a model archive URL for workers to fetch...
-	ModelSHA256        string   // ...with its digest
-	Gallery            string   // optional gallery file: recognise faces
-	RuntimeLib         string   // local ONNX Runtime library for the workers' architecture
+	// WebMax, above 1, puts the web tier behind an Application Load
+	// Balancer as an Auto Scaling group of 2 to WebMax instances; 1 is
+	// the one web-instance the course's graders expect.
+	WebMax      int
+	AllowedCIDR string   // who may reach port 8000; empty closes it
+	VpcID       string   // an existing VPC, else a new one
+	SubnetIDs   []string // public subnets of that VPC
+	ModelDir    string   // local model folder (model.onnx, labels.txt)
+	ModelURL    string   // or a model archive URL for workers to fetch...
+	ModelSHA256 string   // ...with its digest
+	Gallery     string   // optional gallery file: recognise faces
+	RuntimeLib  string   // local ONNX Runtime library for the workers' architecture
 	// WorkerArch and WebArch are the Go architectures (amd64, arm64) of
 	// the tiers' instance types: what their binaries are built for.
 	WorkerArch, WebArch string
@@ -107,6 +111,7 @@ func options(repo string, grader course) []option {
 		// surplus credits (docs/aws.md, Cost).
 		{"workerInstanceType", "c7i.large"},
 		{"webInstanceType", "t3.small"},
+		{"webMax", "1"},
 		{"allowedCidr", ""},
 		{"vpcId", ""},
 		{"subnetIds", ""},
@@ -203,6 +208,14 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 	if cfg.MinWorkers, err = strconv.Atoi(str("minWorkers")); err != nil || cfg.MinWorkers < 0 || cfg.MinWorkers > cfg.MaxWorkers {
 		errs = append(errs, fmt.Errorf("minWorkers must be a whole number no greater than maxWorkers (%d)", cfg.MaxWorkers))
 	}
+	if cfg.WebMax, err = strconv.Atoi(str("webMax")); err != nil || cfg.WebMax < 1 {
+		errs = append(errs, fmt.Errorf("webMax must be a positive integer (1: one web instance; N > 1: a load balancer in front of 2 to N)"))
+	}
+	if cfg.WebMax > 1 && grader.limit > 0 {
+		// Its grader checks for exactly one running web-instance and
+		// posts to it on port 8000, not to a load balancer's port 80.
+		errs = append(errs, fmt.Errorf("webMax %d with course=%s: the course's grader expects one web-instance on port %d; leave webMax out", cfg.WebMax, given("course"), events.WebPort))
+	}
 	if cfg.LogRetentionDays, err = strconv.Atoi(str("logRetentionDays")); err != nil || cfg.LogRetentionDays < 1 {
 		errs = append(errs, fmt.Errorf("logRetentionDays must be a positive integer"))
 	}
@@ -232,6 +245,10 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 	}
 	if (cfg.VpcID == "") != (len(cfg.SubnetIDs) == 0) {
 		errs = append(errs, errors.New("vpcId and subnetIds go together: an existing VPC needs its public subnets"))
+	}
+	if cfg.WebMax > 1 && cfg.VpcID != "" && len(cfg.SubnetIDs) < 2 {
+		// An Application Load Balancer needs subnets in two zones.
+		errs = append(errs, fmt.Errorf("webMax %d needs at least two subnetIds, in different Availability Zones: an Application Load Balancer spans two zones", cfg.WebMax))
 	}
 	if cfg.AllowedCIDR != "" {
 		if _, err := netip.ParsePrefix(cfg.AllowedCIDR); err != nil {

@@ -28,10 +28,23 @@ func (s *surge) metricLogs() {
 // fleetMetric is one of the namespace's metrics for this fleet, over a
 // minute: the period the tiers emit at.
 func (s *surge) fleetMetric(name, statistic, label string) awscloudwatch.Metric {
+	return s.metricOf(s.names.Fleet, name, statistic, label)
+}
+
+// webMetric is one of the web tier's metrics: the fleet's, or with
+// several web instances their group's.
+func (s *surge) webMetric(name, statistic, label string) awscloudwatch.Metric {
+	if s.cfg.WebMax > 1 {
+		return s.metricOf(s.webGroupName(), name, statistic, label)
+	}
+	return s.fleetMetric(name, statistic, label)
+}
+
+func (s *surge) metricOf(fleet, name, statistic, label string) awscloudwatch.Metric {
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace:     jsii.String(metricsNamespace),
 		MetricName:    jsii.String(name),
-		DimensionsMap: &map[string]*string{"Fleet": jsii.String(s.names.Fleet)},
+		DimensionsMap: &map[string]*string{"Fleet": jsii.String(fleet)},
 		Statistic:     jsii.String(statistic),
 		Period:        awscdk.Duration_Minutes(jsii.Number(1)),
 		Label:         jsii.String(label),
@@ -61,8 +74,35 @@ func (s *surge) monitoring() {
 			Height:    jsii.Number(6),
 		})
 	}
-	m := s.fleetMetric
-	row := func(w ...awscloudwatch.IWidget) *[]awscloudwatch.IWidget { return &w }
+	m, w := s.fleetMetric, s.webMetric
+	row := func(ws ...awscloudwatch.IWidget) *[]awscloudwatch.IWidget { return &ws }
+	last := row(
+		graph("Dead letters", "messages",
+			s.dlq.MetricApproximateNumberOfMessagesVisible(sqsOptions("requests dead-lettered"))),
+		awscloudwatch.NewAlarmWidget(&awscloudwatch.AlarmWidgetProps{
+			Title: jsii.String("Dead-letter alarm"),
+			// By name, not by the resource: emulated AWS (moto)
+			// creates no alarms, and a reference to the resource
+			// would fail the stack there.
+			Alarm:  awscloudwatch.Alarm_FromAlarmName(s.stack, s.id("DeadLetterAlarmByName"), jsii.String(s.deadLetterAlarmName())),
+			Width:  jsii.Number(8),
+			Height: jsii.Number(6),
+		}),
+	)
+	if s.cfg.WebMax > 1 {
+		// What the web group's target tracking scales on, against its
+		// target.
+		*last = append(*last, awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+			Title:     jsii.String("Open uploads per web instance"),
+			Left:      &[]awscloudwatch.IMetric{w("OpenUploads", "Average", "mean per instance"), w("OpenUploads", "Maximum", "most on one instance")},
+			LeftYAxis: &awscloudwatch.YAxisProps{Label: jsii.String("uploads"), Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
+			LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
+				Value: jsii.Number(openUploadsTarget), Label: jsii.String("scaling target"),
+			}},
+			Width:  jsii.Number(8),
+			Height: jsii.Number(6),
+		}))
+	}
 	awscloudwatch.NewDashboard(s.stack, s.id("Dashboard"), &awscloudwatch.DashboardProps{
 		// Dashboards are global to an account; alarms and metrics are by
 		// region, so the name says both.
@@ -79,37 +119,25 @@ func (s *surge) monitoring() {
 					s.req.MetricApproximateNumberOfMessagesNotVisible(sqsOptions("requests in flight")),
 					s.resp.MetricApproximateNumberOfMessagesVisible(sqsOptions("answers waiting"))),
 				graph("Answers per minute", "count",
-					m("Uploads", "Sum", "uploads"),
-					m("CachedAnswers", "Sum", "answered from the results table"),
+					w("Uploads", "Sum", "uploads"),
+					w("CachedAnswers", "Sum", "answered from the results table"),
 					m("Recognised", "Sum", "recognised by workers")),
 			),
 			row(
 				graph("Upload latency", "ms",
-					m("UploadLatency", "p50", "upload p50"),
-					m("UploadLatency", "p99", "upload p99"),
-					m("ResultWait", "p50", "wait for the answer p50"),
-					m("ResultWait", "p99", "wait for the answer p99")),
+					w("UploadLatency", "p50", "upload p50"),
+					w("UploadLatency", "p99", "upload p99"),
+					w("ResultWait", "p50", "wait for the answer p50"),
+					w("ResultWait", "p99", "wait for the answer p99")),
 				graph("Inference time", "ms",
 					m("InferenceTime", "p50", "inference p50"),
 					m("InferenceTime", "p99", "inference p99")),
 				graph("Errors", "count",
-					m("UploadErrors", "Sum", "uploads answered 4xx/5xx"),
+					w("UploadErrors", "Sum", "uploads answered 4xx/5xx"),
 					m("RecognitionFailed", "Sum", "recognitions failed"),
 					m("LaunchCeilingEpisodes", "Sum", "launch ceilings hit")),
 			),
-			row(
-				graph("Dead letters", "messages",
-					s.dlq.MetricApproximateNumberOfMessagesVisible(sqsOptions("requests dead-lettered"))),
-				awscloudwatch.NewAlarmWidget(&awscloudwatch.AlarmWidgetProps{
-					Title: jsii.String("Dead-letter alarm"),
-					// By name, not by the resource: emulated AWS (moto)
-					// creates no alarms, and a reference to the resource
-					// would fail the stack there.
-					Alarm:  awscloudwatch.Alarm_FromAlarmName(s.stack, s.id("DeadLetterAlarmByName"), jsii.String(s.deadLetterAlarmName())),
-					Width:  jsii.Number(8),
-					Height: jsii.Number(6),
-				}),
-			),
+			last,
 		},
 	})
 }

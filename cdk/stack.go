@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsautoscaling"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awselasticloadbalancingv2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -89,8 +91,10 @@ type surge struct {
 	workerRole     awsiam.Role
 	workerSG       awsec2.SecurityGroup
 	template       awsec2.LaunchTemplate
-	web            awsec2.Instance
+	web            awsec2.Instance // the one web-instance; nil with webMax above 1
 	webAddress     awsec2.CfnEIP
+	webGroup       awsautoscaling.AutoScalingGroup                   // with webMax above 1: the web instances
+	webLB          awselasticloadbalancingv2.ApplicationLoadBalancer // and their front
 	scalerFn       awslambda.Function
 	schedule       awsevents.Rule
 }
@@ -275,8 +279,11 @@ func (s *surge) bootScript(role awsiam.Role, svc deploy.Service, assets ...asset
 	svc.Region = *awscdk.Aws_REGION()
 	svc.LogGroup = *s.logs.LogGroupName()
 	svc.MetricsLogGroup = *s.emfLogs.LogGroupName()
-	// The dimension of the tiers' metrics, as of the scaler's.
-	svc.Env["SURGE_FLEET"] = s.names.Fleet
+	// The dimension of the tiers' metrics, as of the scaler's, unless the
+	// service has one of its own (a web group's).
+	if _, ok := svc.Env["SURGE_FLEET"]; !ok {
+		svc.Env["SURGE_FLEET"] = s.names.Fleet
+	}
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("DownloadOwnAssets"),
 		Actions:   jsii.Strings("s3:GetObject"),
@@ -329,6 +336,11 @@ func (s *surge) workers() {
 	r := s.workerRole
 	r.AddToPolicy(statement("TakeRequests", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl"}, s.req.QueueArn()))
 	r.AddToPolicy(statement("Answer", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, s.resp.QueueArn()))
+	if s.cfg.WebMax > 1 {
+		// Several web instances: a request names its instance's reply
+		// queue, which the worker answers to; it may only send there.
+		r.AddToPolicy(statement("AnswerReplyQueues", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, s.replyQueues()))
+	}
 	r.AddToPolicy(statement("ReadInputs", []string{"s3:GetObject"}, s.in.ArnForObjects(jsii.String("*"))))
 	r.AddToPolicy(statement("WriteOutputs", []string{"s3:PutObject"}, s.out.ArnForObjects(jsii.String("*"))))
 	r.AddToPolicy(statement("RecordAnswers", []string{"dynamodb:PutItem"}, s.table.TableArn()))
@@ -457,7 +469,9 @@ func (s *surge) fleetTag(prefix string) map[string]any {
 	return map[string]any{prefix + aws.TagFleet: s.names.Fleet}
 }
 
-func (s *surge) webTier() {
+// webRole is the web tier's instance role: what every web instance
+// does, whether one or several.
+func (s *surge) webRole() awsiam.Role {
 	role := awsiam.NewRole(s.stack, s.id("WebRole"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("ec2.amazonaws.com"), nil),
 		Description: jsii.String("Surge web tier: store uploads, queue requests, collect answers, show the fleet"),
@@ -475,14 +489,29 @@ func (s *surge) webTier() {
 	// The instance tells the stack when the web tier answers (its
 	// creation policy, below).
 	role.AddToPolicy(statement("SignalReady", []string{"cloudformation:SignalResource"}, awscdk.Aws_STACK_ID()))
+	return role
+}
 
+// webEnv is the web tier's environment, on any web instance.
+func (s *surge) webEnv() map[string]string {
+	return s.storageEnv(map[string]string{
+		"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "SURGE_PORT": strconv.Itoa(events.WebPort),
+		// A cached answer counts only if the workers' model gave it.
+		"SURGE_MODEL_NAME": s.modelName,
+	})
+}
+
+// webTier is the one web-instance the course's graders expect, or, with
+// webMax above 1, a group of them behind a load balancer (webFleet).
+func (s *surge) webTier() {
+	role := s.webRole()
+	if s.cfg.WebMax > 1 {
+		s.webFleet(role)
+		return
+	}
 	script := s.bootScript(role, deploy.Service{
-		Name: "webtier",
-		Env: s.storageEnv(map[string]string{
-			"SURGE_BACKEND": "aws", "SURGE_PREFIX": s.cfg.Prefix, "SURGE_MAX_WORKERS": strconv.Itoa(s.cfg.MaxWorkers), "SURGE_PORT": strconv.Itoa(events.WebPort),
-			// A cached answer counts only if the workers' model gave it.
-			"SURGE_MODEL_NAME": s.modelName,
-		}),
+		Name:  "webtier",
+		Env:   s.webEnv(),
 		Ready: &deploy.Readiness{Stack: *awscdk.Aws_STACK_NAME(), Path: "/healthz", PortEnv: "SURGE_PORT"},
 	}, s.binaryAsset("WebBinary", "./webtier", "webtier", s.cfg.WebArch))
 	sg := awsec2.NewSecurityGroup(s.stack, s.id("WebSecurityGroup"), &awsec2.SecurityGroupProps{
@@ -637,6 +666,9 @@ func (s *surge) scaler() {
 			"SURGE_POOL_SIZE":         jsii.String(strconv.Itoa(s.cfg.PoolSize)),
 		},
 	})
+	if s.cfg.WebMax > 1 {
+		s.sweeper(role)
+	}
 	// The scaler checks before each launch that it has not been stopped
 	// (by the stack's destroy, below). A policy of its own, not the role's
 	// default one, since it names the function, which depends on the
@@ -650,6 +682,27 @@ func (s *surge) scaler() {
 		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1))),
 		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(s.scalerFn, nil)},
 	})
+}
+
+// sweeper has the scaler, with several web instances, tidy their reply
+// queues: list them (ListQueues cannot be bound to a resource), move what
+// the queue of an instance that is gone holds to the shared response
+// queue, and delete such a queue once it has stayed empty long enough,
+// noting since when in a tag of its own.
+func (s *surge) sweeper(role awsiam.Role) {
+	s.scalerFn.AddEnvironment(jsii.String("SURGE_RESPONSE_QUEUE_URL"), s.resp.QueueUrl(), nil)
+	role.AddToPolicy(statement("FindReplyQueues", []string{"sqs:ListQueues"}, jsii.String("*")))
+	role.AddToPolicy(statement("SweepReplyQueues", []string{
+		"sqs:ListQueueTags", "sqs:TagQueue", "sqs:UntagQueue", "sqs:DeleteQueue",
+		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+	}, s.replyQueues()))
+	role.AddToPolicy(statement("PassOnAnswers", []string{"sqs:SendMessage"}, s.resp.QueueArn()))
+	// The reply queues' pattern takes in the shared response queue's
+	// name: whatever the sweeper does, that queue stays.
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid: jsii.String("KeepSharedResponseQueue"), Effect: awsiam.Effect_DENY,
+		Actions: jsii.Strings("sqs:DeleteQueue"), Resources: &[]*string{s.resp.QueueArn()},
+	}))
 }
 
 // goFunction is a Lambda function built from one of the repository's
@@ -720,7 +773,13 @@ func (s *surge) hooks() {
 	// Created last and so deleted first: the fleet ends while the network,
 	// the security groups, the launch template, the worker role and the
 	// buckets and table it uses are all still there.
-	for _, c := range []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.table, s.scalerFn, s.schedule, s.logs, s.emfLogs, s.web} {
+	deps := []constructs.IConstruct{s.vpc, s.workerSG, s.template, s.workerRole, s.in, s.out, s.table, s.scalerFn, s.schedule, s.logs, s.emfLogs}
+	if s.web != nil {
+		deps = append(deps, s.web)
+	} else {
+		deps = append(deps, s.webGroup)
+	}
+	for _, c := range deps {
 		hook.Node().AddDependency(c)
 	}
 }
@@ -729,8 +788,13 @@ func (s *surge) outputs() {
 	out := func(id string, value *string, desc string) {
 		awscdk.NewCfnOutput(s.stack, s.id(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(desc)})
 	}
-	out("WebUrl", jsii.String("http://"+*s.webAddress.Ref()+":"+strconv.Itoa(events.WebPort)+"/"), "POST images here")
-	out("WebInstanceId", s.web.InstanceId(), "the web tier's instance (aws ssm start-session --target <id>)")
+	if s.web != nil {
+		out("WebUrl", jsii.String("http://"+*s.webAddress.Ref()+":"+strconv.Itoa(events.WebPort)+"/"), "POST images here")
+		out("WebInstanceId", s.web.InstanceId(), "the web tier's instance (aws ssm start-session --target <id>)")
+	} else {
+		out("WebUrl", jsii.String("http://"+*s.webLB.LoadBalancerDnsName()+"/"), "POST images here: the load balancer in front of the web instances")
+		out("WebGroupName", s.webGroup.AutoScalingGroupName(), "the web instances' Auto Scaling group (aws autoscaling describe-auto-scaling-groups)")
+	}
 	out("RequestQueueName", s.req.QueueName(), "request queue")
 	out("ResponseQueueName", s.resp.QueueName(), "response queue")
 	out("DeadLetterQueueName", s.dlq.QueueName(), "requests that failed for good")

@@ -320,7 +320,8 @@ func (c *Cloud) Destroy(ctx context.Context, stackName string) error {
 }
 
 // WebURL waits until a web tier instance has started its service and
-// answers, and returns where.
+// answers, and returns where: the front door, shared by every web tier
+// (front.go).
 func (c *Cloud) WebURL(ctx context.Context) (string, error) {
 	for {
 		if u := c.machines.web(); u != "" {
@@ -335,6 +336,11 @@ func (c *Cloud) WebURL(ctx context.Context) (string, error) {
 		}
 	}
 }
+
+// WebTiers are the ids of the emulated instances whose web tier process
+// runs now: the one web-instance, or the web group's instances, all
+// serving the front (WebURL).
+func (c *Cloud) WebTiers() []string { return c.machines.webTiers() }
 
 // RunningWorkers counts the running instances named app-tier-instance-*,
 // as a grader polling the account does.

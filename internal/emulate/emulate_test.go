@@ -120,9 +120,42 @@ func poolContext() map[string]string {
 
 func synthesizedWithPool(t *testing.T) string {
 	t.Helper()
+	return synthesizedOnce(t, &poolAssembly, "the stack with a warm pool", poolContext)
+}
+
+// The stack with a warm pool whose web tier is a group behind a load
+// balancer (webMax=4), synthesized once.
+var webGroupAssembly struct {
+	once sync.Once
+	dir  string
+}
+
+// webGroupContext is the warm pool's stack with webMax=4. Not for the
+// 2026 course, whose grader expects one web-instance: its cap is given
+// instead.
+func webGroupContext() map[string]string {
+	ctx := poolContext()
+	delete(ctx, "course")
+	ctx["maxWorkers"] = strconv.Itoa(maxWorkers)
+	ctx["webMax"] = "4"
+	return ctx
+}
+
+func synthesizedWithWebGroup(t *testing.T) string {
+	t.Helper()
+	return synthesizedOnce(t, &webGroupAssembly, "the stack with a web group", webGroupContext)
+}
+
+// synthesizedOnce synthesizes the stack of context once, into a directory
+// of its own. The context is read once the gallery is enrolled.
+func synthesizedOnce(t *testing.T, a *struct {
+	once sync.Once
+	dir  string
+}, what string, context func() map[string]string) string {
+	t.Helper()
 	synthesized(t) // enrolls the gallery
-	poolAssembly.once.Do(func() {
-		dir := testenv.Synth(t, poolContext())
+	a.once.Do(func() {
+		dir := testenv.Synth(t, context())
 		copied, err := os.MkdirTemp("", "surge-assembly-")
 		if err != nil {
 			t.Fatal(err)
@@ -130,12 +163,12 @@ func synthesizedWithPool(t *testing.T) string {
 		if out, err := exec.Command("cp", "-a", dir+"/.", copied).CombinedOutput(); err != nil {
 			t.Fatalf("copying the cloud assembly: %v %s", err, out)
 		}
-		poolAssembly.dir = copied
+		a.dir = copied
 	})
-	if poolAssembly.dir == "" {
-		t.Fatal("the stack with a warm pool could not be synthesized")
+	if a.dir == "" {
+		t.Fatalf("%s could not be synthesized", what)
 	}
-	return poolAssembly.dir
+	return a.dir
 }
 
 // faceCloudFrom deploys the cloud assembly in dir into a new emulated account.
@@ -845,16 +878,23 @@ func stoppedMembers(t *testing.T, cloud *emulate.Cloud) []string {
 	return ids
 }
 
-// The stack deployed with poolSize=2: the scaler fills the pool while
-// idle, with no app-tier instance running. A start refused for want of
-// capacity in the members' zone launches a new instance instead, and the
-// pool keeps its members. Then the course's face workload is answered
-// 100/100, the running app-tier instances going 0 → at most the cap → 0;
-// the pool is full again afterwards, and no pool member ended its own
-// instance when idle.
+// The stack deployed with poolSize=2 and webMax=4. Issue 24: its web tier
+// is the template's Auto Scaling group x-web of 2 instances behind its
+// load balancer, which moto made from the template and launched, each
+// instance booting the group's launch template as a web tier with a reply
+// queue of its own (x-resp-<instance id>, its id from the metadata
+// service), all serving the front through one port (SO_REUSEPORT); each
+// of them answers part of the uploads. The warm pool: the scaler fills it
+// while idle, with no app-tier instance running. A start refused for want
+// of capacity in the members' zone launches a new instance instead, and
+// the pool keeps its members. Then the course's face workload is answered
+// 100/100 through the front, the running app-tier instances going 0 → at
+// most the cap → 0; the pool is full again afterwards, and no pool member
+// ended its own instance when idle.
 func TestFaceWorkloadWithWarmPool(t *testing.T) {
-	cloud, url := faceCloudFrom(t, synthesizedWithPool(t))
+	cloud, url := faceCloudFrom(t, synthesizedWithWebGroup(t))
 	ctx := context.Background()
+	webTiers := webGroup(t, cloud)
 	waitForFullPool(t, cloud, 2*time.Minute)
 	if n, err := cloud.RunningWorkers(ctx); err != nil || n != 0 {
 		t.Fatalf("%d app-tier instances running with only the pool up (%v)", n, err)
@@ -916,6 +956,127 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 		t.Errorf("the Graviton workers did not install the arm64 worker and ONNX Runtime")
 	}
 	t.Logf("100/100 in %v with a warm pool of Graviton workers; peak %d workers; pool after: %v", rep.Duration.Round(time.Millisecond), fine.peak(start), stoppedMembers(t, cloud))
+
+	// Each web instance answered part of the 105 uploads, as its own
+	// metrics say (the emulator writes them every few seconds).
+	var answered map[string]int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		answered = map[string]int{}
+		total := 0
+		for _, id := range webTiers {
+			answered[id] = webUploads(t, cloud, id)
+			total += answered[id]
+		}
+		if total >= 105 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the web instances' metrics count %v uploads, want 105 in all", answered)
+		}
+	}
+	for id, n := range answered {
+		if n == 0 {
+			t.Errorf("web instance %s answered no upload: %v", id, answered)
+		}
+	}
+	t.Logf("uploads answered by each web instance behind the front: %v", answered)
+}
+
+// webGroup checks the web tier of the stack with webMax=4: the Auto
+// Scaling group x-web, its load balancer and target group, as the
+// template made them in the emulated cloud; two instances of the group,
+// named web-instance, each running a web tier that made its reply queue.
+// It returns the two instances' ids.
+func webGroup(t *testing.T, cloud *emulate.Cloud) []string {
+	t.Helper()
+	ctx := context.Background()
+	// The stack completed once both signalled; each web tier, though,
+	// signals when the front answers, which another may have done.
+	var running []string
+	for deadline := time.Now().Add(time.Minute); len(running) < 2; time.Sleep(200 * time.Millisecond) {
+		if running = cloud.WebTiers(); time.Now().After(deadline) {
+			t.Fatalf("web tiers running: %v, want 2", running)
+		}
+	}
+	out, err := cloud.Clients.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: sdk.String("tag:aws:autoscaling:groupName"), Values: []string{prefix + "-web"}},
+		{Name: sdk.String("instance-state-name"), Values: []string{"running"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var group []string
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			group = append(group, sdk.ToString(in.InstanceId))
+			if tagOf(in, "Name") != "web-instance" {
+				t.Errorf("web group instance %s is named %q", sdk.ToString(in.InstanceId), tagOf(in, "Name"))
+			}
+		}
+	}
+	slices.Sort(group)
+	if !slices.Equal(group, running) {
+		t.Fatalf("the group's running instances are %v; the web tiers run on %v", group, running)
+	}
+	for _, id := range group {
+		if _, err := aws.OpenQueue(ctx, cloud.Clients.SQS, prefix+"-resp-"+id); err != nil {
+			t.Errorf("web instance %s has no reply queue: %v", id, err)
+		}
+	}
+	// As a user sees them with boto3: the group, and in front of it the
+	// load balancer, its listener and its target group.
+	check := exec.Command("python3", "-c", `
+import boto3
+g = boto3.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["x-web"])["AutoScalingGroups"]
+assert len(g) == 1 and g[0]["MinSize"] == 2 and g[0]["MaxSize"] == 4 and len(g[0]["Instances"]) == 2, g
+elb = boto3.client("elbv2")
+lbs = elb.describe_load_balancers()["LoadBalancers"]
+assert len(lbs) == 1 and lbs[0]["Scheme"] == "internet-facing", lbs
+listeners = elb.describe_listeners(LoadBalancerArn=lbs[0]["LoadBalancerArn"])["Listeners"]
+assert [(l["Port"], l["Protocol"]) for l in listeners] == [(80, "HTTP")], listeners
+tg = elb.describe_target_groups(TargetGroupArns=[listeners[0]["DefaultActions"][0]["TargetGroupArn"]])["TargetGroups"][0]
+assert (tg["Port"], tg["HealthCheckPath"], tg["HealthCheckPort"]) == (8000, "/readyz", "8000"), tg
+assert g[0]["TargetGroupARNs"] == [tg["TargetGroupArn"]], g
+print("boto3 sees the group", g[0]["AutoScalingGroupName"], "of", [i["InstanceId"] for i in g[0]["Instances"]], "behind", lbs[0]["DNSName"])
+`)
+	check.Env = append(os.Environ(), cloud.Env()...)
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("boto3: %v\n%s", err, b)
+	} else {
+		t.Logf("%s", bytes.TrimSpace(b))
+	}
+	return group
+}
+
+// webUploads sums the uploads a web instance's metrics count, from the
+// embedded-metric lines in its log, and checks that they carry the web
+// group's dimension, and its open uploads (sampled every 10 s, so not in
+// every line).
+func webUploads(t *testing.T, cloud *emulate.Cloud, id string) int {
+	t.Helper()
+	n, open := 0, false
+	for _, line := range strings.Split(readLogs(t, cloud.Logs(), id+"/surge/webtier.log"), "\n") {
+		if !strings.Contains(line, `"_aws"`) {
+			continue
+		}
+		var emf struct {
+			Fleet       string
+			Uploads     int
+			OpenUploads json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(line), &emf); err != nil {
+			t.Fatalf("%s: %v: %s", id, err, line)
+		}
+		if emf.Fleet != prefix+"-web" {
+			t.Fatalf("%s: metrics of fleet %q; want the web group's, x-web", id, emf.Fleet)
+		}
+		n += emf.Uploads
+		open = open || emf.OpenUploads != nil
+	}
+	if n > 0 && !open {
+		t.Fatalf("%s: its metrics count %d uploads but never its open uploads", id, n)
+	}
+	return n
 }
 
 // Issue 20: a redeploy after editing a test file keeps the web instance

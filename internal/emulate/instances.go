@@ -51,6 +51,9 @@ type machines struct {
 	stopped  map[string]*instance
 	failLeft int
 	webURL   string
+	// frontChecked: the front port was found free of other programs'
+	// sockets before the first web tier took it (front.go).
+	frontChecked bool
 }
 
 // instance is one emulated machine.
@@ -459,19 +462,22 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 	env[embedded.EnvStatusFile] = in.path("/run/surge-emulator/status")
 	if env[deploy.EnvEMF] != "" {
 		// The stand-in agent ships log files but has no EMF listener:
-		// the lines go to the service's own log instead.
+		// the lines go to the service's own log instead, as often as the
+		// emulation's clock makes a minute, so that a test can read
+		// each instance's counts (the web group's OpenUploads, say) soon.
 		env[deploy.EnvEMF] = "stdout"
+		env[emfPeriodEnv] = max(in.m.cfg.scaled(time.Minute), time.Second).String()
 	}
 	// The web tier, and what checks on it with its settings (the
 	// readiness signal), find it where this machine serves it.
-	if web := (deploy.Service{Name: "webtier"}); strings.HasSuffix(u.exec[0], "/webtier") || slices.Contains(u.envFiles, web.EnvFile()) {
+	if web := (deploy.Service{Name: "webtier"}); u.runsWebTier() || slices.Contains(u.envFiles, web.EnvFile()) {
 		port, err := in.m.webPort()
 		if err != nil {
 			return nil, err
 		}
 		env["SURGE_HOST"], env["SURGE_PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
 	}
-	if strings.HasSuffix(u.exec[0], "/webtier") {
+	if u.runsWebTier() {
 		in.m.mu.Lock()
 		in.m.webURL = "http://" + hostForURL(env["SURGE_HOST"]) + ":" + env["SURGE_PORT"] + "/"
 		in.m.mu.Unlock()
@@ -482,6 +488,9 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 	}
 	return out, nil
 }
+
+// emfPeriodEnv is the tiers' -emf-period flag as a variable.
+const emfPeriodEnv = "SURGE_EMF_PERIOD"
 
 // webPort is where the web tier listens on this machine: the configured
 // port, or one free when it first starts (a port picked any earlier could
@@ -654,6 +663,24 @@ func (m *machines) crash(ctx context.Context, id string) error {
 	in.shutdown(syscall.SIGKILL)
 	_, err := m.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
 	return err
+}
+
+// webTiers are the ids of the running instances whose web tier process
+// runs now, sorted.
+func (m *machines) webTiers() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, in := range m.running {
+		in.mu.Lock()
+		services := slices.Clone(in.services)
+		in.mu.Unlock()
+		if slices.ContainsFunc(services, func(s *service) bool { return s.u.runsWebTier() && s.running() }) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (m *machines) web() string {

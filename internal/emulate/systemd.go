@@ -103,6 +103,9 @@ func unitDuration(v string) (time.Duration, error) {
 	return time.ParseDuration(v)
 }
 
+// runsWebTier reports whether the unit's process is the web tier.
+func (u *unit) runsWebTier() bool { return strings.HasSuffix(u.exec[0], "/webtier") }
+
 // powersOff reports whether the unit's job is to power the instance off,
 // the only command the stand-in runs without a binary of the instance's.
 func (u *unit) powersOff() bool {
@@ -177,6 +180,16 @@ func (s *service) runOnce() error {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if s.u.runsWebTier() {
+		// The front door (front.go): a socket on the shared port.
+		ln, err := h.m.frontListener(context.Background())
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		cmd.ExtraFiles = []*os.File{ln}
+		cmd.Env = append(cmd.Env, listenFDEnv+"="+strconv.Itoa(listenFD))
+	}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -194,6 +207,13 @@ func (s *service) runOnce() error {
 	s.cmd = nil
 	s.mu.Unlock()
 	return err
+}
+
+// running reports whether the unit's process runs now.
+func (s *service) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
 }
 
 func (s *service) isStopped() bool {

@@ -268,6 +268,7 @@ func (p *Proxy) afterUpdate(ctx context.Context, region, stackID string, tmplBod
 	after := p.physicalIDs(ctx, region, stackID)
 	made := signalsToAwait(t, before, after)
 	p.tagMadeInstances(ctx, st, t, made, after)
+	p.tagGroupInstances(ctx, st)
 	p.awaitSignals(st, made, true)
 }
 

@@ -498,6 +498,7 @@ func (p *Proxy) afterCreate(ctx context.Context, answer []byte, region string, f
 		p.failCreate(st, failed, err.Error())
 		return
 	}
+	p.tagGroupInstances(ctx, st)
 	signalled := signalsToAwait(t, nil, nil)
 	if len(customs) == 0 && len(signalled) == 0 {
 		return
@@ -877,6 +878,14 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
 		return
 	}
+	grouped, err := p.groupInstances(ctx, st.region, st.id)
+	if err != nil {
+		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
+		return
+	}
+	for id := range grouped {
+		instances = append(instances, id)
+	}
 	queues, err := p.stackPhysicalIDs(ctx, st.region, st.id, "AWS::SQS::Queue")
 	if err != nil {
 		fail(st.name, "AWS::CloudFormation::Stack", err.Error())
@@ -893,8 +902,9 @@ func (p *Proxy) runDelete(ctx context.Context, st *stackRecord) {
 	for _, q := range queues {
 		p.sqs.deleted(st.region, queueName(q), p.clock.Now())
 	}
-	// CloudFormation deletes an instance by terminating it and waiting
-	// until it has: by the time the stack is gone, so is its shutdown.
+	// CloudFormation deletes an instance, or a group of them, by
+	// terminating it and waiting until it has: by the time the stack is
+	// gone, so is its shutdown.
 	ended := p.clock.Now().Add(-p.lifecycle().shuttingDownFor)
 	for _, id := range instances {
 		p.ec2.terminated(st.region, id, ended)
@@ -925,6 +935,14 @@ func (p *Proxy) waitForDependents(ctx context.Context, st *stackRecord) (*stackE
 	}
 	if len(guarded) == 0 {
 		return nil, nil
+	}
+	// The stack's groups' instances go with their groups.
+	grouped, err := p.groupInstances(ctx, st.region, st.id)
+	if err != nil {
+		return nil, err
+	}
+	for id := range grouped {
+		own[id] = true
 	}
 	deadline := time.Now().Add(p.cfg.CustomResourceTimeout)
 	for {
