@@ -532,15 +532,16 @@ func TestLogsAndSessionManager(t *testing.T) {
 // actionsWithoutResources lists the actions Surge uses that have no
 // resource-level permissions, so only "*" can name their resource.
 func actionsWithoutResources() []string {
-	return []string{"ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
+	return []string{"ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "sqs:ListQueues",
 		"ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}
 }
 
-// Every statement of every policy: no wildcard in any action, "*" as a
-// resource only for actions that cannot name one, EC2 launches and
-// terminations bound to the fleet tag, and roles passed only to EC2.
-func TestLeastPrivilege(t *testing.T) {
-	_, doc, _ := synth(t)
+// checkStatements checks every statement of every policy of a template:
+// no wildcard in any action, "*" as a resource only for actions that
+// cannot name one, EC2 launches and terminations bound to the fleet tag,
+// and roles passed only to EC2. It returns how many it checked.
+func checkStatements(t *testing.T, doc map[string]any) int {
+	t.Helper()
 	statements := 0
 	check := func(where string, policy map[string]any) {
 		for _, s := range policy["Statement"].([]any) {
@@ -595,6 +596,15 @@ func TestLeastPrivilege(t *testing.T) {
 			check(id, p.(map[string]any)["PolicyDocument"].(map[string]any))
 		}
 	}
+	return statements
+}
+
+// Every statement of every policy: no wildcard in any action, "*" as a
+// resource only for actions that cannot name one, EC2 launches and
+// terminations bound to the fleet tag, and roles passed only to EC2.
+func TestLeastPrivilege(t *testing.T) {
+	_, doc, _ := synth(t)
+	statements := checkStatements(t, doc)
 	// One launch is allowed only with the fleet tag on the new instance.
 	launchTagged := false
 	for _, p := range resources(doc, "AWS::IAM::Policy") {
@@ -767,6 +777,8 @@ func TestContextValidation(t *testing.T) {
 		{"modelDir": modelDir, "ortLib": ortLib},
 		{"modelDir": modelDir, "ortLib": armLib, "workerInstanceType": "t4g.small", "webInstanceType": "m7gd.large"},
 		{"modelDir": modelDir, "ortLib": ortLib, "webInstanceType": "c7g.large"},
+		{"modelDir": modelDir, "ortLib": ortLib, "webMax": "4", "vpcId": "vpc-123", "subnetIds": "subnet-1,subnet-2"},
+		{"modelDir": modelDir, "ortLib": ortLib, "webMax": "1", "course": "2026"},
 	} {
 		if _, err := configFromContext(contextNode(ctx), repo); err != nil {
 			t.Fatalf("%v is refused: %v", ctx, err)
@@ -798,6 +810,10 @@ func TestContextValidation(t *testing.T) {
 		"x86 runtime for arm workers": {"workerInstanceType": "t4g.small", "ortLib": ortLib},
 		"arm runtime for x86 workers": {"ortLib": armLib},
 		"runtime not a library":       {"ortLib": filepath.Join(modelDir, "labels.txt")},
+		"no web instance":             {"webMax": "0"},
+		"web cap not a number":        {"webMax": "many"},
+		"web group for the course":    {"webMax": "4", "course": "2026"},
+		"web group in one subnet":     {"webMax": "4", "vpcId": "vpc-123", "subnetIds": "subnet-1"},
 	} {
 		if _, ok := ctx["ortLib"]; !ok {
 			ctx["ortLib"] = ortLib
