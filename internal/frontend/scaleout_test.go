@@ -118,7 +118,7 @@ func TestScaleOut(t *testing.T) {
 	retried := make(chan reply, 1)
 	go func() { retried <- upload(t, b.url, "inputFile", "eagle.jpg", eagle, "Accept", "application/json") }()
 	time.Sleep(500 * time.Millisecond) // the retry is waiting before any answer exists
-	stopWorker = a.worker(t) // counting inferences from 0
+	stopWorker = a.worker(t)           // counting inferences from 0
 	got := <-retried
 	var answer struct {
 		Label  string `json:"label"`
