@@ -99,6 +99,10 @@ func TestScaleOut(t *testing.T) {
 	if c, _ := a.responses.Counts(context.Background()); c.Backlog() != 0 {
 		t.Errorf("shared response queue: %+v, want nothing: answers go to each tier's own queue", c)
 	}
+	var st frontend.Status
+	if r := get(t, b.url+"/status"); r.status != 200 || json.Unmarshal([]byte(r.body), &st) != nil || st.ReplyQueue == nil || st.ReplyQueue.Name != "x-resp-b" {
+		t.Errorf("/status of the second tier: %d %s, want its reply queue x-resp-b", r.status, r.body)
+	}
 
 	// With the worker stopped, a client cut off while waiting, then the
 	// same upload to the other tier: that waits for the first's answer.
