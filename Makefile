@@ -58,8 +58,11 @@ run: build ort
 # into it by the AWS CDK CLI as a user deploys (cdk bootstrap, cdk deploy
 # of cdk.json's app with these -c flags), and destroyed at Ctrl-C.
 # AWS_REGION chooses the region; more in docs/aws.md.
-EMULATE_CONTEXT = -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 $(COURSE_ARGS) $(CAP_ARGS) \
+EMULATE_CONTEXT = -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 $(COURSE_ARGS) $(CAP_ARGS) $(WEB_ARGS) \
 	$(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
+# WEB=N (N > 1): the web tier as a group of N behind the load balancer
+# (the emulated group stays at its minimum: moto does not scale it).
+WEB_ARGS = $(if $(filter-out 0 1,$(WEB)),-c webMax=$(WEB) -c webMin=$(WEB))
 emulate: build ort cdk-cli
 	$(if $(EMULATE_REGION),AWS_REGION=$(EMULATE_REGION) )$(BIN)/surge emulate -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) \
 		$(EMULATE_ARGS) -- $(EMULATE_CONTEXT)

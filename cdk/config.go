@@ -37,17 +37,17 @@ type Config struct {
 	WorkerInstanceType string
 	WebInstanceType    string
 	// WebMax, above 1, puts the web tier behind an Application Load
-	// Balancer as an Auto Scaling group of 2 to WebMax instances; 1 is
-	// the one web-instance the course's graders expect.
-	WebMax      int
-	AllowedCIDR string   // who may reach port 8000; empty closes it
-	VpcID       string   // an existing VPC, else a new one
-	SubnetIDs   []string // public subnets of that VPC
-	ModelDir    string   // local model folder (model.onnx, labels.txt)
-	ModelURL    string   // or a model archive URL for workers to fetch...
-	ModelSHA256 string   // ...with its digest
-	Gallery     string   // optional gallery file: recognise faces
-	RuntimeLib  string   // local ONNX Runtime library for the workers' architecture
+	// Balancer as an Auto Scaling group of WebMin to WebMax instances; 1
+	// is the one web-instance the course's graders expect.
+	WebMax, WebMin int
+	AllowedCIDR    string   // who may reach port 8000; empty closes it
+	VpcID          string   // an existing VPC, else a new one
+	SubnetIDs      []string // public subnets of that VPC
+	ModelDir       string   // local model folder (model.onnx, labels.txt)
+	ModelURL       string   // or a model archive URL for workers to fetch...
+	ModelSHA256    string   // ...with its digest
+	Gallery        string   // optional gallery file: recognise faces
+	RuntimeLib     string   // local ONNX Runtime library for the workers' architecture
 	// WorkerArch and WebArch are the Go architectures (amd64, arm64) of
 	// the tiers' instance types: what their binaries are built for.
 	WorkerArch, WebArch string
@@ -112,6 +112,7 @@ func options(repo string, grader course) []option {
 		{"workerInstanceType", "c7i.large"},
 		{"webInstanceType", "t3.small"},
 		{"webMax", "1"},
+		{"webMin", "2"},
 		{"allowedCidr", ""},
 		{"vpcId", ""},
 		{"subnetIds", ""},
@@ -210,6 +211,12 @@ func configFromContext(node contextReader, repo string) (Config, error) {
 	}
 	if cfg.WebMax, err = strconv.Atoi(str("webMax")); err != nil || cfg.WebMax < 1 {
 		errs = append(errs, fmt.Errorf("webMax must be a positive integer (1: one web instance; N > 1: a load balancer in front of 2 to N)"))
+	}
+	if cfg.WebMin, err = strconv.Atoi(str("webMin")); err != nil || cfg.WebMin < 2 || cfg.WebMax > 1 && cfg.WebMin > cfg.WebMax {
+		errs = append(errs, fmt.Errorf("webMin must be a whole number from 2 (one instance in each of two zones) to webMax (%d)", cfg.WebMax))
+	}
+	if cfg.WebMax <= 1 && given("webMin") != "" {
+		errs = append(errs, errors.New("webMin sizes the web group, which only webMax above 1 makes"))
 	}
 	if cfg.WebMax > 1 && grader.limit > 0 {
 		// Its grader checks for exactly one running web-instance and

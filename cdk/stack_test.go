@@ -779,6 +779,7 @@ func TestContextValidation(t *testing.T) {
 		{"modelDir": modelDir, "ortLib": ortLib, "webInstanceType": "c7g.large"},
 		{"modelDir": modelDir, "ortLib": ortLib, "webMax": "4", "vpcId": "vpc-123", "subnetIds": "subnet-1,subnet-2"},
 		{"modelDir": modelDir, "ortLib": ortLib, "webMax": "1", "course": "2026"},
+		{"modelDir": modelDir, "ortLib": ortLib, "webMax": "3", "webMin": "3"},
 	} {
 		if _, err := configFromContext(contextNode(ctx), repo); err != nil {
 			t.Fatalf("%v is refused: %v", ctx, err)
@@ -814,6 +815,9 @@ func TestContextValidation(t *testing.T) {
 		"web cap not a number":        {"webMax": "many"},
 		"web group for the course":    {"webMax": "4", "course": "2026"},
 		"web group in one subnet":     {"webMax": "4", "vpcId": "vpc-123", "subnetIds": "subnet-1"},
+		"one web instance at least":   {"webMax": "4", "webMin": "1"},
+		"more web instances than max": {"webMax": "4", "webMin": "5"},
+		"web minimum without a group": {"webMin": "3"},
 	} {
 		if _, ok := ctx["ortLib"]; !ok {
 			ctx["ortLib"] = ortLib

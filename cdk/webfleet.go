@@ -22,9 +22,6 @@ import (
 // take up to 2 minutes (docs/protocol.md): a request can live 7 minutes,
 // 5 of them without a byte on the connection.
 const (
-	// webGroupMin is how many web instances always run: two, in two
-	// zones, so that one instance, or one zone, going leaves a front.
-	webGroupMin = 2
 	// albIdleTimeout is how long the load balancer keeps a connection on
 	// which no byte moves (idle_timeout.timeout_seconds; its default of
 	// 60 s would cut every upload held longer): above the 5 minutes an
@@ -82,7 +79,7 @@ func (s *surge) replyQueues() *string {
 
 // webFleet is the web tier scaled out: an internet-facing Application
 // Load Balancer (port 80, open to allowedCidr) in front of an Auto
-// Scaling group of 2 to webMax web instances across two zones, launched
+// Scaling group of webMin (2) to webMax web instances across two zones, launched
 // from a launch template, which the balancer's health checks of /readyz
 // send traffic to, and which grows and shrinks to keep the uploads each
 // instance holds near openUploadsTarget. Each instance reads a reply
@@ -159,8 +156,10 @@ func (s *surge) webFleet(role awsiam.Role) {
 		// them.
 		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
 		LaunchTemplate: template,
-		MinCapacity:    jsii.Number(webGroupMin),
-		MaxCapacity:    jsii.Number(float64(s.cfg.WebMax)),
+		// At least two, in two zones (webMin): one instance, or one
+		// zone, going leaves a front.
+		MinCapacity: jsii.Number(float64(s.cfg.WebMin)),
+		MaxCapacity: jsii.Number(float64(s.cfg.WebMax)),
 		// The stack completes only once the first instances answer
 		// /readyz (each instance's boot signals, as the single instance's
 		// does), and fails when they never do.
@@ -172,7 +171,7 @@ func (s *surge) webFleet(role awsiam.Role) {
 		// deregistration delay first.
 		UpdatePolicy: awsautoscaling.UpdatePolicy_RollingUpdate(&awsautoscaling.RollingUpdateOptions{
 			MaxBatchSize:          jsii.Number(1),
-			MinInstancesInService: jsii.Number(webGroupMin - 1),
+			MinInstancesInService: jsii.Number(float64(s.cfg.WebMin - 1)),
 		}),
 		DefaultInstanceWarmup: awscdk.Duration_Seconds(jsii.Number(webWarmup.Seconds())),
 		// EC2 health checks only, not the balancer's: /readyz fails on

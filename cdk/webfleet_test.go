@@ -206,6 +206,17 @@ func TestWebGroup(t *testing.T) {
 	if out, err := exec.Command("cfn-lint", "--ignore-checks", "W3005", "--", filepath.Join(s.outdir, s.cfg.StackName+".template.json")).CombinedOutput(); err != nil {
 		t.Errorf("cfn-lint: %v\n%s", err, out)
 	}
+
+	// webMin: more instances always running (make emulate WEB=3), each
+	// signalling; a rolling update keeps all but one in service.
+	three := synthWith(t, map[string]any{"webMax": "3", "webMin": "3"})
+	(*three.template).HasResourceProperties(jsii.String("AWS::AutoScaling::AutoScalingGroup"), map[string]any{"MinSize": "3", "MaxSize": "3"})
+	res = three.json["Resources"].(map[string]any)[onlyID(t, three.json, "AWS::AutoScaling::AutoScalingGroup")].(map[string]any)
+	policy, _ = json.Marshal(res["CreationPolicy"])
+	update, _ = json.Marshal(res["UpdatePolicy"])
+	if !strings.Contains(string(policy), `"Count":3`) || !strings.Contains(string(update), `"MinInstancesInService":2`) {
+		t.Errorf("webMin=3: creation policy %s, update policy %s", policy, update)
+	}
 }
 
 // The timings fit the web tier's own: the balancer keeps a connection
