@@ -14,6 +14,11 @@
 //     the units it enabled run, restarted as systemd would; a stand-in
 //     metadata service gives each instance its id, name and role
 //     credentials (IMDSv2 only);
+//   - the front door: the web instance's Elastic IP, or the load balancer
+//     in front of a group of web instances, is one port of this machine,
+//     which every web tier listens on through a socket the emulator opens
+//     with SO_REUSEPORT and hands it (front.go): the kernel spreads the
+//     connections, and no proxy stands in between;
 //   - Lambda and EventBridge: the stack's functions run in-process, by
 //     handler name, with their deployed environment, on their rule's
 //     schedule, and as CloudFormation custom resources.

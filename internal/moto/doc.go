@@ -111,6 +111,14 @@
 //     update makes get the aws:cloudformation:* tags moto gives only at a
 //     stack's creation.
 //     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-creationpolicy.html
+//   - Auto Scaling groups (cfngroups.go): moto makes a stack's group and
+//     launches its instances but leaves them without the
+//     aws:cloudformation:* tags CloudFormation gives a group's instances,
+//     by which an instance signals the group's creation policy; the proxy
+//     adds them once the stack is made or updated. Deleting the stack
+//     deletes the group with its instances, which are the stack's, not
+//     instances outside it holding its security groups and subnets.
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-autoscaling-autoscalinggroup-tagproperty.html
 //   - Pre-flight checks on CreateStack and UpdateStack of JSON templates
 //     (YAML passes unchecked): reserved concurrency, bucket names other
 //     accounts own, named resources that already exist, an instance whose
@@ -161,6 +169,11 @@
 //     not issue keys to is in): the proxy's state is kept per region.
 //   - A rolled-back stack's non-custom resources stay in moto until the
 //     stack is deleted; UpdateStack does not run custom resources' Update.
+//   - A group's instances launched after the stack was made or updated
+//     (moto does not scale groups by itself) get no aws:cloudformation:*
+//     tags. The load balancer's and target group's attributes and
+//     AWS::AutoScaling::ScalingPolicy are left as moto leaves them: not
+//     applied, and skipped.
 //   - Resources the proxy carries out for moto (EventInvokeConfig) are not
 //     listed among the stack's resources; an update that cannot carry one
 //     out is logged, not rolled back. Other types moto does not implement
