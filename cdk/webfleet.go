@@ -79,10 +79,10 @@ func (s *surge) replyQueues() *string {
 
 // webFleet is the web tier scaled out: an internet-facing Application
 // Load Balancer (port 80, open to allowedCidr) in front of an Auto
-// Scaling group of webMin (2) to webMax web instances across two zones, launched
-// from a launch template, which the balancer's health checks of /readyz
-// send traffic to, and which grows and shrinks to keep the uploads each
-// instance holds near openUploadsTarget. Each instance reads a reply
+// Scaling group of webMin (2) to webMax web instances across two zones,
+// launched from a launch template, which the balancer's health checks of
+// /readyz send traffic to, and which grows and shrinks to keep the
+// uploads each instance holds near openUploadsTarget. Each instance reads a reply
 // queue of its own (<prefix>-resp-<instance id>), so none takes another's
 // results.
 func (s *surge) webFleet(role awsiam.Role) {

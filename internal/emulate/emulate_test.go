@@ -99,11 +99,14 @@ func faceCloud(t *testing.T, tune ...func(*emulate.Config)) (*emulate.Cloud, str
 	return faceCloudFrom(t, synthesized(t), tune...)
 }
 
-// The stack with a warm pool of two (poolSize=2), synthesized once.
-var poolAssembly struct {
+// onceAssembly is a stack synthesized once for the tests that deploy it.
+type onceAssembly struct {
 	once sync.Once
 	dir  string
 }
+
+// The stack with a warm pool of two (poolSize=2), synthesized once.
+var poolAssembly onceAssembly
 
 const poolSize = 2
 
@@ -125,10 +128,7 @@ func synthesizedWithPool(t *testing.T) string {
 
 // The stack with a warm pool whose web tier is a group behind a load
 // balancer (webMax=4), synthesized once.
-var webGroupAssembly struct {
-	once sync.Once
-	dir  string
-}
+var webGroupAssembly onceAssembly
 
 // webGroupContext is the warm pool's stack with webMax=4. Not for the
 // 2026 course, whose grader expects one web-instance: its cap is given
@@ -148,10 +148,7 @@ func synthesizedWithWebGroup(t *testing.T) string {
 
 // synthesizedOnce synthesizes the stack of context once, into a directory
 // of its own. The context is read once the gallery is enrolled.
-func synthesizedOnce(t *testing.T, a *struct {
-	once sync.Once
-	dir  string
-}, what string, context func() map[string]string) string {
+func synthesizedOnce(t *testing.T, a *onceAssembly, what string, context func() map[string]string) string {
 	t.Helper()
 	synthesized(t) // enrolls the gallery
 	a.once.Do(func() {
