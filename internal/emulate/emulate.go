@@ -83,8 +83,9 @@ type Config struct {
 	DataDir  string // logs, instance disks
 	Region   string // [us-east-1]
 	Endpoint string // where the emulated AWS listens [127.0.0.1:0]
-	// WebHost and WebPort are where the web tier's instance listens on
-	// this machine [127.0.0.1, and any free port].
+	// WebHost and WebPort are where the web tiers' instances listen on
+	// this machine, the front door (front.go) [127.0.0.1, and any free
+	// port, taken for the emulation's life].
 	WebHost   string
 	WebPort   int
 	TimeScale float64   // multiplies every AWS delay and boot-script sleep [1]
@@ -214,6 +215,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Cloud, err err
 		dir: filepath.Join(cfg.DataDir, "instances"), logs: c.logs, log: log.With("component", "instances"),
 		failDownloads: func(id string) { c.Endpoint.FailDownloads(id, true) },
 		running:       map[string]*instance{}, stopped: map[string]*instance{}, failLeft: cfg.FailBoots,
+	}
+	if err := c.machines.reserveFront(); err != nil {
+		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
@@ -385,6 +389,9 @@ func (c *Cloud) Stop(context.Context) error {
 	if c.stop != nil {
 		c.stop()
 		c.wg.Wait()
+	}
+	if c.machines != nil {
+		c.machines.releaseFront()
 	}
 	var errs []error
 	if c.Endpoint != nil {

@@ -256,6 +256,25 @@ func (p *poller) counts() []int {
 	return out
 }
 
+// settle waits until the poller's latest sample is of an empty fleet.
+func (p *poller) settle(t *testing.T, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		p.mu.Lock()
+		last := -1
+		if n := len(p.samples); n > 0 {
+			last = p.samples[n-1].running
+		}
+		p.mu.Unlock()
+		if last == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poller still sees %d instances %v after the fleet was at 0", last, within)
+		}
+	}
+}
+
 func (p *poller) peak(since time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -925,8 +944,9 @@ func TestFaceWorkloadWithWarmPool(t *testing.T) {
 	}
 	waitForZero(t, cloud.RunningWorkers, 30*time.Second)
 	// Let the 100 ms poller, which runs apart from waitForZero, see the
-	// zero too: its last sample must be of the emptied fleet.
-	time.Sleep(500 * time.Millisecond)
+	// zero too: its last sample must be of the emptied fleet. A look of
+	// its that moto answered slowly can come in after waitForZero's.
+	fine.settle(t, 10*time.Second)
 	fine.stop()
 	counts := fine.counts()
 	if peak := fine.peak(start); counts[0] != 0 || counts[len(counts)-1] != 0 || peak < 1 || peak > maxWorkers {

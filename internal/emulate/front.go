@@ -30,31 +30,63 @@ const (
 	listenFD    = 3
 )
 
-// frontListener opens a listening socket on the front port that shares
-// it with the other web tiers' (SO_REUSEPORT). The first one checks that
-// nothing else holds the port: a socket of another program bound with
-// SO_REUSEPORT by the same user would otherwise silently take a share of
-// the connections.
-func (m *machines) frontListener(ctx context.Context) (*os.File, error) {
-	port, err := m.webPort()
+// reserveFront takes the front port for the emulation's life, before any
+// web tier starts: it checks that no other program holds it (a plain
+// bind fails while any socket does; another program's SO_REUSEPORT socket
+// of the same user would otherwise take a share of the connections
+// unseen), picks a free one if none is configured, and keeps a socket
+// bound there with SO_REUSEPORT but not listening. That socket gets no
+// connections; it keeps the port from other programs, and from the
+// ephemeral ports of this machine's own outgoing connections, which would
+// otherwise keep the web tiers from binding it while they last.
+func (m *machines) reserveFront() error {
+	addr := net.JoinHostPort(m.cfg.WebHost, strconv.Itoa(m.cfg.WebPort))
+	probe, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("the web tier's port %s is taken by another program: %w", addr, err)
 	}
-	addr := net.JoinHostPort(m.cfg.WebHost, strconv.Itoa(port))
+	at := *probe.Addr().(*net.TCPAddr)
+	probe.Close()
+	domain, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: at.Port})
+	if ip4 := at.IP.To4(); ip4 != nil {
+		copy(sa.(*unix.SockaddrInet4).Addr[:], ip4)
+	} else {
+		six := &unix.SockaddrInet6{Port: at.Port}
+		copy(six.Addr[:], at.IP.To16())
+		domain, sa = unix.AF_INET6, six
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("reserving the web tier's port %d: %w", at.Port, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("reserving the web tier's port %d: %w", at.Port, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("reserving the web tier's port %d: %w", at.Port, err)
+	}
 	m.mu.Lock()
-	checked := m.frontChecked
+	m.cfg.WebPort, m.front = at.Port, os.NewFile(uintptr(fd), "front reservation")
 	m.mu.Unlock()
-	if !checked {
-		// A plain bind fails while any socket holds the port.
-		probe, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("the web tier's port %s is taken by another program: %w", addr, err)
-		}
-		probe.Close()
-		m.mu.Lock()
-		m.frontChecked = true
-		m.mu.Unlock()
+	return nil
+}
+
+// releaseFront gives the front port back.
+func (m *machines) releaseFront() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.front != nil {
+		m.front.Close()
+		m.front = nil
 	}
+}
+
+// frontListener opens a listening socket on the front port that shares
+// it with the other web tiers' (SO_REUSEPORT).
+func (m *machines) frontListener(ctx context.Context) (*os.File, error) {
+	addr := net.JoinHostPort(m.cfg.WebHost, strconv.Itoa(m.webPort()))
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,9 +50,8 @@ type machines struct {
 	stopped  map[string]*instance
 	failLeft int
 	webURL   string
-	// frontChecked: the front port was found free of other programs'
-	// sockets before the first web tier took it (front.go).
-	frontChecked bool
+	// front holds the front port for the emulation's life (front.go).
+	front *os.File
 }
 
 // instance is one emulated machine.
@@ -471,11 +469,7 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 	// The web tier, and what checks on it with its settings (the
 	// readiness signal), find it where this machine serves it.
 	if web := (deploy.Service{Name: "webtier"}); u.runsWebTier() || slices.Contains(u.envFiles, web.EnvFile()) {
-		port, err := in.m.webPort()
-		if err != nil {
-			return nil, err
-		}
-		env["SURGE_HOST"], env["SURGE_PORT"] = in.m.cfg.WebHost, strconv.Itoa(port)
+		env["SURGE_HOST"], env["SURGE_PORT"] = in.m.cfg.WebHost, strconv.Itoa(in.m.webPort())
 	}
 	if u.runsWebTier() {
 		in.m.mu.Lock()
@@ -492,21 +486,12 @@ func (in *instance) serviceEnv(u *unit) ([]string, error) {
 // emfPeriodEnv is the tiers' -emf-period flag as a variable.
 const emfPeriodEnv = "SURGE_EMF_PERIOD"
 
-// webPort is where the web tier listens on this machine: the configured
-// port, or one free when it first starts (a port picked any earlier could
-// be taken by then, by moto say).
-func (m *machines) webPort() (int, error) {
+// webPort is where the web tiers listen on this machine: the configured
+// port, or the free one reserveFront took.
+func (m *machines) webPort() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cfg.WebPort == 0 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(m.cfg.WebHost, "0"))
-		if err != nil {
-			return 0, err
-		}
-		m.cfg.WebPort = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	return m.cfg.WebPort, nil
+	return m.cfg.WebPort
 }
 
 func hostForURL(h string) string {
