@@ -1,9 +1,10 @@
 // This file measures the claim "nothing lost, nothing misrouted": it
 // runs the face workload against the whole local system while killing
-// workers with SIGKILL, restarting the scaler and restarting the whole
-// system once on the same data, then collects every answer (directly, or
-// by id from GET /results/{id} when a connection was cut) and tallies
-// what each client finally learned.
+// workers (and, with several, web tiers) with SIGKILL, restarting the
+// scaler and restarting the whole system once on the same data, then
+// collects every answer (directly, on the client's one retry of a cut
+// connection, or by id from GET /results/{id}) and tallies what each
+// client finally learned.
 
 package localrun
 
@@ -39,9 +40,12 @@ type ChaosConfig struct {
 	Requests int               // [len(Images)]
 	// Concurrency is how many requests are in flight at once [100].
 	Concurrency int
-	Kills       int  // workers killed with SIGKILL, spread over the run [Requests/300]
-	Scaler      int  // scaler restarts, spread over the run [2]
-	Restart     bool // restart the whole system once, half-way
+	Kills       int // workers killed with SIGKILL, spread over the run [Requests/300]
+	// WebKills are web tiers killed with SIGKILL, spread over the run,
+	// when the system runs several [Requests/1000, at least 1].
+	WebKills int
+	Scaler   int  // scaler restarts, spread over the run [2]
+	Restart  bool // restart the whole system once, half-way
 	// Collect bounds the wait for answers by id after the run [2m].
 	Collect time.Duration
 	// Progress, if set, is told about each event.
@@ -51,9 +55,9 @@ type ChaosConfig struct {
 // ChaosReport is a run's outcome.
 type ChaosReport struct {
 	Tally
-	Kills, ScalerRestarts, Restarts int
-	Duration                        time.Duration
-	End                             EndState
+	Kills, WebKills, ScalerRestarts, Restarts int
+	Duration                                  time.Duration
+	End                                       EndState
 }
 
 // EndState is what the queues and stores hold once the run is over.
@@ -73,6 +77,11 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 	}
 	if cfg.Kills == 0 {
 		cfg.Kills = max(1, cfg.Requests/300)
+	}
+	if cfg.System.Web <= 1 {
+		cfg.WebKills = 0
+	} else if cfg.WebKills == 0 {
+		cfg.WebKills = max(1, cfg.Requests/1000)
 	}
 	if cfg.Scaler == 0 {
 		cfg.Scaler = 2
@@ -110,8 +119,10 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 	rep, err := workload.Run(ctx, workload.Config{
 		URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute,
 		// Clients wait out the restart rather than race through the
-		// run while nothing listens.
+		// run while nothing listens, and send again once a request
+		// whose web tier died under it.
 		Refused:  time.Minute,
+		RetryCut: true,
 		Progress: func(_, n, _ int) { done.Store(int64(n)) },
 	})
 	stopChaos()
@@ -136,7 +147,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 		for j, i := range refused {
 			again[j] = files[i]
 		}
-		rep2, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: again, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute})
+		rep2, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: again, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute, RetryCut: true})
 		if err != nil {
 			return ChaosReport{}, err
 		}
@@ -145,7 +156,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 		}
 	}
 	fates := r.collect(ctx, rep.Outcomes, expected)
-	out := ChaosReport{Tally: Count(fates), Kills: r.kills, ScalerRestarts: r.scalerRestarts, Restarts: r.restarts, Duration: time.Since(start)}
+	out := ChaosReport{Tally: Count(fates), Kills: r.kills, WebKills: r.webKills, ScalerRestarts: r.scalerRestarts, Restarts: r.restarts, Duration: time.Since(start)}
 	out.End = r.endState(ctx)
 	return out, nil
 }
@@ -154,9 +165,9 @@ type runner struct {
 	cfg ChaosConfig
 	log *slog.Logger
 
-	mu                              sync.Mutex
-	sys                             *System
-	kills, scalerRestarts, restarts int
+	mu                                        sync.Mutex
+	sys                                       *System
+	kills, webKills, scalerRestarts, restarts int
 }
 
 func (r *runner) system() *System {
@@ -173,6 +184,10 @@ func (r *runner) wreak(ctx context.Context, done *atomic.Int64) {
 	var at []int64
 	for k := range r.cfg.Kills {
 		at, events = append(at, n*int64(k+1)/int64(r.cfg.Kills+1)), append(events, r.kill)
+	}
+	for k := range r.cfg.WebKills {
+		// Offset from the workers' kills, so that each is its own event.
+		at, events = append(at, n*int64(2*k+1)/int64(2*r.cfg.WebKills+2)), append(events, r.killWeb)
 	}
 	for k := range r.cfg.Scaler {
 		at, events = append(at, n*int64(2*k+1)/int64(2*r.cfg.Scaler+1)), append(events, r.restartScaler)
@@ -223,6 +238,29 @@ func (r *runner) kill(ctx context.Context) {
 	}
 }
 
+// killWeb ends one of the web tiers with SIGKILL, as an instance's crash
+// would: its open connections are cut, and another tier takes its place
+// under a new id.
+func (r *runner) killWeb(context.Context) {
+	sys := r.system()
+	var live []int
+	for slot, t := range sys.WebTiers() {
+		select {
+		case <-t.Done(): // dead already, its successor on its way
+		default:
+			live = append(live, slot)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	t := sys.KillWebTier(live[rand.IntN(len(live))])
+	r.mu.Lock()
+	r.webKills++
+	r.mu.Unlock()
+	r.cfg.Progress("killed " + t.String() + " with SIGKILL")
+}
+
 func (r *runner) restartScaler(ctx context.Context) {
 	r.system().RestartScaler(ctx)
 	r.mu.Lock()
@@ -269,7 +307,7 @@ func (r *runner) collect(ctx context.Context, outcomes []workload.Outcome, expec
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
 	for i, o := range outcomes {
-		f := Fate{Stem: o.Stem, ID: o.ID, Want: expected[o.Stem]}
+		f := Fate{Stem: o.Stem, ID: o.ID, Want: expected[o.Stem], Retried: o.Retried, Cached: o.Cached}
 		switch {
 		case o.Err == nil:
 			f.Answered, f.Label = true, o.Label
@@ -433,8 +471,8 @@ func shortErr(err error) string {
 
 // Print writes the report.
 func (r ChaosReport) Print(w io.Writer) {
-	fmt.Fprintf(w, "chaos: %d requests in %v; %d workers killed with SIGKILL, scaler restarted %d×, whole system restarted %d×\n",
-		r.Sent, r.Duration.Round(time.Millisecond), r.Kills, r.ScalerRestarts, r.Restarts)
+	fmt.Fprintf(w, "chaos: %d requests in %v; %d workers and %d web tiers killed with SIGKILL, scaler restarted %d×, whole system restarted %d×\n",
+		r.Sent, r.Duration.Round(time.Millisecond), r.Kills, r.WebKills, r.ScalerRestarts, r.Restarts)
 	r.Tally.Print(w)
 	e := r.End
 	fmt.Fprintf(w, "end state: request queue %d, response queue %d, dead letters %d; input bucket %d objects, output bucket %d, results table %d items\n",

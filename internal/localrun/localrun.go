@@ -1,6 +1,6 @@
 // Package localrun runs the whole system on one machine: the web tier as a
-// process, the scaler in this process, and the worker fleet as processes
-// it launches and drains. It is what `surge run`, the benchmark and the
+// process (or several on one port, webtiers.go), the scaler in this
+// process, and the worker fleet as processes it launches and drains. It is what `surge run`, the benchmark and the
 // end-to-end tests start; and the chaos run (chaos.go) that kills parts of
 // it under load and counts what every client finally learned.
 package localrun
@@ -30,6 +30,10 @@ type Config struct {
 	Backend backend.Config // local backend; DataDir holds everything
 	Host    string         // web tier listen host, empty for all interfaces
 	Port    int            // web tier port; 0 picks a free one
+	// Web is how many web tiers serve the port [1]. More than one share
+	// it through the kernel's SO_REUSEPORT, each under an instance id of
+	// its own, and one that dies is replaced under a new id.
+	Web int
 	// MaxWorkers caps the fleet; MinWorkers [0] are kept with no backlog.
 	MaxWorkers, MinWorkers int
 	// Tick and ScaleInDelay tune the scaler (see scaler.Config).
@@ -59,7 +63,8 @@ type Config struct {
 }
 
 // lockFile is the data directory's lock of a whole local system. Its web
-// tier holds another, webtier.lock, against a web tier run on its own.
+// tier holds another, webtier.lock (each of several, webtier-<id>.lock),
+// against a web tier run on its own.
 const lockFile = "surge.lock"
 
 // LockData takes the data directory dir for one local system, or fails at
@@ -79,12 +84,11 @@ type System struct {
 	Fleet    *embedded.Fleet
 	Backends *backend.Backends
 
-	web      *WebTier
+	web      *webTiers
 	scaler   func() *scaler.Scaler
 	tick     time.Duration
 	changed  func() <-chan struct{}
 	mu       sync.Mutex
-	webLog   string
 	drain    time.Duration
 	stopScal context.CancelFunc
 	scalDone chan struct{}
@@ -97,11 +101,11 @@ const webExitMargin = 15 * time.Second
 
 // Report is what a stopped system leaves behind.
 type Report struct {
-	WebPeakRSS int64 // bytes
+	WebPeakRSS int64 // bytes, the largest of the web tiers serving at the end
 	Workers    []embedded.Exit
 }
 
-// Start brings the system up and returns once the web tier answers.
+// Start brings the system up and returns once its web tiers answer.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
 	if cfg.Lock == nil {
 		if cfg.Lock, err = LockData(cfg.Backend.DataDir); err != nil {
@@ -137,14 +141,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err != nil {
 		return nil, err
 	}
-	s := &System{Backends: b, webLog: filepath.Join(logs, "webtier.log"), drain: cfg.DrainTimeout, lock: cfg.Lock}
-	webArgs := append(append([]string{}, common...), "-max-workers", strconv.Itoa(cfg.MaxWorkers), "-min-workers", strconv.Itoa(cfg.MinWorkers), "-drain-timeout", cfg.DrainTimeout.String())
-	s.web, err = StartWebTier(ctx, cfg.Bin, append(webArgs, cfg.WebArgs...), nil, cfg.Host, cfg.Port, s.webLog)
+	s := &System{Backends: b, drain: cfg.DrainTimeout, lock: cfg.Lock}
+	web := webSpec{
+		bin: cfg.Bin, host: cfg.Host, data: data,
+		args: slices.Concat(common, []string{
+			"-max-workers", strconv.Itoa(cfg.MaxWorkers), "-min-workers", strconv.Itoa(cfg.MinWorkers), "-drain-timeout", cfg.DrainTimeout.String(),
+		}, cfg.WebArgs),
+	}
+	s.web, err = startWebTiers(ctx, web, cfg.Web, cfg.Port, logs, log)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	s.URL = s.web.URL
+	s.URL = s.web.current()[0].URL
 
 	fl, err := embedded.NewFleet(embedded.FleetConfig{
 		Dir:    backend.FleetDir(data),
@@ -162,7 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		StartDelay:  cfg.StartDelay,
 	}, log)
 	if err != nil {
-		s.web.Stop(webExitMargin)
+		s.web.stop(webExitMargin)
 		b.Close()
 		return nil, err
 	}
@@ -217,24 +226,44 @@ func observe(m *metrics.Scaler) func(scaler.Decision, error) {
 	}
 }
 
-// Done is closed if the web tier exits on its own.
-func (s *System) Done() <-chan struct{} { return s.web.Done() }
+// Done is closed if the web tier exits on its own, or one of several
+// could not be kept up; Exited then says why.
+func (s *System) Done() <-chan struct{} { return s.web.done }
 
-// Hurry cuts short a Stop's drain, already started or next: the web tier
-// answers the uploads still waiting 503 with their ids at once.
-func (s *System) Hurry() { s.web.Hurry() }
+// Exited waits for Done and says why it was closed: nil when the one web
+// tier exited.
+func (s *System) Exited() error {
+	<-s.web.done
+	return s.web.exited
+}
 
-// Stop shuts down in dependency order. The web tier goes first: it takes
-// no new uploads and answers the open ones, for up to the drain timeout,
+// WebTiers are the web tiers serving now, by slot.
+func (s *System) WebTiers() []*WebTier { return s.web.current() }
+
+// KillWebTier ends the web tier serving in slot (from 0) with SIGKILL,
+// as a crash would, and returns it once it is dead. With several, another
+// takes its slot under a new id.
+func (s *System) KillWebTier(slot int) *WebTier {
+	t := s.web.tier(slot)
+	t.Kill()
+	return t
+}
+
+// Hurry cuts short a Stop's drain, already started or next: the web tiers
+// answer the uploads still waiting 503 with their ids at once.
+func (s *System) Hurry() { s.web.hurry() }
+
+// Stop shuts down in dependency order. The web tiers go first: they take
+// no new uploads and answer the open ones, for up to the drain timeout,
 // while the scaler and the workers keep going, since they are what answers
 // them. Then the scaler stops deciding and the workers finish what they
 // hold. Requests still queued stay for the next run on this data. Stop
-// returns an error if the web tier could not answer every open upload.
+// returns an error if a web tier could not answer every open upload.
 func (s *System) Stop(ctx context.Context) (Report, error) {
-	r := Report{WebPeakRSS: s.web.PeakRSS()}
-	webErr := s.web.Stop(s.drain + webExitMargin)
+	r := Report{WebPeakRSS: s.web.peakRSS()}
+	webErr := s.web.stop(s.drain + webExitMargin)
 	if webErr != nil {
-		webErr = fmt.Errorf("%w (see %s)", webErr, s.webLog)
+		webErr = fmt.Errorf("%w (see the logs in %s)", webErr, s.web.logs)
 	}
 	s.stopScaler()
 	s.Fleet.Stop(ctx)
