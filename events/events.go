@@ -36,6 +36,10 @@ type Request struct {
 	Key       string    `json:"key"`    // object key of the image in the input bucket
 	SHA256    string    `json:"sha256"` // hex digest of the image bytes the web tier stored
 	Submitted time.Time `json:"submitted"`
+	// ReplyTo names the reply queue of the web instance that waits for the
+	// answer (Names.ReplyQueue); empty, the answer goes to the shared
+	// response queue, as the course's single web tier expects.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // NewRequest describes an upload named name whose bytes hash to sha256hex.
@@ -68,6 +72,8 @@ func (r Request) Validate() error {
 		return fmt.Errorf("request key %q is not a sanitised object key", r.Key)
 	case len(r.SHA256) != 64:
 		return errors.New("request has no sha256 of its image")
+	case r.ReplyTo != "" && !ValidQueueName(r.ReplyTo):
+		return fmt.Errorf("request reply queue %q is not a queue name", r.ReplyTo)
 	}
 	return nil
 }
@@ -143,6 +149,9 @@ type Result struct {
 	// Unrecorded says why a label is missing from the results table (the
 	// table was unreachable), so the web tier can report the outage.
 	Unrecorded string `json:"unrecorded,omitempty"`
+	// ReplyTo is the request's, so that a result which reached the shared
+	// queue can still be passed on to the web instance waiting for it.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // Millis is a duration carried as fractional milliseconds, readable in logs

@@ -78,14 +78,60 @@ func keyRune(r rune) bool {
 // Names are the cloud resource names derived from a prefix.
 type Names struct {
 	RequestQueue, RequestDeadLetters, ResponseQueue string
-	InputBucket, OutputBucket                       string
-	LaunchTemplate                                  string // the workers'
+	// ReplyQueuePrefix starts every web instance's reply queue name
+	// (ReplyQueue); IAM policies grant on it.
+	ReplyQueuePrefix          string
+	InputBucket, OutputBucket string
+	LaunchTemplate            string // the workers'
 	// Table is the results table: always <prefix>-dynamoDB, since table
 	// names are unique only within an account and region, as the prefix
 	// already makes them.
 	Table string
 	Fleet string // the fleet tag's value
 }
+
+// ReplyQueue is the reply queue of the web instance called instance:
+// each web instance reads its own, so that with several of them none takes
+// another's results (AWS's request-response pattern for SQS: one reply
+// queue per requester, never shared).
+func (n Names) ReplyQueue(instance string) string { return n.ReplyQueuePrefix + instance }
+
+// ReplyInstance is the web instance whose reply queue queue is, or "" when
+// queue is no reply queue of this prefix (the shared response queue is
+// none).
+func (n Names) ReplyInstance(queue string) string {
+	id, ok := strings.CutPrefix(queue, n.ReplyQueuePrefix)
+	if !ok || queue == n.ResponseQueue || id == "" {
+		return ""
+	}
+	return id
+}
+
+// maxQueueName is SQS's limit on a queue name.
+const maxQueueName = 80
+
+// ValidQueueName reports whether name is a queue name SQS accepts:
+// letters, digits, hyphens and underscores, at most 80 of them.
+func ValidQueueName(name string) bool {
+	if name == "" || len(name) > maxQueueName {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// requestKeyPrefix starts the results table's key of an answer recorded
+// by request id. Uploaded names never hold a slash (BaseName), so the two
+// kinds of key cannot meet.
+const requestKeyPrefix = "request/"
+
+// RequestKey is the results table's key for the answer to request id,
+// which lets any web instance answer GET /results/{id}.
+func RequestKey(id string) string { return requestKeyPrefix + id }
 
 // NamesFor applies the protocol's (docs/protocol.md#names) naming to prefix, and names what it
 // leaves open the same way.
@@ -94,6 +140,7 @@ func NamesFor(prefix string) Names {
 		RequestQueue:       prefix + "-req-queue",
 		RequestDeadLetters: prefix + "-req-dlq",
 		ResponseQueue:      prefix + "-resp-queue",
+		ReplyQueuePrefix:   prefix + "-resp-",
 		InputBucket:        prefix + "-in-bucket",
 		OutputBucket:       prefix + "-out-bucket",
 		LaunchTemplate:     prefix + "-worker",

@@ -7,6 +7,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -56,6 +57,28 @@ type Queue interface {
 	DeleteBatch(ctx context.Context, receipts []string) error
 	// Counts reports the approximate visible and in-flight counts.
 	Counts(ctx context.Context) (Counts, error)
+}
+
+// ErrNoQueue reports a queue that does not exist, or no longer does.
+var ErrNoQueue = errors.New("no such queue")
+
+// ReplyQueues are the web instances' reply queues of one deployment, made
+// and ended at run time: each web instance creates its own, workers open
+// them to answer, the sweeper drains and deletes those of instances that
+// are gone. Names outside the deployment's reply prefix are refused.
+type ReplyQueues interface {
+	// Create makes the queue, or opens it when it exists.
+	Create(ctx context.Context, name string) (Queue, error)
+	// Open finds the queue; an error wrapping ErrNoQueue says it is gone.
+	Open(ctx context.Context, name string) (Queue, error)
+	// List names the reply queues that exist.
+	List(ctx context.Context) ([]string, error)
+	// Delete removes the queue and whatever it still holds.
+	Delete(ctx context.Context, name string) error
+	// Tags and Tag read and set the queue's tags, where the sweeper keeps
+	// what it must remember between runs; an empty value removes a tag.
+	Tags(ctx context.Context, name string) (map[string]string, error)
+	Tag(ctx context.Context, name string, tags map[string]string) error
 }
 
 // MaxBatch is the most entries one SQS batch call takes

@@ -35,6 +35,14 @@ func (it Item) Answers(sha256hex, model string) bool {
 	return it.SHA256 == sha256hex && it.Model == model && it.Label != ""
 }
 
+// Pending reports whether it marks an upload of these bytes that a web
+// instance queued less than life ago and whose answer has not come yet:
+// the same upload sent again, after its first connection was cut, then
+// waits for that answer instead of costing a second inference.
+func (it Item) Pending(sha256hex string, now time.Time, life time.Duration) bool {
+	return it.SHA256 == sha256hex && it.Label == "" && !it.Time.IsZero() && now.Sub(it.Time) < life
+}
+
 // Table is everything a backend offers.
 type Table interface {
 	// Get returns the item for name, or an error wrapping ErrNotFound.

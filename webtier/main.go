@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/surgeml/surge/events"
+	"github.com/surgeml/surge/internal/aws"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/config"
 	"github.com/surgeml/surge/internal/embedded"
@@ -42,6 +43,8 @@ func run(args []string, getenv func(string) string) error {
 	handover := fs.String("handover", "",
 		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend, none with aws)")
 	emfCfg := metrics.EMFFlags(fs)
+	instance := fs.String("instance-id", "",
+		`this web instance's id, when it is one of several behind a load balancer: it then reads a reply queue of its own, <prefix>-resp-<id>, which it creates ("imds": the EC2 instance id; empty: one web tier, reading the shared response queue)`)
 	reuse := fs.Bool("reuse-answers", true, "answer an upload from the results table when it holds the answer for the same name, bytes and model")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -60,18 +63,34 @@ func run(args []string, getenv func(string) string) error {
 	}
 	ctx, hurry := stopSignals(log)
 
+	if *instance == "imds" {
+		id, err := aws.LookupInstanceID(ctx)
+		if err != nil {
+			return fmt.Errorf("-instance-id imds: %w", err)
+		}
+		*instance = id
+	}
+	if *instance != "" && !events.ValidQueueName(events.NamesFor(bcfg.Prefix).ReplyQueue(*instance)) {
+		return fmt.Errorf("-instance-id %q: its reply queue name must be letters, digits, - and _, at most 80 with the prefix", *instance)
+	}
 	if bcfg.Kind == "" || bcfg.Kind == "local" {
 		// A second web tier on the same queues would take this one's
-		// results, and its clients would time out. A predecessor whose
+		// results, and its clients would time out; web tiers with ids each
+		// read their own reply queue, and hold their own lock, which also
+		// tells the sweeper they are alive. A predecessor whose
 		// supervisor was killed may still be answering its last uploads
 		// (see stopSignals): it gets a moment to hand over and leave.
-		lock, err := embedded.LockDirWithin(bcfg.DataDir, "webtier.lock", "webtier", 15*time.Second)
+		lockName, handoverName := "webtier.lock", "webtier-handover.json"
+		if *instance != "" {
+			lockName, handoverName = embedded.WebTierLock(*instance), "webtier-"+*instance+"-handover.json"
+		}
+		lock, err := embedded.LockDirWithin(bcfg.DataDir, lockName, "webtier", 15*time.Second)
 		if err != nil {
 			return err
 		}
 		defer lock.Release()
 		if *handover == "" {
-			*handover = filepath.Join(bcfg.DataDir, "webtier-handover.json")
+			*handover = filepath.Join(bcfg.DataDir, handoverName)
 		}
 	}
 	b, err := backend.Open(ctx, *bcfg)
@@ -95,10 +114,20 @@ func run(args []string, getenv func(string) string) error {
 	if !*reuse {
 		answers = nil
 	}
-	srv := frontend.New(*cfg, frontend.Backends{
+	fb := frontend.Backends{
 		Requests: b.Requests, Responses: b.Responses, Inputs: b.Inputs, Fleet: b.Fleet, DeadLetters: b.RequestDeadLetters,
 		Answers: answers, AnswersName: b.TableName,
-	}, log)
+	}
+	if *instance != "" {
+		name := events.NamesFor(bcfg.Prefix).ReplyQueue(*instance)
+		replies, err := b.Replies.Create(ctx, name)
+		if err != nil {
+			return err
+		}
+		fb.Replies, fb.ReplyTo, fb.Others, fb.Records = replies, name, b.Replies, b.Table
+		log.Info("reading a reply queue of this instance's own", "queue", name)
+	}
+	srv := frontend.New(*cfg, fb, log)
 	if *handover != "" {
 		h, err := frontend.ReadHandover(*handover)
 		if err != nil {

@@ -117,7 +117,7 @@ func run(args []string, getenv func(string) string) error {
 		report.Held(n)
 		observer.Held(n)
 	}
-	w := labeling.New(*lcfg, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log)
+	w := labeling.New(*lcfg, b.Requests, b.Responses, b.Inputs, b.Outputs, b.Table, recognizer, log).WithReplies(b.Replies)
 	report.Ready()
 	log.Info("worker ready", "model", recognizer.Name(), "concurrency", w.Concurrency(), "inferences", w.Inferences(), "startup", time.Since(start))
 	if self != nil {

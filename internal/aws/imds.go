@@ -45,3 +45,14 @@ func get(ctx context.Context, client *imds.Client, path string) (string, error) 
 	b, err := io.ReadAll(out.Content)
 	return strings.TrimSpace(string(b)), err
 }
+
+// LookupInstanceID asks IMDSv2 for this instance's id, with the SDK's
+// standard configuration.
+func LookupInstanceID(ctx context.Context) (string, error) {
+	c, err := LoadClients(ctx)
+	if err != nil {
+		return "", err
+	}
+	id, err := LookupInstance(ctx, c.Config)
+	return id.ID, err
+}

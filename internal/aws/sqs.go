@@ -66,9 +66,15 @@ func QueueFromURL(client *sqs.Client, url string) *Queue {
 // URL is the queue's URL.
 func (q *Queue) URL() string { return q.url }
 
+// Name is the queue's name.
+func (q *Queue) Name() string { return q.name }
+
 // Send implements events.Queue.
 func (q *Queue) Send(ctx context.Context, body []byte) error {
 	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: sdk.String(string(body))})
+	if isQueueGone(err) {
+		return fmt.Errorf("sending to %s: %w (%w)", q.name, events.ErrNoQueue, err)
+	}
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", q.name, err)
 	}
@@ -170,6 +176,11 @@ func (q *Queue) batch(ctx context.Context, doing string, n int, call func(ctx co
 	for from := 0; from < n; from += maxBatch {
 		to := min(from+maxBatch, n)
 		entries, err := call(ctx, from, to)
+		if isQueueGone(err) {
+			// Every later call would fail alike; the caller may have
+			// somewhere else to send.
+			return fmt.Errorf("%s %s: %w (%w)", doing, q.name, events.ErrNoQueue, err)
+		}
 		if err != nil {
 			for i := from; i < to; i++ {
 				failed[i] = err

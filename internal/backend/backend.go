@@ -60,6 +60,13 @@ type Backends struct {
 	Fleet interface {
 		List(ctx context.Context) ([]events.Instance, error)
 	}
+	// Replies are the web instances' reply queues: created by each web
+	// instance run with an id, answered to by workers, swept by the
+	// scaler. WebTiers tells which of those instances are still there.
+	Replies  events.ReplyQueues
+	WebTiers interface {
+		Alive(ctx context.Context, ids []string) (map[string]bool, error)
+	}
 	// Changed, when set, returns a channel closed on the next change to the
 	// request queue, so a scaler can react before its next tick.
 	Changed func() <-chan struct{}
@@ -140,6 +147,9 @@ func openLocal(ctx context.Context, cfg Config) (*Backends, error) {
 	b.Requests, b.Responses, b.RequestDeadLetters = req, resp, req.DeadLetters()
 	b.Inputs, b.Outputs = in, out
 	b.Fleet = embedded.NewFleetReader(FleetDir(cfg.DataDir))
+	replies := embedded.NewReplyQueues(qdir, names)
+	b.close = append(b.close, replies.Close)
+	b.Replies, b.WebTiers = replies, embedded.WebTiers{Dir: cfg.DataDir}
 	b.Changed = req.Changed
 	return b, nil
 }
@@ -167,6 +177,8 @@ func openAWS(ctx context.Context, cfg Config) (*Backends, error) {
 		Inputs:    aws.NewBucket(c.S3, names.InputBucket),
 		Outputs:   aws.NewBucket(c.S3, names.OutputBucket),
 		Fleet:     aws.NewFleet(c.EC2, names.Fleet, names.LaunchTemplate),
+		Replies:   aws.NewReplyQueues(c.SQS, names),
+		WebTiers:  aws.NewWebInstances(c.EC2),
 	}
 	type opening struct {
 		dst  *events.Queue

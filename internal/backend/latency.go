@@ -111,6 +111,32 @@ func (l Latency) apply(b *Backends) {
 	if b.Table != nil {
 		b.Table = l.Table(b.Table)
 	}
+	if b.Replies != nil {
+		b.Replies = &slowReplies{ReplyQueues: b.Replies, l: l}
+	}
+}
+
+// slowReplies delays the queues it opens as Queue does; finding,
+// creating and deleting them is rare enough to leave at the backend's pace.
+type slowReplies struct {
+	events.ReplyQueues
+	l Latency
+}
+
+func (r *slowReplies) Create(ctx context.Context, name string) (events.Queue, error) {
+	q, err := r.ReplyQueues.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.l.Queue(q), nil
+}
+
+func (r *slowReplies) Open(ctx context.Context, name string) (events.Queue, error) {
+	q, err := r.ReplyQueues.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.l.Queue(q), nil
 }
 
 // Queue delays every call to q by one SQS round trip.

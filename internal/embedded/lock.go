@@ -7,6 +7,7 @@
 package embedded
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,4 +109,49 @@ func Command() string {
 		words = append(words, os.Args[1])
 	}
 	return strings.Join(words, " ")
+}
+
+// Held reports whether some process holds the lock file name in dir. A
+// lock file that does not exist is held by no one.
+func Held(dir, name string) (bool, error) {
+	f, err := os.Open(filepath.Join(dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking at lock %s: %w", name, err)
+	}
+	defer f.Close()
+	// A shared lock conflicts only with the holder's exclusive one, and
+	// closing the file gives it straight back.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking at lock %s: %w", name, err)
+	}
+	return false, nil
+}
+
+// WebTierLock is the lock file a web tier known as id holds in the data
+// directory while it runs; several web tiers share one directory, each
+// under its own id.
+func WebTierLock(id string) string { return "webtier-" + id + ".lock" }
+
+// WebTiers tells which local web tiers are alive by their locks.
+type WebTiers struct{ Dir string }
+
+// Alive reports the ids whose web tier holds its lock: the kernel drops
+// it when the tier exits, however it exits.
+func (w WebTiers) Alive(ctx context.Context, ids []string) (map[string]bool, error) {
+	alive := map[string]bool{}
+	for _, id := range ids {
+		held, err := Held(w.Dir, WebTierLock(id))
+		if err != nil {
+			return nil, err
+		}
+		alive[id] = held
+	}
+	return alive, nil
 }

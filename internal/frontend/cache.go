@@ -23,6 +23,8 @@ const lookupTimeout = time.Second
 type cache struct {
 	table Answers
 	name  string
+	// marks, when set, records the uploads being answered (markPending).
+	marks Records
 	// model is the recognizer the workers run: configured, then learned
 	// from their answers, since they are the ones that know.
 	model atomic.Pointer[string]
@@ -42,17 +44,19 @@ type CacheStatus struct {
 }
 
 // lookup returns the recorded answer for req, if the table has one for
-// these bytes and this model.
-func (c *cache) lookup(ctx context.Context, req events.Request) (events.Item, bool) {
+// these bytes and this model. pending says instead that an upload of
+// these bytes was queued less than life before now and is not answered
+// yet (markPending).
+func (c *cache) lookup(ctx context.Context, req events.Request, now time.Time, life time.Duration) (it events.Item, hit, pending bool) {
 	if c.table == nil {
-		return events.Item{}, false
+		return events.Item{}, false, false
 	}
 	model := c.model.Load()
 	if model == nil {
 		// Until the first answer or a configured name, a recorded label
 		// may come from a model the workers no longer run.
 		c.misses.Add(1)
-		return events.Item{}, false
+		return events.Item{}, false, false
 	}
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	it, err := c.table.Get(lctx, req.Name)
@@ -62,10 +66,62 @@ func (c *cache) lookup(ctx context.Context, req events.Request) (events.Item, bo
 		if ctx.Err() == nil {
 			c.misses.Add(1)
 		}
-		return events.Item{}, false
+		return events.Item{}, false, err == nil && c.marks != nil && it.Pending(req.SHA256, now, life)
 	}
 	c.hits.Add(1)
-	return it, true
+	return it, true, false
+}
+
+// markPending notes in the table that req is queued, when the web tier is
+// one of several (marks is set): the same upload sent again, to any of
+// them, then waits for this answer rather than queueing a second
+// inference. A mark that cannot be written costs only that.
+func (c *cache) markPending(ctx context.Context, req events.Request, now time.Time) {
+	if c.marks == nil {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	err := c.marks.Put(mctx, events.Item{Name: req.Name, Stem: req.Stem, SHA256: req.SHA256, Time: now})
+	if err != nil && ctx.Err() == nil {
+		c.lookups.Observe(ctx, err)
+	}
+}
+
+// pendingPoll is how often a repeated upload looks for the answer the
+// first one is waiting for.
+const pendingPoll = 250 * time.Millisecond
+
+// awaitRecorded waits until the table holds the answer for req, and
+// returns it, until deadline or stop. It gives up early (hit false, so
+// the upload is queued after all) when the mark is gone or is no longer
+// for these bytes.
+func (c *cache) awaitRecorded(ctx context.Context, req events.Request, deadline time.Time, stop <-chan struct{}) (events.Item, bool) {
+	t := time.NewTicker(pendingPoll)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return events.Item{}, false
+		case <-stop:
+			return events.Item{}, false
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		it, err := c.table.Get(lctx, req.Name)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if model := c.model.Load(); model != nil && it.Answers(req.SHA256, *model) {
+			c.hits.Add(1)
+			return it, true
+		}
+		if it.SHA256 != req.SHA256 || it.Label != "" {
+			return events.Item{}, false
+		}
+	}
+	return events.Item{}, false
 }
 
 // learn notes a worker's answer: which model answered, and whether it

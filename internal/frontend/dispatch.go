@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -55,36 +56,61 @@ func (w *waiters) len() int {
 // dispatch drains the response queue until ctx ends, with
 // Config.Receivers long polls side by side: every result is recorded for
 // GET /results/{id}, handed to its waiting upload if there is one, and
-// deleted.
+// deleted. With a reply queue of its own, the web tier reads that with
+// Config.Receivers polls and the shared queue, which then carries only
+// what could not reach its instance's queue, with a few.
 func (s *Server) dispatch(ctx context.Context) {
-	deletes := events.NewBatcher(context.WithoutCancel(ctx), s.Responses.DeleteBatch, deletesInFlight)
+	type source struct {
+		q      Responses
+		shared bool
+		polls  int
+	}
+	queues := []source{{s.Responses, true, s.cfg.Receivers}}
+	if s.Replies != nil {
+		queues = []source{{s.Responses, true, sharedReceivers}, {s.Replies, false, s.cfg.Receivers}}
+	}
 	var receivers sync.WaitGroup
-	for range s.cfg.Receivers {
-		receivers.Go(func() { s.receive(ctx, deletes) })
+	var batchers []*events.Batcher[string]
+	for _, q := range queues {
+		deletes := events.NewBatcher(context.WithoutCancel(ctx), q.q.DeleteBatch, deletesInFlight)
+		batchers = append(batchers, deletes)
+		for range q.polls {
+			receivers.Go(func() { s.receive(ctx, q.q, q.shared, deletes) })
+		}
 	}
 	receivers.Wait()
-	deletes.Close()
+	for _, b := range batchers {
+		b.Close()
+	}
 }
 
-func (s *Server) receive(ctx context.Context, deletes *events.Batcher[string]) {
+// sharedReceivers poll the shared response queue beside a reply queue of
+// the web tier's own: results reach it only when their queue was gone.
+const sharedReceivers = 2
+
+func (s *Server) receive(ctx context.Context, q Responses, shared bool, deletes *events.Batcher[string]) {
 	backoff := events.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
-		msgs, err := s.Responses.Receive(ctx, events.MaxBatch, 20*time.Second)
-		s.route(context.WithoutCancel(ctx), msgs, deletes)
+		msgs, err := q.Receive(ctx, events.MaxBatch, 20*time.Second)
+		s.route(context.WithoutCancel(ctx), msgs, shared, deletes)
 		backoff.After(ctx, err, s.log, "receiving results")
 	}
 }
 
 // route records and delivers received results, and leaves them to be
 // deleted in batches: the receiver polls again at once, without waiting
-// for the round trip that deletes what it routed.
-func (s *Server) route(ctx context.Context, msgs []events.Message, deletes *events.Batcher[string]) {
+// for the round trip that deletes what it routed. A result from the
+// shared queue for another web instance is passed on to that instance's
+// queue if it is still there.
+func (s *Server) route(ctx context.Context, msgs []events.Message, shared bool, deletes *events.Batcher[string]) {
 	for _, m := range msgs {
 		id := ""
 		if res, err := events.DecodeResult(m.Body); err != nil {
 			// Nobody can be answered with it; keeping it would only block
 			// the queue.
 			s.log.Error("dropping unreadable result", "message", m.ID, "body", string(m.Body), "err", err)
+		} else if shared && s.passOn(ctx, res, m.Body) {
+			id = res.ID
 		} else {
 			id = res.ID
 			if !res.Answered.IsZero() {
@@ -94,6 +120,9 @@ func (s *Server) route(ctx context.Context, msgs []events.Message, deletes *even
 			}
 			s.cache.learn(ctx, res)
 			s.record(res)
+			if shared && res.ReplyTo != s.ReplyTo {
+				s.keep(ctx, res)
+			}
 		}
 		deletes.Go(m.Receipt, func(err error) {
 			// A result left behind comes back and is routed again, which
@@ -102,6 +131,44 @@ func (s *Server) route(ctx context.Context, msgs []events.Message, deletes *even
 				s.log.Error("deleting result", "id", id, "err", err)
 			}
 		})
+	}
+}
+
+// passOn sends a result from the shared queue to the reply queue it names,
+// unless it is this instance's or the queue is gone, and reports whether
+// it did.
+func (s *Server) passOn(ctx context.Context, res events.Result, body []byte) bool {
+	if res.ReplyTo == "" || res.ReplyTo == s.ReplyTo || s.Others == nil {
+		return false
+	}
+	if _, ok := s.jobs.Peek(res.ID); ok {
+		return false // it is for this instance after all (a restart kept the id)
+	}
+	q, err := s.Others.Open(ctx, res.ReplyTo)
+	if err == nil {
+		err = q.Send(ctx, body)
+	}
+	if err != nil {
+		if !errors.Is(err, events.ErrNoQueue) {
+			s.log.Warn("could not pass a result on to its web instance; keeping it here", "id", res.ID, "queue", res.ReplyTo, "err", err)
+		}
+		return false
+	}
+	s.log.Debug("passed a result on to its web instance", "id", res.ID, "queue", res.ReplyTo)
+	return true
+}
+
+// keep records by request id a result whose web instance is gone and
+// that its worker could not record, so that any instance can still answer
+// GET /results/{id} with it.
+func (s *Server) keep(ctx context.Context, res events.Result) {
+	if s.Records == nil || res.Unrecorded == "" || res.Error != nil {
+		return
+	}
+	err := s.Records.Put(ctx, events.Item{Name: events.RequestKey(res.ID), Stem: res.Stem, Label: res.Label,
+		Score: res.Score, Model: res.Model, Time: s.now()})
+	if err != nil {
+		s.log.Error("recording a result whose web instance is gone", "id", res.ID, "err", err)
 	}
 }
 

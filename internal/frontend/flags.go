@@ -25,6 +25,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Receivers, "receivers", DefaultReceivers, "long polls of the response queue at once")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "open connections at most; at the cap, those longest without a request are closed (0: the descriptor limit less 512)")
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", 0, "open connections from one client address at most (0: half of -max-conns)")
+	fs.DurationVar(&c.KeepAlive, "keep-alive", 2*time.Minute, "how long an idle connection is kept for its next request; behind a load balancer, longer than the balancer's idle timeout")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout,
 		"on SIGTERM or Ctrl-C, how long to keep answering the uploads already open (no new ones are taken) before answering those still waiting 503 with their ids; a second signal, or SIGHUP, ends it at once")
 	fs.StringVar(&c.Model, "model-name", "", "the model the workers run, as their answers name it; answers recorded by another are not reused (empty learns it from the first answer)")

@@ -69,6 +69,28 @@ func (m *webMetrics) answered(status int, took time.Duration, cached bool) {
 	}
 }
 
+// openSample is how often the open uploads are sampled for EMF: six
+// samples a minute make CloudWatch's one-minute Average the mean load, not
+// one instant of it.
+const openSample = 10 * time.Second
+
+// sampleOpen records the open uploads every openSample until ctx ends.
+func (s *Server) sampleOpen(ctx context.Context) {
+	if s.cfg.EMF == nil {
+		return
+	}
+	t := time.NewTicker(openSample)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.cfg.EMF.Observe(metrics.EMFOpenUploads, float64(s.open.Load()))
+		}
+	}
+}
+
 // waited records how long a result waited in the response queue.
 func (m *webMetrics) waited(d time.Duration) {
 	m.resultWait.Observe(d.Seconds())

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -67,6 +68,30 @@ type Backends struct {
 	// repeated uploads are answered from it.
 	Answers     Answers
 	AnswersName string
+
+	// With several web instances, each reads its own reply queue,
+	// Replies, whose name, ReplyTo, its requests carry; the shared
+	// Responses queue then carries only results whose queue was gone, which
+	// are passed on through Others to the instance waiting for them, if it
+	// is still there. Records, the results table, holds what the workers
+	// record by request id, for GET /results/{id} on any instance, and the
+	// marks of uploads being answered, so that the same upload sent again
+	// to another instance waits for that answer.
+	Replies Responses
+	ReplyTo string
+	Others  ReplyQueues
+	Records Records
+}
+
+// ReplyQueues finds other web instances' reply queues.
+type ReplyQueues interface {
+	Open(ctx context.Context, name string) (events.Queue, error)
+}
+
+// Records is the results table, read and written.
+type Records interface {
+	Get(ctx context.Context, name string) (events.Item, error)
+	Put(ctx context.Context, it events.Item) error
 }
 
 // Config tunes the web tier. Zero values take the defaults in brackets.
@@ -114,6 +139,11 @@ type Config struct {
 	// at a cap, those longest without a request are closed to make room
 	// [the descriptor limit less 512; half of MaxConns].
 	MaxConns, MaxConnsPerClient int
+	// KeepAlive is how long an idle connection is kept open for its next
+	// request [2m]. Behind a load balancer it must exceed the balancer's
+	// idle timeout, so that the balancer, not the server, closes idle
+	// connections and none is closed as a request is sent on it.
+	KeepAlive time.Duration
 }
 
 // memoryHeadroom is what a web tier uses besides its uploads: the
@@ -170,6 +200,9 @@ func (c *Config) defaults() {
 	}
 	if c.Receivers <= 0 {
 		c.Receivers = DefaultReceivers
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 2 * time.Minute
 	}
 }
 
@@ -231,6 +264,9 @@ type Server struct {
 	hurried context.CancelFunc
 	// history is the samples of GET /status/history.
 	history history
+	// open counts the uploads being read, stored or waiting for their
+	// answers: the load an instance carries, for scaling the web tier.
+	open atomic.Int64
 }
 
 type job struct {
@@ -250,6 +286,9 @@ func New(cfg Config, b Backends, log *slog.Logger) *Server {
 		lookups: events.NewTableHealth(log, "looking answers up"), recording: events.NewTableHealth(log, "workers recording answers")}
 	if cfg.Model != "" {
 		c.model.Store(&cfg.Model)
+	}
+	if b.Replies != nil {
+		c.marks = b.Records
 	}
 	hurry, hurried := context.WithCancel(context.Background())
 	s := &Server{
@@ -298,7 +337,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.cfg.KeepAlive,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ConnState:         newConnLimit(s.cfg.MaxConns, s.cfg.MaxConnsPerClient, s.log).state,
 	}
@@ -307,6 +346,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	routing.Go(func() { s.dispatch(routeCtx) })
 	routing.Go(func() { s.watchDeadLetters(routeCtx) })
 	routing.Go(func() { s.sampleHistory(routeCtx) })
+	routing.Go(func() { s.sampleOpen(routeCtx) })
 	halt := func() { stopRouting(); routing.Wait() }
 	defer halt()
 	served := make(chan error, 1)

@@ -164,6 +164,9 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", id)
 	j, ok := s.jobs.Get(id)
+	if !ok {
+		j, ok = s.recorded(r.Context(), id)
+	}
 	switch {
 	case !ok:
 		s.writeError(w, r, fail(http.StatusNotFound, "no request %s (results are kept for %v)", id, s.cfg.ResultsTTL), id)
@@ -181,6 +184,23 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.writeResult(w, r, *j.result, j.cached)
 	}
+}
+
+// recorded finds the answer a worker recorded by request id, for a
+// request another web instance queued (one of several, or one that is
+// gone).
+func (s *Server) recorded(ctx context.Context, id string) (job, bool) {
+	if s.Records == nil || s.Replies == nil {
+		return job{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	it, err := s.Records.Get(ctx, events.RequestKey(id))
+	if err != nil || it.Label == "" {
+		return job{}, false
+	}
+	res := events.Result{V: events.Version, ID: id, Stem: it.Stem, Label: it.Label, Score: it.Score, Model: it.Model}
+	return job{stem: it.Stem, result: &res, cached: true}, true
 }
 
 // isRequestID says whether id has the form upload gives ids

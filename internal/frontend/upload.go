@@ -55,6 +55,8 @@ func fail(status int, format string, args ...any) *httpError {
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	s.history.poke()
 	id := uuid.NewString()
 	w.Header().Set("X-Request-Id", id)
@@ -108,6 +110,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	defer img.memory.release()
 	sum := sha256.Sum256(img.data)
 	req := events.NewRequest(id, img.name, hex.EncodeToString(sum[:]), s.now())
+	req.ReplyTo = s.ReplyTo
 	body, err := events.EncodeRequest(req)
 	if errors.Is(err, events.ErrTooLarge) {
 		return res, false, fail(http.StatusBadRequest, "file name %q is too long", img.name)
@@ -123,7 +126,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	}
 	defer s.gate.release(req.Key)
 
-	item, hit := s.cache.lookup(ctx, req)
+	item, hit, pending := s.cache.lookup(ctx, req, s.now(), s.cfg.ResultTimeout)
 	// The input bucket keeps every upload, answered from the table or not:
 	// it is the record of what was sent (and the course's graders count it).
 	if err := s.Inputs.Put(ctx, req.Key, img.data); err != nil {
@@ -135,6 +138,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	s.storing.observe(s.now(), nil)
 	img.memory.release()
 	img.data = nil
+	if pending {
+		// The same upload, queued by another instance (or this one) whose
+		// client was cut off: its answer is on its way to the table.
+		item, hit = s.cache.awaitRecorded(ctx, req, s.now().Add(s.cfg.ResultTimeout), s.drainOver)
+		if !hit && ctx.Err() != nil {
+			return res, false, fail(statusClientGone, "client went away waiting for the answer to an earlier upload of %s: %v", req.Key, context.Cause(ctx))
+		}
+	}
 	if hit {
 		res = events.Result{V: events.Version, ID: id, Stem: req.Stem, Label: item.Label, Score: item.Score, Model: item.Model}
 		s.jobs.Add(id, job{stem: req.Stem, result: &res, cached: true})
@@ -144,6 +155,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	answer := s.waiters.add(id)
 	defer s.waiters.remove(id)
 	s.expect(id, req.Stem)
+	s.cache.markPending(ctx, req, s.now())
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
 		return res, false, unavailable("queueing the request failed").because(err)

@@ -38,6 +38,13 @@ type Responses interface {
 	SendBatch(ctx context.Context, bodies [][]byte) error
 }
 
+// ReplyQueues are the web instances' reply queues, by name.
+type ReplyQueues interface {
+	// Open finds a queue; an error wrapping events.ErrNoQueue says it is
+	// gone.
+	Open(ctx context.Context, name string) (events.Queue, error)
+}
+
 // Inputs is the input bucket.
 type Inputs interface {
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -184,8 +191,10 @@ type Worker struct {
 	// inferences takes each decoding and inference to one of
 	// Config.Inferences goroutines, started by Run.
 	inferences chan func()
-	// answers sends results to the response queue in batches, during Run.
-	answers *events.Batcher[[]byte]
+	// replies, if set, are the reply queues requests may name.
+	replies ReplyQueues
+	// answers sends results to their queues in batches, during Run.
+	answers *events.Batcher[reply]
 	// fetched is a token per upload held in memory before its inference.
 	fetched chan struct{}
 
@@ -201,6 +210,14 @@ func New(cfg Config, requests Requests, responses Responses, inputs Inputs, outp
 	return &Worker{cfg: cfg, requests: requests, responses: responses, inputs: inputs, outputs: outputs, table: table,
 		tableOK: events.NewTableHealth(log, "recording answers"), recognizer: r, log: log, idleSince: time.Now(),
 		inferences: make(chan func()), fetched: make(chan struct{}, cfg.FetchAhead)}
+}
+
+// WithReplies has the worker answer each request that names its web
+// instance's reply queue there, rather than on the shared response queue.
+// It returns w.
+func (w *Worker) WithReplies(r ReplyQueues) *Worker {
+	w.replies = r
+	return w
 }
 
 // Concurrency is how many requests the worker holds at once.
@@ -220,7 +237,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// One batch of answers and one of deletes on its way at a time: the
 	// others gather while it is, which keeps the calls (AWS bills each)
 	// few.
-	w.answers = events.NewBatcher(work, w.responses.SendBatch, 1)
+	w.answers = events.NewBatcher(work, w.sendReplies, 1)
 	deletes := events.NewBatcher(work, w.requests.DeleteBatch, 1)
 	var inferring sync.WaitGroup
 	for range w.cfg.Inferences {
@@ -355,7 +372,7 @@ func (w *Worker) handle(ctx context.Context, m events.Message, deletes *events.B
 }
 
 func (w *Worker) process(ctx context.Context, req events.Request) (res events.Result, f *failure) {
-	res = events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Model: w.recognizer.Name(), Worker: w.cfg.Name}
+	res = events.Result{V: events.Version, ID: req.ID, Stem: req.Stem, Model: w.recognizer.Name(), Worker: w.cfg.Name, ReplyTo: req.ReplyTo}
 	defer func() {
 		// A panic while labelling one image must not take the worker and
 		// every other held request down with it.
@@ -476,20 +493,40 @@ func (w *Worker) inspectAndRecognize(ctx context.Context, r BytesRecognizer, dat
 
 // record puts the answer in the results table. The table is a cache of
 // answers, so when it is down the answer still goes out, saying why it
-// was not recorded, and the outage is logged once.
+// was not recorded, and the outage is logged once. A request from a web
+// instance with a reply queue (one of several) is recorded by its id as
+// well, so that any of them can answer GET /results/{id}, the one that
+// asked included if it is gone.
 func (w *Worker) record(ctx context.Context, req events.Request, res events.Result) (unrecorded string) {
 	if w.table == nil {
 		return ""
 	}
-	err := w.table.Put(ctx, events.Item{
+	it := events.Item{
 		Name: req.Name, Stem: req.Stem, Label: res.Label, Score: res.Score,
 		Model: res.Model, SHA256: req.SHA256, Time: time.Now(),
-	})
+	}
+	var byID error
+	var wg sync.WaitGroup
+	if req.ReplyTo != "" {
+		byReq := it
+		byReq.Name = events.RequestKey(req.ID)
+		wg.Go(func() { byID = w.table.Put(ctx, byReq) })
+	}
+	err := w.table.Put(ctx, it)
+	wg.Wait()
+	err = errors.Join(err, byID)
 	w.tableOK.Observe(ctx, err)
 	if err != nil {
 		return err.Error()
 	}
 	return ""
+}
+
+// reply is a result's wire form and the queue it goes to ("": the shared
+// response queue).
+type reply struct {
+	to   string
+	body []byte
 }
 
 func (w *Worker) answer(res events.Result) error {
@@ -498,10 +535,61 @@ func (w *Worker) answer(res events.Result) error {
 	if err != nil {
 		return err
 	}
-	if err := w.answers.Do(body); err != nil {
+	if err := w.answers.Do(reply{to: res.ReplyTo, body: body}); err != nil {
 		return fmt.Errorf("sending result: %w", err)
 	}
 	return nil
+}
+
+// sendReplies sends a batch of results, each group to its queue, and
+// reports the entries that failed by their index in the batch.
+func (w *Worker) sendReplies(ctx context.Context, replies []reply) error {
+	groups := map[string][]int{}
+	for i, r := range replies {
+		groups[r.to] = append(groups[r.to], i)
+	}
+	failed := map[int]error{}
+	for to, idx := range groups {
+		bodies := make([][]byte, len(idx))
+		for j, i := range idx {
+			bodies[j] = replies[i].body
+		}
+		err := w.sendTo(ctx, to, bodies)
+		var be *events.BatchError
+		switch {
+		case err == nil:
+		case errors.As(err, &be):
+			for j, e := range be.Failed {
+				failed[idx[j]] = e
+			}
+		default:
+			for _, i := range idx {
+				failed[i] = err
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return &events.BatchError{Failed: failed}
+	}
+	return nil
+}
+
+// sendTo sends to the reply queue named to, or to the shared response
+// queue when it names none or its queue is gone: the sweeper passes what
+// lands there on, or records it.
+func (w *Worker) sendTo(ctx context.Context, to string, bodies [][]byte) error {
+	if to == "" || w.replies == nil {
+		return w.responses.SendBatch(ctx, bodies)
+	}
+	q, err := w.replies.Open(ctx, to)
+	if err == nil {
+		err = q.SendBatch(ctx, bodies)
+	}
+	if errors.Is(err, events.ErrNoQueue) {
+		w.log.Info("reply queue gone; answering on the shared response queue", "queue", to, "results", len(bodies))
+		return w.responses.SendBatch(ctx, bodies)
+	}
+	return err
 }
 
 // retryLater leaves a request whose failure may pass for another delivery,

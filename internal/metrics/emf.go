@@ -18,6 +18,9 @@ import (
 const (
 	Count        = "Count"
 	Milliseconds = "Milliseconds"
+	// Gauge is a level sampled now and then (CloudWatch's unit None):
+	// like Milliseconds a distribution, its Average the mean level.
+	Gauge = "None"
 )
 
 // EMFNamespace is the CloudWatch namespace of every EMF metric of

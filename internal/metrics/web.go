@@ -7,12 +7,15 @@ const (
 	EMFUploadLatency = "UploadLatency" // from an upload's arrival to its answer
 	EMFCachedAnswers = "CachedAnswers" // uploads answered from the results table
 	EMFResultWait    = "ResultWait"    // how long results waited in the response queue
+	// EMFOpenUploads is the uploads an instance holds, sampled: the web
+	// group's target tracking scales on its average per instance.
+	EMFOpenUploads = "OpenUploads"
 )
 
 // WebEMF are the web tier's EMF metrics.
 func WebEMF() []Metric {
 	return []Metric{
 		{EMFUploads, Count}, {EMFUploadErrors, Count}, {EMFUploadLatency, Milliseconds},
-		{EMFCachedAnswers, Count}, {EMFResultWait, Milliseconds},
+		{EMFCachedAnswers, Count}, {EMFResultWait, Milliseconds}, {EMFOpenUploads, Gauge},
 	}
 }

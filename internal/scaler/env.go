@@ -54,16 +54,39 @@ func FromEnv(ctx context.Context, getenv func(string) string, out io.Writer, aws
 	h := NewHandler(set.lambda, s, log.With("fleet", set.lambda.Fleet), out)
 	// With no pool, too: a pool made smaller, down to none, sheds its
 	// members while the fleet is idle.
-	return h.WithPool(fleet, set.scaler.BootDeadline), nil
+	h.WithPool(fleet, set.scaler.BootDeadline)
+	if set.responseQueueURL != "" {
+		shared := aws.QueueFromURL(c.SQS, set.responseQueueURL)
+		names, err := namesOfResponseQueue(shared.Name())
+		if err != nil {
+			return nil, err
+		}
+		h.WithSweeper(NewSweeper(names, aws.NewReplyQueues(c.SQS, names), shared, aws.NewWebInstances(c.EC2), set.replyQueueGrace, log))
+	}
+	return h, nil
+}
+
+// namesOfResponseQueue finds the deployment's names from its shared
+// response queue's, <prefix>-resp-queue.
+func namesOfResponseQueue(queue string) (events.Names, error) {
+	prefix, ok := strings.CutSuffix(queue, "-resp-queue")
+	if !ok || prefix == "" {
+		return events.Names{}, fmt.Errorf("SURGE_RESPONSE_QUEUE_URL: queue %q is not named <prefix>-resp-queue", queue)
+	}
+	return events.NamesFor(prefix), nil
 }
 
 // settings are a scaler function's, from its environment.
 type settings struct {
 	queueURL, template string
-	subnets            []string
-	poolSize           int
-	scaler             Config
-	lambda             LambdaConfig
+	// responseQueueURL, when set, has the scaler sweep the web instances'
+	// reply queues into it (a deployment with several web instances).
+	responseQueueURL string
+	replyQueueGrace  time.Duration
+	subnets          []string
+	poolSize         int
+	scaler           Config
+	lambda           LambdaConfig
 }
 
 // settingsFrom reads the variables of a flag set that no command line
@@ -73,6 +96,8 @@ func settingsFrom(getenv func(string) string) (settings, error) {
 	fs := flag.NewFlagSet("scaler", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&s.queueURL, "request-queue-url", "", "the request queue, whose backlog sizes the fleet")
+	fs.StringVar(&s.responseQueueURL, "response-queue-url", "", "the shared response queue, into which the reply queues of web instances that are gone are drained (empty: no sweeping)")
+	fs.DurationVar(&s.replyQueueGrace, "reply-queue-grace", DefaultReplyQueueGrace, "how long a gone web instance's reply queue must stay empty before it is deleted")
 	fs.StringVar(&s.template, "launch-template", "", "the workers' launch template")
 	fs.StringVar(&s.lambda.Fleet, "fleet", "", "the fleet's tag value")
 	subnets := fs.String("subnets", "", "comma-separated subnets to launch into")

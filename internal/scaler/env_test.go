@@ -33,7 +33,7 @@ func TestSettingsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{
-		queueURL: requiredEnv["SURGE_REQUEST_QUEUE_URL"], template: "surge-worker",
+		queueURL: requiredEnv["SURGE_REQUEST_QUEUE_URL"], template: "surge-worker", replyQueueGrace: DefaultReplyQueueGrace,
 		scaler: Config{Max: events.DefaultMaxWorkers, ScaleInDelay: 2 * time.Second, BootDeadline: 5 * time.Minute,
 			CapacityBackoff: 30 * time.Second, CapacityBackoffMax: 5 * time.Minute},
 		lambda: LambdaConfig{Tick: 5 * time.Second, Window: DefaultWindow, LaunchAllowance: DefaultLaunchAllowance, Fleet: "surge"},

@@ -80,6 +80,14 @@ type Handler struct {
 	now          func() time.Time
 	pool         Pool // nil: no warm pool
 	bootDeadline time.Duration
+	sweeper      *Sweeper // nil: no web instances' reply queues to sweep
+}
+
+// WithSweeper has each invocation sweep the web instances' reply queues
+// once, beside its reconciles. It returns h.
+func (h *Handler) WithSweeper(sw *Sweeper) *Handler {
+	h.sweeper = sw
+	return h
 }
 
 // WithPool has the handler keep pool filled whenever the fleet is idle,
@@ -105,6 +113,8 @@ type Summary struct {
 	Replaced   []string `json:"replaced"`
 	// PoolLaunched are instances launched to join the warm pool.
 	PoolLaunched []string `json:"pool_launched,omitempty"`
+	// Swept is what the sweep of reply queues did, when there was one.
+	Swept *Swept `json:"swept,omitempty"`
 }
 
 // Handle reconciles at once, then at the event's scheduled time plus each
@@ -137,6 +147,13 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 	ctx = aws.WithLaunchCutoff(aws.WithLaunchScope(ctx, LaunchScope(ev)), end.Add(-h.cfg.LaunchAllowance))
 	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
+	// The sweep runs beside the reconciles, not before them: it waits on
+	// queues, and scaling must not.
+	swept := h.sweep(ctx)
+	finish := func() (Summary, error) {
+		sum.Swept = <-swept
+		return sum, summarise(sum)
+	}
 	h.tick(ctx, &sum)
 	for _, next := range h.cfg.ticks(ev.Time, end) {
 		wait := next.Sub(h.now())
@@ -145,12 +162,30 @@ func (h *Handler) Handle(ctx context.Context, ev awsevents.EventBridgeEvent) (Su
 		}
 		select {
 		case <-ctx.Done():
-			return sum, summarise(sum)
+			return finish()
 		case <-time.After(wait):
 		}
 		h.tick(ctx, &sum)
 	}
-	return sum, summarise(sum)
+	return finish()
+}
+
+// sweep starts the invocation's sweep of reply queues, if it has a
+// sweeper; the channel gives what it did (nil: no sweep).
+func (h *Handler) sweep(ctx context.Context) <-chan *Swept {
+	done := make(chan *Swept, 1)
+	if h.sweeper == nil {
+		done <- nil
+		return done
+	}
+	go func() {
+		swept, err := h.sweeper.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			h.log.Error("sweeping reply queues", "err", err)
+		}
+		done <- &swept
+	}()
+	return done
 }
 
 // window is when an invocation for the event scheduled at scheduled,
