@@ -36,6 +36,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	limit := fs.Duration("max-duration", 15*time.Minute, "give up after this long")
 	maxWorkers := fs.Int("max-workers", events.DefaultMaxWorkers, "fleet cap")
 	visibility := fs.Duration("visibility", 5*time.Second, "request visibility timeout: how soon a killed worker's request is handed out again")
+	grace := fs.Duration("reply-queue-grace", 5*time.Second, "how long a dead web tier's reply queue must stay empty before it is deleted: short, since the run's end waits for its deletion")
 	drain := fs.Duration("drain-timeout", 2*time.Second, "the web tier's drain at the restart: short, so that some clients get 503 with an id and collect their answers later")
 	data := fs.String("data", "", "data directory (default: a new temporary one, removed afterwards)")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
@@ -85,7 +86,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 			Bin:        *bin,
 			Backend:    backend.Config{Kind: "local", Prefix: "chaos", DataDir: *data, Visibility: *visibility, MaxReceives: events.MaxReceives},
 			Web:        *web,
-			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain,
+			MaxWorkers: *maxWorkers, Tick: time.Second, ScaleInDelay: time.Second, DrainTimeout: *drain, ReplyQueueGrace: *grace,
 			WorkerArgs: wargs, WebArgs: []string{"-model-name", model},
 		},
 		Images: files, Expected: expected, Requests: *requests, Concurrency: *concurrency,
@@ -97,7 +98,8 @@ func chaosCmd(ctx context.Context, args []string) error {
 	}
 	rep.Print(os.Stdout)
 	if !rep.OK() {
-		return fmt.Errorf("chaos: %d wrong, %d lost, queues left with %d requests and %d responses", rep.Wrong, rep.Lost, rep.End.Requests, rep.End.Responses)
+		return fmt.Errorf("chaos: %d wrong, %d lost, queues left with %d requests and %d responses, reply queues of dead web tiers left: %q",
+			rep.Wrong, rep.Lost, rep.End.Requests, rep.End.Responses, rep.End.DeadReplyQueues)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/scaler"
 )
 
 func runCmd(ctx context.Context, args []string) error {
@@ -33,6 +34,8 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.MinWorkers, "min-workers", 0, "worker processes kept running with no backlog")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
+	fs.DurationVar(&cfg.ReplyQueueGrace, "reply-queue-grace", scaler.DefaultReplyQueueGrace,
+		"how long the reply queue of a web tier that is gone must stay empty, its results moved to the shared response queue, before it is deleted")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids")
 	concurrency := fs.Int("concurrency", 0, "requests each worker holds at once; 0: the worker's default, twice its inferences")

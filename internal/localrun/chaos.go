@@ -62,9 +62,14 @@ type ChaosReport struct {
 
 // EndState is what the queues and stores hold once the run is over.
 type EndState struct {
+	// Responses is the backlog of the shared response queue and of the
+	// reply queues of the web tiers serving.
 	Requests, Responses, DeadLetters int // backlogs
-	Inputs, Outputs, TableItems      int
-	Err                              error
+	// DeadReplyQueues are the reply queues left of web tiers that are
+	// gone: the sweeper drains and deletes them.
+	DeadReplyQueues             []string
+	Inputs, Outputs, TableItems int
+	Err                         error
 }
 
 // RunChaos runs the chaos and tallies it.
@@ -383,19 +388,23 @@ func get(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
-// endState waits (up to a minute) for the queues to empty and reads what
-// the system holds.
+// endState waits (up to a minute, plus the reply queues' grace) for the
+// queues to empty and the dead web tiers' reply queues to go, and reads
+// what the system holds.
 func (r *runner) endState(ctx context.Context) EndState {
 	sys := r.system()
 	b := sys.Backends
 	var st EndState
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute + r.cfg.System.ReplyQueueGrace); ; time.Sleep(250 * time.Millisecond) {
 		req, err1 := b.Requests.Counts(ctx)
 		resp, err2 := b.Responses.Counts(ctx)
 		dl, err3 := b.RequestDeadLetters.Counts(ctx)
 		st.Requests, st.Responses, st.DeadLetters = req.Backlog(), resp.Backlog(), dl.Backlog()
-		st.Err = errors.Join(err1, err2, err3)
-		if st.Err != nil || (st.Requests == 0 && st.Responses == 0) || time.Now().After(deadline) {
+		replies, dead, err4 := sys.ReplyQueues(ctx)
+		st.Responses += replies
+		st.DeadReplyQueues = dead
+		st.Err = errors.Join(err1, err2, err3, err4)
+		if st.Err != nil || (st.Requests == 0 && st.Responses == 0 && len(dead) == 0) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -475,14 +484,15 @@ func (r ChaosReport) Print(w io.Writer) {
 		r.Sent, r.Duration.Round(time.Millisecond), r.Kills, r.WebKills, r.ScalerRestarts, r.Restarts)
 	r.Tally.Print(w)
 	e := r.End
-	fmt.Fprintf(w, "end state: request queue %d, response queue %d, dead letters %d; input bucket %d objects, output bucket %d, results table %d items\n",
-		e.Requests, e.Responses, e.DeadLetters, e.Inputs, e.Outputs, e.TableItems)
+	fmt.Fprintf(w, "end state: request queue %d, response queues %d, dead letters %d; reply queues of dead web tiers left %d; input bucket %d objects, output bucket %d, results table %d items\n",
+		e.Requests, e.Responses, e.DeadLetters, len(e.DeadReplyQueues), e.Inputs, e.Outputs, e.TableItems)
 	if e.Err != nil {
 		fmt.Fprintf(w, "end state incomplete: %v\n", e.Err)
 	}
 }
 
-// OK is true when nothing was wrong or lost and the queues drained.
+// OK is true when nothing was wrong or lost, the queues drained and the
+// dead web tiers' reply queues are gone.
 func (r ChaosReport) OK() bool {
-	return r.Tally.OK() && r.End.Err == nil && r.End.Requests == 0 && r.End.Responses == 0
+	return r.Tally.OK() && r.End.Err == nil && r.End.Requests == 0 && r.End.Responses == 0 && len(r.End.DeadReplyQueues) == 0
 }

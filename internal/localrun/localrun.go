@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/surgeml/surge/events"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
 	"github.com/surgeml/surge/internal/frontend"
@@ -38,6 +39,10 @@ type Config struct {
 	MaxWorkers, MinWorkers int
 	// Tick and ScaleInDelay tune the scaler (see scaler.Config).
 	Tick, ScaleInDelay time.Duration
+	// ReplyQueueGrace is how long the reply queue of a web tier that is
+	// gone must stay empty before the scaler's sweeper deletes it
+	// [scaler.DefaultReplyQueueGrace].
+	ReplyQueueGrace time.Duration
 	// LaunchDelay is how long a launched worker boots, as an instance
 	// would, before its process starts (embedded.FleetConfig.LaunchDelay).
 	LaunchDelay time.Duration
@@ -84,8 +89,10 @@ type System struct {
 	Fleet    *embedded.Fleet
 	Backends *backend.Backends
 
+	prefix   string
 	web      *webTiers
 	scaler   func() *scaler.Scaler
+	sweeper  *scaler.Sweeper
 	tick     time.Duration
 	changed  func() <-chan struct{}
 	mu       sync.Mutex
@@ -141,7 +148,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err != nil {
 		return nil, err
 	}
-	s := &System{Backends: b, drain: cfg.DrainTimeout, lock: cfg.Lock}
+	s := &System{Backends: b, prefix: cfg.Backend.Prefix, drain: cfg.DrainTimeout, lock: cfg.Lock}
 	web := webSpec{
 		bin: cfg.Bin, host: cfg.Host, data: data,
 		args: slices.Concat(common, []string{
@@ -179,6 +186,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	s.scaler = func() *scaler.Scaler {
 		return scaler.New(scaler.Config{Max: cfg.MaxWorkers, Min: cfg.MinWorkers, ScaleInDelay: cfg.ScaleInDelay, Decided: observe(cfg.Metrics)}, b.Requests, fl, log)
 	}
+	// Reply queues of web tiers that are gone, this run's or an earlier
+	// one's on this data, are drained into the shared response queue,
+	// which every tier reads, and deleted; with one web tier there are
+	// none unless an earlier run had several.
+	s.sweeper = scaler.NewSweeper(events.NamesFor(cfg.Backend.Prefix), b.Replies, b.Responses, b.WebTiers, cfg.ReplyQueueGrace, log)
 	s.tick, s.changed = cfg.Tick, b.Changed
 	s.startScaler(ctx)
 	return s, nil
@@ -192,7 +204,10 @@ func (s *System) startScaler(ctx context.Context) {
 	s.mu.Unlock()
 	go func() {
 		defer close(done)
+		var sweeping sync.WaitGroup
+		sweeping.Go(func() { s.sweeper.Run(scalCtx, s.tick) })
 		s.scaler().Run(scalCtx, s.tick, s.tick/5, s.changed)
+		sweeping.Wait()
 	}()
 }
 
@@ -247,6 +262,37 @@ func (s *System) KillWebTier(slot int) *WebTier {
 	t := s.web.tier(slot)
 	t.Kill()
 	return t
+}
+
+// ReplyQueues reads the web tiers' reply queues: the backlog of those of
+// the tiers serving, and the names of those left of tiers that are gone.
+func (s *System) ReplyQueues(ctx context.Context) (backlog int, dead []string, err error) {
+	b := s.Backends
+	queues, err := b.Replies.List(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	names := events.NamesFor(s.prefix)
+	serving := map[string]bool{}
+	for _, t := range s.WebTiers() {
+		serving[t.ID] = true
+	}
+	for _, name := range queues {
+		if !serving[names.ReplyInstance(name)] {
+			dead = append(dead, name)
+			continue
+		}
+		q, err := b.Replies.Open(ctx, name)
+		if err != nil {
+			return 0, nil, err
+		}
+		c, err := q.Counts(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		backlog += c.Backlog()
+	}
+	return backlog, dead, nil
 }
 
 // Hurry cuts short a Stop's drain, already started or next: the web tiers

@@ -204,6 +204,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		},
 	}
 	defer client.CloseIdleConnections()
+	// A retry dials afresh: the pool may still hold kept-alive
+	// connections to the server that died, not yet seen to be reset.
+	clients := clients{client, &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}}
 
 	outcomes := make([]Outcome, len(cfg.Files))
 	pending := make([]int, len(cfg.Files))
@@ -213,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var attempts []Attempt
 	start := time.Now()
 	for n := 1; n <= 1+cfg.Retries && len(pending) > 0 && ctx.Err() == nil; n++ {
-		send(ctx, client, cfg, n, pending, bodies, outcomes)
+		send(ctx, clients, cfg, n, pending, bodies, outcomes)
 		var failed []int
 		for _, i := range pending {
 			if outcomes[i].Err != nil {
@@ -235,7 +238,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 var errNotSent = errors.New("not sent: the run was stopped")
 
 // send is one pass: the files at indices, cfg.Concurrency at a time.
-func send(ctx context.Context, client *http.Client, cfg Config, attempt int, indices []int, bodies [][]byte, outcomes []Outcome) {
+// clients are the generator's: one for first sends, one for retries of
+// cut connections.
+type clients struct{ first, retry *http.Client }
+
+func send(ctx context.Context, clients clients, cfg Config, attempt int, indices []int, bodies [][]byte, outcomes []Outcome) {
 	for _, i := range indices {
 		name := filepath.Base(cfg.Files[i])
 		outcomes[i] = Outcome{File: name, Stem: courseStem(name), Err: errNotSent, Attempts: attempt - 1}
@@ -247,7 +254,7 @@ func send(ctx context.Context, client *http.Client, cfg Config, attempt int, ind
 	for range min(cfg.Concurrency, len(indices)) {
 		wg.Go(func() {
 			for i := range jobs {
-				outcomes[i] = upload(ctx, client, cfg, outcomes[i], bodies[i])
+				outcomes[i] = upload(ctx, clients, cfg, outcomes[i], bodies[i])
 				if cfg.Progress != nil {
 					mu.Lock()
 					done++
@@ -269,7 +276,7 @@ sending:
 	wg.Wait()
 }
 
-func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, data []byte) Outcome {
+func upload(ctx context.Context, clients clients, cfg Config, o Outcome, data []byte) Outcome {
 	o.Attempts++
 	o.Err, o.ID, o.Retried, o.Cut, o.Cached = nil, "", false, nil, false
 	var body bytes.Buffer
@@ -285,7 +292,7 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		o.Err = fmt.Errorf("building the upload: %w", err)
 		return o
 	}
-	once := func(accept string) (*http.Response, error) {
+	once := func(client *http.Client, accept string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body.Bytes()))
 		if err != nil {
 			return nil, fmt.Errorf("building the request: %w", err)
@@ -296,21 +303,29 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		}
 		return client.Do(req)
 	}
-	post := func(accept string) (*http.Response, error) {
-		resp, err := once(accept)
+	post := func(client *http.Client, accept string) (*http.Response, error) {
+		resp, err := once(client, accept)
 		for start := time.Now(); err != nil && errors.Is(err, syscall.ECONNREFUSED) && time.Since(start) < cfg.Refused && ctx.Err() == nil; {
 			time.Sleep(100 * time.Millisecond)
-			resp, err = once(accept)
+			resp, err = once(client, accept)
 		}
 		return resp, err
 	}
 	// The latency is the client's: a retried request's counts from its
 	// first send.
 	start := time.Now()
-	resp, err := post("")
+	resp, err := post(clients.first, "")
 	if err != nil && cfg.RetryCut && cutBeforeAnswer(err) && ctx.Err() == nil {
 		o.Retried, o.Cut = true, err
-		resp, err = post("application/json")
+		// A dying server resets its connections one by one as its
+		// sockets close, its listening one among them: a retry sent the
+		// instant the first reset arrives can still be queued on that
+		// listener, and be reset in turn.
+		select {
+		case <-time.After(cutRetryPause):
+		case <-ctx.Done():
+		}
+		resp, err = post(clients.retry, "application/json")
 	}
 	if err != nil {
 		o.Err, o.Latency = err, time.Since(start)
@@ -354,6 +369,10 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 	}
 	return o
 }
+
+// cutRetryPause is how long a request whose connection was cut waits
+// before it is sent again.
+const cutRetryPause = 250 * time.Millisecond
 
 // cutBeforeAnswer tells whether err, from sending a request, means the
 // connection ended before any answer: reset, or closed, as when the
