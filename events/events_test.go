@@ -113,6 +113,8 @@ func TestRequestValidation(t *testing.T) {
 		"key":     func(r *Request) { r.Key = "../a.jpg" },
 		"sha":     func(r *Request) { r.SHA256 = "" },
 		"name":    func(r *Request) { r.Name = strings.Repeat("a", MaxNameBytes+1) },
+		"reply":   func(r *Request) { r.ReplyTo = "https://sqs.example/q" },
+		"reply81": func(r *Request) { r.ReplyTo = strings.Repeat("q", 81) },
 	} {
 		r := good
 		mutate(&r)
@@ -217,5 +219,41 @@ func TestBatchErrorGroupsAlikeFailures(t *testing.T) {
 	want := "4 of the batch failed: entries [0 1 3]: connection refused; entries [2]: ReceiptHandleIsInvalid: bad"
 	if got := e.Error(); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestReplyQueueNames(t *testing.T) {
+	n := NamesFor("surge")
+	for _, c := range []struct{ queue, instance string }{
+		{n.ReplyQueue("i-0abc"), "i-0abc"},
+		{n.ReplyQueue("local-2-9f"), "local-2-9f"},
+		{n.ResponseQueue, ""}, // the shared queue matches the prefix but is none
+		{n.RequestQueue, ""},
+		{"surge-resp-", ""},
+		{"other-resp-i-0abc", ""},
+	} {
+		if got := n.ReplyInstance(c.queue); got != c.instance {
+			t.Errorf("ReplyInstance(%q) = %q, want %q", c.queue, got, c.instance)
+		}
+	}
+	for name, want := range map[string]bool{
+		"surge-resp-i-0abc": true, "a_b-C9": true, strings.Repeat("q", 80): true,
+		"": false, strings.Repeat("q", 81): false, "a.b": false, "a/b": false, "a b": false, "é": false,
+	} {
+		if got := ValidQueueName(name); got != want {
+			t.Errorf("ValidQueueName(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if k := RequestKey("0b5f7a60-55b4-4d4f-9b43-5a6e9e0d7f00"); ObjectKey(k) == k || BaseName(k) == k {
+		t.Errorf("RequestKey %q could be an uploaded name", k)
+	}
+	r := NewRequest("id", "a.jpg", sum, time.Now())
+	r.ReplyTo = n.ReplyQueue("i-0abc")
+	body, err := EncodeRequest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := DecodeRequest(body); err != nil || back.ReplyTo != r.ReplyTo {
+		t.Errorf("reply queue lost on the wire: %+v %v", back, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/surgeml/surge/events"
 )
@@ -27,6 +28,27 @@ func TestAnswers(t *testing.T) {
 	} {
 		if got := c.it.Answers(c.sha, c.model); got != c.want {
 			t.Errorf("%s: Answers = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestPending(t *testing.T) {
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	mark := events.Item{Name: "a.jpg", SHA256: "abc", Time: now.Add(-time.Minute)}
+	for _, c := range []struct {
+		name string
+		it   events.Item
+		sha  string
+		want bool
+	}{
+		{"marked a minute ago", mark, "abc", true},
+		{"other bytes", mark, "def", false},
+		{"answered", events.Item{Name: "a.jpg", SHA256: "abc", Label: "Paul", Time: now}, "abc", false},
+		{"older than a request lives", events.Item{Name: "a.jpg", SHA256: "abc", Time: now.Add(-6 * time.Minute)}, "abc", false},
+		{"no time", events.Item{Name: "a.jpg", SHA256: "abc"}, "abc", false},
+	} {
+		if got := c.it.Pending(c.sha, now, 5*time.Minute); got != c.want {
+			t.Errorf("%s: Pending = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

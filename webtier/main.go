@@ -41,7 +41,7 @@ func run(args []string, getenv func(string) string) error {
 	port := fs.Int("port", events.WebPort, "port to listen on")
 	listenFD := fs.Int("listen-fd", 0, "serve on this inherited listening socket instead of -host/-port (used by surge run)")
 	handover := fs.String("handover", "",
-		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend, none with aws)")
+		"file that carries GET /results/{id} across a restart: written on stop, read on start (default <data>/webtier-handover.json with the local backend and no -instance-id, none otherwise)")
 	emfCfg := metrics.EMFFlags(fs)
 	instance := fs.String("instance-id", "",
 		`this web instance's id, when it is one of several behind a load balancer: it then reads a reply queue of its own, <prefix>-resp-<id>, which it creates ("imds": the EC2 instance id; empty: one web tier, reading the shared response queue)`)
@@ -80,17 +80,19 @@ func run(args []string, getenv func(string) string) error {
 		// tells the sweeper they are alive. A predecessor whose
 		// supervisor was killed may still be answering its last uploads
 		// (see stopSignals): it gets a moment to hand over and leave.
-		lockName, handoverName := "webtier.lock", "webtier-handover.json"
+		lockName := "webtier.lock"
 		if *instance != "" {
-			lockName, handoverName = embedded.WebTierLock(*instance), "webtier-"+*instance+"-handover.json"
+			lockName = embedded.WebTierLock(*instance)
 		}
 		lock, err := embedded.LockDirWithin(bcfg.DataDir, lockName, "webtier", 15*time.Second)
 		if err != nil {
 			return err
 		}
 		defer lock.Release()
-		if *handover == "" {
-			*handover = filepath.Join(bcfg.DataDir, handoverName)
+		// One of several needs no handover: its answers are recorded by
+		// request id in the results table, where any of them finds them.
+		if *handover == "" && *instance == "" {
+			*handover = filepath.Join(bcfg.DataDir, "webtier-handover.json")
 		}
 	}
 	b, err := backend.Open(ctx, *bcfg)

@@ -131,3 +131,36 @@ func TestDeleteBatchReportsFailedEntries(t *testing.T) {
 		}
 	}
 }
+
+func TestReplyQueuesContract(t *testing.T) {
+	testenv.ReplyQueuesContract(t, func(t *testing.T) testenv.RepliesSetup {
+		names := events.NamesFor(fmt.Sprintf("contract%d", serial.Add(1)))
+		return testenv.RepliesSetup{Names: names,
+			Mine: aws.NewReplyQueues(moto.Clients(t).SQS, names), Other: aws.NewReplyQueues(moto.Clients(t).SQS, names)}
+	})
+}
+
+// A send to a reply queue deleted since it was opened fails with
+// events.ErrNoQueue, which is what sends a worker's answer to the shared
+// queue instead.
+func TestSendToDeletedReplyQueue(t *testing.T) {
+	ctx := context.Background()
+	names := events.NamesFor("gone")
+	mine, other := aws.NewReplyQueues(moto.Clients(t).SQS, names), aws.NewReplyQueues(moto.Clients(t).SQS, names)
+	if _, err := mine.Create(ctx, names.ReplyQueue("i-1")); err != nil {
+		t.Fatal(err)
+	}
+	q, err := other.Open(ctx, names.ReplyQueue("i-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mine.Delete(ctx, names.ReplyQueue("i-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SendBatch(ctx, [][]byte{[]byte("x")}); !errors.Is(err, events.ErrNoQueue) {
+		t.Errorf("SendBatch to a deleted queue: %v, want ErrNoQueue", err)
+	}
+	if err := q.Send(ctx, []byte("x")); !errors.Is(err, events.ErrNoQueue) {
+		t.Errorf("Send to a deleted queue: %v, want ErrNoQueue", err)
+	}
+}

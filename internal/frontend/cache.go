@@ -52,7 +52,7 @@ func (c *cache) lookup(ctx context.Context, req events.Request, now time.Time, l
 		return events.Item{}, false, false
 	}
 	model := c.model.Load()
-	if model == nil {
+	if model == nil && c.marks == nil {
 		// Until the first answer or a configured name, a recorded label
 		// may come from a model the workers no longer run.
 		c.misses.Add(1)
@@ -62,7 +62,7 @@ func (c *cache) lookup(ctx context.Context, req events.Request, now time.Time, l
 	it, err := c.table.Get(lctx, req.Name)
 	cancel()
 	c.lookups.Observe(ctx, err)
-	if err != nil || !it.Answers(req.SHA256, *model) {
+	if err != nil || model == nil || !it.Answers(req.SHA256, *model) {
 		if ctx.Err() == nil {
 			c.misses.Add(1)
 		}
@@ -113,7 +113,9 @@ func (c *cache) awaitRecorded(ctx context.Context, req events.Request, deadline 
 		if err != nil {
 			continue
 		}
-		if model := c.model.Load(); model != nil && it.Answers(req.SHA256, *model) {
+		// The answer to the very upload it waits for, from whichever
+		// model the workers run now.
+		if it.SHA256 == req.SHA256 && it.Label != "" {
 			c.hits.Add(1)
 			return it, true
 		}

@@ -41,6 +41,11 @@ type site struct {
 	table               *embedded.Table
 	srv                 *frontend.Server
 	stop                func() error
+	// replies, when set, are the reply queues of web tiers that are one
+	// of several (newScaleOut); the worker answers to them.
+	replies *embedded.ReplyQueues
+	// recognised counts the worker's inferences.
+	recognised *countingRecognizer
 }
 
 func newSite(t *testing.T, cfg frontend.Config) *site {
@@ -122,7 +127,11 @@ func (s *site) worker(t *testing.T) func() {
 		r, release = c, func() { c.Close() }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := labeling.New(labeling.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, s.table, r, slog.New(slog.DiscardHandler))
+	s.recognised = &countingRecognizer{Recognizer: r}
+	w := labeling.New(labeling.Config{Wait: time.Second, Concurrency: 2}, s.requests, s.responses, s.inputs, s.outputs, s.table, s.recognised, slog.New(slog.DiscardHandler))
+	if s.replies != nil {
+		w.WithReplies(s.replies)
+	}
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once

@@ -16,6 +16,8 @@ type Status struct {
 	RequestQueue  QueueStatus `json:"request_queue"`
 	DeadLetters   QueueStatus `json:"dead_letters"` // requests that failed for good
 	ResponseQueue QueueStatus `json:"response_queue"`
+	// ReplyQueue is this web instance's own, when it is one of several.
+	ReplyQueue *NamedQueueStatus `json:"reply_queue,omitempty"`
 	// Delivery is how long results waited in the response queue.
 	Delivery     DeliveryStatus `json:"delivery"`
 	Fleet        FleetStatus    `json:"fleet"`
@@ -55,6 +57,12 @@ type QueueStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// NamedQueueStatus is a queue's counts with its name.
+type NamedQueueStatus struct {
+	Name string `json:"name"`
+	QueueStatus
+}
+
 // FleetStatus is the worker fleet: Desired is what the scaling policy asks
 // for at the current backlog; Running counts every live worker, draining
 // ones included.
@@ -82,6 +90,9 @@ func (s *Server) currentStatus(ctx context.Context) Status {
 	st.Delivery = s.queueWaits.status()
 	st.RequestQueue = queueStatus(ctx, s.Requests.Counts)
 	st.ResponseQueue = queueStatus(ctx, s.Responses.Counts)
+	if s.Replies != nil {
+		st.ReplyQueue = &NamedQueueStatus{Name: s.ReplyTo, QueueStatus: queueStatus(ctx, s.Replies.Counts)}
+	}
 	if s.DeadLetters != nil {
 		st.DeadLetters = queueStatus(ctx, s.DeadLetters.Counts)
 	}

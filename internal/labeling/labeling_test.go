@@ -391,3 +391,67 @@ func TestIdleExit(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 }
+
+// A request that names its web instance's reply queue is answered there
+// and recorded by its id too; one whose queue is gone is answered on the
+// shared response queue, where the sweeper and the other web instances
+// look.
+func TestAnswersToTheReplyQueueItNames(t *testing.T) {
+	r := newRig(t, 30*time.Second, 5)
+	ctx := context.Background()
+	names := events.NamesFor("x")
+	replies := embedded.NewReplyQueues(r.dir, names)
+	t.Cleanup(func() { replies.Close() })
+	mine, err := replies.Create(ctx, names.ReplyQueue("w1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := labeling.New(labeling.Config{Wait: time.Second}, r.requests, r.responses, r.inputs, r.outputs, r.table, r.recognizer, slog.New(slog.DiscardHandler)).WithReplies(replies)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(wctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	send := func(id, name, replyTo string) {
+		t.Helper()
+		data := testenv.Photo(t, "dog.jpg")
+		sum := sha256.Sum256(data)
+		req := events.NewRequest(id, name, hex.EncodeToString(sum[:]), time.Now())
+		req.ReplyTo = replyTo
+		if err := r.inputs.Put(ctx, req.Key, data); err != nil {
+			t.Fatal(err)
+		}
+		body, err := events.EncodeRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.requests.Send(ctx, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receiveOne := func(q events.Queue, where string) events.Result {
+		t.Helper()
+		msgs, err := q.Receive(ctx, 1, 30*time.Second)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("%s: %d results, %v", where, len(msgs), err)
+		}
+		res, err := events.DecodeResult(msgs[0].Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	send("one", "dog.jpg", names.ReplyQueue("w1"))
+	if res := receiveOne(mine, "the reply queue"); res.ID != "one" || res.ReplyTo != names.ReplyQueue("w1") || res.Label == "" {
+		t.Errorf("answer on the reply queue: %+v", res)
+	}
+	if it, err := r.table.Get(ctx, events.RequestKey("one")); err != nil || it.Label == "" {
+		t.Errorf("answer recorded by request id: %+v %v", it, err)
+	}
+
+	send("two", "dog2.jpg", names.ReplyQueue("gone"))
+	if res := receiveOne(r.responses, "the shared queue"); res.ID != "two" || res.Label == "" {
+		t.Errorf("answer for a gone reply queue, on the shared queue: %+v", res)
+	}
+}

@@ -84,3 +84,15 @@ func TestFromEnvRefusesMalformedSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestNamesOfResponseQueue(t *testing.T) {
+	for queue, want := range map[string]string{
+		"surge-resp-queue": "surge-resp-", "a-b-resp-queue": "a-b-resp-",
+		"surge-req-queue": "", "-resp-queue": "", "resp-queue": "",
+	} {
+		names, err := namesOfResponseQueue(queue)
+		if got := names.ReplyQueuePrefix; got != want || (err == nil) != (want != "") {
+			t.Errorf("namesOfResponseQueue(%q) = %q, %v; want %q", queue, got, err, want)
+		}
+	}
+}
