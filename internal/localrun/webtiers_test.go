@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 	"github.com/surgeml/surge/internal/assets"
 	"github.com/surgeml/surge/internal/backend"
 	"github.com/surgeml/surge/internal/embedded"
+	"github.com/surgeml/surge/internal/frontend"
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/testenv"
 	"github.com/surgeml/surge/internal/workload"
@@ -183,4 +188,52 @@ func sweeps(t *testing.T, log, queue string) (moved int, deleted bool) {
 		}
 	}
 	return moved, deleted
+}
+
+// `surge run -web 2` names its two tiers and their ids, serves through
+// both (each /status names the reply queue of the tier it came from), and
+// Ctrl-C stops every process it started.
+func TestRunCommandWithTwoWebTiers(t *testing.T) {
+	cmd, url, stderr := startRun(t, t.TempDir(), "-web", "2")
+	ids := regexp.MustCompile(`local-[12]-[0-9a-f]{6}`).FindAllString(stderr.String(), -1)
+	_, said, _ := strings.Cut(stderr.String(), "Surge is running at ")
+	if !strings.Contains(said, "2 web tiers sharing the port") || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != 2 {
+		t.Fatalf("surge run does not name its two web tiers:\n%s", stderr)
+	}
+	rep := testenv.Workload(t, url, []string{testenv.Path(t, "images", "darknet", "eagle.jpg")}, map[string]string{"eagle": "bald eagle"})
+	if rep.Correct != 1 {
+		t.Fatal("eagle.jpg not answered")
+	}
+	// Each new connection is given to one tier by a hash of its ports:
+	// a few reach both.
+	seen := map[string]bool{}
+	for range 50 {
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(url + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st frontend.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.ReplyQueue == nil {
+			t.Fatalf("/status: %v, reply queue %v", err, st.ReplyQueue)
+		}
+		seen[st.ReplyQueue.Name] = true
+	}
+	for _, id := range ids {
+		if !seen[events.NamesFor("surge").ReplyQueue(id)] {
+			t.Errorf("no /status from %s in 50 connections: %v", id, seen)
+		}
+	}
+	pids := descendants(cmd.Process.Pid)
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("surge run exited with %v:\n%s", err, stderr)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %d outlived surge run", pid)
+		}
+	}
 }
