@@ -191,8 +191,9 @@ func (r *runner) wreak(ctx context.Context, done *atomic.Int64) {
 		at, events = append(at, n*int64(k+1)/int64(r.cfg.Kills+1)), append(events, r.kill)
 	}
 	for k := range r.cfg.WebKills {
-		// Offset from the workers' kills, so that each is its own event.
-		at, events = append(at, n*int64(2*k+1)/int64(2*r.cfg.WebKills+2)), append(events, r.killWeb)
+		// (3k+1)/(3W+1) is never 1/2: no tier is killed at the moment
+		// the whole system restarts.
+		at, events = append(at, n*int64(3*k+1)/int64(3*r.cfg.WebKills+1)), append(events, r.killWeb)
 	}
 	for k := range r.cfg.Scaler {
 		at, events = append(at, n*int64(2*k+1)/int64(2*r.cfg.Scaler+1)), append(events, r.restartScaler)

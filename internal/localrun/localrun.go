@@ -1,8 +1,9 @@
 // Package localrun runs the whole system on one machine: the web tier as a
 // process (or several on one port, webtiers.go), the scaler in this
-// process, and the worker fleet as processes it launches and drains. It is what `surge run`, the benchmark and the
-// end-to-end tests start; and the chaos run (chaos.go) that kills parts of
-// it under load and counts what every client finally learned.
+// process, and the worker fleet as processes it launches and drains. It is
+// what `surge run`, the benchmark and the end-to-end tests start; and the
+// chaos run (chaos.go) that kills parts of it under load and counts what
+// every client finally learned.
 package localrun
 
 import (
