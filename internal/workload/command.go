@@ -17,7 +17,7 @@ const commandUsage = `usage: surge workload -images DIR [-labels CSV] [-url URL]
    or: surge workload --num_request=N --ip_addr=IP --image_folder=DIR --prediction_file=CSV
 
 Uploads each image of DIR as one request, 100 at once, sends a request
-again at once when its connection was cut before any answer (-retry-cut),
+again once when its connection was cut before any answer (-retry-cut),
 re-sends the failed ones once more (-retries), and checks each answer's label against the
 Image,Results CSV, the file's name before its first dot being its Image. The
 course generator's flags work unchanged. Prints the course generator's
@@ -63,7 +63,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (opt
 	fs.StringVar(&o.field, "field", "inputFile", "multipart field name (older clients use myfile)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-request timeout (default 10m)")
 	fs.IntVar(&o.retries, "retries", 1, "passes re-sending the requests that failed, after the first (0: none)")
-	fs.BoolVar(&o.retryCut, "retry-cut", true, "send a request again, once and at once, when its connection was cut before any answer (a web tier that died under it)")
+	fs.BoolVar(&o.retryCut, "retry-cut", true, "send a request again, once, 250 ms later on a new connection, when its connection was cut before any answer (a web tier that died under it)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return options{}, err
 	}

@@ -1,6 +1,6 @@
 // Package workload is the load generator: it uploads a folder of images
-// to a web tier, many at once, sends again at once a request whose
-// connection was cut, retries the failures as the course's newest
+// to a web tier, many at once, sends a request whose connection was cut
+// once more, retries the failures as the course's newest
 // generator does, checks every answer against the expected labels and
 // reports the course's totals, then latency percentiles and throughput. It
 // reads the course's expected-label files (labels.go).
@@ -43,11 +43,12 @@ type Config struct {
 	// listening: a server restarting) keeps trying before it fails, as a
 	// patient client would. Nothing was sent, so trying again is safe.
 	Refused time.Duration
-	// RetryCut sends a request again, once and at once, when its
+	// RetryCut sends a request again, once, within its pass, when its
 	// connection was cut before any answer (reset, or closed: a web tier
-	// that died under it), as an HTTP client that retries does. The first
-	// may have been queued, so the second asks for JSON, whose "cached"
-	// says whether the results table answered it.
+	// that died under it), as an HTTP client that retries does: after
+	// cutRetryPause, on a new connection. The first may have been queued,
+	// so the second asks for JSON, whose "cached" says whether the results
+	// table answered it.
 	RetryCut bool
 	// Progress, if set, is called after each request of an attempt
 	// (numbered from 1) with that attempt's count of requests.
