@@ -375,7 +375,7 @@ func cutting(stem, label string, reset bool) reply {
 }
 
 // A request whose connection is cut before any answer, closed or reset,
-// is sent once more at once, within the same pass, and its answer
+// is sent once more, within the same pass, and its answer
 // counted as retried and, when the JSON answer says so, as from the
 // results table; without RetryCut it fails.
 func TestRunRetriesCutConnectionsOnce(t *testing.T) {
