@@ -22,6 +22,14 @@ EMULATE_DATA = $(if $(filter command line environment,$(origin DATA)),$(DATA),.e
 # is that grader's hard-coded us-west-2 unless AWS_REGION says otherwise.
 COURSE      ?=
 COURSE_ARGS  = $(if $(COURSE),-c course=$(COURSE))
+# WEB=N runs N web tiers: locally on one port behind the kernel's
+# SO_REUSEPORT (make run, make chaos); emulated, the stack's web
+# instances behind a load balancer, up to N (-c webMax=N; 1 keeps the
+# course's single web-instance). make bench WEB=N measures N against one.
+WEB         ?= 1
+WEB_ARGS     = $(if $(filter-out 1,$(WEB)),-c webMax=$(WEB))
+BENCH_WEB    = $(if $(or $(findstring $(comma),$(WEB)),$(filter 1,$(WEB))),$(WEB),1,$(WEB))
+comma       := ,
 CAP_ARGS     = $(if $(filter command line environment,$(origin MAX_WORKERS)),-c maxWorkers=$(MAX_WORKERS))
 EMULATE_REGION = $(or $(AWS_REGION),$(if $(filter 2026,$(COURSE)),us-west-2))
 
@@ -51,7 +59,7 @@ cdk-cli: build
 	$(BIN)/surge fetch -cdk-cli
 
 run: build ort
-	$(BIN)/surge run -data $(DATA) -port $(PORT) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(if $(GALLERY),-gallery $(GALLERY))
+	$(BIN)/surge run -data $(DATA) -port $(PORT) -web $(WEB) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(if $(GALLERY),-gallery $(GALLERY))
 
 # The AWS deployment on emulated AWS: moto_server behind an endpoint with
 # AWS's behaviours, its instances and Lambdas run here; the stack deployed
@@ -105,21 +113,22 @@ test-arm64: ort
 	$(GO) test -tags arm64emu -count=1 -timeout 60m -v -run TestArm64 ./cmd/surge
 
 bench: build ort
-	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))
+	$(BIN)/surge bench -images $(SHARED)/datasets/faces/face_images_1000 -web $(BENCH_WEB) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS))
 
 bench-cloud: build ort
 	$(BIN)/surge bench-cloud -images $(SHARED)/datasets/faces/face_images_1000 $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) \
 		$(if $(TIME_SCALE),-time-scale $(TIME_SCALE)) $(if $(LATENCY),-latency $(LATENCY))
 
-# The face workload while workers are killed with SIGKILL, the scaler
-# restarted and the whole system restarted once on the same data; exits
-# non-zero if any answer was wrong or any request lost. REQUESTS=3000.
+# The face workload while workers (and, with WEB=N above 1, web tiers)
+# are killed with SIGKILL, the scaler restarted and the whole system
+# restarted once on the same data; exits non-zero if any answer was wrong
+# or any request lost. REQUESTS=3000.
 REQUESTS ?= 3000
 FACES     = $(SHARED)/datasets/faces
 chaos: build ort
 	$(BIN)/surge enroll -images $(FACES)/face_images_100 -labels $(FACES)/face_images_100.csv -gallery $(SURGE_CACHE)/faces.gallery
 	$(BIN)/surge chaos -images $(FACES)/face_images_1000 -labels $(FACES)/face_images_1000.csv -gallery $(SURGE_CACHE)/faces.gallery \
-		-requests $(REQUESTS) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(CHAOS_ARGS)
+		-requests $(REQUESTS) -web $(WEB) $(if $(MAX_WORKERS),-max-workers $(MAX_WORKERS)) $(CHAOS_ARGS)
 
 classify: build ort
 	@test -n "$(FILES)" || { echo 'usage: make classify FILES="a.jpg b.jpg" [GALLERY=faces.gallery]'; exit 2; }

@@ -49,6 +49,11 @@ type Table interface {
 	Get(ctx context.Context, name string) (Item, error)
 	// Put records it, replacing any item with its name.
 	Put(ctx context.Context, it Item) error
+	// Mark records it, an upload being answered (no label), unless the
+	// table already holds the answer for the same name and bytes: a
+	// worker may record its answer before the web tier marks the upload
+	// it answers.
+	Mark(ctx context.Context, it Item) error
 }
 
 // TableHealth remembers whether the table answered last time, so that an

@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -28,7 +31,8 @@ import (
 // benchCmd measures, in one run, what the pipeline costs over classifying
 // directly: throughput at 100 concurrent requests (from a cold, empty
 // fleet and again with the fleet up), added latency one request at a time,
-// and the peak memory of the web tier and the workers.
+// and the peak memory of the web tier and the workers; with -web 1,2, for
+// each number of web tiers, side by side.
 func benchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	mcfg := recognize.Flags(fs)
@@ -37,12 +41,17 @@ func benchCmd(ctx context.Context, args []string) error {
 	concurrency := fs.Int("concurrency", 100, "requests in flight in the throughput runs")
 	sequential := fs.Int("sequential", 200, "requests sent one at a time for the latency run")
 	maxWorkers := fs.Int("max-workers", events.DefaultMaxWorkers, "fleet cap")
+	webs := fs.String("web", "1", "comma-separated numbers of web tiers sharing the port (SO_REUSEPORT) to measure the pipeline with, one system each, e.g. 1,2")
 	bin := fs.String("bin", "", "directory of the webtier and worker binaries (default: beside this one)")
 	if err := config.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if *images == "" {
 		return errors.New("-images is required")
+	}
+	tiers, err := webCounts(*webs)
+	if err != nil {
+		return err
 	}
 	log := config.Logger()
 	files, err := workload.ImagesIn(*images)
@@ -75,24 +84,108 @@ func benchCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	runs := make([]pipelineFigures, len(tiers))
+	for i, n := range tiers {
+		if runs[i], err = benchPipeline(ctx, localrun.Config{
+			Bin: *bin, Web: n, Host: "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
+			// Long enough that the warm run finds the cold run's fleet still up.
+			ScaleInDelay: 5 * time.Second,
+			WorkerArgs:   wargs,
+			// The warm run repeats the cold run's names and bytes: it measures
+			// the pipeline, so the web tier must not answer from the table.
+			WebArgs: []string{"-reuse-answers=false"},
+		}, batch, *concurrency, *sequential, log); err != nil {
+			return err
+		}
+	}
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	values := func(format func(pipelineFigures) string) string {
+		cells := make([]string, len(runs))
+		for i, r := range runs {
+			cells[i] = format(r)
+		}
+		return strings.Join(cells, "\t")
+	}
+	header := "value"
+	if len(tiers) > 1 || tiers[0] > 1 {
+		header = values(func(r pipelineFigures) string { return fmt.Sprintf("%d web %s", r.web, plural(r.web, "tier", "tiers")) })
+	}
+	fmt.Fprintf(w, "measure\t%s\ttarget\n", header)
+	// Measured once, without the pipeline: its value goes in the first
+	// column only.
+	fmt.Fprintf(w, "direct classification (%d sessions × %d thread)\t%.1f images/s%s\t\n", runtime.GOMAXPROCS(0), mcfg.Threads,
+		direct, strings.Repeat("\t", len(runs)-1))
+	fmt.Fprintf(w, "pipeline, fleet from 0 (%d req, %d at once)\t%s\t≥ 0.80\n", len(batch), *concurrency,
+		values(func(r pipelineFigures) string {
+			return fmt.Sprintf("%.1f req/s = %.2f of direct", r.cold.Throughput(), r.cold.Throughput()/direct)
+		}))
+	fmt.Fprintf(w, "pipeline, fleet up\t%s\t≥ 0.80\n",
+		values(func(r pipelineFigures) string {
+			return fmt.Sprintf("%.1f req/s = %.2f of direct", r.warm.Throughput(), r.warm.Throughput()/direct)
+		}))
+	fmt.Fprintf(w, "latency at %d concurrent, fleet from 0: p50 / p95 / p99\t%s\t\n", *concurrency,
+		values(func(r pipelineFigures) string {
+			return fmt.Sprintf("%s / %s / %s", ms(r.cold.P50), ms(r.cold.P95), ms(r.cold.P99))
+		}))
+	fmt.Fprintf(w, "latency at %d concurrent, fleet up: p50 / p95 / p99\t%s\t\n", *concurrency,
+		values(func(r pipelineFigures) string {
+			return fmt.Sprintf("%s / %s / %s", ms(r.warm.P50), ms(r.warm.P95), ms(r.warm.P99))
+		}))
+	fmt.Fprintf(w, "median latency at concurrency 1: pipeline / direct\t%s\t\n",
+		values(func(r pipelineFigures) string { return fmt.Sprintf("%s / %s", ms(r.one.P50), ms(directLatency)) }))
+	fmt.Fprintf(w, "median added latency at concurrency 1\t%s\t≤ 10ms\n",
+		values(func(r pipelineFigures) string { return ms(r.one.P50 - directLatency) }))
+	fmt.Fprintf(w, "peak workers (max %d)\t%s\t≤ %d\n", *maxWorkers,
+		values(func(r pipelineFigures) string { return strconv.Itoa(r.peakFleet) }), *maxWorkers)
+	fmt.Fprintf(w, "peak RSS, web tier (largest)\t%s\t≤ 150 MB\n",
+		values(func(r pipelineFigures) string { return fmt.Sprintf("%.1f MB", mb(r.report.WebPeakRSS)) }))
+	fmt.Fprintf(w, "peak RSS, worker (largest of those run)\t%s\t≤ 200 MB\n",
+		values(func(r pipelineFigures) string {
+			var peak int64
+			for _, e := range r.report.Workers {
+				peak = max(peak, e.PeakRSS)
+			}
+			return fmt.Sprintf("%.1f MB of %d", mb(peak), len(r.report.Workers))
+		}))
+	return w.Flush()
+}
+
+// webCounts reads -web: numbers of web tiers, each at least 1.
+func webCounts(s string) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-web %q: want numbers of web tiers, each at least 1, separated by commas", s)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+// pipelineFigures are what one system measured.
+type pipelineFigures struct {
+	web             int
+	cold, warm, one workload.Report
+	peakFleet       int
+	report          localrun.Report
+}
+
+// benchPipeline starts the system cfg describes on a data directory of
+// its own and measures it: the cold and warm runs of batch at
+// concurrency, then sequential requests one at a time.
+func benchPipeline(ctx context.Context, cfg localrun.Config, batch []string, concurrency, sequential int, log *slog.Logger) (pipelineFigures, error) {
+	f := pipelineFigures{web: cfg.Web}
 	data, err := os.MkdirTemp("", "surge-bench-")
 	if err != nil {
-		return err
+		return f, err
 	}
 	defer os.RemoveAll(data)
-	sys, err := localrun.Start(ctx, localrun.Config{
-		Bin:     *bin,
-		Backend: backend.Config{Kind: "local", Prefix: "bench", DataDir: data, Visibility: events.RequestVisibility, MaxReceives: events.MaxReceives},
-		Host:    "127.0.0.1", MaxWorkers: *maxWorkers, Tick: time.Second,
-		// Long enough that the warm run finds the cold run's fleet still up.
-		ScaleInDelay: 5 * time.Second,
-		WorkerArgs:   wargs,
-		// The warm run repeats the cold run's names and bytes: it measures
-		// the pipeline, so the web tier must not answer from the table.
-		WebArgs: []string{"-reuse-answers=false"},
-	}, log)
+	cfg.Backend = backend.Config{Kind: "local", Prefix: "bench", DataDir: data, Visibility: events.RequestVisibility, MaxReceives: events.MaxReceives}
+	sys, err := localrun.Start(ctx, cfg, log)
 	if err != nil {
-		return err
+		return f, err
 	}
 	stopped := false
 	defer func() {
@@ -102,47 +195,25 @@ func benchCmd(ctx context.Context, args []string) error {
 	}()
 	watch := watchFleet(ctx, sys.URL)
 
+	tiers := fmt.Sprintf("%d web %s", cfg.Web, plural(cfg.Web, "tier", "tiers"))
 	run := func(what string, files []string, concurrency int) (workload.Report, error) {
-		return runLoad(ctx, sys.URL, what, files, concurrency)
+		return runLoad(ctx, sys.URL, what+", "+tiers, files, concurrency)
 	}
-	cold, err := run("pipeline from an empty fleet", batch, *concurrency)
-	if err != nil {
-		return err
+	if f.cold, err = run("pipeline from an empty fleet", batch, concurrency); err != nil {
+		return f, err
 	}
-	warm, err := run("pipeline with the fleet up", batch, *concurrency)
-	if err != nil {
-		return err
+	if f.warm, err = run("pipeline with the fleet up", batch, concurrency); err != nil {
+		return f, err
 	}
 	// Let the fleet settle to the one worker a lone request calls for.
 	waitFleet(ctx, sys.URL, 1, 30*time.Second)
-	one, err := run("one request at a time", batch[:min(*sequential, len(batch))], 1)
-	if err != nil {
-		return err
+	if f.one, err = run("one request at a time", batch[:min(sequential, len(batch))], 1); err != nil {
+		return f, err
 	}
-	peakFleet := watch()
-	report, err := sys.Stop(context.Background())
+	f.peakFleet = watch()
+	f.report, err = sys.Stop(context.Background())
 	stopped = true
-	if err != nil {
-		return err
-	}
-	var workerRSS int64
-	for _, e := range report.Workers {
-		workerRSS = max(workerRSS, e.PeakRSS)
-	}
-
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "measure\tvalue\ttarget\n")
-	fmt.Fprintf(w, "direct classification (%d sessions × %d thread)\t%.1f images/s\t\n", runtime.GOMAXPROCS(0), mcfg.Threads, direct)
-	fmt.Fprintf(w, "pipeline, fleet from 0 (%d req, %d at once)\t%.1f req/s = %.2f of direct\t≥ 0.80\n", len(batch), *concurrency, cold.Throughput(), cold.Throughput()/direct)
-	fmt.Fprintf(w, "pipeline, fleet up\t%.1f req/s = %.2f of direct\t≥ 0.80\n", warm.Throughput(), warm.Throughput()/direct)
-	fmt.Fprintf(w, "latency at %d concurrent, fleet from 0: p50 / p95 / p99\t%s / %s / %s\t\n", *concurrency, ms(cold.P50), ms(cold.P95), ms(cold.P99))
-	fmt.Fprintf(w, "latency at %d concurrent, fleet up: p50 / p95 / p99\t%s / %s / %s\t\n", *concurrency, ms(warm.P50), ms(warm.P95), ms(warm.P99))
-	fmt.Fprintf(w, "median latency at concurrency 1: pipeline / direct\t%s / %s\t\n", ms(one.P50), ms(directLatency))
-	fmt.Fprintf(w, "median added latency at concurrency 1\t%s\t≤ 10ms\n", ms(one.P50-directLatency))
-	fmt.Fprintf(w, "peak workers (max %d)\t%d\t≤ %d\n", *maxWorkers, peakFleet, *maxWorkers)
-	fmt.Fprintf(w, "peak RSS, web tier\t%.1f MB\t≤ 150 MB\n", mb(report.WebPeakRSS))
-	fmt.Fprintf(w, "peak RSS, worker (largest of %d)\t%.1f MB\t≤ 200 MB\n", len(report.Workers), mb(workerRSS))
-	return w.Flush()
+	return f, err
 }
 
 // runLoad sends files to the web tier at url, concurrency at a time, and

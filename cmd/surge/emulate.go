@@ -118,7 +118,7 @@ Stop: Ctrl-C (then cdk destroy runs; Ctrl-C again skips it)
 
 `, st.Name, cfg.Region, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
 	if line != nil {
-		stop := line.start(ctx, web)
+		stop := line.start(ctx, web, nil)
 		<-ctx.Done()
 		stop()
 		fmt.Fprintln(os.Stderr, "stopping")

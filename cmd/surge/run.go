@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/surgeml/surge/internal/localrun"
 	"github.com/surgeml/surge/internal/metrics"
 	"github.com/surgeml/surge/internal/recognize"
+	"github.com/surgeml/surge/internal/scaler"
 )
 
 func runCmd(ctx context.Context, args []string) error {
@@ -27,10 +29,13 @@ func runCmd(ctx context.Context, args []string) error {
 	mcfg := recognize.Flags(fs)
 	fs.StringVar(&cfg.Host, "host", "", "web tier listen host, empty for all interfaces")
 	fs.IntVar(&cfg.Port, "port", events.WebPort, "web tier port")
+	fs.IntVar(&cfg.Web, "web", 1, "web tiers sharing the port through the kernel's SO_REUSEPORT; more than one run each under an instance id of its own, and one that dies is replaced")
 	fs.IntVar(&cfg.MaxWorkers, "max-workers", events.DefaultMaxWorkers, "most worker processes at once")
 	fs.IntVar(&cfg.MinWorkers, "min-workers", 0, "worker processes kept running with no backlog")
 	fs.DurationVar(&cfg.Tick, "tick", time.Second, "scaler period")
 	fs.DurationVar(&cfg.ScaleInDelay, "scale-in-delay", time.Second, "how long the backlog must call for fewer workers before any are drained")
+	fs.DurationVar(&cfg.ReplyQueueGrace, "reply-queue-grace", scaler.DefaultReplyQueueGrace,
+		"how long the reply queue of a web tier that is gone must stay empty, its results moved to the shared response queue, before it is deleted")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", frontend.DefaultDrainTimeout,
 		"on Ctrl-C, how long the open uploads get to be answered, with the fleet still working, before those left are answered 503 with their ids")
 	concurrency := fs.Int("concurrency", 0, "requests each worker holds at once; 0: the worker's default, twice its inferences")
@@ -41,6 +46,9 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.Web < 1 {
+		return fmt.Errorf("-web %d: at least one web tier", cfg.Web)
 	}
 	cfg.Backend = *backendCfg
 	// Before the model is loaded, so that a second run fails at once.
@@ -89,14 +97,18 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "\nSurge is running at %s (up to %d workers; data and logs in %s).\n"+
+	fmt.Fprintf(os.Stderr, "\nSurge is running at %s (%sup to %d workers; data and logs in %s).\n"+
 		"Try: curl -F inputFile=@photo.jpg %s/   Status: %s/status   Stop: Ctrl-C\n\n",
-		sys.URL, cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
+		sys.URL, webTiersSaid(sys.WebTiers()), cfg.MaxWorkers, cfg.Backend.DataDir, sys.URL, sys.URL)
 	if cfg.Host == "" {
 		fmt.Fprintf(os.Stderr, "The web tier listens on all interfaces: anyone who can reach this machine can upload.\n"+
 			"Set -host 127.0.0.1 (SURGE_HOST) to keep it local.\n\n")
 	}
-	stopLine := line.start(ctx, sys.URL)
+	var tiers func() webCount
+	if cfg.Web > 1 {
+		tiers = func() webCount { return webTiersUp(sys.WebTiers()) }
+	}
+	stopLine := line.start(ctx, sys.URL, tiers)
 	select {
 	case <-ctx.Done():
 		stopLine()
@@ -111,7 +123,11 @@ func runCmd(ctx context.Context, args []string) error {
 		}()
 	case <-sys.Done():
 		stopLine()
-		fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
+		if err := sys.Exited(); err != nil {
+			fmt.Fprintf(os.Stderr, "%v; stopping\n", err)
+		} else {
+			fmt.Fprintln(os.Stderr, "the web tier exited; stopping")
+		}
 	}
 	_, err = sys.Stop(context.Background())
 	return err
@@ -153,4 +169,31 @@ func workerArgs(ctx context.Context, cfg recognize.Config, concurrency int) (arg
 		args = append(args, "-concurrency", strconv.Itoa(concurrency))
 	}
 	return args, model, nil
+}
+
+// webTiersSaid describes several web tiers for the start-up message: how
+// many, how they share the port, their ids; nothing for one.
+func webTiersSaid(tiers []*localrun.WebTier) string {
+	if len(tiers) <= 1 {
+		return ""
+	}
+	ids := make([]string, len(tiers))
+	for i, t := range tiers {
+		ids[i] = t.ID
+	}
+	return fmt.Sprintf("%d web tiers sharing the port, the kernel's SO_REUSEPORT spreading connections over them: %s; a tier that dies is replaced under a new id; ",
+		len(tiers), strings.Join(ids, ", "))
+}
+
+// webTiersUp counts the tiers whose process is running.
+func webTiersUp(tiers []*localrun.WebTier) webCount {
+	c := webCount{All: len(tiers)}
+	for _, t := range tiers {
+		select {
+		case <-t.Done():
+		default:
+			c.Up++
+		}
+	}
+	return c
 }

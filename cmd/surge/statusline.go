@@ -100,7 +100,8 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // start redraws the line from the web tier at url every statusEvery until
 // the returned stop is called, which erases it. A nil line does nothing.
-func (l *liveStatus) start(ctx context.Context, url string) (stop func()) {
+// tiers, if set, counts the web tiers sharing url, up and in all.
+func (l *liveStatus) start(ctx context.Context, url string, tiers func() webCount) (stop func()) {
 	if l == nil {
 		return func() {}
 	}
@@ -108,7 +109,7 @@ func (l *liveStatus) start(ctx context.Context, url string) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var w statusWatch
+		w := statusWatch{tiers: tiers}
 		client := &http.Client{Timeout: statusEvery}
 		for {
 			l.draw(w.poll(ctx, client, url))
@@ -128,7 +129,11 @@ type statusWatch struct {
 	since  int64
 	latest *frontend.HistoryPoint
 	errors int
+	tiers  func() webCount // nil: one web tier
 }
+
+// webCount is how many web tiers share the port: Up of All.
+type webCount struct{ Up, All int }
 
 // poll asks for the samples since the last and returns the line to show.
 func (w *statusWatch) poll(ctx context.Context, client *http.Client, url string) string {
@@ -140,7 +145,11 @@ func (w *statusWatch) poll(ctx context.Context, client *http.Client, url string)
 	if w.latest == nil {
 		return "waiting for the web tier's first sample"
 	}
-	return statusLine(*w.latest, w.errors)
+	var tiers webCount
+	if w.tiers != nil {
+		tiers = w.tiers()
+	}
+	return statusLine(*w.latest, w.errors, tiers)
 }
 
 // add takes in new samples.
@@ -178,15 +187,25 @@ func fetchHistory(ctx context.Context, client *http.Client, url string) (fronten
 
 // statusLine is one sample as a line: the backlog, the fleet, the rate
 // and median latency of answers over the sample, and the errors since the
-// line began.
-func statusLine(p frontend.HistoryPoint, errors int) string {
+// line began. With several web tiers, the answers and errors are those of
+// the one the line's connection reached (the kernel chose it, and every
+// tier keeps its own history), so the line says so.
+func statusLine(p frontend.HistoryPoint, errors int, tiers webCount) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s backlog %d · workers %d (want %d) · %.1f answers/s",
-		time.UnixMilli(p.At).Format("15:04:05"), p.Backlog, p.Running, p.Desired, p.AnswersPerSecond())
+	fmt.Fprintf(&b, "%s backlog %d · workers %d (want %d) · ",
+		time.UnixMilli(p.At).Format("15:04:05"), p.Backlog, p.Running, p.Desired)
+	if tiers.All > 1 {
+		fmt.Fprintf(&b, "web tiers %d of %d up; one of them: ", tiers.Up, tiers.All)
+	}
+	fmt.Fprintf(&b, "%.1f answers/s", p.AnswersPerSecond())
 	if p.Answers > 0 {
 		fmt.Fprintf(&b, ", median %s", formatMs(p.P50Ms))
 	}
-	fmt.Fprintf(&b, " · %d %s", errors, plural(errors, "error", "errors"))
+	sep := " · "
+	if tiers.All > 1 {
+		sep = ", "
+	}
+	fmt.Fprintf(&b, "%s%d %s", sep, errors, plural(errors, "error", "errors"))
 	return b.String()
 }
 

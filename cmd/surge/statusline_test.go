@@ -19,19 +19,22 @@ func TestStatusLine(t *testing.T) {
 		name   string
 		p      frontend.HistoryPoint
 		errors int
+		tiers  webCount
 		want   string
 	}{
-		{"idle", frontend.HistoryPoint{At: at, Seconds: 2}, 0,
+		{"idle", frontend.HistoryPoint{At: at, Seconds: 2}, 0, webCount{},
 			"23:59:58 backlog 0 · workers 0 (want 0) · 0.0 answers/s · 0 errors"},
-		{"busy", frontend.HistoryPoint{At: at, Backlog: 40, Desired: 8, Running: 5, Answers: 91, Seconds: 2, P50Ms: 123.4, MaxMs: 900}, 1,
+		{"busy", frontend.HistoryPoint{At: at, Backlog: 40, Desired: 8, Running: 5, Answers: 91, Seconds: 2, P50Ms: 123.4, MaxMs: 900}, 1, webCount{},
 			"23:59:58 backlog 40 · workers 5 (want 8) · 45.5 answers/s, median 123 ms · 1 error"},
-		{"slow", frontend.HistoryPoint{At: at, Running: 1, Desired: 1, Answers: 1, Seconds: 2, P50Ms: 2345}, 3,
+		{"slow", frontend.HistoryPoint{At: at, Running: 1, Desired: 1, Answers: 1, Seconds: 2, P50Ms: 2345}, 3, webCount{1, 1},
 			"23:59:58 backlog 0 · workers 1 (want 1) · 0.5 answers/s, median 2.3 s · 3 errors"},
-		{"first sample spans nothing", frontend.HistoryPoint{At: at, Answers: 4}, 0,
+		{"first sample spans nothing", frontend.HistoryPoint{At: at, Answers: 4}, 0, webCount{},
 			"23:59:58 backlog 0 · workers 0 (want 0) · 0.0 answers/s, median 0 ms · 0 errors"},
+		{"several web tiers, one down", frontend.HistoryPoint{At: at, Backlog: 3, Desired: 1, Running: 1, Answers: 20, Seconds: 2, P50Ms: 40}, 2, webCount{2, 3},
+			"23:59:58 backlog 3 · workers 1 (want 1) · web tiers 2 of 3 up; one of them: 10.0 answers/s, median 40 ms, 2 errors"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := statusLine(c.p, c.errors); got != c.want {
+			if got := statusLine(c.p, c.errors, c.tiers); got != c.want {
 				t.Fatalf("got  %q\nwant %q", got, c.want)
 			}
 		})
@@ -97,7 +100,7 @@ func TestNoLineWithoutATerminal(t *testing.T) {
 	if l != nil || logs != os.Stderr {
 		t.Fatalf("a status line on a file: %v, logs to %v", l, logs)
 	}
-	l.start(context.Background(), "http://127.0.0.1:1")() // a nil line starts and stops as nothing
+	l.start(context.Background(), "http://127.0.0.1:1", nil)() // a nil line starts and stops as nothing
 }
 
 // The line follows the web tier's history, and says so when it does not

@@ -286,3 +286,7 @@ func (s *slowTable) Get(ctx context.Context, name string) (it events.Item, err e
 func (s *slowTable) Put(ctx context.Context, it events.Item) error {
 	return s.rtt.call(ctx, func() error { return s.t.Put(ctx, it) })
 }
+
+func (s *slowTable) Mark(ctx context.Context, it events.Item) error {
+	return s.rtt.call(ctx, func() error { return s.t.Mark(ctx, it) })
+}

@@ -89,6 +89,20 @@ func (t *Table) Put(ctx context.Context, it events.Item) error {
 	return nil
 }
 
+// Mark implements events.Table: an upsert that leaves an answer for the
+// same bytes alone.
+func (t *Table) Mark(ctx context.Context, it events.Item) error {
+	_, err := t.db.ExecContext(ctx, `INSERT INTO results (name, stem, label, score, model, sha256, time) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET stem = excluded.stem, label = excluded.label, score = excluded.score,
+			model = excluded.model, sha256 = excluded.sha256, time = excluded.time
+		WHERE NOT (results.sha256 = excluded.sha256 AND results.label != '')`,
+		it.Name, it.Stem, it.Label, it.Score, it.Model, it.SHA256, it.Time.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("results table: marking %q: %w", it.Name, err)
+	}
+	return nil
+}
+
 // Len counts the items. Only the embedded system can afford it; the
 // tiers on AWS may not scan their table.
 func (t *Table) Len(ctx context.Context) (int, error) {

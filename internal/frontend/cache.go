@@ -75,14 +75,16 @@ func (c *cache) lookup(ctx context.Context, req events.Request, now time.Time, l
 // markPending notes in the table that req is queued, when the web tier is
 // one of several (marks is set): the same upload sent again, to any of
 // them, then waits for this answer rather than queueing a second
-// inference. A mark that cannot be written costs only that.
+// inference. A mark that cannot be written costs only that, and so does
+// one the web tier dies before writing; a worker's answer already
+// recorded is not replaced (events.Table.Mark).
 func (c *cache) markPending(ctx context.Context, req events.Request, now time.Time) {
 	if c.marks == nil {
 		return
 	}
 	mctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	err := c.marks.Put(mctx, events.Item{Name: req.Name, Stem: req.Stem, SHA256: req.SHA256, Time: now})
+	err := c.marks.Mark(mctx, events.Item{Name: req.Name, Stem: req.Stem, SHA256: req.SHA256, Time: now})
 	if err != nil && ctx.Err() == nil {
 		c.lookups.Observe(ctx, err)
 	}

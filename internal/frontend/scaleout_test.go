@@ -114,9 +114,10 @@ func TestScaleOut(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	waitUntil(t, 5*time.Second, "the first upload queued", func() bool {
+	waitUntil(t, 5*time.Second, "the first upload queued and marked", func() bool {
 		c, _ := a.requests.Counts(context.Background())
-		return c.Visible == 1
+		it, err := a.table.Get(context.Background(), "eagle.jpg")
+		return c.Visible == 1 && err == nil && it.Label == "" && it.SHA256 != ""
 	})
 	cut()
 	retried := make(chan reply, 1)

@@ -92,6 +92,7 @@ type ReplyQueues interface {
 type Records interface {
 	Get(ctx context.Context, name string) (events.Item, error)
 	Put(ctx context.Context, it events.Item) error
+	Mark(ctx context.Context, it events.Item) error
 }
 
 // Config tunes the web tier. Zero values take the defaults in brackets.

@@ -155,11 +155,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id string) (res 
 	answer := s.waiters.add(id)
 	defer s.waiters.remove(id)
 	s.expect(id, req.Stem)
-	s.cache.markPending(ctx, req, s.now())
 	if err := s.Requests.Send(ctx, body); err != nil {
 		s.jobs.Remove(id)
 		return res, false, unavailable("queueing the request failed").because(err)
 	}
+	// Only once the request is queued: a mark for one that never was
+	// would hold the same upload sent again until it expired.
+	s.cache.markPending(ctx, req, s.now())
 	res, err = s.await(ctx, id, answer)
 	return res, false, err
 }

@@ -1,9 +1,10 @@
 // This file measures the claim "nothing lost, nothing misrouted": it
 // runs the face workload against the whole local system while killing
-// workers with SIGKILL, restarting the scaler and restarting the whole
-// system once on the same data, then collects every answer (directly, or
-// by id from GET /results/{id} when a connection was cut) and tallies
-// what each client finally learned.
+// workers (and, with several, web tiers) with SIGKILL, restarting the
+// scaler and restarting the whole system once on the same data, then
+// collects every answer (directly, on the client's one retry of a cut
+// connection, or by id from GET /results/{id}) and tallies what each
+// client finally learned.
 
 package localrun
 
@@ -39,9 +40,12 @@ type ChaosConfig struct {
 	Requests int               // [len(Images)]
 	// Concurrency is how many requests are in flight at once [100].
 	Concurrency int
-	Kills       int  // workers killed with SIGKILL, spread over the run [Requests/300]
-	Scaler      int  // scaler restarts, spread over the run [2]
-	Restart     bool // restart the whole system once, half-way
+	Kills       int // workers killed with SIGKILL, spread over the run [Requests/300]
+	// WebKills are web tiers killed with SIGKILL, spread over the run,
+	// when the system runs several [Requests/1000, at least 1].
+	WebKills int
+	Scaler   int  // scaler restarts, spread over the run [2]
+	Restart  bool // restart the whole system once, half-way
 	// Collect bounds the wait for answers by id after the run [2m].
 	Collect time.Duration
 	// Progress, if set, is told about each event.
@@ -51,16 +55,21 @@ type ChaosConfig struct {
 // ChaosReport is a run's outcome.
 type ChaosReport struct {
 	Tally
-	Kills, ScalerRestarts, Restarts int
-	Duration                        time.Duration
-	End                             EndState
+	Kills, WebKills, ScalerRestarts, Restarts int
+	Duration                                  time.Duration
+	End                                       EndState
 }
 
 // EndState is what the queues and stores hold once the run is over.
 type EndState struct {
+	// Responses is the backlog of the shared response queue and of the
+	// reply queues of the web tiers serving.
 	Requests, Responses, DeadLetters int // backlogs
-	Inputs, Outputs, TableItems      int
-	Err                              error
+	// DeadReplyQueues are the reply queues left of web tiers that are
+	// gone: the sweeper drains and deletes them.
+	DeadReplyQueues             []string
+	Inputs, Outputs, TableItems int
+	Err                         error
 }
 
 // RunChaos runs the chaos and tallies it.
@@ -73,6 +82,11 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 	}
 	if cfg.Kills == 0 {
 		cfg.Kills = max(1, cfg.Requests/300)
+	}
+	if cfg.System.Web <= 1 {
+		cfg.WebKills = 0
+	} else if cfg.WebKills == 0 {
+		cfg.WebKills = max(1, cfg.Requests/1000)
 	}
 	if cfg.Scaler == 0 {
 		cfg.Scaler = 2
@@ -110,8 +124,10 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 	rep, err := workload.Run(ctx, workload.Config{
 		URL: sys.URL + "/", Files: files, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute,
 		// Clients wait out the restart rather than race through the
-		// run while nothing listens.
+		// run while nothing listens, and send again once a request
+		// whose web tier died under it.
 		Refused:  time.Minute,
+		RetryCut: true,
 		Progress: func(_, n, _ int) { done.Store(int64(n)) },
 	})
 	stopChaos()
@@ -136,7 +152,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 		for j, i := range refused {
 			again[j] = files[i]
 		}
-		rep2, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: again, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute})
+		rep2, err := workload.Run(ctx, workload.Config{URL: sys.URL + "/", Files: again, Expected: expected, Concurrency: cfg.Concurrency, Timeout: 5 * time.Minute, RetryCut: true})
 		if err != nil {
 			return ChaosReport{}, err
 		}
@@ -145,7 +161,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig, log *slog.Logger) (ChaosRepo
 		}
 	}
 	fates := r.collect(ctx, rep.Outcomes, expected)
-	out := ChaosReport{Tally: Count(fates), Kills: r.kills, ScalerRestarts: r.scalerRestarts, Restarts: r.restarts, Duration: time.Since(start)}
+	out := ChaosReport{Tally: Count(fates), Kills: r.kills, WebKills: r.webKills, ScalerRestarts: r.scalerRestarts, Restarts: r.restarts, Duration: time.Since(start)}
 	out.End = r.endState(ctx)
 	return out, nil
 }
@@ -154,9 +170,9 @@ type runner struct {
 	cfg ChaosConfig
 	log *slog.Logger
 
-	mu                              sync.Mutex
-	sys                             *System
-	kills, scalerRestarts, restarts int
+	mu                                        sync.Mutex
+	sys                                       *System
+	kills, webKills, scalerRestarts, restarts int
 }
 
 func (r *runner) system() *System {
@@ -173,6 +189,11 @@ func (r *runner) wreak(ctx context.Context, done *atomic.Int64) {
 	var at []int64
 	for k := range r.cfg.Kills {
 		at, events = append(at, n*int64(k+1)/int64(r.cfg.Kills+1)), append(events, r.kill)
+	}
+	for k := range r.cfg.WebKills {
+		// (3k+1)/(3W+1) is never 1/2: no tier is killed at the moment
+		// the whole system restarts.
+		at, events = append(at, n*int64(3*k+1)/int64(3*r.cfg.WebKills+1)), append(events, r.killWeb)
 	}
 	for k := range r.cfg.Scaler {
 		at, events = append(at, n*int64(2*k+1)/int64(2*r.cfg.Scaler+1)), append(events, r.restartScaler)
@@ -223,6 +244,29 @@ func (r *runner) kill(ctx context.Context) {
 	}
 }
 
+// killWeb ends one of the web tiers with SIGKILL, as an instance's crash
+// would: its open connections are cut, and another tier takes its place
+// under a new id.
+func (r *runner) killWeb(context.Context) {
+	sys := r.system()
+	var live []int
+	for slot, t := range sys.WebTiers() {
+		select {
+		case <-t.Done(): // dead already, its successor on its way
+		default:
+			live = append(live, slot)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	t := sys.KillWebTier(live[rand.IntN(len(live))])
+	r.mu.Lock()
+	r.webKills++
+	r.mu.Unlock()
+	r.cfg.Progress("killed " + t.String() + " with SIGKILL")
+}
+
 func (r *runner) restartScaler(ctx context.Context) {
 	r.system().RestartScaler(ctx)
 	r.mu.Lock()
@@ -269,7 +313,7 @@ func (r *runner) collect(ctx context.Context, outcomes []workload.Outcome, expec
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
 	for i, o := range outcomes {
-		f := Fate{Stem: o.Stem, ID: o.ID, Want: expected[o.Stem]}
+		f := Fate{Stem: o.Stem, ID: o.ID, Want: expected[o.Stem], Retried: o.Retried, Cached: o.Cached}
 		switch {
 		case o.Err == nil:
 			f.Answered, f.Label = true, o.Label
@@ -345,19 +389,23 @@ func get(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
-// endState waits (up to a minute) for the queues to empty and reads what
-// the system holds.
+// endState waits (up to a minute, plus the reply queues' grace) for the
+// queues to empty and the dead web tiers' reply queues to go, and reads
+// what the system holds.
 func (r *runner) endState(ctx context.Context) EndState {
 	sys := r.system()
 	b := sys.Backends
 	var st EndState
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute + r.cfg.System.ReplyQueueGrace); ; time.Sleep(250 * time.Millisecond) {
 		req, err1 := b.Requests.Counts(ctx)
 		resp, err2 := b.Responses.Counts(ctx)
 		dl, err3 := b.RequestDeadLetters.Counts(ctx)
 		st.Requests, st.Responses, st.DeadLetters = req.Backlog(), resp.Backlog(), dl.Backlog()
-		st.Err = errors.Join(err1, err2, err3)
-		if st.Err != nil || (st.Requests == 0 && st.Responses == 0) || time.Now().After(deadline) {
+		replies, dead, err4 := sys.ReplyQueues(ctx)
+		st.Responses += replies
+		st.DeadReplyQueues = dead
+		st.Err = errors.Join(err1, err2, err3, err4)
+		if st.Err != nil || (st.Requests == 0 && st.Responses == 0 && len(dead) == 0) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -433,18 +481,19 @@ func shortErr(err error) string {
 
 // Print writes the report.
 func (r ChaosReport) Print(w io.Writer) {
-	fmt.Fprintf(w, "chaos: %d requests in %v; %d workers killed with SIGKILL, scaler restarted %d×, whole system restarted %d×\n",
-		r.Sent, r.Duration.Round(time.Millisecond), r.Kills, r.ScalerRestarts, r.Restarts)
+	fmt.Fprintf(w, "chaos: %d requests in %v; %d workers and %d web tiers killed with SIGKILL, scaler restarted %d×, whole system restarted %d×\n",
+		r.Sent, r.Duration.Round(time.Millisecond), r.Kills, r.WebKills, r.ScalerRestarts, r.Restarts)
 	r.Tally.Print(w)
 	e := r.End
-	fmt.Fprintf(w, "end state: request queue %d, response queue %d, dead letters %d; input bucket %d objects, output bucket %d, results table %d items\n",
-		e.Requests, e.Responses, e.DeadLetters, e.Inputs, e.Outputs, e.TableItems)
+	fmt.Fprintf(w, "end state: request queue %d, response queues %d, dead letters %d; reply queues of dead web tiers left %d; input bucket %d objects, output bucket %d, results table %d items\n",
+		e.Requests, e.Responses, e.DeadLetters, len(e.DeadReplyQueues), e.Inputs, e.Outputs, e.TableItems)
 	if e.Err != nil {
 		fmt.Fprintf(w, "end state incomplete: %v\n", e.Err)
 	}
 }
 
-// OK is true when nothing was wrong or lost and the queues drained.
+// OK is true when nothing was wrong or lost, the queues drained and the
+// dead web tiers' reply queues are gone.
 func (r ChaosReport) OK() bool {
-	return r.Tally.OK() && r.End.Err == nil && r.End.Requests == 0 && r.End.Responses == 0
+	return r.Tally.OK() && r.End.Err == nil && r.End.Requests == 0 && r.End.Responses == 0 && len(r.End.DeadReplyQueues) == 0
 }

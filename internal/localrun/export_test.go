@@ -1,7 +1,7 @@
 package localrun
 
-// WebPID is the web tier process's pid, for tests that act on it.
-func WebPID(s *System) int { return s.web.cmd.Process.Pid }
+// WebPID is the first web tier's pid, for tests that act on it.
+func WebPID(s *System) int { return s.web.tier(0).PID() }
 
-// WebPeakRSS is the web tier's peak resident memory so far.
-func WebPeakRSS(s *System) int64 { return s.web.PeakRSS() }
+// WebPeakRSS is the web tiers' peak resident memory so far.
+func WebPeakRSS(s *System) int64 { return s.web.peakRSS() }

@@ -53,6 +53,37 @@ func TableContract(t *testing.T, open func(t *testing.T) events.Table) {
 		}
 	})
 
+	// A mark (no label) never replaces the answer for the same bytes,
+	// which a worker may record before the web tier marks the upload;
+	// it replaces anything else.
+	t.Run("Mark", func(t *testing.T) {
+		tab := open(t)
+		mark := events.Item{Name: paul.Name, Stem: paul.Stem, SHA256: paul.SHA256, Time: at}
+		if err := tab.Mark(ctx, mark); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tab.Get(ctx, paul.Name); err != nil || !same(got, mark) {
+			t.Fatalf("after marking a new name: %+v, %v", got, err)
+		}
+		if err := tab.Put(ctx, paul); err != nil {
+			t.Fatal(err)
+		}
+		if err := tab.Mark(ctx, mark); err != nil {
+			t.Fatalf("marking an answered upload: %v, want no error", err)
+		}
+		if got, err := tab.Get(ctx, paul.Name); err != nil || !same(got, paul) {
+			t.Fatalf("a mark replaced the answer for the same bytes: %+v, %v", got, err)
+		}
+		other := mark
+		other.SHA256 = sha('c')
+		if err := tab.Mark(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tab.Get(ctx, paul.Name); err != nil || !same(got, other) {
+			t.Fatalf("a mark for new bytes under the name: %+v, %v; want the mark", got, err)
+		}
+	})
+
 	t.Run("OddNames", func(t *testing.T) {
 		tab := open(t)
 		for _, name := range []string{"a.b.c.jpg", "naïve café.jpeg", "'; DROP TABLE x; --.png", "semi:colon.jpg", "\uFFFD.jpg"} {

@@ -16,14 +16,15 @@ import (
 const commandUsage = `usage: surge workload -images DIR [-labels CSV] [-url URL] [flags]
    or: surge workload --num_request=N --ip_addr=IP --image_folder=DIR --prediction_file=CSV
 
-Uploads each image of DIR as one request, 100 at once, re-sends the failed
-ones once more (-retries), and checks each answer's label against the
+Uploads each image of DIR as one request, 100 at once, sends a request
+again once when its connection was cut before any answer (-retry-cut),
+re-sends the failed ones once more (-retries), and checks each answer's label against the
 Image,Results CSV, the file's name before its first dot being its Image. The
 course generator's flags work unchanged. Prints the course generator's
 attempt lines and statistics on stdout (Total response time and Total Test
 Duration are both the run's wall time), then Surge's latency percentiles,
-throughput and the grader's latency (total time / requests); progress goes
-to stderr. Exits 1 when any request failed, was answered wrongly or was
+throughput, the grader's latency (total time / requests) and the requests
+sent again after a cut connection; progress goes to stderr. Exits 1 when any request failed, was answered wrongly or was
 answered for another file.
 
 flags:
@@ -37,6 +38,7 @@ type options struct {
 	field               string
 	timeout             time.Duration
 	retries             int
+	retryCut            bool
 }
 
 // parseArgs reads Surge's flags and the course generator's, which name the
@@ -61,6 +63,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (opt
 	fs.StringVar(&o.field, "field", "inputFile", "multipart field name (older clients use myfile)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-request timeout (default 10m)")
 	fs.IntVar(&o.retries, "retries", 1, "passes re-sending the requests that failed, after the first (0: none)")
+	fs.BoolVar(&o.retryCut, "retry-cut", true, "send a request again, once, 250 ms later on a new connection, when its connection was cut before any answer (a web tier that died under it)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return options{}, err
 	}
@@ -125,7 +128,7 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 		files = files[:o.numRequest]
 	}
 	cfg := Config{
-		URL: o.url, Files: files, Concurrency: o.concurrency, Field: o.field, Timeout: o.timeout, Retries: o.retries,
+		URL: o.url, Files: files, Concurrency: o.concurrency, Field: o.field, Timeout: o.timeout, Retries: o.retries, RetryCut: o.retryCut,
 		Attempted: func(a Attempt) { fmt.Fprintln(stdout, a) },
 	}
 	if o.labels != "" {

@@ -175,7 +175,7 @@ func checkCourseBlock(t *testing.T, out string, figures map[string]string) {
 	if !strings.Contains(seconds.ReplaceAllString(out, ": S (seconds)"), want) {
 		t.Errorf("output lacks the course's block:\n%s\nin:\n%s", want, out)
 	}
-	for _, surge := range []string{"Throughput: ", "Grader's latency (total time / requests): "} {
+	for _, surge := range []string{"Throughput: ", "Grader's latency (total time / requests): ", "Sent again after a cut connection: 0 (0 answered from the results table)"} {
 		if !strings.Contains(out, "\n"+surge) {
 			t.Errorf("output lacks %q:\n%s", surge, out)
 		}
@@ -236,7 +236,7 @@ func TestCommandRefusesMoreRequestsThanImages(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
-	def := options{url: "http://127.0.0.1:8000/", images: "imgs", concurrency: 100, field: "inputFile", retries: 1}
+	def := options{url: "http://127.0.0.1:8000/", images: "imgs", concurrency: 100, field: "inputFile", retries: 1, retryCut: true}
 	with := func(change func(*options)) options {
 		o := def
 		change(&o)
@@ -271,8 +271,10 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "surge's other flags",
-			args: []string{"-images", "imgs", "-retries", "0", "-concurrency", "7", "-field", "myfile", "-timeout", "3s"},
-			want: with(func(o *options) { o.retries, o.concurrency, o.field, o.timeout = 0, 7, "myfile", 3*time.Second }),
+			args: []string{"-images", "imgs", "-retries", "0", "-retry-cut=false", "-concurrency", "7", "-field", "myfile", "-timeout", "3s"},
+			want: with(func(o *options) {
+				o.retries, o.retryCut, o.concurrency, o.field, o.timeout = 0, false, 7, "myfile", 3*time.Second
+			}),
 		},
 		{name: "no images", args: []string{"--num_request=5"}, err: "-images (or --image_folder) is required"},
 		{name: "images disagree", args: []string{"-images", "a", "--image_folder", "b"}, err: `-images "a" and --image_folder "b" disagree`},

@@ -1,5 +1,6 @@
 // Package workload is the load generator: it uploads a folder of images
-// to a web tier, many at once, retries the failures as the course's newest
+// to a web tier, many at once, sends a request whose connection was cut
+// once more, retries the failures as the course's newest
 // generator does, checks every answer against the expected labels and
 // reports the course's totals, then latency percentiles and throughput. It
 // reads the course's expected-label files (labels.go).
@@ -8,10 +9,13 @@ package workload
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,6 +43,13 @@ type Config struct {
 	// listening: a server restarting) keeps trying before it fails, as a
 	// patient client would. Nothing was sent, so trying again is safe.
 	Refused time.Duration
+	// RetryCut sends a request again, once, within its pass, when its
+	// connection was cut before any answer (reset, or closed: a web tier
+	// that died under it), as an HTTP client that retries does: after
+	// cutRetryPause, on a new connection. The first may have been queued,
+	// so the second asks for JSON, whose "cached" says whether the results
+	// table answered it.
+	RetryCut bool
 	// Progress, if set, is called after each request of an attempt
 	// (numbered from 1) with that attempt's count of requests.
 	Progress func(attempt, done, total int)
@@ -65,6 +76,15 @@ type Outcome struct {
 	// judge only the label, so these still count as completed, but the
 	// web tier answered the wrong connection.
 	Misrouted bool
+	// Retried is set when the last attempt's first send had its
+	// connection cut before any answer and RetryCut sent it again; Err,
+	// Status and Answer are then the second send's. Cut is that first
+	// send's error.
+	Retried bool
+	Cut     error
+	// Cached is set when the answer says the results table gave it, with
+	// no worker; only answers in JSON (those of retries) say.
+	Cached bool
 }
 
 // Attempt is one pass over the requests still failing.
@@ -85,6 +105,10 @@ type Report struct {
 	Checked        bool
 	Correct, Wrong int
 	Misrouted      int
+	// Retried counts requests sent again after their connection was cut
+	// (Config.RetryCut), RetriedCached those of them answered from the
+	// results table.
+	Retried, RetriedCached int
 	// Duration is the wall time of the whole run, retries included.
 	Duration            time.Duration
 	P50, P95, P99, Mean time.Duration
@@ -181,6 +205,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		},
 	}
 	defer client.CloseIdleConnections()
+	// A retry dials afresh: the pool may still hold kept-alive
+	// connections to the server that died, not yet seen to be reset.
+	clients := clients{client, &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}}
 
 	outcomes := make([]Outcome, len(cfg.Files))
 	pending := make([]int, len(cfg.Files))
@@ -190,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var attempts []Attempt
 	start := time.Now()
 	for n := 1; n <= 1+cfg.Retries && len(pending) > 0 && ctx.Err() == nil; n++ {
-		send(ctx, client, cfg, n, pending, bodies, outcomes)
+		send(ctx, clients, cfg, n, pending, bodies, outcomes)
 		var failed []int
 		for _, i := range pending {
 			if outcomes[i].Err != nil {
@@ -212,7 +239,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 var errNotSent = errors.New("not sent: the run was stopped")
 
 // send is one pass: the files at indices, cfg.Concurrency at a time.
-func send(ctx context.Context, client *http.Client, cfg Config, attempt int, indices []int, bodies [][]byte, outcomes []Outcome) {
+// clients are the generator's: one for first sends, one for retries of
+// cut connections.
+type clients struct{ first, retry *http.Client }
+
+func send(ctx context.Context, clients clients, cfg Config, attempt int, indices []int, bodies [][]byte, outcomes []Outcome) {
 	for _, i := range indices {
 		name := filepath.Base(cfg.Files[i])
 		outcomes[i] = Outcome{File: name, Stem: courseStem(name), Err: errNotSent, Attempts: attempt - 1}
@@ -224,7 +255,7 @@ func send(ctx context.Context, client *http.Client, cfg Config, attempt int, ind
 	for range min(cfg.Concurrency, len(indices)) {
 		wg.Go(func() {
 			for i := range jobs {
-				outcomes[i] = upload(ctx, client, cfg, outcomes[i], bodies[i])
+				outcomes[i] = upload(ctx, clients, cfg, outcomes[i], bodies[i])
 				if cfg.Progress != nil {
 					mu.Lock()
 					done++
@@ -246,9 +277,9 @@ sending:
 	wg.Wait()
 }
 
-func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, data []byte) Outcome {
+func upload(ctx context.Context, clients clients, cfg Config, o Outcome, data []byte) Outcome {
 	o.Attempts++
-	o.Err, o.ID = nil, ""
+	o.Err, o.ID, o.Retried, o.Cut, o.Cached = nil, "", false, nil, false
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	part, err := mw.CreateFormFile(cfg.Field, o.File)
@@ -262,19 +293,40 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		o.Err = fmt.Errorf("building the upload: %w", err)
 		return o
 	}
-	post := func() (*http.Response, error) {
+	once := func(client *http.Client, accept string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body.Bytes()))
 		if err != nil {
 			return nil, fmt.Errorf("building the request: %w", err)
 		}
 		req.Header.Set("Content-Type", mw.FormDataContentType())
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
 		return client.Do(req)
 	}
+	post := func(client *http.Client, accept string) (*http.Response, error) {
+		resp, err := once(client, accept)
+		for start := time.Now(); err != nil && errors.Is(err, syscall.ECONNREFUSED) && time.Since(start) < cfg.Refused && ctx.Err() == nil; {
+			time.Sleep(100 * time.Millisecond)
+			resp, err = once(client, accept)
+		}
+		return resp, err
+	}
+	// The latency is the client's: a retried request's counts from its
+	// first send.
 	start := time.Now()
-	resp, err := post()
-	for err != nil && errors.Is(err, syscall.ECONNREFUSED) && time.Since(start) < cfg.Refused && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-		resp, err = post()
+	resp, err := post(clients.first, "")
+	if err != nil && cfg.RetryCut && cutBeforeAnswer(err) && ctx.Err() == nil {
+		o.Retried, o.Cut = true, err
+		// A dying server resets its connections one by one as its
+		// sockets close, its listening one among them: a retry sent the
+		// instant the first reset arrives can still be queued on that
+		// listener, and be reset in turn.
+		select {
+		case <-time.After(cutRetryPause):
+		case <-ctx.Done():
+		}
+		resp, err = post(clients.retry, "application/json")
 	}
 	if err != nil {
 		o.Err, o.Latency = err, time.Since(start)
@@ -293,6 +345,18 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		o.Err = fmt.Errorf("%s: %s", resp.Status, o.Answer)
 		return o
 	}
+	if isJSON(resp.Header.Get("Content-Type")) {
+		var a struct {
+			Stem, Label string
+			Cached      bool
+		}
+		if err := json.Unmarshal(answer, &a); err != nil {
+			o.Err = fmt.Errorf("reading the JSON answer %q: %w", o.Answer, err)
+			return o
+		}
+		// Checked below as the course's text answer would be.
+		o.Answer, o.Cached = a.Stem+":"+a.Label, a.Cached
+	}
 	label, ok := courseLabel(o.Answer)
 	if !ok {
 		o.Err = fmt.Errorf("answer %q has no colon before a label", o.Answer)
@@ -305,6 +369,30 @@ func upload(ctx context.Context, client *http.Client, cfg Config, o Outcome, dat
 		o.Correct = label == want
 	}
 	return o
+}
+
+// cutRetryPause is how long a request whose connection was cut waits
+// before it is sent again.
+const cutRetryPause = 250 * time.Millisecond
+
+// cutBeforeAnswer tells whether err, from sending a request, means the
+// connection ended before any answer: reset, or closed, as when the
+// server's process dies. A refused connect or a timeout is not a cut.
+func cutBeforeAnswer(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		// net/http's error for a kept-alive connection the server closed
+		// as the request went out; it exports no value to match.
+		strings.Contains(err.Error(), "server closed idle connection")
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 // courseStem is the key the course's clients look a file up by in the
@@ -337,6 +425,12 @@ func summarise(outcomes []Outcome, d time.Duration, checked bool) Report {
 	var lat []time.Duration
 	var sum time.Duration
 	for _, o := range outcomes {
+		if o.Retried {
+			r.Retried++
+			if o.Err == nil && o.Cached {
+				r.RetriedCached++
+			}
+		}
 		if o.Err != nil {
 			r.Failed++
 			continue
@@ -397,6 +491,7 @@ func (r Report) Print(w io.Writer, expected map[string]string) {
 	}
 	fmt.Fprintf(w, "Throughput: %.1f requests/s\n", r.Throughput())
 	fmt.Fprintf(w, "Grader's latency (total time / requests): %.4f s\n", r.GraderLatency().Seconds())
+	fmt.Fprintf(w, "Sent again after a cut connection: %d (%d answered from the results table)\n", r.Retried, r.RetriedCached)
 	if r.Misrouted > 0 {
 		fmt.Fprintf(w, "Answers naming another file: %d\n", r.Misrouted)
 	}

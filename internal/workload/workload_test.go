@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,8 @@ import (
 	"time"
 )
 
-// reply answers one upload; try counts this file name's uploads from 1.
-type reply func(w http.ResponseWriter, try int)
+// reply answers one upload r; try counts this file name's uploads from 1.
+type reply func(w http.ResponseWriter, r *http.Request, try int)
 
 // answering is a stand-in web tier on a real socket: it answers each
 // upload from a fixed table, so the generator's checking, retrying and
@@ -53,7 +54,7 @@ func answering(t *testing.T, answers map[string]reply) (url string, peak *atomic
 			http.Error(w, "unexpected file "+h.Filename, http.StatusTeapot)
 			return
 		}
-		answer(w, try)
+		answer(w, r, try)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/", peak, func(name string) int {
@@ -64,18 +65,18 @@ func answering(t *testing.T, answers map[string]reply) (url string, peak *atomic
 }
 
 func text(s string) reply {
-	return func(w http.ResponseWriter, _ int) { io.WriteString(w, s) }
+	return func(w http.ResponseWriter, _ *http.Request, _ int) { io.WriteString(w, s) }
 }
 
-func unavailable(w http.ResponseWriter, _ int) {
+func unavailable(w http.ResponseWriter, _ *http.Request, _ int) {
 	http.Error(w, "no", http.StatusServiceUnavailable)
 }
 
 // failingFirst fails a name's first upload and answers s afterwards.
 func failingFirst(s string) reply {
-	return func(w http.ResponseWriter, try int) {
+	return func(w http.ResponseWriter, r *http.Request, try int) {
 		if try == 1 {
-			unavailable(w, try)
+			unavailable(w, r, try)
 			return
 		}
 		io.WriteString(w, s)
@@ -206,7 +207,7 @@ func TestRunStoppedCountsUnsentAsFailed(t *testing.T) {
 	_, files := images(t, "a.jpg", "b.jpg", "c.jpg")
 	ctx, cancel := context.WithCancel(context.Background())
 	url, _, _ := answering(t, map[string]reply{
-		"a.jpg": func(w http.ResponseWriter, _ int) { cancel(); io.WriteString(w, "a:Paul") },
+		"a.jpg": func(w http.ResponseWriter, _ *http.Request, _ int) { cancel(); io.WriteString(w, "a:Paul") },
 		"b.jpg": text("b:Emily"), "c.jpg": text("c:Bob"),
 	})
 	rep, err := Run(ctx, Config{URL: url, Files: files, Concurrency: 1, Retries: 1})
@@ -344,5 +345,102 @@ func TestRunWaitsOutRefusedConnections(t *testing.T) {
 	rep, err = Run(context.Background(), Config{URL: "http://127.0.0.1:1/", Files: []string{file}})
 	if err != nil || rep.Failed != 1 || !errors.Is(rep.Outcomes[0].Err, syscall.ECONNREFUSED) {
 		t.Fatalf("without Refused: %+v, %v", rep.Outcomes, err)
+	}
+}
+
+// cutting hangs up on a name's first upload without answering (closed,
+// or reset when reset is set, as a dying server's kernel does), then
+// answers the way a web tier answers a repeat from its results table:
+// in JSON when asked, with "cached".
+func cutting(stem, label string, reset bool) reply {
+	return func(w http.ResponseWriter, r *http.Request, try int) {
+		if try == 1 {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				panic(err)
+			}
+			if reset {
+				conn.(*net.TCPConn).SetLinger(0)
+			}
+			conn.Close()
+			return
+		}
+		if !strings.Contains(r.Header.Get("Accept"), "application/json") {
+			io.WriteString(w, stem+":"+label)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"r1","stem":"`+stem+`","label":"`+label+`","cached":true}`)
+	}
+}
+
+// A request whose connection is cut before any answer, closed or reset,
+// is sent once more, within the same pass, and its answer
+// counted as retried and, when the JSON answer says so, as from the
+// results table; without RetryCut it fails.
+func TestRunRetriesCutConnectionsOnce(t *testing.T) {
+	_, files := images(t, "a.jpg", "b.jpg", "c.jpg")
+	answers := map[string]reply{
+		"a.jpg": text("a:Paul"),
+		"b.jpg": cutting("b", "Emily", false),
+		"c.jpg": cutting("c", "Bob", true),
+	}
+	url, _, tries := answering(t, answers)
+	expected := map[string]string{"a": "Paul", "b": "Emily", "c": "Bob"}
+	rep, err := Run(context.Background(), Config{URL: url, Files: files, Expected: expected, RetryCut: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Correct != 3 || rep.Retried != 2 || rep.RetriedCached != 2 || len(rep.Attempts) != 1 {
+		t.Fatalf("report %+v, want 3 correct in one pass, 2 retried, both from the table", rep)
+	}
+	for _, o := range rep.Outcomes {
+		if o.File != "a.jpg" && (!o.Retried || !o.Cached || o.Cut == nil || !cutBeforeAnswer(o.Cut) || o.Attempts != 1) {
+			t.Errorf("%s: %+v, want retried once within its attempt, answered from the table", o.File, o)
+		}
+	}
+	for name, n := range map[string]int{"a.jpg": 1, "b.jpg": 2, "c.jpg": 2} {
+		if got := tries(name); got != n {
+			t.Errorf("%s uploaded %d times, want %d", name, got, n)
+		}
+	}
+	var out strings.Builder
+	rep.Print(&out, expected)
+	if want := "Sent again after a cut connection: 2 (2 answered from the results table)"; !strings.Contains(out.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, out.String())
+	}
+
+	url, _, _ = answering(t, answers)
+	rep, err = Run(context.Background(), Config{URL: url, Files: files, Expected: expected})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 2 || rep.Retried != 0 {
+		t.Fatalf("without RetryCut: report %+v, want the 2 cut requests failed", rep)
+	}
+	for _, o := range rep.Outcomes {
+		if o.File != "a.jpg" && !cutBeforeAnswer(o.Err) {
+			t.Errorf("%s failed with %v, which is not read as a cut connection", o.File, o.Err)
+		}
+	}
+}
+
+func TestCutBeforeAnswer(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{io.EOF, true},
+		{&url.Error{Op: "Post", URL: "http://x/", Err: io.ErrUnexpectedEOF}, true},
+		{&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
+		{errors.New("http: server closed idle connection"), true},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false},
+		{&url.Error{Op: "Post", URL: "http://x/", Err: context.DeadlineExceeded}, false},
+		{context.Canceled, false},
+	} {
+		if got := cutBeforeAnswer(c.err); got != c.want {
+			t.Errorf("cutBeforeAnswer(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
