@@ -24,10 +24,11 @@ COURSE      ?=
 COURSE_ARGS  = $(if $(COURSE),-c course=$(COURSE))
 # WEB=N runs N web tiers: locally on one port behind the kernel's
 # SO_REUSEPORT (make run, make chaos); emulated, the stack's web
-# instances behind a load balancer, up to N (-c webMax=N; 1 keeps the
-# course's single web-instance). make bench WEB=N measures N against one.
+# instances behind a load balancer, N of them (-c webMax=N -c webMin=N:
+# moto does not scale the group; 1 keeps the course's single
+# web-instance). make bench WEB=N measures N against one.
 WEB         ?= 1
-WEB_ARGS     = $(if $(filter-out 1,$(WEB)),-c webMax=$(WEB))
+WEB_ARGS     = $(if $(filter-out 1,$(WEB)),-c webMax=$(WEB) -c webMin=$(WEB))
 BENCH_WEB    = $(if $(or $(findstring $(comma),$(WEB)),$(filter 1,$(WEB))),$(WEB),1,$(WEB))
 comma       := ,
 CAP_ARGS     = $(if $(filter command line environment,$(origin MAX_WORKERS)),-c maxWorkers=$(MAX_WORKERS))
@@ -68,9 +69,6 @@ run: build ort
 # AWS_REGION chooses the region; more in docs/aws.md.
 EMULATE_CONTEXT = -c prefix=$(PREFIX) -c allowedCidr=127.0.0.1/32 $(COURSE_ARGS) $(CAP_ARGS) $(WEB_ARGS) \
 	$(if $(GALLERY),-c gallery=$(abspath $(GALLERY))) $(CDK_ARGS)
-# WEB=N (N > 1): the web tier as a group of N behind the load balancer
-# (the emulated group stays at its minimum: moto does not scale it).
-WEB_ARGS = $(if $(filter-out 0 1,$(WEB)),-c webMax=$(WEB) -c webMin=$(WEB))
 emulate: build ort cdk-cli
 	$(if $(EMULATE_REGION),AWS_REGION=$(EMULATE_REGION) )$(BIN)/surge emulate -data $(EMULATE_DATA) -endpoint-port $(MOTO_PORT) -port $(PORT) \
 		$(EMULATE_ARGS) -- $(EMULATE_CONTEXT)
