@@ -105,7 +105,7 @@ func emulateCmd(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, `
 Surge stack %s on emulated AWS (%s), deployed with the AWS CDK CLI.
-Web tier: %s   (the stack's WebUrl names the emulated instance; this is where it listens here)
+Web tier: %s   (the stack's WebUrl names the emulated %s; this is where the web tier listens here)
 Stack outputs:
 %s
 Point the aws CLI or boto3 at it:
@@ -116,7 +116,7 @@ Advance its clock:  curl -X POST '%s/_surge/clock?advance=2h'
 Logs (web tier, instances, Lambdas, endpoint, the CDK CLI): %s
 Stop: Ctrl-C (then cdk destroy runs; Ctrl-C again skips it)
 
-`, st.Name, cfg.Region, web, strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
+`, st.Name, cfg.Region, web, webFront(st.Outputs), strings.Join(outputs, "\n"), strings.Join(cloud.Env(), " "), cloud.Endpoint.URL(), cloud.Logs())
 	if line != nil {
 		stop := line.start(ctx, web, nil)
 		<-ctx.Done()
@@ -164,6 +164,15 @@ func fileExists(p string) bool {
 
 // destroy runs `cdk destroy` of the stack, as a user ends a deployment;
 // a second Ctrl-C abandons it.
+// webFront is what the stack's WebUrl names: a load balancer when the
+// stack has a web group (webMax), else the one web instance.
+func webFront(outputs map[string]string) string {
+	if _, group := outputs["WebGroupName"]; group {
+		return "load balancer, which the emulation does not route through (each web instance serves this one port)"
+	}
+	return "instance"
+}
+
 func destroy(cloud *emulate.Cloud, stack string, out io.Writer) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
