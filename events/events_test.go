@@ -237,6 +237,13 @@ func TestReplyQueueNames(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]bool{
+		n.ReplyQueue("i-0abc"): true, n.ResponseQueue: false, "surge-resp-a.b": false, "other-resp-i-0abc": false,
+	} {
+		if got := n.IsReplyQueue(name); got != want {
+			t.Errorf("IsReplyQueue(%q) = %v, want %v", name, got, want)
+		}
+	}
+	for name, want := range map[string]bool{
 		"surge-resp-i-0abc": true, "a_b-C9": true, strings.Repeat("q", 80): true,
 		"": false, strings.Repeat("q", 81): false, "a.b": false, "a/b": false, "a b": false, "é": false,
 	} {

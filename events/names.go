@@ -107,6 +107,13 @@ func (n Names) ReplyInstance(queue string) string {
 	return id
 }
 
+// IsReplyQueue reports whether queue is one of this prefix's reply
+// queues, a name SQS accepts: the backends refuse to make or touch any
+// other.
+func (n Names) IsReplyQueue(queue string) bool {
+	return n.ReplyInstance(queue) != "" && ValidQueueName(queue)
+}
+
 // maxQueueName is SQS's limit on a queue name.
 const maxQueueName = 80
 

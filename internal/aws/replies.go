@@ -29,8 +29,7 @@ const replyRetention = 24 * time.Hour
 // ReplyQueues are the reply queues whose names start with prefix.
 type ReplyQueues struct {
 	client *sqs.Client
-	prefix string
-	shared string // the shared response queue, which the prefix also matches
+	names  events.Names
 
 	mu     sync.Mutex
 	opened map[string]*Queue
@@ -40,12 +39,12 @@ var _ events.ReplyQueues = (*ReplyQueues)(nil)
 
 // NewReplyQueues manages the reply queues of names.
 func NewReplyQueues(client *sqs.Client, names events.Names) *ReplyQueues {
-	return &ReplyQueues{client: client, prefix: names.ReplyQueuePrefix, shared: names.ResponseQueue, opened: map[string]*Queue{}}
+	return &ReplyQueues{client: client, names: names, opened: map[string]*Queue{}}
 }
 
 func (r *ReplyQueues) check(name string) error {
-	if !strings.HasPrefix(name, r.prefix) || name == r.shared || !events.ValidQueueName(name) {
-		return fmt.Errorf("%q is not a reply queue of %s*", name, r.prefix)
+	if !r.names.IsReplyQueue(name) {
+		return fmt.Errorf("%q is not a reply queue of %s*", name, r.names.ReplyQueuePrefix)
 	}
 	return nil
 }
@@ -116,11 +115,11 @@ func (r *ReplyQueues) Forget(name string) {
 // 1000 names at a time.
 func (r *ReplyQueues) List(ctx context.Context) ([]string, error) {
 	var names []string
-	p := sqs.NewListQueuesPaginator(r.client, &sqs.ListQueuesInput{QueueNamePrefix: &r.prefix, MaxResults: sdk.Int32(1000)})
+	p := sqs.NewListQueuesPaginator(r.client, &sqs.ListQueuesInput{QueueNamePrefix: sdk.String(r.names.ReplyQueuePrefix), MaxResults: sdk.Int32(1000)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("listing reply queues %s*: %w", r.prefix, err)
+			return nil, fmt.Errorf("listing reply queues %s*: %w", r.names.ReplyQueuePrefix, err)
 		}
 		for _, u := range out.QueueUrls {
 			name := u[strings.LastIndexByte(u, '/')+1:]

@@ -20,9 +20,8 @@ import (
 // ReplyQueues are the reply queues in dir whose names start with the
 // deployment's reply prefix.
 type ReplyQueues struct {
-	dir    string
-	prefix string
-	shared string
+	dir   string
+	names events.Names
 
 	mu     sync.Mutex
 	opened map[string]openedQueue
@@ -37,14 +36,14 @@ var _ events.ReplyQueues = (*ReplyQueues)(nil)
 
 // NewReplyQueues manages the reply queues of names in dir.
 func NewReplyQueues(dir string, names events.Names) *ReplyQueues {
-	return &ReplyQueues{dir: dir, prefix: names.ReplyQueuePrefix, shared: names.ResponseQueue, opened: map[string]openedQueue{}}
+	return &ReplyQueues{dir: dir, names: names, opened: map[string]openedQueue{}}
 }
 
 func (r *ReplyQueues) path(name string) string { return filepath.Join(r.dir, name+".db") }
 
 func (r *ReplyQueues) check(name string) error {
-	if !strings.HasPrefix(name, r.prefix) || name == r.shared || !events.ValidQueueName(name) {
-		return fmt.Errorf("%q is not a reply queue of %s*", name, r.prefix)
+	if !r.names.IsReplyQueue(name) {
+		return fmt.Errorf("%q is not a reply queue of %s*", name, r.names.ReplyQueuePrefix)
 	}
 	return nil
 }
@@ -99,7 +98,7 @@ func (r *ReplyQueues) open(ctx context.Context, name string, create bool) (*Queu
 
 // List implements events.ReplyQueues.
 func (r *ReplyQueues) List(ctx context.Context) ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(r.dir, r.prefix+"*.db"))
+	files, err := filepath.Glob(filepath.Join(r.dir, r.names.ReplyQueuePrefix+"*.db"))
 	if err != nil {
 		return nil, fmt.Errorf("listing reply queues: %w", err)
 	}
