@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"path"
 	"strings"
 	"unicode"
@@ -112,6 +113,15 @@ func (n Names) ReplyInstance(queue string) string {
 // other.
 func (n Names) IsReplyQueue(queue string) bool {
 	return n.ReplyInstance(queue) != "" && ValidQueueName(queue)
+}
+
+// CheckReplyQueue is IsReplyQueue as the error a backend refuses the
+// name with.
+func (n Names) CheckReplyQueue(queue string) error {
+	if !n.IsReplyQueue(queue) {
+		return fmt.Errorf("%q is not a reply queue of %s*", queue, n.ReplyQueuePrefix)
+	}
+	return nil
 }
 
 // maxQueueName is SQS's limit on a queue name.

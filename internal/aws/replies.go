@@ -42,18 +42,11 @@ func NewReplyQueues(client *sqs.Client, names events.Names) *ReplyQueues {
 	return &ReplyQueues{client: client, names: names, opened: map[string]*Queue{}}
 }
 
-func (r *ReplyQueues) check(name string) error {
-	if !r.names.IsReplyQueue(name) {
-		return fmt.Errorf("%q is not a reply queue of %s*", name, r.names.ReplyQueuePrefix)
-	}
-	return nil
-}
-
 // Create implements events.ReplyQueues. The queue is encrypted at rest with
 // SQS's own keys, as the stack's queues are; CreateQueue with the same
 // attributes finds the queue that exists.
 func (r *ReplyQueues) Create(ctx context.Context, name string) (events.Queue, error) {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return nil, err
 	}
 	out, err := r.client.CreateQueue(ctx, &sqs.CreateQueueInput{
@@ -81,7 +74,7 @@ func (r *ReplyQueues) Open(ctx context.Context, name string) (events.Queue, erro
 }
 
 func (r *ReplyQueues) open(ctx context.Context, name string) (*Queue, error) {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -123,7 +116,7 @@ func (r *ReplyQueues) List(ctx context.Context) ([]string, error) {
 		}
 		for _, u := range out.QueueUrls {
 			name := u[strings.LastIndexByte(u, '/')+1:]
-			if r.check(name) == nil {
+			if r.names.IsReplyQueue(name) {
 				names = append(names, name)
 			}
 		}

@@ -41,16 +41,9 @@ func NewReplyQueues(dir string, names events.Names) *ReplyQueues {
 
 func (r *ReplyQueues) path(name string) string { return filepath.Join(r.dir, name+".db") }
 
-func (r *ReplyQueues) check(name string) error {
-	if !r.names.IsReplyQueue(name) {
-		return fmt.Errorf("%q is not a reply queue of %s*", name, r.names.ReplyQueuePrefix)
-	}
-	return nil
-}
-
 // Create implements events.ReplyQueues.
 func (r *ReplyQueues) Create(ctx context.Context, name string) (events.Queue, error) {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return nil, err
 	}
 	return r.open(ctx, name, true)
@@ -60,7 +53,7 @@ func (r *ReplyQueues) Create(ctx context.Context, name string) (events.Queue, er
 // queue another process deleted is gone even when this one still has it
 // open, since what it sent there would vanish with the unlinked file.
 func (r *ReplyQueues) Open(ctx context.Context, name string) (events.Queue, error) {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return nil, err
 	}
 	return r.open(ctx, name, false)
@@ -105,7 +98,7 @@ func (r *ReplyQueues) List(ctx context.Context) ([]string, error) {
 	var names []string
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".db")
-		if r.check(name) == nil {
+		if r.names.IsReplyQueue(name) {
 			names = append(names, name)
 		}
 	}
@@ -115,7 +108,7 @@ func (r *ReplyQueues) List(ctx context.Context) ([]string, error) {
 // Delete implements events.ReplyQueues: the queue's files go, whoever has
 // them open.
 func (r *ReplyQueues) Delete(ctx context.Context, name string) error {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -140,7 +133,7 @@ func (r *ReplyQueues) tagsPath(name string) string { return filepath.Join(r.dir,
 
 // Tags implements events.ReplyQueues; tags live in a file beside the queue.
 func (r *ReplyQueues) Tags(ctx context.Context, name string) (map[string]string, error) {
-	if err := r.check(name); err != nil {
+	if err := r.names.CheckReplyQueue(name); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(r.path(name)); errors.Is(err, fs.ErrNotExist) {
